@@ -1,0 +1,36 @@
+# gworkerd: a Gearman job server, worker daemon and client in Go.
+GO       ?= go
+BIN      := $(CURDIR)/bin
+FUZZTIME ?= 60s
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test bench fuzz lint
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build gserverd, gworkerd, gclient and gbench into ./bin
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: build ## start gserverd (embedded store) and gworkerd with the sample jobs; prints what to try
+	@sh deploy/run.sh $(BIN)
+
+test: build ## run the whole suite with -race (interop peers: see .ci/run)
+	GWORKERD_BIN=$(BIN) $(GO) test -race -count=1 -timeout 18m ./...
+
+bench: build ## measure gserverd against gearmand in the same run (BENCHFLAGS=-quick for a smoke test)
+	$(BIN)/gbench -gserverd $(BIN)/gserverd $(BENCHFLAGS)
+
+fuzz: ## run every fuzz target of the module for $(FUZZTIME) each
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME); \
+	  done; \
+	done
+
+lint: ## gofmt, go vet and staticcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
