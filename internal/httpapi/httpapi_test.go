@@ -1,0 +1,113 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+)
+
+func TestBearerAuth(t *testing.T) {
+	ran := 0
+	h := BearerAuth("s3cret", "test", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { ran++ }))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, tc := range []struct {
+		auth string
+		code int
+	}{
+		{"", 401}, {"Bearer nope", 401}, {"Basic czNjcmV0", 401}, {"bearer s3cret", 401}, {"Bearer s3cret", 200},
+	} {
+		req, _ := http.NewRequest("POST", srv.URL, nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("%q: %d, want %d", tc.auth, resp.StatusCode, tc.code)
+		}
+		if tc.code == 401 && resp.Header.Get("WWW-Authenticate") != `Bearer realm="test"` {
+			t.Errorf("%q: WWW-Authenticate %q", tc.auth, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	if ran != 1 {
+		t.Errorf("handler ran %d times, want once (with the token)", ran)
+	}
+	if open := BearerAuth("", "x", http.NotFoundHandler()); open == nil {
+		t.Error("no token: nil handler")
+	}
+}
+
+func TestStatic(t *testing.T) {
+	srv := httptest.NewServer(Static(fstest.MapFS{"index.html": {Data: []byte("<p>hi</p>")}}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "<p>hi</p>" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+		t.Errorf("GET /: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	resp, err = http.Post(srv.URL+"/", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /: %d, want 405", resp.StatusCode)
+	}
+}
+
+func TestEventStream(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := NewEventStream(w)
+		for i := range 2 {
+			if err := s.Send("tick", map[string]int{"n": i}); err != nil {
+				return
+			}
+		}
+		if err := s.Send("bad", func() {}); err == nil {
+			t.Error("Send of a func: no error")
+		}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("content type %q", ct)
+	}
+	var lines []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	want := []string{"event: tick", `data: {"n":0}`, "", "event: tick", `data: {"n":1}`, ""}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("stream %q, want %q", lines, want)
+	}
+}
+
+func TestWriteError(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteError(rec, 404, "no such job")
+	if rec.Code != 404 || rec.Body.String() != `{"error":"no such job"}`+"\n" || rec.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("%d %q %v", rec.Code, rec.Body.String(), rec.Header())
+	}
+}
