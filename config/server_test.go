@@ -1,0 +1,320 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+)
+
+// loadServer parses args with ServerFlags and loads with env; a non-empty
+// yamlText is written to a file passed with --config-file (its path
+// replaces "$FILE" in expected errors).
+func loadServer(t *testing.T, args []string, env map[string]string, yamlText string) (*Server, string, error) {
+	t.Helper()
+	path := ""
+	if yamlText != "" {
+		path = filepath.Join(t.TempDir(), "gserverd.yaml")
+		if err := os.WriteFile(path, []byte(yamlText), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append([]string{"--config-file", path}, args...)
+	}
+	fs := pflag.NewFlagSet("gserverd", pflag.ContinueOnError)
+	ServerFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parse %q: %v", args, err)
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	c, err := LoadServer(fs, lookup, 1000)
+	return c, path, err
+}
+
+func TestLoadServerDefaults(t *testing.T) {
+	t.Parallel()
+	c, _, err := loadServer(t, nil, map[string]string{"HOME": "/home/u"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Server{
+		Port: 4730, LogFile: "stderr", LogFormat: "text", Verbose: "ERROR",
+		Backlog: 32, JobRetries: -1, QueueType: "embedded", MaxPayload: 64 << 20,
+		KeepaliveIdle: -1, KeepaliveInterval: -1, KeepaliveCount: -1,
+		DataDir: "/home/u/.local/state/gserverd", Sync: "always",
+		Postgres:   PostgresQueue{Table: "queue"},
+		MySQL:      MySQLQueue{Host: "localhost", Port: 3306, Table: "gearman_queue"},
+		Redis:      RedisQueue{Server: "127.0.0.1", Port: 6379, Prefix: "_gear_"},
+		HTTPListen: "127.0.0.1:4731",
+	}
+	c.sources = nil
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
+	}
+	if got := c.LogLevel(); got != logrus.ErrorLevel {
+		t.Errorf("LogLevel = %v, want error", got)
+	}
+}
+
+func TestDefaultDataDir(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		uid  int
+		env  map[string]string
+		want string
+	}{
+		{0, map[string]string{"HOME": "/root"}, "/var/lib/gserverd"},
+		{1000, map[string]string{"HOME": "/home/u"}, "/home/u/.local/state/gserverd"},
+		{1000, map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": "/st"}, "/st/gserverd"},
+		{1000, map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": "relative"}, "/home/u/.local/state/gserverd"},
+	}
+	for _, tt := range tests {
+		got := DefaultDataDir(tt.uid, func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+		if got != tt.want {
+			t.Errorf("DefaultDataDir(%d, %v) = %q, want %q", tt.uid, tt.env, got, tt.want)
+		}
+	}
+}
+
+// TestLoadServerValues checks every flag's parsing and the precedence
+// flag > GSERVERD_* > GEARMAND_PORT (port) > file > default.
+func TestLoadServerValues(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		file  string
+		check func(c *Server) bool
+		src   map[string]Source // optional: expected sources (file name filled in)
+	}{
+		{name: "short flags", args: []string{"-p", "4731", "-L", "localhost", "-l", "none", "-P", "x.pid", "-d", "-t", "2", "-j", "0", "-w", "3", "-R", "-q", "Embedded", "-u", "nobody", "-b", "64", "-f", "4096"},
+			check: func(c *Server) bool {
+				return c.Port == 4731 && reflect.DeepEqual(c.Listen, []string{"localhost"}) && c.LogFile == "none" &&
+					c.PidFile == "x.pid" && c.Daemon && c.Threads == 2 && c.JobRetries == 0 && c.WorkerWakeup == 3 &&
+					c.RoundRobin && c.QueueType == "embedded" && c.User == "nobody" && c.Backlog == 64 && c.FileDescriptors == 4096
+			}},
+		{name: "long flags", args: []string{"--port=4732", "--listen=127.0.0.1,::1", "--listen", "[::1]", "--exceptions", "--job-handle-prefix=H:x",
+			"--keepalive", "--keepalive-idle=30", "--keepalive-interval=5", "--keepalive-count=3", "--verbose=debug", "--admin-shutdown",
+			"--max-payload=1MiB", "--log-format=json", "--http-listen=127.0.0.1:8080", "--http-token=t0k", "--job-retries=255"},
+			check: func(c *Server) bool {
+				return c.Port == 4732 && reflect.DeepEqual(c.Listen, []string{"127.0.0.1", "::1", "[::1]"}) && c.Exceptions &&
+					c.JobHandlePrefix == "H:x" && c.Keepalive && c.KeepaliveIdle == 30 && c.KeepaliveInterval == 5 && c.KeepaliveCount == 3 &&
+					c.Verbose == "DEBUG" && c.LogLevel() == logrus.DebugLevel && c.AdminShutdown && c.MaxPayload == 1<<20 &&
+					c.LogFormat == "json" && c.HTTPListen == "127.0.0.1:8080" && c.HTTPToken == "t0k" && c.JobRetries == 255
+			}},
+		{name: "queue flags", args: []string{"-q", "postgres", "--libpq-conninfo", "host=127.0.0.1 dbname=test", "--libpq-table", "q2",
+			"--mysql-host", "db", "--mysql-port", "3307", "--mysql-user", "u", "--mysql-password", "pw", "--mysql-db", "test", "--mysql-table", "t",
+			"--redis-server", "r", "--redis-port", "6380", "--redis-password", "rp", "--redis-prefix", "p_", "--data-dir", "/d", "--sync", "none"},
+			check: func(c *Server) bool {
+				return c.QueueType == "postgres" && c.Postgres == PostgresQueue{"host=127.0.0.1 dbname=test", "q2"} &&
+					c.MySQL == MySQLQueue{"db", 3307, "u", "pw", "test", "t"} && c.Redis == RedisQueue{"r", 6380, "rp", "p_"} &&
+					c.DataDir == "/d" && c.Sync == "none"
+			}},
+		{name: "verbose names", args: []string{"--verbose", "warning"},
+			check: func(c *Server) bool { return c.Verbose == "WARNING" && c.LogLevel() == logrus.WarnLevel }},
+		{name: "GEARMAND_PORT when -p is not given", env: map[string]string{"GEARMAND_PORT": "4740"},
+			check: func(c *Server) bool { return c.Port == 4740 },
+			src:   map[string]Source{"port": {Kind: SourceEnv, Name: "GEARMAND_PORT"}}},
+		{name: "-p beats GEARMAND_PORT", args: []string{"-p", "4741"}, env: map[string]string{"GEARMAND_PORT": "4740"},
+			check: func(c *Server) bool { return c.Port == 4741 },
+			src:   map[string]Source{"port": {Kind: SourceFlag, Name: "--port"}}},
+		{name: "GSERVERD_PORT beats GEARMAND_PORT", env: map[string]string{"GEARMAND_PORT": "4740", "GSERVERD_PORT": "4742"},
+			check: func(c *Server) bool { return c.Port == 4742 }},
+		{name: "GEARMAND_PORT beats the file", env: map[string]string{"GEARMAND_PORT": "4740"}, file: "port: 4743\n",
+			check: func(c *Server) bool { return c.Port == 4740 }},
+		{name: "env values", env: map[string]string{"GSERVERD_JOB_RETRIES": "7", "GSERVERD_LISTEN": "127.0.0.1, ::1", "GSERVERD_DAEMON": "true",
+			"GSERVERD_QUEUE_TYPE": "REDIS", "GSERVERD_REDIS_PORT": "6390", "GSERVERD_MAX_PAYLOAD": "4096"},
+			check: func(c *Server) bool {
+				return c.JobRetries == 7 && reflect.DeepEqual(c.Listen, []string{"127.0.0.1", "::1"}) && c.Daemon &&
+					c.QueueType == "redis" && c.Redis.Port == 6390 && c.MaxPayload == 4096
+			},
+			src: map[string]Source{"job_retries": {Kind: SourceEnv, Name: "GSERVERD_JOB_RETRIES"}, "backlog": {}}},
+		{name: "file values", file: "port: 4750\nlisten: [127.0.0.1, \"::1\"]\njob-retries: 3\nEXCEPTIONS: true\nverbose: info\nmax_payload: 2M\nkeepalive: yes\n",
+			check: func(c *Server) bool {
+				return c.Port == 4750 && reflect.DeepEqual(c.Listen, []string{"127.0.0.1", "::1"}) && c.JobRetries == 3 &&
+					c.Exceptions && c.Verbose == "INFO" && c.MaxPayload == 2<<20 && c.Keepalive
+			},
+			src: map[string]Source{"job_retries": {Kind: SourceFile, Line: 3}, "port": {Kind: SourceFile, Line: 1}}},
+		{name: "file listen as a string", file: "listen: 127.0.0.1,::1\n",
+			check: func(c *Server) bool { return reflect.DeepEqual(c.Listen, []string{"127.0.0.1", "::1"}) }},
+		{name: "env beats file, flag beats env", args: []string{"-j", "1"}, env: map[string]string{"GSERVERD_JOB_RETRIES": "2", "GSERVERD_WORKER_WAKEUP": "5"},
+			file:  "job_retries: 3\nworker_wakeup: 4\nthreads: 6\n",
+			check: func(c *Server) bool { return c.JobRetries == 1 && c.WorkerWakeup == 5 && c.Threads == 6 }},
+		{name: "empty file", file: "# nothing\n", check: func(c *Server) bool { return c.Port == 4730 }},
+		{name: "ssl flags", args: []string{"--ssl", "--ssl-ca-file", "ca.pem", "--ssl-certificate", "s.pem", "--ssl-key", "s.key"},
+			check: func(c *Server) bool {
+				return c.SSL && c.SSLCAFile == "ca.pem" && c.SSLCertificate == "s.pem" && c.SSLKey == "s.key"
+			}},
+		{name: "GEARMAND_SERVER_* override the ssl flags, as in gearmand", args: []string{"--ssl", "--ssl-certificate", "s.pem", "--ssl-key", "s.key"},
+			env: map[string]string{"GEARMAND_SERVER_PEM": "env.pem", "GEARMAND_SERVER_KEY": "env.key", "GEARMAND_CA_CERTIFICATE": "envca.pem"},
+			check: func(c *Server) bool {
+				return c.SSL && c.SSLCAFile == "envca.pem" && c.SSLCertificate == "env.pem" && c.SSLKey == "env.key"
+			},
+			src: map[string]Source{"ssl_certificate": {Kind: SourceEnv, Name: "GEARMAND_SERVER_PEM"}}},
+		{name: "config file from the environment", env: map[string]string{"GSERVERD_CONFIG_FILE": "$FILE"}, file: "port: 4760\n",
+			check: func(c *Server) bool { return c.Port == 4760 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args, env := tt.args, tt.env
+			if env["GSERVERD_CONFIG_FILE"] == "$FILE" {
+				// the file goes through the env var, not --config-file
+				path := filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				env = map[string]string{"GSERVERD_CONFIG_FILE": path}
+				tt.file = ""
+			}
+			c, path, err := loadServer(t, args, env, tt.file)
+			if err != nil {
+				t.Fatalf("LoadServer: %v", err)
+			}
+			if !tt.check(c) {
+				t.Errorf("unexpected config: %+v", c)
+			}
+			for k, want := range tt.src {
+				if want.Kind == SourceFile {
+					want.Name = path
+				}
+				if got := c.Source(k); got != want {
+					t.Errorf("Source(%q) = %+v, want %+v", k, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadServerErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		want string // $FILE is the config file's path
+	}{
+		{"job-retries too big", []string{"-j", "256"}, nil, "", "--job-retries: want -1 (unlimited), 0 (no retry) or 1..255, got 256"},
+		{"job-retries below -1", []string{"--job-retries=-2"}, nil, "", "--job-retries: want -1 (unlimited), 0 (no retry) or 1..255, got -2"},
+		{"job-retries not a number", []string{"-j", "many"}, nil, "", `--job-retries: want an integer, got "many"`},
+		{"port", []string{"-p", "65536"}, nil, "", "--port: want a TCP port 0..65535 (0: any free port), got 65536"},
+		{"verbose", []string{"--verbose", "LOUD"}, nil, "", `--verbose: want one of FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO, DEBUG, got "LOUD"`},
+		{"queue type", []string{"-q", "nosql"}, nil, "", `--queue-type: want one of builtin, embedded, postgres, mysql, redis, got "nosql"`},
+		{"gearmand sqlite queue", []string{"-q", "libsqlite3"}, nil, "", `--queue-type: queue type "libsqlite3" is not supported by gserverd; use -q embedded (gserverd queue import --from-gearmand-sqlite moves an old queue)`},
+		{"sync", []string{"--sync", "sometimes"}, nil, "", `--sync: want one of always, interval, none, got "sometimes"`},
+		{"log format", []string{"--log-format", "xml"}, nil, "", `--log-format: want one of text, json, got "xml"`},
+		{"keepalive idle 0", []string{"--keepalive-idle", "0"}, nil, "", "--keepalive-idle: want -1 (system default) or a positive number, got 0"},
+		{"max payload", []string{"--max-payload", "5GiB"}, nil, "", `--max-payload: want 1 byte .. 4GiB-1, got "5GiB"`},
+		{"max payload unit", []string{"--max-payload", "5X"}, nil, "", `--max-payload: want a size like 65536 or 64MiB, got "5X"`},
+		{"table name", []string{"--mysql-table", "q; drop"}, nil, "", `--mysql-table: want a table name of letters, digits and _, got "q; drop"`},
+		{"empty listen", []string{"-L", ""}, nil, "", "--listen: empty address"},
+		{"handle prefix", []string{"--job-handle-prefix", "a b"}, nil, "", `--job-handle-prefix: must not contain spaces or NUL, got "a b"`},
+		{"threads", []string{"-t", "-1"}, nil, "", "--threads: want at least 0, got -1"},
+		{"env job retries", nil, map[string]string{"GSERVERD_JOB_RETRIES": "300"}, "", "GSERVERD_JOB_RETRIES (environment): job_retries: want -1 (unlimited), 0 (no retry) or 1..255, got 300"},
+		{"env bool", nil, map[string]string{"GSERVERD_DAEMON": "maybe"}, "", `GSERVERD_DAEMON (environment): daemon: want true or false, got "maybe"`},
+		{"GEARMAND_PORT", nil, map[string]string{"GEARMAND_PORT": "gearman"}, "", `GEARMAND_PORT (environment): port: want an integer, got "gearman"`},
+		{"file value", nil, nil, "port: 4730\njob_retries: 300\n", "$FILE:2: job_retries: want -1 (unlimited), 0 (no retry) or 1..255, got 300"},
+		{"file unknown key", nil, nil, "port: 4730\n\nbogus: 1\n", "$FILE:3: bogus: unknown key"},
+		{"file nested key", nil, nil, "mysql:\n  host: x\n", "$FILE:1: mysql: unknown key"},
+		{"file config_file", nil, nil, "config_file: other.yaml\n", "$FILE:1: config_file: cannot be set inside the config file"},
+		{"file duplicate", nil, nil, "port: 1\njob-retries: 2\njob_retries: 3\n", "$FILE:3: job_retries: duplicate key"},
+		{"file list for a scalar", nil, nil, "port: [1, 2]\n", "$FILE:1: port: want a single value, got a list"},
+		{"file mapping for a scalar", nil, nil, "verbose: {a: b}\n", "$FILE:1: verbose: want a single value"},
+		{"file not a mapping", nil, nil, "- a\n- b\n", "$FILE:1: the top level must be a mapping of option: value"},
+		{"file bad yaml", nil, nil, "port: [\n", "$FILE: not valid YAML: yaml: line 1: did not find expected node content"},
+		{"file int", nil, nil, "backlog: lots\n", `$FILE:1: backlog: want an integer, got "lots"`},
+		{"missing file", []string{"--config-file", "/nonexistent/gserverd.yaml"}, nil, "", "/nonexistent/gserverd.yaml: cannot read the config file: no such file or directory"},
+		{"ssl without a certificate", []string{"--ssl", "--ssl-key", "k.pem"}, nil, "", "--ssl: TLS needs --ssl-certificate (ssl_certificate in the file, or GEARMAND_SERVER_PEM)"},
+		{"ssl in the file without a key", nil, map[string]string{"GEARMAND_SERVER_PEM": "c.pem"}, "ssl: true\n", "$FILE:1: ssl: TLS needs --ssl-key (ssl_key in the file, or GEARMAND_SERVER_KEY)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, path, err := loadServer(t, tt.args, tt.env, tt.file)
+			if err == nil {
+				t.Fatalf("LoadServer(%q, %v, %q) succeeded, want error %q", tt.args, tt.env, tt.file, tt.want)
+			}
+			want := strings.ReplaceAll(tt.want, "$FILE", path)
+			if err.Error() != want {
+				t.Errorf("error\n got %q\nwant %q", err.Error(), want)
+			}
+			if !errors.Is(err, ErrServerConfig) {
+				t.Errorf("errors.Is(%v, ErrServerConfig) = false", err)
+			}
+			var ce *ServerConfigError
+			if !errors.As(err, &ce) || ce.Source.Kind == SourceDefault {
+				t.Errorf("error %v does not carry its source", err)
+			}
+		})
+	}
+}
+
+func TestParseServerSize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true}, {"65536", 65536, true}, {"64K", 64 << 10, true}, {"64kib", 64 << 10, true},
+		{"64MiB", 64 << 20, true}, {"1 GB", 1 << 30, true}, {"12B", 12, true},
+		{"", 0, false}, {"MiB", 0, false}, {"1.5M", 0, false}, {"-1", 0, false}, {"99999999999999999999", 0, false},
+		{"9999999999999G", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseServerSize(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseServerSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestServerFlagsHelp(t *testing.T) {
+	t.Parallel()
+	fs := pflag.NewFlagSet("gserverd", pflag.ContinueOnError)
+	ServerFlags(fs)
+	help := fs.FlagUsages()
+	for _, want := range []string{"-p, --port", "-L, --listen", "-l, --log-file", "-P, --pid-file", "-d, --daemon", "-t, --threads",
+		"-j, --job-retries", "-w, --worker-wakeup", "-R, --round-robin", "-q, --queue-type", "--exceptions", "--job-handle-prefix",
+		"--keepalive-idle", "--keepalive-interval", "--keepalive-count", "--verbose", "-u, --user", "-b, --backlog",
+		"-f, --file-descriptors", "--config-file", "-1 unlimited, 0 no retry", "--libpq-conninfo", "--mysql-db", "--redis-prefix",
+		"--ssl ", "--ssl-ca-file", "--ssl-certificate", "--ssl-key"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("flag help lacks %q", want)
+		}
+	}
+	vars := ServerEnvVars()
+	if vars[0] != "GSERVERD_CONFIG_FILE" || vars[len(vars)-4] != "GEARMAND_PORT" || vars[len(vars)-1] != "GEARMAND_SERVER_KEY" {
+		t.Errorf("ServerEnvVars = %v", vars)
+	}
+}
+
+func FuzzLoadServerFile(f *testing.F) {
+	f.Add([]byte("port: 4730\nlisten: [127.0.0.1]\njob_retries: 3\n"))
+	f.Add([]byte("max_payload: 1MiB\nverbose: info\nkeepalive: true\n"))
+	f.Add([]byte("- a\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "f.yaml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fs := pflag.NewFlagSet("gserverd", pflag.ContinueOnError)
+		ServerFlags(fs)
+		if err := fs.Parse([]string{"--config-file", path}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadServer(fs, func(string) (string, bool) { return "", false }, 0)
+		if err == nil && (c.JobRetries < -1 || c.JobRetries > MaxJobRetries || c.Port < 0 || c.Port > 65535) {
+			t.Fatalf("accepted an invalid config: %+v", c)
+		}
+		if err != nil && !errors.Is(err, ErrServerConfig) {
+			t.Fatalf("error %v is not a config error", err)
+		}
+	})
+}

@@ -1,0 +1,637 @@
+// Package config holds the typed configuration of the programs, loaded
+// from YAML files (viper) and validated with errors that name the key and
+// the line.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
+)
+
+// Worker is gworkerd's configuration: one YAML file, with GWORKERD_*
+// environment variables overriding the top-level keys (GWORKERD_SERVERS,
+// GWORKERD_PID_FILE, GWORKERD_STOP_TIMEOUT ...).
+type Worker struct {
+	// Path is the file the configuration was read from.
+	Path string
+	// Servers are the job servers, "host:port". Default ["127.0.0.1:4730"].
+	Servers []string
+	// JobDirs are scanned for executables named job_<name>.
+	JobDirs []string
+	// PidFile is the locked pid file. Default "/run/gworkerd/gworkerd.pid".
+	PidFile string
+	// LogFile receives the logs; empty means standard error.
+	LogFile string
+	// ControlSocket is the unix socket of `gworkerd ctl`. Default
+	// "/run/gworkerd/gworkerd.sock".
+	ControlSocket string
+	// StopTimeout is how long children may finish their jobs at stop
+	// before their process group is killed. Default 30s.
+	StopTimeout time.Duration
+	// HTTPListen is the host:port of the HTTP endpoint (metrics, API).
+	// Default DefaultWorkerHTTPListen; "" turns it off.
+	HTTPListen string
+	// HTTPToken, when set, is the bearer token the HTTP API and its
+	// actions require. Default "" (no auth).
+	HTTPToken string
+	// httpListenDefault: HTTPListen was not given.
+	httpListenDefault bool
+	// ScaleInterval is how often the backlog of autoscaled functions is
+	// polled. Default 2s.
+	ScaleInterval time.Duration
+	// Defaults apply to every function, including discovered ones that
+	// the functions section does not name.
+	Defaults WorkerFunction
+	// Functions are the entries of the functions section, sorted by name.
+	// Names are case-sensitive.
+	Functions []WorkerFunction
+}
+
+// WorkerFunction is the configuration of one function.
+type WorkerFunction struct {
+	// Name is the Gearman function name (case-sensitive).
+	Name string
+	// Line is the line of the entry in the file (0 for defaults).
+	Line int
+	// Disabled keeps a discovered job_<name> from being served.
+	Disabled bool
+	// Count is the number of children when Min/Max are not set. Default 1.
+	Count int
+	// Min and Max enable autoscaling by backlog when Max > Min.
+	Min, Max int
+	// ScaleThreshold is the backlog per child above which one more child
+	// starts. Default 1.
+	ScaleThreshold int
+	// Timeout is registered with CAN_DO_TIMEOUT; 0 means none.
+	Timeout time.Duration
+	// Retries re-runs a failed job inside the child. Default 0.
+	Retries int
+	// MaxJobs recycles a child after this many jobs; 0 means never.
+	MaxJobs int
+	// MaxLifetime recycles a child after this long (plus a random splay
+	// of up to 10%); 0 means never.
+	MaxLifetime time.Duration
+	// MaxIdle stops extra (autoscaled) children, and recycles others,
+	// after this long without a job; 0 means never.
+	MaxIdle time.Duration
+	// MemoryLimit recycles a child whose RSS exceeds it (bytes); 0 means
+	// no limit. The file accepts 512MB, 1GiB, ...
+	MemoryLimit int64
+	// Concurrency is the most jobs one child runs at once. Default 1.
+	Concurrency int
+	// FatalAfter gives up (state fatal) after this many consecutive
+	// failed starts; 0 (default) retries forever at the backoff cap.
+	FatalAfter int
+	// User runs the children as this user (needs root).
+	User string
+	// Env is added to the children's environment.
+	Env map[string]string
+
+	set map[string]bool // keys given explicitly, for merging over Defaults
+}
+
+// Worker defaults.
+const (
+	DefaultWorkerPidFile       = "/run/gworkerd/gworkerd.pid"
+	DefaultWorkerControlSocket = "/run/gworkerd/gworkerd.sock"
+	DefaultWorkerStopTimeout   = 30 * time.Second
+	DefaultWorkerScaleInterval = 2 * time.Second
+	DefaultWorkerHTTPListen    = "127.0.0.1:4732"
+)
+
+// HTTPListenIsDefault reports whether HTTPListen is the default, not
+// given by the file or the environment.
+func (w *Worker) HTTPListenIsDefault() bool { return w.httpListenDefault }
+
+// ErrWorkerConfig is wrapped by every error of LoadWorker and Validate.
+var ErrWorkerConfig = errors.New("invalid gworkerd config")
+
+// WorkerConfigError names the key and the line of a configuration error.
+type WorkerConfigError struct {
+	Path string
+	Key  string
+	Line int // 0 when the value came from the environment
+	Msg  string
+}
+
+func (e *WorkerConfigError) Error() string {
+	where := e.Path
+	if e.Line > 0 {
+		where += ":" + strconv.Itoa(e.Line)
+	}
+	return fmt.Sprintf("%s: %s: %s", where, e.Key, e.Msg)
+}
+
+// Unwrap makes errors.Is(err, ErrWorkerConfig) hold.
+func (e *WorkerConfigError) Unwrap() error { return ErrWorkerConfig }
+
+var workerTopKeys = map[string]bool{
+	"servers": true, "job_dirs": true, "pid_file": true, "log_file": true,
+	"control_socket": true, "stop_timeout": true, "http_listen": true, "http_token": true,
+	"scale_interval": true, "defaults": true, "functions": true,
+}
+
+// LoadWorker reads the file at path, applies GWORKERD_* environment
+// overrides and the defaults, and validates the result.
+func LoadWorker(path string) (*Worker, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	return parseWorker(path, data, os.LookupEnv)
+}
+
+func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)) (*Worker, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, &WorkerConfigError{Path: path, Key: "(file)", Msg: err.Error()}
+	}
+	w := &Worker{Path: path}
+	var root *yaml.Node
+	if len(doc.Content) > 0 {
+		root = doc.Content[0]
+	}
+	if root != nil && root.Kind != yaml.MappingNode {
+		return nil, &WorkerConfigError{Path: path, Key: "(file)", Line: root.Line, Msg: "the top level must be a mapping"}
+	}
+	d := decoder{path: path}
+	// Top-level keys: checked here with their lines, values read by
+	// viper so that GWORKERD_* overrides apply.
+	v := viper.New()
+	v.SetEnvPrefix("GWORKERD")
+	top := map[string]*yaml.Node{}
+	if root != nil {
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			k, val := root.Content[i], root.Content[i+1]
+			if !workerTopKeys[k.Value] {
+				return nil, &WorkerConfigError{Path: path, Key: k.Value, Line: k.Line, Msg: "unknown key"}
+			}
+			top[k.Value] = val
+		}
+	}
+	for _, key := range []string{"servers", "job_dirs"} {
+		if n := top[key]; n != nil {
+			l, err := d.strings(key, n)
+			if err != nil {
+				return nil, err
+			}
+			v.SetDefault(key, l)
+		}
+		if env, ok := lookupEnv("GWORKERD_" + strings.ToUpper(key)); ok {
+			v.Set(key, splitList(env))
+		}
+	}
+	for _, key := range []string{"pid_file", "log_file", "control_socket", "http_listen", "http_token", "stop_timeout", "scale_interval"} {
+		if n := top[key]; n != nil {
+			if n.Kind != yaml.ScalarNode {
+				return nil, d.errf(key, n, "want a single value")
+			}
+			v.SetDefault(key, n.Value)
+		}
+		if env, ok := lookupEnv("GWORKERD_" + strings.ToUpper(key)); ok {
+			v.Set(key, env)
+		}
+	}
+	w.Servers = v.GetStringSlice("servers")
+	w.JobDirs = v.GetStringSlice("job_dirs")
+	w.PidFile = v.GetString("pid_file")
+	w.LogFile = v.GetString("log_file")
+	w.ControlSocket = v.GetString("control_socket")
+	w.HTTPListen = v.GetString("http_listen")
+	if !v.IsSet("http_listen") {
+		w.HTTPListen, w.httpListenDefault = DefaultWorkerHTTPListen, true
+	}
+	w.HTTPToken = v.GetString("http_token")
+	for _, f := range []struct {
+		key string
+		dst *time.Duration
+	}{{"stop_timeout", &w.StopTimeout}, {"scale_interval", &w.ScaleInterval}} {
+		s := v.GetString(f.key)
+		if s == "" {
+			continue
+		}
+		dur, err := parseDuration(s)
+		if err != nil {
+			e := &WorkerConfigError{Path: path, Key: f.key, Msg: err.Error()}
+			if n := top[f.key]; n != nil && n.Value == s {
+				e.Line = n.Line
+			} else {
+				e.Key = "GWORKERD_" + strings.ToUpper(f.key) + " (environment)"
+			}
+			return nil, e
+		}
+		*f.dst = dur
+	}
+	if n := top["defaults"]; n != nil {
+		fn, err := d.function("defaults", "", n)
+		if err != nil {
+			return nil, err
+		}
+		w.Defaults = fn
+	}
+	if n := top["functions"]; n != nil && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		if n.Kind != yaml.MappingNode {
+			return nil, d.errf("functions", n, "want a mapping of function name to settings")
+		}
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			name := k.Value
+			if seen[name] {
+				return nil, d.errf("functions."+name, k, "duplicate function")
+			}
+			seen[name] = true
+			fn, err := d.function("functions."+name, name, val)
+			if err != nil {
+				return nil, err
+			}
+			fn.Line = k.Line
+			w.Functions = append(w.Functions, fn)
+		}
+		sort.Slice(w.Functions, func(i, j int) bool { return w.Functions[i].Name < w.Functions[j].Name })
+	}
+	w.withDefaults()
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// splitList splits a list given as one string (an environment variable or
+// a flag): commas, spaces and tabs separate the items.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+}
+
+func (w *Worker) withDefaults() {
+	if len(w.Servers) == 0 {
+		w.Servers = []string{"127.0.0.1:4730"}
+	}
+	if w.PidFile == "" {
+		w.PidFile = DefaultWorkerPidFile
+	}
+	if w.ControlSocket == "" {
+		w.ControlSocket = DefaultWorkerControlSocket
+	}
+	if w.StopTimeout == 0 {
+		w.StopTimeout = DefaultWorkerStopTimeout
+	}
+	if w.ScaleInterval == 0 {
+		w.ScaleInterval = DefaultWorkerScaleInterval
+	}
+	for i := range w.Functions {
+		w.Functions[i] = w.Function(w.Functions[i].Name)
+	}
+}
+
+// Function returns the settings of the named function: its entry in the
+// functions section over the defaults section over the built-in
+// defaults. A name not in the section gets the defaults.
+func (w *Worker) Function(name string) WorkerFunction {
+	base := w.Defaults
+	base.Name, base.Line = name, 0
+	for _, f := range w.Functions {
+		if f.Name == name {
+			base = merge(base, f)
+			break
+		}
+	}
+	if base.Count == 0 && !base.set["count"] {
+		base.Count = 1
+	}
+	if base.Concurrency == 0 && !base.set["concurrency"] {
+		base.Concurrency = 1
+	}
+	if base.ScaleThreshold == 0 && !base.set["scale_threshold"] {
+		base.ScaleThreshold = 1
+	}
+	if base.Max > 0 && base.Min == 0 && !base.set["min"] {
+		base.Min = 1
+	}
+	return base
+}
+
+func merge(base, f WorkerFunction) WorkerFunction {
+	out := base
+	out.Name, out.Line = f.Name, f.Line
+	out.set = map[string]bool{}
+	for k := range base.set {
+		out.set[k] = true
+	}
+	for k := range f.set {
+		out.set[k] = true
+		switch k {
+		case "disabled":
+			out.Disabled = f.Disabled
+		case "count":
+			out.Count = f.Count
+		case "min":
+			out.Min = f.Min
+		case "max":
+			out.Max = f.Max
+		case "scale_threshold":
+			out.ScaleThreshold = f.ScaleThreshold
+		case "timeout":
+			out.Timeout = f.Timeout
+		case "retries":
+			out.Retries = f.Retries
+		case "max_jobs":
+			out.MaxJobs = f.MaxJobs
+		case "max_lifetime":
+			out.MaxLifetime = f.MaxLifetime
+		case "max_idle":
+			out.MaxIdle = f.MaxIdle
+		case "memory_limit":
+			out.MemoryLimit = f.MemoryLimit
+		case "concurrency":
+			out.Concurrency = f.Concurrency
+		case "fatal_after":
+			out.FatalAfter = f.FatalAfter
+		case "user":
+			out.User = f.User
+		case "env":
+			env := map[string]string{}
+			for k, v := range base.Env {
+				env[k] = v
+			}
+			for k, v := range f.Env {
+				env[k] = v
+			}
+			out.Env = env
+		}
+	}
+	return out
+}
+
+// Autoscaled reports whether the function scales between Min and Max.
+func (f WorkerFunction) Autoscaled() bool { return f.Max > f.Min }
+
+// Validate checks the configuration; errors name the key and the line.
+func (w *Worker) Validate() error {
+	if len(w.Servers) == 0 {
+		return &WorkerConfigError{Path: w.Path, Key: "servers", Msg: "at least one server is required"}
+	}
+	for _, s := range w.Servers {
+		if strings.TrimSpace(s) == "" {
+			return &WorkerConfigError{Path: w.Path, Key: "servers", Msg: "empty server address"}
+		}
+	}
+	if w.StopTimeout < 0 {
+		return &WorkerConfigError{Path: w.Path, Key: "stop_timeout", Msg: "must not be negative"}
+	}
+	for _, f := range w.Functions {
+		key := "functions." + f.Name
+		bad := func(sub, msg string) error {
+			return &WorkerConfigError{Path: w.Path, Key: key + "." + sub, Line: f.Line, Msg: msg}
+		}
+		if f.Name == "" || strings.ContainsAny(f.Name, " \t\r\n\x00") {
+			return &WorkerConfigError{Path: w.Path, Key: key, Line: f.Line, Msg: "a function name must be non-empty without spaces"}
+		}
+		switch {
+		case f.Count < 0:
+			return bad("count", "must not be negative")
+		case f.Min < 0:
+			return bad("min", "must not be negative")
+		case f.Max < 0:
+			return bad("max", "must not be negative")
+		case f.Max > 0 && f.Max < f.Min:
+			return bad("max", fmt.Sprintf("max %d is below min %d", f.Max, f.Min))
+		case f.Retries < 0:
+			return bad("retries", "must not be negative")
+		case f.MaxJobs < 0:
+			return bad("max_jobs", "must not be negative")
+		case f.Concurrency < 1:
+			return bad("concurrency", "must be at least 1")
+		case f.ScaleThreshold < 1:
+			return bad("scale_threshold", "must be at least 1")
+		case f.MemoryLimit < 0:
+			return bad("memory_limit", "must not be negative")
+		case f.FatalAfter < 0:
+			return bad("fatal_after", "must not be negative")
+		}
+		for k := range f.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				return bad("env", fmt.Sprintf("invalid variable name %q", k))
+			}
+		}
+	}
+	return nil
+}
+
+// decoder turns yaml nodes into typed values with key+line errors.
+type decoder struct{ path string }
+
+func (d decoder) errf(key string, n *yaml.Node, format string, args ...any) error {
+	return &WorkerConfigError{Path: d.path, Key: key, Line: n.Line, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (d decoder) strings(key string, n *yaml.Node) ([]string, error) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return nil, nil
+		}
+		return splitList(n.Value), nil
+	case yaml.SequenceNode:
+		out := make([]string, 0, len(n.Content))
+		for _, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return nil, d.errf(key, c, "want a string")
+			}
+			out = append(out, c.Value)
+		}
+		return out, nil
+	}
+	return nil, d.errf(key, n, "want a list of strings")
+}
+
+func (d decoder) function(key, name string, n *yaml.Node) (WorkerFunction, error) {
+	f := WorkerFunction{Name: name, set: map[string]bool{}}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return f, nil // "name:" with no settings
+	}
+	if n.Kind != yaml.MappingNode {
+		return f, d.errf(key, n, "want a mapping of settings")
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		sub := key + "." + k.Value
+		if f.set[k.Value] {
+			return f, d.errf(sub, k, "duplicate key")
+		}
+		f.set[k.Value] = true
+		var err error
+		switch k.Value {
+		case "disabled":
+			f.Disabled, err = d.boolean(sub, v)
+		case "count":
+			f.Count, err = d.integer(sub, v)
+		case "min":
+			f.Min, err = d.integer(sub, v)
+		case "max":
+			f.Max, err = d.integer(sub, v)
+		case "scale_threshold":
+			f.ScaleThreshold, err = d.integer(sub, v)
+		case "retries":
+			f.Retries, err = d.integer(sub, v)
+		case "max_jobs":
+			f.MaxJobs, err = d.integer(sub, v)
+		case "concurrency":
+			f.Concurrency, err = d.integer(sub, v)
+		case "fatal_after":
+			f.FatalAfter, err = d.integer(sub, v)
+		case "timeout":
+			f.Timeout, err = d.duration(sub, v)
+		case "max_lifetime":
+			f.MaxLifetime, err = d.duration(sub, v)
+		case "max_idle":
+			f.MaxIdle, err = d.duration(sub, v)
+		case "memory_limit":
+			f.MemoryLimit, err = d.bytes(sub, v)
+		case "user":
+			if v.Kind != yaml.ScalarNode {
+				err = d.errf(sub, v, "want a user name")
+			}
+			f.User = v.Value
+		case "env":
+			f.Env, err = d.env(sub, v)
+		default:
+			err = d.errf(sub, k, "unknown key")
+		}
+		if err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+func (d decoder) scalar(key string, n *yaml.Node) (string, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		return "", d.errf(key, n, "want a single value")
+	}
+	return n.Value, nil
+}
+
+func (d decoder) integer(key string, n *yaml.Node) (int, error) {
+	s, err := d.scalar(key, n)
+	if err != nil {
+		return 0, err
+	}
+	i, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, d.errf(key, n, "want an integer, got %q", s)
+	}
+	return i, nil
+}
+
+func (d decoder) boolean(key string, n *yaml.Node) (bool, error) {
+	s, err := d.scalar(key, n)
+	if err != nil {
+		return false, err
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, d.errf(key, n, "want true or false, got %q", s)
+	}
+	return b, nil
+}
+
+func (d decoder) duration(key string, n *yaml.Node) (time.Duration, error) {
+	s, err := d.scalar(key, n)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := parseDuration(s)
+	if err != nil {
+		return 0, d.errf(key, n, "%v", err)
+	}
+	return dur, nil
+}
+
+// parseDuration accepts Go durations ("1m30s") and plain seconds ("90").
+func parseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 0 {
+			return 0, fmt.Errorf("negative duration %q", s)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	dur, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("want a duration like 30s or 5m, got %q", s)
+	}
+	if dur < 0 {
+		return 0, fmt.Errorf("negative duration %q", s)
+	}
+	return dur, nil
+}
+
+func (d decoder) bytes(key string, n *yaml.Node) (int64, error) {
+	s, err := d.scalar(key, n)
+	if err != nil {
+		return 0, err
+	}
+	b, err := ParseBytes(s)
+	if err != nil {
+		return 0, d.errf(key, n, "%v", err)
+	}
+	return b, nil
+}
+
+// ParseBytes parses a size: a plain number of bytes or a number with a
+// unit: K, KB, KiB, M, MB, MiB, G, GB, GiB (all powers of 1024).
+func ParseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9') {
+		i++
+	}
+	num, unit := t[:i], strings.ToUpper(strings.TrimSpace(t[i:]))
+	if num == "" {
+		return 0, fmt.Errorf("want a size like 512MB, got %q", s)
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("want a size like 512MB, got %q", s)
+	}
+	var mul int64
+	switch unit {
+	case "", "B":
+		mul = 1
+	case "K", "KB", "KIB":
+		mul = 1 << 10
+	case "M", "MB", "MIB":
+		mul = 1 << 20
+	case "G", "GB", "GIB":
+		mul = 1 << 30
+	default:
+		return 0, fmt.Errorf("unknown size unit in %q", s)
+	}
+	if n > (1<<62)/mul {
+		return 0, fmt.Errorf("size %q too large", s)
+	}
+	return n * mul, nil
+}
+
+func (d decoder) env(key string, n *yaml.Node) (map[string]string, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, d.errf(key, n, "want a mapping of NAME: value")
+	}
+	out := map[string]string{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if v.Kind != yaml.ScalarNode {
+			return nil, d.errf(key+"."+k.Value, v, "want a string")
+		}
+		out[k.Value] = v.Value
+	}
+	return out, nil
+}
