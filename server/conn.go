@@ -1,0 +1,336 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/gworkerd/gworkerd/protocol"
+)
+
+// Read buffer sizes: a connection starts small (idle connections stay
+// cheap), grows while reads fill the buffer, and shrinks back when idle.
+const (
+	minReadBuf   = 512
+	maxReadBuf   = 64 << 10
+	keepOutBuf   = 64 << 10 // output buffers above this are not kept for reuse
+	bigFrameSize = 64 << 10 // after a frame this large, the decoder is replaced
+)
+
+// conn is one client, worker or admin connection.
+type conn struct {
+	s  *Server
+	nc net.Conn
+	id uint64
+	ip string
+
+	// Owned by the reader goroutine.
+	dec *protocol.Decoder
+
+	// Owned by whoever holds writing (one writer at a time).
+	deadline time.Time // write deadline last set on nc
+
+	// Guarded by Server.mu.
+	clientID   string
+	exceptions bool
+	abilities  []ability // registration order; duplicates kept
+	rr         int       // round-robin start in abilities
+	running    []*job    // jobs assigned to this connection
+	attached   []*job    // foreground jobs this connection waits for
+	sleeping   bool
+	noopSent   bool
+	gone       bool // removed from the server
+
+	// Guarded by wmu.
+	wmu     sync.Mutex
+	out     []byte // pending output
+	spare   []byte // a drained buffer kept for reuse
+	writing bool   // someone is writing out
+	dead    bool   // connection closed or being closed
+	closing bool   // close once the pending output is written
+}
+
+// ability is one CAN_DO registration.
+type ability struct {
+	fn      *function
+	timeout time.Duration // CAN_DO_TIMEOUT; 0 = none
+}
+
+func newConn(s *Server, nc net.Conn, id uint64) *conn {
+	ip := nc.RemoteAddr().String()
+	if h, _, err := net.SplitHostPort(ip); err == nil {
+		ip = h
+	}
+	return &conn{
+		s:          s,
+		nc:         nc,
+		id:         id,
+		ip:         ip,
+		clientID:   "-",
+		exceptions: s.opts.Exceptions,
+		dec:        protocol.NewDecoder(s.lim),
+	}
+}
+
+func (c *conn) logger() logrus.FieldLogger {
+	return c.s.log.WithField("conn_id", c.id)
+}
+
+func (c *conn) isLoopback() bool {
+	ip := net.ParseIP(c.ip)
+	return ip != nil && ip.IsLoopback()
+}
+
+// readLoop is the connection's reader goroutine: it owns the decoder and
+// exits when the connection fails or is closed.
+func (c *conn) readLoop() {
+	defer c.s.connWG.Done()
+	defer c.s.dropConn(c)
+	buf := make([]byte, minReadBuf)
+	small := 0
+	h := handler{c: c, s: c.s}
+	for {
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			if !h.feed(buf[:n]) {
+				c.flush()
+				return
+			}
+			c.flush()
+			switch {
+			case n == len(buf) && len(buf) < maxReadBuf:
+				buf = make([]byte, 2*len(buf))
+				small = 0
+			case len(buf) > minReadBuf && n < len(buf)/8:
+				if small++; small >= 16 {
+					buf = make([]byte, minReadBuf)
+					small = 0
+				}
+			default:
+				small = 0
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				c.logger().WithError(err).Debug("connection closed")
+			}
+			return
+		}
+	}
+}
+
+// kill closes the socket; the reader goroutine then cleans up.
+func (c *conn) kill() {
+	c.wmu.Lock()
+	c.dead = true
+	c.out = nil
+	c.spare = nil
+	c.wmu.Unlock()
+	_ = c.nc.Close()
+}
+
+// finish closes the connection once its pending output is written
+// (graceful shutdown).
+func (c *conn) finish() {
+	c.wmu.Lock()
+	if c.dead {
+		c.wmu.Unlock()
+		return
+	}
+	c.closing = true
+	if !c.writing && len(c.out) > 0 {
+		c.writing = true
+		c.s.connWG.Add(1)
+		go func() {
+			defer c.s.connWG.Done()
+			c.writeOut()
+		}()
+	}
+	busy := c.writing
+	c.wmu.Unlock()
+	if !busy {
+		c.kill()
+	}
+}
+
+// beginOut locks the output buffer and returns it for appending. The
+// caller must call endOut with the grown buffer.
+func (c *conn) beginOut() []byte {
+	c.wmu.Lock()
+	if c.out == nil && c.spare != nil {
+		c.out, c.spare = c.spare, nil
+	}
+	return c.out
+}
+
+// endOut stores buf and unlocks. kick starts a writer goroutine when no
+// one is writing: pass false from the connection's own reader, which
+// flushes after each batch. A connection whose pending output exceeds
+// MaxOutBuffer is dropped as a slow consumer.
+func (c *conn) endOut(buf []byte, kick bool) {
+	if c.dead {
+		c.wmu.Unlock()
+		return
+	}
+	c.out = buf
+	if len(buf) > c.s.opts.MaxOutBuffer {
+		c.dead = true
+		c.out, c.spare = nil, nil
+		c.wmu.Unlock()
+		c.logger().Warn("dropping slow connection: output buffer full")
+		_ = c.nc.Close()
+		return
+	}
+	if kick && !c.writing && len(buf) > 0 {
+		c.writing = true
+		c.s.connWG.Add(1)
+		go func() {
+			defer c.s.connWG.Done()
+			c.writeOut()
+		}()
+	}
+	c.wmu.Unlock()
+}
+
+// send appends one packet to the output.
+func (c *conn) sendPacket(t protocol.Type, kick bool, args ...[]byte) {
+	buf := c.beginOut()
+	buf = protocol.AppendPacket(buf, protocol.Res, t, args...)
+	c.endOut(buf, kick)
+}
+
+func (c *conn) sendText(text string, kick bool) {
+	buf := c.beginOut()
+	buf = append(buf, text...)
+	c.endOut(buf, kick)
+}
+
+func (c *conn) sendError(code, text string) {
+	buf := c.beginOut()
+	buf = protocol.AppendPacketString(buf, protocol.Res, protocol.Error, code, text)
+	c.endOut(buf, false)
+}
+
+// flush writes the pending output from the reader goroutine, unless a
+// writer goroutine is already at it.
+func (c *conn) flush() {
+	c.wmu.Lock()
+	if c.writing || c.dead || len(c.out) == 0 {
+		c.wmu.Unlock()
+		return
+	}
+	c.writing = true
+	c.wmu.Unlock()
+	c.writeOut()
+}
+
+// writeOut writes until the output is empty; the caller set c.writing.
+func (c *conn) writeOut() {
+	for {
+		c.wmu.Lock()
+		b := c.out
+		if c.dead || len(b) == 0 {
+			c.writing = false
+			closing := c.closing && !c.dead
+			c.wmu.Unlock()
+			if closing {
+				c.kill()
+			}
+			return
+		}
+		c.out = c.spare
+		c.spare = nil
+		c.wmu.Unlock()
+
+		// Re-arm the write deadline only when a quarter of it is used up:
+		// setting it costs as much as a small write.
+		if now, to := time.Now(), c.s.opts.WriteTimeout; c.deadline.Sub(now) < to-to/4 {
+			c.deadline = now.Add(to)
+			_ = c.nc.SetWriteDeadline(c.deadline)
+		}
+		_, err := c.nc.Write(b)
+
+		c.wmu.Lock()
+		if cap(b) <= keepOutBuf && c.spare == nil {
+			c.spare = b[:0]
+		}
+		if c.out != nil && len(c.out) == 0 && cap(c.out) > keepOutBuf {
+			c.out = nil
+		}
+		if err != nil {
+			c.dead = true
+			c.writing = false
+			c.out, c.spare = nil, nil
+			c.wmu.Unlock()
+			c.logger().WithError(err).Info("dropping connection: write failed")
+			_ = c.nc.Close()
+			return
+		}
+		c.wmu.Unlock()
+	}
+}
+
+// handler decodes and dispatches the frames of one connection. It lives
+// on the reader goroutine.
+type handler struct {
+	c *conn
+	s *Server
+	// pending store deletes collected under the lock, done after it.
+	deletes []storeRef
+	// background submits waiting for one shared Store.Add (see batch.go).
+	batch []pendingSubmit
+	// shutdown is set by the shutdown admin command (true: graceful); it
+	// runs once the reply is written.
+	shutdown *bool
+}
+
+// feed decodes p and handles every complete frame. It returns false when
+// the connection must be closed.
+func (h *handler) feed(p []byte) bool {
+	c := h.c
+	defer h.flushBatch()
+	for len(p) > 0 {
+		n, f, ok, err := c.dec.Next(p)
+		p = p[n:]
+		if err != nil {
+			h.flushBatch()
+			h.frameError(err)
+			return false
+		}
+		if !ok {
+			continue
+		}
+		if len(h.batch) > 0 && !h.batchable(&f) {
+			h.flushBatch()
+		}
+		var keep bool
+		if f.Text {
+			keep = h.text(f.Line)
+		} else {
+			keep = h.packet(&f.Packet)
+			if len(f.Packet.Args) > 0 && cap(f.Packet.Args[len(f.Packet.Args)-1]) > bigFrameSize {
+				// Give a large payload buffer back.
+				c.dec = protocol.NewDecoder(h.s.lim)
+			}
+		}
+		if !keep {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *handler) frameError(err error) {
+	var fe *protocol.FrameError
+	errors.As(err, &fe)
+	switch {
+	case errors.Is(err, protocol.ErrPayloadTooLarge):
+		h.c.sendError(protocol.CodeArgumentTooLarge, textPayloadTooLarge)
+	case errors.Is(err, protocol.ErrArgsTooLarge):
+		h.c.sendError(protocol.CodeArgumentTooLarge, textArgsTooLarge)
+	}
+	h.c.logger().WithError(err).Info("closing connection: framing error")
+}

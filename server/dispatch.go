@@ -1,0 +1,565 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gworkerd/gworkerd/protocol"
+	"github.com/gworkerd/gworkerd/server/store"
+)
+
+// Size bounds of gearmand (PROTOCOL.md section 2).
+const (
+	maxUnique   = 64  // accepted whole (section 0)
+	maxHandle   = 63  // GEARMAND_JOB_HANDLE_SIZE 64 with its NUL
+	maxOption   = 63  // option names
+	maxClientID = 127 // SET_CLIENT_ID is truncated to this
+	maxTimeout  = 20  // CAN_DO_TIMEOUT digits
+)
+
+func bgCtx() context.Context { return context.Background() }
+
+// packet handles one binary packet. It returns false when the connection
+// must be closed.
+func (h *handler) packet(p *protocol.Packet) bool {
+	c := h.c
+	if p.Magic != protocol.Req {
+		c.sendError(protocol.CodeInvalidMagic, protocol.TextRequestMagicExpected)
+		return true
+	}
+	if !p.Type.IsRequest() {
+		c.sendError(protocol.CodeInvalidCommand, protocol.TextCommandNotExpected)
+		return true
+	}
+	if want := p.Type.Args(); want > 1 && len(p.Args) < want {
+		c.sendError(protocol.CodeInvalidPacket, textTooFewArgs)
+		return true
+	}
+	if sub, ok := p.Type.Submit(); ok {
+		h.submit(p, sub)
+		return true
+	}
+	switch p.Type {
+	case protocol.EchoReq:
+		c.sendPacket(protocol.EchoRes, false, p.Arg(0))
+	case protocol.CanDo:
+		h.canDo(p.Arg(0), 0)
+	case protocol.CanDoTimeout:
+		h.canDoTimeout(p.Args[0], p.Args[1])
+	case protocol.CantDo:
+		h.cantDo(p.Arg(0))
+	case protocol.ResetAbilities:
+		h.resetAbilities()
+	case protocol.PreSleep:
+		h.preSleep()
+	case protocol.GrabJob, protocol.GrabJobUniq, protocol.GrabJobAll:
+		h.grabJob(p.Type)
+	case protocol.WorkStatus, protocol.WorkComplete, protocol.WorkFail, protocol.WorkException,
+		protocol.WorkData, protocol.WorkWarning:
+		h.work(p)
+	case protocol.GetStatus:
+		h.getStatus(p.Arg(0))
+	case protocol.GetStatusUnique:
+		h.getStatusUnique(p.Arg(0))
+	case protocol.OptionReq:
+		h.option(p.Arg(0))
+	case protocol.SetClientID:
+		id := p.Arg(0)
+		if len(id) > maxClientID {
+			id = id[:maxClientID]
+		}
+		s := string(id)
+		h.s.mu.Lock()
+		c.clientID = s
+		h.s.mu.Unlock()
+	default:
+		c.sendError(protocol.CodeInvalidCommand, protocol.TextCommandNotExpected)
+	}
+	return true
+}
+
+// submit handles every SUBMIT_* variant.
+func (h *handler) submit(p *protocol.Packet, sub protocol.SubmitInfo) {
+	s, c := h.s, h.c
+	fname, unique := p.Args[0], p.Args[1]
+	var reducer []byte
+	var when int64
+	data := p.Args[len(p.Args)-1]
+	switch {
+	case sub.Reduce:
+		reducer = p.Args[2]
+		// gearmand checks the reducer's size where it means the unique's;
+		// we check the unique, as the other submits do.
+	case sub.Epoch:
+		w, ok := strtoll(p.Args[2])
+		if !ok {
+			c.logger().WithField("function", string(fname)).Info("SUBMIT_JOB_EPOCH: epoch out of range, ignored")
+			return
+		}
+		when = w
+	}
+	if len(unique) > maxUnique {
+		h.flushBatch()
+		c.sendError(protocol.CodeArgumentTooLarge, protocol.TextUniqueTooLarge)
+		return
+	}
+
+	// A reply other than a batched JOB_CREATED must wait for the batch
+	// before it, so that replies keep the order of the requests.
+retry:
+	s.mu.Lock()
+	fn := s.function(fname)
+	var existing *job
+	if len(unique) > 0 {
+		existing = fn.uniq[uniqKeyBytes(unique, data)]
+	}
+	if lim := fn.max[sub.Priority]; lim > 0 && fn.total+h.batchCount(fn) >= lim {
+		s.mu.Unlock()
+		if len(h.batch) > 0 {
+			h.flushBatch()
+			goto retry
+		}
+		c.sendError(protocol.CodeQueueError, protocol.TextQueueFull)
+		return
+	}
+	if existing != nil && len(h.batch) > 0 {
+		s.mu.Unlock()
+		h.flushBatch()
+		goto retry
+	}
+	if existing != nil {
+		persist := sub.Background && !existing.bg && s.store != nil
+		if sub.Background {
+			existing.bg = true
+		} else if !existing.cancelled {
+			existing.clients = append(existing.clients, c)
+			c.attached = append(c.attached, existing)
+		}
+		h.replyCreated(existing.id)
+		if !persist {
+			s.mu.Unlock()
+			return
+		}
+		// A background submit made a foreground job durable.
+		rec := existing.record()
+		rec.Key = s.storeKey(existing.unique)
+		id := existing.id
+		s.mu.Unlock()
+		s.del.waitFor([]store.Job{rec})
+		if err := s.store.Add(bgCtx(), rec); err != nil {
+			s.log.WithError(err).WithField("function", rec.Function).Error("store: add failed")
+			return
+		}
+		s.mu.Lock()
+		if j := s.jobs[id]; j != nil && j.key() == "" {
+			j.x().key = rec.Key
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		_ = s.store.Delete(bgCtx(), store.Ref{Function: rec.Function, Key: rec.Key})
+		return
+	}
+
+	if sub.Background && s.store != nil {
+		h.queueSubmit(fn, unique, data, sub, when, reducer)
+		s.mu.Unlock()
+		return
+	}
+	j := s.newJob(fn, string(unique), string(data), sub.Priority, sub.Background)
+	if when != 0 || len(reducer) > 0 {
+		x := j.x()
+		x.when = when
+		x.reducer = string(reducer)
+	}
+	if !sub.Background {
+		j.clients = append(j.clients, c)
+		c.attached = append(c.attached, j)
+	}
+	h.replyCreated(j.id)
+	s.enqueue(j, s.clk.Now())
+	s.mu.Unlock()
+}
+
+func uniqKeyBytes(unique, data []byte) string {
+	if len(unique) == 1 && unique[0] == '-' {
+		return "\x00" + string(data)
+	}
+	return string(unique)
+}
+
+// storeKey returns the storage key of a job with this unique. Jobs with
+// an empty unique, and with "-" (coalesced by payload, so several may
+// exist), get a fresh key each; after a replay a "-" job has an empty
+// unique.
+func (s *Server) storeKey(unique string) string {
+	if unique != "" && unique != "-" {
+		return unique
+	}
+	s.keySeq++
+	return store.NewKey(s.clk.Now(), s.keySeq)
+}
+
+// record returns the store record of j (without its key).
+func (j *job) record() store.Job {
+	return store.Job{
+		Function: j.fn.name,
+		Priority: int(j.prio),
+		Data:     []byte(j.data),
+		When:     j.when(),
+		Reducer:  j.reducer(),
+	}
+}
+
+func (h *handler) replyCreated(id uint64) {
+	c, s := h.c, h.s
+	buf := c.beginOut()
+	buf = protocol.AppendHeader(buf, protocol.Res, protocol.JobCreated, s.handleLen(id))
+	buf = s.appendHandle(buf, id)
+	c.endOut(buf, false)
+}
+
+func (h *handler) canDo(name []byte, timeout time.Duration) {
+	s, c := h.s, h.c
+	s.mu.Lock()
+	fn := s.function(name)
+	c.abilities = append(c.abilities, ability{fn: fn, timeout: timeout})
+	fn.workers = append(fn.workers, c)
+	s.mu.Unlock()
+}
+
+func (h *handler) canDoTimeout(name, t []byte) {
+	if len(t) > maxTimeout {
+		h.c.logger().WithField("function", string(name)).Info("CAN_DO_TIMEOUT: timeout too long, ignored")
+		return
+	}
+	ms := strtol(t)
+	var d time.Duration
+	switch {
+	case ms <= 0:
+	case ms < 1000:
+		d = time.Second
+	default:
+		d = time.Duration(ms) * time.Millisecond
+	}
+	h.canDo(name, d)
+}
+
+func (h *handler) cantDo(name []byte) {
+	s := h.s
+	s.mu.Lock()
+	fn := s.funcs[string(name)]
+	if fn != nil {
+		h.dropAbility(fn)
+	}
+	s.mu.Unlock()
+	h.flushDeletes()
+}
+
+// dropAbility removes every registration of fn from the connection and
+// requeues the jobs of fn it holds. Called with s.mu held.
+func (h *handler) dropAbility(fn *function) {
+	s, c := h.s, h.c
+	kept := c.abilities[:0]
+	for _, a := range c.abilities {
+		if a.fn != fn {
+			kept = append(kept, a)
+		}
+	}
+	for i := len(kept); i < len(c.abilities); i++ {
+		c.abilities[i] = ability{}
+	}
+	c.abilities = kept
+	if c.rr >= len(kept) {
+		c.rr = 0
+	}
+	for {
+		i := indexConn(fn.workers, c)
+		if i < 0 {
+			break
+		}
+		fn.workers = removeConn(fn.workers, c)
+	}
+	for i := 0; i < len(c.running); {
+		j := c.running[i]
+		if j.fn != fn {
+			i++
+			continue
+		}
+		s.requeue(j, h) // removes j from c.running
+	}
+}
+
+func indexConn(list []*conn, c *conn) int {
+	for i, x := range list {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func (h *handler) resetAbilities() {
+	s, c := h.s, h.c
+	s.mu.Lock()
+	for len(c.abilities) > 0 {
+		h.dropAbility(c.abilities[0].fn)
+	}
+	s.mu.Unlock()
+	h.flushDeletes()
+}
+
+func (h *handler) preSleep() {
+	s, c := h.s, h.c
+	s.mu.Lock()
+	c.sleeping = true
+	for _, j := range c.running {
+		j.stopTimer()
+	}
+	if !c.noopSent && !s.draining && s.hasWork(c) {
+		c.noopSent = true
+		c.sendPacket(protocol.Noop, false)
+	}
+	s.mu.Unlock()
+}
+
+func (h *handler) grabJob(t protocol.Type) {
+	s, c := h.s, h.c
+	s.mu.Lock()
+	c.sleeping = false
+	c.noopSent = false
+	j := s.grab(c)
+	buf := c.beginOut()
+	if j == nil {
+		buf = protocol.AppendHeader(buf, protocol.Res, protocol.NoJob, 0)
+		c.endOut(buf, false)
+		s.mu.Unlock()
+		return
+	}
+	hl := s.handleLen(j.id)
+	fn := j.fn.name
+	switch {
+	case t == protocol.GrabJob:
+		buf = protocol.AppendHeader(buf, protocol.Res, protocol.JobAssign, hl+1+len(fn)+1+len(j.data))
+		buf = s.appendHandle(buf, j.id)
+		buf = append(buf, 0)
+		buf = append(buf, fn...)
+		buf = append(buf, 0)
+	case t == protocol.GrabJobAll && j.reducer() != "":
+		buf = protocol.AppendHeader(buf, protocol.Res, protocol.JobAssignAll,
+			hl+1+len(fn)+1+len(j.unique)+1+len(j.reducer())+1+len(j.data))
+		buf = s.appendHandle(buf, j.id)
+		buf = append(buf, 0)
+		buf = append(buf, fn...)
+		buf = append(buf, 0)
+		buf = append(buf, j.unique...)
+		buf = append(buf, 0)
+		buf = append(buf, j.reducer()...)
+		buf = append(buf, 0)
+	default:
+		buf = protocol.AppendHeader(buf, protocol.Res, protocol.JobAssignUniq, hl+1+len(fn)+1+len(j.unique)+1+len(j.data))
+		buf = s.appendHandle(buf, j.id)
+		buf = append(buf, 0)
+		buf = append(buf, fn...)
+		buf = append(buf, 0)
+		buf = append(buf, j.unique...)
+		buf = append(buf, 0)
+	}
+	buf = append(buf, j.data...)
+	c.endOut(buf, false)
+	s.mu.Unlock()
+}
+
+// work handles WORK_STATUS, _DATA, _WARNING, _COMPLETE, _FAIL, _EXCEPTION.
+func (h *handler) work(p *protocol.Packet) {
+	s, c := h.s, h.c
+	handle := p.Args[0]
+	if p.Type == protocol.WorkFail && len(handle) > maxHandle {
+		c.sendError(protocol.CodeArgumentTooLarge, protocol.TextHandleTooLarge)
+		return
+	}
+	s.mu.Lock()
+	j := s.lookup(handle)
+	if j == nil || j.worker != c {
+		s.mu.Unlock()
+		switch p.Type {
+		case protocol.WorkData, protocol.WorkWarning:
+			c.sendError(protocol.CodeJobNotFound, protocol.TextJobDoesNotExist)
+		case protocol.WorkException:
+			c.sendError(protocol.CodeJobNotFound, protocol.TextExceptionNotFound)
+		default:
+			c.sendError(protocol.CodeJobNotFound, protocol.TextWorkResultNotFound)
+		}
+		return
+	}
+	rest := p.Args[1:]
+	switch p.Type {
+	case protocol.WorkStatus:
+		j.num = uint32(atoi(p.Args[1]))
+		j.den = uint32(atoi(p.Args[2]))
+		s.sendToClients(j, p.Type, rest, c)
+	case protocol.WorkData, protocol.WorkWarning:
+		s.sendToClients(j, p.Type, rest, c)
+	default:
+		switch p.Type {
+		case protocol.WorkComplete:
+			s.counters.completed++
+		case protocol.WorkFail:
+			s.counters.failed++
+		case protocol.WorkException:
+			s.counters.exceptions++
+		}
+		j.fn.run.observeDuration(time.Duration(s.clk.Now().UnixNano() - j.since))
+		s.sendToClients(j, p.Type, rest, c)
+		s.free(j, h)
+	}
+	s.mu.Unlock()
+	h.flushDeletes()
+}
+
+func (h *handler) getStatus(handle []byte) {
+	s, c := h.s, h.c
+	if len(handle) > maxHandle {
+		c.logger().Info("GET_STATUS: handle too long, no reply")
+		return
+	}
+	s.mu.Lock()
+	j := s.lookup(handle)
+	buf := c.beginOut()
+	if j == nil {
+		buf = protocol.AppendPacket(buf, protocol.Res, protocol.StatusRes, handle, zero, zero, zero, zero)
+	} else {
+		var nb, db [10]byte
+		num := strconv.AppendUint(nb[:0], uint64(j.num), 10)
+		den := strconv.AppendUint(db[:0], uint64(j.den), 10)
+		buf = protocol.AppendPacket(buf, protocol.Res, protocol.StatusRes, handle, one, boolArg(j.state == stRunning), num, den)
+	}
+	c.endOut(buf, false)
+	s.mu.Unlock()
+}
+
+var (
+	zero = []byte("0")
+	one  = []byte("1")
+)
+
+func boolArg(b bool) []byte {
+	if b {
+		return one
+	}
+	return zero
+}
+
+func (h *handler) getStatusUnique(unique []byte) {
+	s, c := h.s, h.c
+	if len(unique) > maxUnique {
+		c.logger().Info("GET_STATUS_UNIQUE: unique too long, no reply")
+		return
+	}
+	s.mu.Lock()
+	var j *job
+	if len(unique) > 0 {
+		for _, fn := range s.funcOrder {
+			if x := fn.uniq[string(unique)]; x != nil {
+				j = x
+				break
+			}
+		}
+	}
+	buf := c.beginOut()
+	if j == nil {
+		buf = protocol.AppendPacket(buf, protocol.Res, protocol.StatusResUnique, unique, zero, zero, zero, zero, zero)
+	} else {
+		var nb, db, cb [10]byte
+		num := strconv.AppendUint(nb[:0], uint64(j.num), 10)
+		den := strconv.AppendUint(db[:0], uint64(j.den), 10)
+		cnt := strconv.AppendUint(cb[:0], uint64(len(j.clients)), 10)
+		buf = protocol.AppendPacket(buf, protocol.Res, protocol.StatusResUnique, unique, one, boolArg(j.state == stRunning), num, den, cnt)
+	}
+	c.endOut(buf, false)
+	s.mu.Unlock()
+}
+
+func (h *handler) option(name []byte) {
+	c := h.c
+	if len(name) > maxOption || !strings.EqualFold(string(name), "exceptions") {
+		c.sendError(protocol.CodeUnknownOption, protocol.TextUnknownOption)
+		return
+	}
+	h.s.mu.Lock()
+	c.exceptions = true
+	h.s.mu.Unlock()
+	c.sendPacket(protocol.OptionRes, false, name)
+}
+
+// dropConn removes a closed connection: jobs it ran are requeued, jobs it
+// waited for lose it as a client (queued foreground jobs nobody waits for
+// any more are removed at once), its registrations go away.
+func (s *Server) dropConn(c *conn) {
+	h := handler{s: s, c: c}
+	c.kill()
+	s.mu.Lock()
+	if c.gone {
+		s.mu.Unlock()
+		return
+	}
+	c.gone = true
+	delete(s.conns, c)
+	for len(c.abilities) > 0 {
+		h.dropAbility(c.abilities[0].fn)
+	}
+	for len(c.running) > 0 {
+		s.requeue(c.running[0], &h)
+	}
+	for len(c.attached) > 0 {
+		j := c.attached[len(c.attached)-1]
+		c.attached = c.attached[:len(c.attached)-1]
+		j.clients = removeConn(j.clients, c)
+		if len(j.clients) == 0 && !j.bg && j.state != stRunning {
+			s.free(j, &h)
+		}
+	}
+	s.mu.Unlock()
+	h.flushDeletes()
+}
+
+// atoi is C's atoi: optional space and sign, then digits; garbage gives 0.
+func atoi(b []byte) int64 {
+	v, _ := parseC(b)
+	return v
+}
+
+// strtol is atoi for CAN_DO_TIMEOUT values.
+func strtol(b []byte) int64 { return atoi(b) }
+
+// strtoll parses like C strtoll: ok is false when the value overflows
+// (errno ERANGE). Garbage gives 0, true.
+func strtoll(b []byte) (int64, bool) { return parseC(b) }
+
+func parseC(b []byte) (int64, bool) {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || (b[i] >= '\t' && b[i] <= '\r')) {
+		i++
+	}
+	neg := false
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		neg = b[i] == '-'
+		i++
+	}
+	var v uint64
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		v = v*10 + uint64(b[i]-'0')
+		if v > 1<<63 {
+			return 0, false
+		}
+	}
+	if !neg && v > 1<<63-1 {
+		return 0, false
+	}
+	if neg {
+		return -int64(v), true
+	}
+	return int64(v), true
+}

@@ -1,0 +1,20 @@
+package server
+
+import "errors"
+
+// Errors returned by the package.
+var (
+	// ErrServerClosed is returned by Serve after Shutdown or Close.
+	ErrServerClosed = errors.New("server: closed")
+	// ErrInvalidOptions wraps every Options validation failure.
+	ErrInvalidOptions = errors.New("server: invalid options")
+)
+
+// ERROR packet texts of our own (gearmand has no equivalent: it closes the
+// connection, or hangs, where we answer first).
+const (
+	textPayloadTooLarge = "Packet payload larger than the server limit"
+	textArgsTooLarge    = "NUL-terminated arguments larger than 8 KiB"
+	textTooFewArgs      = "Packet has too few arguments"
+	textStoreFailed     = "QUEUE_ERROR"
+)

@@ -1,0 +1,122 @@
+package monitor
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gworkerd/gworkerd/internal/httpapi"
+	"github.com/gworkerd/gworkerd/server"
+)
+
+// ServerInfo is GET /api/v1/server.
+type ServerInfo struct {
+	Version string    `json:"version"`
+	Started time.Time `json:"started"`
+	// UptimeSeconds is the monitor's uptime, which starts with gserverd.
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	Ready         bool    `json:"ready"`
+	Functions     int     `json:"functions"`
+	Connections   int     `json:"connections"`
+	Jobs          int     `json:"jobs"`
+	Running       int     `json:"running"`
+	Submitted     uint64  `json:"submitted"`
+	Completed     uint64  `json:"completed"`
+	Failed        uint64  `json:"failed"`
+	Exceptions    uint64  `json:"exceptions"`
+	Requeued      uint64  `json:"requeued"`
+	TimedOut      uint64  `json:"timed_out"`
+	Dropped       uint64  `json:"dropped"`
+}
+
+// FunctionInfo is one row of GET /api/v1/functions.
+type FunctionInfo struct {
+	server.FunctionStats
+	// Queued is High+Normal+Low; Total adds Running (gearmand's status).
+	Queued int `json:"queued"`
+	Total  int `json:"total"`
+	// OldestWaitSeconds is how long the oldest queued job has waited; 0
+	// when none waits.
+	OldestWaitSeconds float64 `json:"oldest_wait_seconds"`
+}
+
+// Snapshot is one event of /api/v1/events.
+type Snapshot struct {
+	// Time is when the snapshot was taken, in Unix milliseconds.
+	Time      int64          `json:"time"`
+	Server    ServerInfo     `json:"server"`
+	Functions []FunctionInfo `json:"functions"`
+	// Workers lists up to maxSnapshotWorkers connections that registered
+	// a function; WorkersTotal counts them all.
+	Workers      []server.WorkerInfo `json:"workers"`
+	WorkersTotal int                 `json:"workers_total"`
+}
+
+// maxSnapshotWorkers bounds the workers sent with each event.
+const maxSnapshotWorkers = 200
+
+// Snapshot returns the server's state now; the zero figures and Ready
+// false while no server is attached. The histograms are left out (they
+// are in /metrics and /api/v1/functions).
+func (m *Monitor) Snapshot() Snapshot {
+	snap := m.snapshot()
+	for i := range snap.Functions {
+		snap.Functions[i].Wait = server.Histogram{}
+		snap.Functions[i].Run = server.Histogram{}
+	}
+	return snap
+}
+
+func (m *Monitor) snapshot() Snapshot {
+	now := time.Now()
+	src, ready := m.source()
+	var st server.Stats
+	workers := []server.WorkerInfo{}
+	if src != nil {
+		st = src.Stats()
+		workers = src.Workers(true)
+	}
+	snap := Snapshot{
+		Time: now.UnixMilli(),
+		Server: ServerInfo{
+			Version:       m.opts.Version,
+			Started:       m.started,
+			UptimeSeconds: now.Sub(m.started).Seconds(),
+			Ready:         ready,
+			Functions:     len(st.Functions),
+			Connections:   st.Connections,
+			Jobs:          st.Jobs,
+			Running:       st.Running,
+			Submitted:     st.Submitted,
+			Completed:     st.Completed,
+			Failed:        st.Failed,
+			Exceptions:    st.Exceptions,
+			Requeued:      st.Requeued,
+			TimedOut:      st.TimedOut,
+			Dropped:       st.Dropped,
+		},
+		Functions:    make([]FunctionInfo, 0, len(st.Functions)),
+		Workers:      workers[:min(len(workers), maxSnapshotWorkers)],
+		WorkersTotal: len(workers),
+	}
+	for _, f := range st.Functions {
+		q := f.High + f.Normal + f.Low
+		fi := FunctionInfo{FunctionStats: f, Queued: q, Total: q + f.Running}
+		if !f.OldestQueued.IsZero() {
+			fi.OldestWaitSeconds = max(0, now.Sub(f.OldestQueued).Seconds())
+		}
+		snap.Functions = append(snap.Functions, fi)
+	}
+	return snap
+}
+
+func (m *Monitor) handleServer(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, m.Snapshot().Server)
+}
+
+func (m *Monitor) handleFunctions(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, m.snapshot().Functions)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) { httpapi.WriteJSON(w, code, v) }
+
+func writeError(w http.ResponseWriter, code int, msg string) { httpapi.WriteError(w, code, msg) }

@@ -1,0 +1,233 @@
+// Package monitor is gserverd's HTTP endpoint: Prometheus metrics, a JSON
+// API, health checks and the embedded live dashboard.
+//
+// As in nats-server's monitor.go, every endpoint is a data struct, a Go
+// method that fills it from server.Stats, and a thin HTTP handler; the
+// same data serves the JSON API, the metrics and the page.
+//
+// Endpoints:
+//
+//	GET  /metrics                  Prometheus text format (open)
+//	GET  /healthz                  200 while the process serves HTTP (open)
+//	GET  /readyz                   200 once the server is attached (after replay), 503 before and while stopping (open)
+//	GET  /api/v1/server            ServerInfo
+//	GET  /api/v1/functions         []FunctionInfo
+//	GET  /api/v1/workers           []server.WorkerInfo (?all=1: clients too)
+//	GET  /api/v1/jobs              JobsPage (?function=&state=&offset=&limit=)
+//	GET  /api/v1/jobs/{handle}     server.JobInfo, 404 when unknown
+//	POST /api/v1/jobs/{handle}/cancel  as `cancel job`: CancelResult, 404 when unknown
+//	GET  /api/v1/functions/{function}/unique/{unique}  server.JobInfo by unique ID
+//	POST /api/v1/functions/{function}/maxqueue  ?n= or ?high=&normal=&low=: MaxQueueResult
+//	GET  /api/v1/events            server-sent events, one Snapshot per interval
+//	POST /api/v1/jobs/{function}   submit a job (gearmand's HTTP headers)
+//	GET  /                         the dashboard
+//
+// With Options.Token set, every /api/ request needs "Authorization: Bearer
+// <token>" (401 otherwise, before anything runs). Requests with unsafe
+// methods from another site (Sec-Fetch-Site, Origin) get 403.
+//
+// A job handle is a path segment: "/api/v1/jobs/H:host:42". POST to
+// /api/v1/jobs/{x} submits a job of function x; GET reads job handle x.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/gworkerd/gworkerd/internal/httpapi"
+	"github.com/gworkerd/gworkerd/server"
+)
+
+// Source is what the monitor reads and acts on: *server.Server.
+type Source interface {
+	Stats() server.Stats
+	Workers(workersOnly bool) []server.WorkerInfo
+	Jobs(q server.JobQuery) ([]server.JobInfo, int)
+	Job(handle string) (server.JobInfo, bool)
+	JobByUnique(function, unique string) (server.JobInfo, bool)
+	CancelJob(handle string) bool
+	SetMaxQueue(function string, limits [3]int)
+}
+
+// Options configure a Monitor.
+type Options struct {
+	// Logger receives the monitor's logs. Default: discard.
+	Logger logrus.FieldLogger
+	// Token, when set, turns on bearer-token auth for /api/. Default "" (off).
+	Token string
+	// GearmanAddr is the host:port of the server's own Gearman listener,
+	// which POST /api/v1/jobs/{function} dials over loopback. "" (default)
+	// disables submitting (503).
+	GearmanAddr string
+	// Dial connects to GearmanAddr. Default: a plain TCP dial. gserverd
+	// with --ssl passes a TLS dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Version is reported by /api/v1/server. Default "gserverd-dev".
+	Version string
+	// EventInterval is the period of /api/v1/events. Default 1s.
+	EventInterval time.Duration
+	// MaxPayload bounds a submitted job's body. Default 64 MiB.
+	MaxPayload int64
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		l := logrus.New()
+		l.SetOutput(discard{})
+		o.Logger = l
+	}
+	if o.Version == "" {
+		o.Version = "gserverd-dev"
+	}
+	if o.Dial == nil {
+		var d net.Dialer
+		o.Dial = d.DialContext
+	}
+	if o.EventInterval <= 0 {
+		o.EventInterval = time.Second
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 64 << 20
+	}
+	return o
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Monitor serves the HTTP endpoint. Create it with New, attach the server
+// with Attach once it is ready, then Serve.
+type Monitor struct {
+	opts    Options
+	log     logrus.FieldLogger
+	started time.Time
+	handler http.Handler
+	hs      *http.Server
+
+	// mu guards src and stopping.
+	mu       sync.RWMutex
+	src      Source
+	stopping bool
+
+	done     chan struct{} // closed by Shutdown or Close: ends event streams
+	doneOnce sync.Once
+}
+
+// New returns a monitor; it serves nothing until Serve.
+func New(opts Options) *Monitor {
+	o := opts.withDefaults()
+	m := &Monitor{
+		opts:    o,
+		log:     o.Logger,
+		started: time.Now(),
+		done:    make(chan struct{}),
+	}
+	m.handler = m.routes()
+	m.hs = &http.Server{
+		Handler:           m.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          nil,
+	}
+	return m
+}
+
+// Attach makes src the source of every figure and marks the monitor ready.
+func (m *Monitor) Attach(src Source) {
+	m.mu.Lock()
+	m.src = src
+	m.mu.Unlock()
+}
+
+func (m *Monitor) source() (Source, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.src, m.src != nil && !m.stopping
+}
+
+// Ready reports whether a server is attached and the monitor not stopping.
+func (m *Monitor) Ready() bool {
+	_, ok := m.source()
+	return ok
+}
+
+// Handler returns the monitor's HTTP handler (for tests and embedding).
+func (m *Monitor) Handler() http.Handler { return m.handler }
+
+// Serve serves HTTP on ln until Shutdown or Close; it then returns
+// http.ErrServerClosed. It closes ln.
+func (m *Monitor) Serve(ln net.Listener) error {
+	err := m.hs.Serve(ln)
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("monitor: serve: %w", err)
+	}
+	return err
+}
+
+func (m *Monitor) stop() {
+	m.mu.Lock()
+	m.stopping = true
+	m.mu.Unlock()
+	m.doneOnce.Do(func() { close(m.done) })
+}
+
+// Shutdown ends event streams, stops accepting and waits for the other
+// requests to finish, or ctx to end.
+func (m *Monitor) Shutdown(ctx context.Context) error {
+	m.stop()
+	if err := m.hs.Shutdown(ctx); err != nil {
+		return fmt.Errorf("monitor: shutdown: %w", err)
+	}
+	return nil
+}
+
+// Close stops at once. It is safe to call more than once.
+func (m *Monitor) Close() error {
+	m.stop()
+	return m.hs.Close()
+}
+
+func (m *Monitor) routes() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collector{m},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", httpapi.Healthz)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !m.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/v1/server", m.handleServer)
+	api.HandleFunc("GET /api/v1/functions", m.handleFunctions)
+	api.HandleFunc("GET /api/v1/events", m.handleEvents)
+	api.HandleFunc("GET /api/v1/workers", m.handleWorkers)
+	api.HandleFunc("GET /api/v1/jobs", m.handleJobs)
+	api.HandleFunc("GET /api/v1/jobs/{handle}", m.handleJob)
+	api.HandleFunc("POST /api/v1/jobs/{handle}/cancel", m.handleCancel)
+	api.HandleFunc("GET /api/v1/functions/{function}/unique/{unique}", m.handleJobByUnique)
+	api.HandleFunc("POST /api/v1/functions/{function}/maxqueue", m.handleMaxQueue)
+	api.HandleFunc("POST /api/v1/jobs/{function}", m.handleSubmit)
+	mux.Handle("/api/", httpapi.BearerAuth(m.opts.Token, "gserverd", api))
+	mux.Handle("/", staticHandler())
+	return http.NewCrossOriginProtection().Handler(mux)
+}

@@ -1,0 +1,537 @@
+package server
+
+import (
+	"container/heap"
+	"runtime/debug"
+	"time"
+
+	"github.com/gworkerd/gworkerd/internal/clock"
+	"github.com/gworkerd/gworkerd/protocol"
+)
+
+// job is one job in memory. All fields are guarded by Server.mu.
+type job struct {
+	id      uint64
+	fn      *function
+	unique  string
+	data    string
+	clients []*conn // attached foreground clients, oldest first
+	worker  *conn   // the connection running it, nil when not running
+	// queue links, while state == stQueued.
+	prev, next *job
+	ext        *jobExt // rarely used fields; nil for most jobs
+	// since is when the job was last queued (stQueued) or assigned
+	// (stRunning), in Unix nanoseconds of the server's clock.
+	since     int64
+	num, den  uint32
+	retries   uint16
+	gen       uint16 // bumped at every assignment; stale timers compare it
+	prio      uint8  // protocol.Priority
+	state     jobState
+	bg        bool // background: no client needs to wait for it
+	cancelled bool // admin `cancel job` on a running job
+}
+
+// jobExt holds the fields few jobs use, to keep job small (a queued
+// 100-byte job costs about 300 bytes in all).
+type jobExt struct {
+	reducer string
+	// key is the job's storage key when it is persisted ("" otherwise).
+	key     string
+	when    int64
+	timer   clock.Timer
+	heapIdx int32
+}
+
+func (j *job) x() *jobExt {
+	if j.ext == nil {
+		j.ext = &jobExt{heapIdx: -1}
+	}
+	return j.ext
+}
+
+func (j *job) when() int64 {
+	if j.ext == nil {
+		return 0
+	}
+	return j.ext.when
+}
+
+func (j *job) reducer() string {
+	if j.ext == nil {
+		return ""
+	}
+	return j.ext.reducer
+}
+
+func (j *job) key() string {
+	if j.ext == nil {
+		return ""
+	}
+	return j.ext.key
+}
+
+func (j *job) stopTimer() {
+	if j.ext != nil && j.ext.timer != nil {
+		j.ext.timer.Stop()
+		j.ext.timer = nil
+	}
+}
+
+type jobState uint8
+
+const (
+	stNew     jobState = iota // not in any list
+	stQueued                  // in fn.queues[prio]
+	stWaiting                 // epoch job in Server.future
+	stRunning                 // assigned to worker
+)
+
+// uniqKey is the coalescing key of a job within its function: the unique,
+// or for unique "-" the payload (NUL cannot occur in a unique).
+func uniqKey(unique, data string) string {
+	if unique == "-" {
+		return "\x00" + data
+	}
+	return unique
+}
+
+// jobList is an intrusive FIFO of jobs.
+type jobList struct{ head, tail *job }
+
+func (l *jobList) push(j *job) {
+	j.prev, j.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = j
+	} else {
+		l.head = j
+	}
+	l.tail = j
+}
+
+func (l *jobList) remove(j *job) {
+	if j.prev != nil {
+		j.prev.next = j.next
+	} else {
+		l.head = j.next
+	}
+	if j.next != nil {
+		j.next.prev = j.prev
+	} else {
+		l.tail = j.prev
+	}
+	j.prev, j.next = nil, nil
+}
+
+// function is one function name. All fields are guarded by Server.mu.
+type function struct {
+	name    string
+	queues  [3]jobList
+	queued  [3]int // queued per priority, epoch jobs not yet due included
+	running int
+	total   int // every job of the function (queued, waiting, running)
+	workers []*conn
+	wake    int // rotation start for wake-ups
+	uniq    map[string]*job
+	max     [3]int // maxqueue per priority; 0 = unlimited
+	wait    hist   // seconds from queued to assigned
+	run     hist   // seconds from assigned to the final WORK_* packet
+}
+
+func (s *Server) function(name []byte) *function {
+	if f := s.funcs[string(name)]; f != nil {
+		return f
+	}
+	f := &function{name: string(name), uniq: make(map[string]*job),
+		wait: newHist(latencyBounds()), run: newHist(latencyBounds())}
+	s.funcs[f.name] = f
+	s.funcOrder = append(s.funcOrder, f)
+	return f
+}
+
+// newJob creates a job of fn (not yet queued).
+func (s *Server) newJob(fn *function, unique, data string, prio protocol.Priority, bg bool) *job {
+	s.nextJob++
+	j := &job{id: s.nextJob, fn: fn, unique: unique, data: data, prio: uint8(prio), bg: bg}
+	s.jobs[j.id] = j
+	if len(s.jobs) > s.jobsPeak {
+		s.jobsPeak = len(s.jobs)
+	}
+	fn.total++
+	if unique != "" {
+		fn.uniq[uniqKey(unique, data)] = j
+	}
+	s.counters.submitted++
+	return j
+}
+
+// enqueue puts a job that is not running into its queue, or into the
+// future heap when its epoch is ahead, and wakes sleeping workers.
+func (s *Server) enqueue(j *job, t time.Time) {
+	if j.when() > t.Unix() {
+		j.state = stWaiting
+		j.fn.queued[j.prio]++
+		heap.Push(&s.future, j)
+		s.armEpoch()
+		return
+	}
+	j.state = stQueued
+	j.since = t.UnixNano()
+	j.fn.queued[j.prio]++
+	j.fn.queues[j.prio].push(j)
+	s.wakeWorkers(j.fn)
+}
+
+// unlink takes a job out of whatever list holds it, without freeing it.
+func (s *Server) unlink(j *job) {
+	switch j.state {
+	case stQueued:
+		j.fn.queues[j.prio].remove(j)
+		j.fn.queued[j.prio]--
+	case stWaiting:
+		heap.Remove(&s.future, int(j.ext.heapIdx))
+		j.fn.queued[j.prio]--
+	case stRunning:
+		w := j.worker
+		w.running = removeJob(w.running, j)
+		j.worker = nil
+		j.fn.running--
+		s.running--
+		j.stopTimer()
+		if s.running == 0 && s.drained != nil {
+			select {
+			case <-s.drained:
+			default:
+				close(s.drained)
+			}
+		}
+	}
+	j.state = stNew
+}
+
+// free removes a job from the server entirely and returns its storage
+// reference, if it has one, for the caller to delete outside the lock.
+func (s *Server) free(j *job, h *handler) {
+	s.unlink(j)
+	for _, c := range j.clients {
+		c.attached = removeJob(c.attached, j)
+	}
+	j.clients = nil
+	delete(s.jobs, j.id)
+	if s.jobsPeak >= shrinkPeak && len(s.jobs) <= s.jobsPeak/64 {
+		s.shrink()
+	}
+	j.fn.total--
+	if j.unique != "" {
+		k := uniqKey(j.unique, j.data)
+		if j.fn.uniq[k] == j {
+			delete(j.fn.uniq, k)
+		}
+	}
+	if k := j.key(); k != "" && h != nil {
+		h.deletes = append(h.deletes, storeRef{fn: j.fn.name, key: k})
+	}
+}
+
+// shrinkPeak is the job count above which a drained server rebuilds its
+// maps and gives memory back to the OS (Go maps never shrink).
+const shrinkPeak = 1 << 16
+
+// shrink rebuilds the job and unique maps at their current size, and
+// returns freed memory to the OS in the background.
+func (s *Server) shrink() {
+	jobs := make(map[uint64]*job, len(s.jobs))
+	for id, j := range s.jobs {
+		jobs[id] = j
+	}
+	s.jobs = jobs
+	s.jobsPeak = len(jobs)
+	for _, f := range s.funcOrder {
+		u := make(map[string]*job, len(f.uniq))
+		for k, j := range f.uniq {
+			u[k] = j
+		}
+		f.uniq = u
+	}
+	if len(s.future) == 0 {
+		s.future = nil
+	}
+	if s.releasing || s.closed {
+		return
+	}
+	s.releasing = true
+	s.bgWG.Add(1)
+	go func() {
+		defer s.bgWG.Done()
+		debug.FreeOSMemory()
+		s.mu.Lock()
+		s.releasing = false
+		s.mu.Unlock()
+	}()
+}
+
+func removeJob(list []*job, j *job) []*job {
+	for i, x := range list {
+		if x == j {
+			last := len(list) - 1
+			list[i] = list[last]
+			list[last] = nil
+			return list[:last]
+		}
+	}
+	return list
+}
+
+func removeConn(list []*conn, c *conn) []*conn {
+	for i, x := range list {
+		if x == c {
+			copy(list[i:], list[i+1:])
+			list[len(list)-1] = nil
+			return list[:len(list)-1]
+		}
+	}
+	return list
+}
+
+// wakeWorkers sends NOOP to sleeping workers of fn that have not been
+// woken yet: at most Options.WorkerWakeup of them (0 = all), starting at a
+// rotating position so that wake-ups are spread out.
+func (s *Server) wakeWorkers(fn *function) {
+	n := len(fn.workers)
+	if n == 0 || s.draining {
+		return
+	}
+	limit := s.opts.WorkerWakeup
+	woken := 0
+	start := fn.wake % n
+	for i := 0; i < n; i++ {
+		idx := (start + i) % n
+		w := fn.workers[idx]
+		if !w.sleeping || w.noopSent {
+			continue
+		}
+		w.noopSent = true
+		w.sendPacket(protocol.Noop, true)
+		woken++
+		if limit > 0 && woken >= limit {
+			fn.wake = idx + 1
+			return
+		}
+	}
+	if woken > 0 {
+		fn.wake = start + 1
+	}
+}
+
+// hasWork reports whether a job is runnable now for one of c's functions.
+func (s *Server) hasWork(c *conn) bool {
+	for _, a := range c.abilities {
+		q := &a.fn.queues
+		if q[0].head != nil || q[1].head != nil || q[2].head != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// grab takes the next job for worker c: the highest priority over all of
+// its functions, functions of equal priority served round-robin.
+func (s *Server) grab(c *conn) *job {
+	n := len(c.abilities)
+	if n == 0 || s.draining {
+		return nil
+	}
+	for p := range 3 {
+		for i := 0; i < n; i++ {
+			idx := (c.rr + i) % n
+			fn := c.abilities[idx].fn
+			j := fn.queues[p].head
+			if j == nil {
+				continue
+			}
+			c.rr = (idx + 1) % n
+			s.assign(j, c)
+			return j
+		}
+	}
+	return nil
+}
+
+// assign hands a queued job to worker c and arms its CAN_DO_TIMEOUT.
+func (s *Server) assign(j *job, c *conn) {
+	s.unlink(j)
+	now := s.clk.Now().UnixNano()
+	j.fn.wait.observeDuration(time.Duration(now - j.since))
+	j.since = now
+	j.state = stRunning
+	j.worker = c
+	j.gen++
+	j.fn.running++
+	s.running++
+	c.running = append(c.running, j)
+	if d := c.timeoutFor(j.fn); d > 0 {
+		id, gen := j.id, j.gen
+		j.x().timer = s.clk.AfterFunc(d, func() { s.timeout(id, gen) })
+	}
+}
+
+// timeoutFor returns the CAN_DO_TIMEOUT of the newest registration of fn.
+func (c *conn) timeoutFor(fn *function) time.Duration {
+	for i := len(c.abilities) - 1; i >= 0; i-- {
+		if c.abilities[i].fn == fn {
+			return c.abilities[i].timeout
+		}
+	}
+	return 0
+}
+
+// timeout is the CAN_DO_TIMEOUT timer of one assignment.
+func (s *Server) timeout(id uint64, gen uint16) {
+	h := handler{s: s}
+	s.mu.Lock()
+	j := s.jobs[id]
+	if s.closed || j == nil || j.state != stRunning || j.gen != gen {
+		s.mu.Unlock()
+		return
+	}
+	j.ext.timer = nil
+	s.counters.timedOut++
+	s.log.WithFields(map[string]any{"function": j.fn.name, "job_handle": s.handleString(j.id)}).Info("job timed out, requeued")
+	s.requeue(j, &h)
+	s.mu.Unlock()
+	h.flushDeletes()
+}
+
+// requeue puts a running job back after its worker left, gave up the
+// function or timed out. It counts a retry; at the Options.JobRetries
+// limit the job is dropped and its clients get WORK_FAIL.
+func (s *Server) requeue(j *job, h *handler) {
+	s.unlink(j)
+	if j.cancelled || (!j.bg && len(j.clients) == 0) {
+		s.free(j, h)
+		return
+	}
+	if j.retries < 0xffff {
+		j.retries++
+	}
+	if lim := s.opts.JobRetries; lim >= 0 && int(j.retries) >= lim {
+		s.counters.dropped++
+		s.counters.failed++
+		s.log.WithFields(map[string]any{"function": j.fn.name, "job_handle": s.handleString(j.id)}).Warn("dropped job due to max retry count")
+		s.sendToClients(j, protocol.WorkFail, nil, h.c)
+		s.free(j, h)
+		return
+	}
+	s.counters.requeued++
+	j.num, j.den = 0, 0
+	s.enqueue(j, s.clk.Now())
+}
+
+// sendToClients sends a packet about j to every attached client, newest
+// first as gearmand does. args are the arguments after the handle.
+func (s *Server) sendToClients(j *job, t protocol.Type, args [][]byte, cur *conn) {
+	for i := len(j.clients) - 1; i >= 0; i-- {
+		c := j.clients[i]
+		typ := t
+		if t == protocol.WorkException && !c.exceptions {
+			typ = protocol.WorkFail
+		}
+		buf := c.beginOut()
+		size := s.handleLen(j.id)
+		if typ != protocol.WorkFail {
+			for _, a := range args {
+				size += 1 + len(a)
+			}
+		}
+		buf = protocol.AppendHeader(buf, protocol.Res, typ, size)
+		buf = s.appendHandle(buf, j.id)
+		if typ != protocol.WorkFail {
+			for _, a := range args {
+				buf = append(buf, 0)
+				buf = append(buf, a...)
+			}
+		}
+		c.endOut(buf, c != cur)
+	}
+}
+
+// futureHeap orders epoch jobs that are not due yet by their time.
+type futureHeap []*job
+
+func (h futureHeap) Len() int { return len(h) }
+func (h futureHeap) Less(a, b int) bool {
+	if wa, wb := h[a].when(), h[b].when(); wa != wb {
+		return wa < wb
+	}
+	return h[a].id < h[b].id
+}
+func (h futureHeap) Swap(a, b int) {
+	h[a], h[b] = h[b], h[a]
+	h[a].ext.heapIdx = int32(a)
+	h[b].ext.heapIdx = int32(b)
+}
+func (h *futureHeap) Push(x any) {
+	j := x.(*job)
+	j.x().heapIdx = int32(len(*h))
+	*h = append(*h, j)
+}
+func (h *futureHeap) Pop() any {
+	old := *h
+	j := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	j.ext.heapIdx = -1
+	return j
+}
+
+// armEpoch arms the epoch timer for the earliest waiting job.
+func (s *Server) armEpoch() {
+	if len(s.future) == 0 || s.closed && !s.draining {
+		return
+	}
+	at := s.future[0].when()
+	if s.epochT != nil && s.epochAt <= at {
+		return
+	}
+	if s.epochT != nil {
+		s.epochT.Stop()
+	}
+	d := time.Unix(at, 0).Sub(s.clk.Now())
+	if d < 0 {
+		d = 0
+	}
+	s.epochAt = at
+	s.epochT = s.clk.AfterFunc(d, s.epochDue)
+}
+
+// epochDue moves due epoch jobs to their queues; their functions' sleeping
+// workers get NOOP.
+func (s *Server) epochDue() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.epochT = nil
+	s.epochAt = 0
+	if s.closed && !s.draining {
+		return
+	}
+	now := s.clk.Now()
+	for len(s.future) > 0 && s.future[0].when() <= now.Unix() {
+		j := heap.Pop(&s.future).(*job)
+		j.fn.queued[j.prio]--
+		j.state = stNew
+		s.enqueue(j, now)
+	}
+	s.armEpoch()
+}
+
+// storeRef is a store deletion to do outside the lock.
+type storeRef struct{ fn, key string }
+
+func (h *handler) flushDeletes() {
+	if len(h.deletes) == 0 {
+		return
+	}
+	h.s.del.enqueue(h.deletes)
+	clear(h.deletes)
+	h.deletes = h.deletes[:0]
+}

@@ -1,0 +1,453 @@
+// Package server is the Gearman job server core of gserverd: it accepts
+// connections on the listeners given to Serve, speaks the binary protocol
+// and the admin text protocol of PROTOCOL.md on the same port, queues jobs
+// in memory and, when Options.Store is set, persists background jobs.
+//
+// # Concurrency
+//
+// Every connection has one reader goroutine that decodes its frames and
+// applies them to the shared state under Server.mu. Output for a
+// connection is appended to that connection's buffer under conn.wmu and
+// written either by its own reader (after a batch of frames) or, when
+// another goroutine produced it, by a short-lived writer goroutine. No
+// goroutine blocks on another connection's socket.
+//
+// Lock order: Server.mu, then conn.wmu. Server.lnMu is never held with
+// either. The store is never called with Server.mu held.
+//
+// # Choices where gearmand gives no answer
+//
+// Beyond PROTOCOL.md section 0:
+//   - `workers` shows a connection id number (1, 2, ... per server, stable
+//     for the connection's life) where gearmand shows the file descriptor.
+//   - `status` and `prioritystatus` list functions in creation order.
+//   - `show jobs` lists jobs in handle order; its last column is 1 for
+//     background jobs (gearmand's job_queued), 0 for foreground ones.
+//   - A packet with fewer arguments than its type needs gets ERROR
+//     INVALID_PACKET "Packet has too few arguments" (gearmand waits for
+//     more bytes); the connection stays open.
+//   - A payload over Options.Limits.MaxPayload gets ERROR
+//     ARGUMENT_TOO_LARGE "Packet payload larger than the server limit",
+//     NUL-terminated arguments over 8 KiB ERROR ARGUMENT_TOO_LARGE
+//     "NUL-terminated arguments larger than 8 KiB"; then the connection
+//     is closed.
+//   - PRE_SLEEP stops the CAN_DO_TIMEOUT timers of the jobs the
+//     connection holds, as gearmand stops its per-connection timer.
+//   - A background job with unique "-" is stored under a fresh key (like
+//     an empty unique) so that jobs with different payloads never
+//     overwrite each other; after a replay it has an empty unique.
+//   - Graceful Shutdown hands out no more jobs (GRAB_JOB gets NO_JOB)
+//     while it waits for running jobs.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/gworkerd/gworkerd/internal/clock"
+	"github.com/gworkerd/gworkerd/protocol"
+	"github.com/gworkerd/gworkerd/server/store"
+)
+
+// Server is a Gearman job server. Create it with New.
+type Server struct {
+	opts  Options
+	log   logrus.FieldLogger
+	clk   clock.Clock
+	store store.Store
+	meter *meteredStore // the store, measured; with store only
+	del   *deleter      // with store only
+	lim   protocol.Limits
+	pid   int
+
+	// handle prefix with its ':' separator, e.g. "H:host:".
+	prefix string
+
+	lnMu      sync.Mutex
+	listeners map[net.Listener]struct{}
+	quit      chan struct{} // closed by Close
+	quitOnce  sync.Once
+	serveWG   sync.WaitGroup // Serve accept loops
+
+	connWG sync.WaitGroup // reader and writer goroutines of connections
+
+	// mu guards everything below.
+	mu        sync.Mutex
+	closed    bool // Close or Shutdown began: no new connections
+	draining  bool // Shutdown: no job is handed out any more
+	drained   chan struct{}
+	conns     map[*conn]struct{}
+	nextConn  uint64
+	funcs     map[string]*function
+	funcOrder []*function // listing order of status/prioritystatus
+	jobs      map[uint64]*job
+	jobsPeak  int  // largest len(jobs) since the map was last rebuilt
+	releasing bool // a memory release runs
+	bgWG      sync.WaitGroup
+	nextJob   uint64
+	keySeq    uint64 // sequence for store.NewKey
+	running   int    // jobs assigned to a worker, all functions
+	future    futureHeap
+	epochT    clock.Timer
+	epochAt   int64 // unix time epochT is armed for; 0 = unarmed
+	counters  counters
+}
+
+type counters struct {
+	submitted, completed, failed, exceptions, requeued, timedOut, dropped uint64
+}
+
+// New validates opts and returns a server. When opts.Store is set, every
+// stored job is replayed into the queues before New returns.
+func New(opts Options) (*Server, error) {
+	o := opts.WithDefaults()
+	if err := validate(o); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:      o,
+		log:       o.Logger,
+		clk:       o.Clock,
+		lim:       o.Limits,
+		pid:       os.Getpid(),
+		prefix:    o.JobHandlePrefix + ":",
+		listeners: make(map[net.Listener]struct{}),
+		quit:      make(chan struct{}),
+		conns:     make(map[*conn]struct{}),
+		funcs:     make(map[string]*function),
+		jobs:      make(map[uint64]*job),
+	}
+	if o.Store != nil {
+		s.meter = newMeteredStore(o.Store, o.Clock)
+		s.store = s.meter
+		if err := s.replay(context.Background()); err != nil {
+			return nil, err
+		}
+		s.del = newDeleter(s.store, s.log)
+	}
+	return s, nil
+}
+
+func validate(o Options) error {
+	switch {
+	case o.JobRetries < -1 || o.JobRetries > 255:
+		return fmt.Errorf("%w: JobRetries %d (want -1..255)", ErrInvalidOptions, o.JobRetries)
+	case o.WorkerWakeup < 0:
+		return fmt.Errorf("%w: WorkerWakeup %d (want >= 0)", ErrInvalidOptions, o.WorkerWakeup)
+	case len(o.JobHandlePrefix)+21 >= 64:
+		return fmt.Errorf("%w: JobHandlePrefix %q too long (handles must stay under 64 bytes)", ErrInvalidOptions, o.JobHandlePrefix)
+	}
+	return nil
+}
+
+// Serve accepts connections on ln until Shutdown or Close and serves each
+// in its own goroutine. It may be called for several listeners at once.
+// It closes ln when it returns, and returns ErrServerClosed after
+// Shutdown or Close, or the accept error otherwise.
+func (s *Server) Serve(ln net.Listener) error {
+	s.lnMu.Lock()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		s.lnMu.Unlock()
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.serveWG.Add(1)
+	s.lnMu.Unlock()
+	defer s.serveWG.Done()
+	defer func() {
+		s.lnMu.Lock()
+		delete(s.listeners, ln)
+		s.lnMu.Unlock()
+		_ = ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("server: accept: %w", err)
+			}
+			// Anything else (EMFILE, ECONNABORTED...) is transient: wait
+			// a little and go on, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.WithError(err).WithField("retry_in", backoff).Warn("accept failed")
+			t := s.clk.NewTimer(backoff)
+			select {
+			case <-t.C():
+			case <-s.quit:
+				t.Stop()
+			}
+			continue
+		}
+		backoff = 0
+		if !s.startConn(nc) {
+			_ = nc.Close()
+			return ErrServerClosed
+		}
+	}
+}
+
+// startConn registers nc and starts its reader goroutine.
+func (s *Server) startConn(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.nextConn++
+	c := newConn(s, nc, s.nextConn)
+	s.conns[c] = struct{}{}
+	c.logger().WithField("remote", nc.RemoteAddr().String()).Debug("connection accepted")
+	s.connWG.Add(1)
+	go c.readLoop()
+	return true
+}
+
+func (s *Server) closeListeners() {
+	s.lnMu.Lock()
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	s.lnMu.Unlock()
+}
+
+// Shutdown stops the server gracefully, as gearmand on SIGUSR1: it stops
+// accepting connections and handing out jobs, waits until no job is
+// running (queued jobs stay queued, and stored when a Store is set), then
+// closes every connection. If ctx ends first, Shutdown returns ctx's
+// error and the server keeps running its jobs; call Close to stop it.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.draining = true
+	if s.drained == nil {
+		s.drained = make(chan struct{})
+		if s.running == 0 {
+			close(s.drained)
+		}
+	}
+	drained := s.drained
+	s.mu.Unlock()
+	s.closeListeners()
+	s.serveWG.Wait()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		return fmt.Errorf("server: shutdown: %w", ctx.Err())
+	}
+	// Let every connection write what it has pending, then close it.
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.finish()
+	}
+	flushed := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(flushed)
+	}()
+	select {
+	case <-flushed:
+	case <-ctx.Done():
+		_ = s.Close()
+		<-flushed
+		return fmt.Errorf("server: shutdown: %w", ctx.Err())
+	}
+	return s.Close()
+}
+
+// Close stops the server at once: listeners and connections are closed,
+// timers stopped. Running jobs stay in the store (if any) and are replayed
+// at the next start. Close is safe to call more than once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	if s.epochT != nil {
+		s.epochT.Stop()
+		s.epochT = nil
+	}
+	for _, j := range s.jobs {
+		j.stopTimer()
+	}
+	s.mu.Unlock()
+	s.quitOnce.Do(func() { close(s.quit) })
+	s.closeListeners()
+	for _, c := range conns {
+		c.kill()
+	}
+	s.serveWG.Wait()
+	s.connWG.Wait()
+	s.bgWG.Wait()
+	if s.del != nil {
+		s.del.close()
+	}
+	return nil
+}
+
+// Stats is a snapshot of the server's state and counters.
+type Stats struct {
+	// Functions lists every known function.
+	Functions []FunctionStats `json:"functions"`
+	// Connections is the number of open connections.
+	Connections int `json:"connections"`
+	// Jobs is the number of jobs in memory (queued, waiting and running).
+	Jobs int `json:"jobs"`
+	// Running is the number of jobs assigned to a worker.
+	Running int `json:"running"`
+	// Counters since the start.
+	Submitted  uint64 `json:"submitted"`  // jobs created (not coalesced submits)
+	Completed  uint64 `json:"completed"`  // WORK_COMPLETE
+	Failed     uint64 `json:"failed"`     // WORK_FAIL, and drops at the retry limit
+	Exceptions uint64 `json:"exceptions"` // WORK_EXCEPTION
+	Requeued   uint64 `json:"requeued"`   // jobs put back after a worker left, CANT_DO or a timeout
+	TimedOut   uint64 `json:"timed_out"`  // CAN_DO_TIMEOUT expiries
+	Dropped    uint64 `json:"dropped"`    // jobs dropped at the retry limit
+	// Store describes the writes to the persistent store; nil without one.
+	Store *StoreStats `json:"store,omitempty"`
+}
+
+// FunctionStats is the state of one function.
+type FunctionStats struct {
+	Name string `json:"name"`
+	// High, Normal and Low count queued jobs (not running) per priority;
+	// Normal includes epoch jobs not yet due.
+	High    int `json:"high"`
+	Normal  int `json:"normal"`
+	Low     int `json:"low"`
+	Running int `json:"running"`
+	Workers int `json:"workers"`
+	// MaxQueue is the maxqueue limit per priority (high, normal, low);
+	// 0 means unlimited.
+	MaxQueue [3]int `json:"max_queue"`
+	// OldestQueued is when the job that has waited longest in a queue
+	// (due, not running) was queued; zero when none waits.
+	OldestQueued time.Time `json:"oldest_queued,omitzero"`
+	// Wait is the time jobs waited in the queue before a worker took
+	// them, and Run the time from assignment to WORK_COMPLETE, _FAIL or
+	// _EXCEPTION, in seconds. A requeued job's wait starts again.
+	Wait Histogram `json:"wait,omitzero"`
+	Run  Histogram `json:"run,omitzero"`
+}
+
+// Stats returns a snapshot of the server. It costs one pass over the
+// functions under the state lock.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{
+		Functions:   make([]FunctionStats, 0, len(s.funcOrder)),
+		Connections: len(s.conns),
+		Jobs:        len(s.jobs),
+		Running:     s.running,
+		Submitted:   s.counters.submitted,
+		Completed:   s.counters.completed,
+		Failed:      s.counters.failed,
+		Exceptions:  s.counters.exceptions,
+		Requeued:    s.counters.requeued,
+		TimedOut:    s.counters.timedOut,
+		Dropped:     s.counters.dropped,
+	}
+	for _, f := range s.funcOrder {
+		fs := FunctionStats{
+			Name:     f.name,
+			High:     f.queued[protocol.High],
+			Normal:   f.queued[protocol.Normal],
+			Low:      f.queued[protocol.Low],
+			Running:  f.running,
+			Workers:  len(f.workers),
+			MaxQueue: f.max,
+			Wait:     f.wait.snapshot(),
+			Run:      f.run.snapshot(),
+		}
+		var oldest int64
+		for p := range f.queues {
+			if j := f.queues[p].head; j != nil && (oldest == 0 || j.since < oldest) {
+				oldest = j.since
+			}
+		}
+		if oldest != 0 {
+			fs.OldestQueued = time.Unix(0, oldest)
+		}
+		st.Functions = append(st.Functions, fs)
+	}
+	if s.meter != nil {
+		st.Store = s.meter.stats()
+	}
+	return st
+}
+
+// appendHandle appends the handle of job id.
+func (s *Server) appendHandle(dst []byte, id uint64) []byte {
+	dst = append(dst, s.prefix...)
+	return strconv.AppendUint(dst, id, 10)
+}
+
+func (s *Server) handleLen(id uint64) int {
+	n := len(s.prefix) + 1
+	for id >= 10 {
+		id /= 10
+		n++
+	}
+	return n
+}
+
+// handleString returns the handle of job id as a string (for logs and admin).
+func (s *Server) handleString(id uint64) string {
+	return string(s.appendHandle(make([]byte, 0, 32), id))
+}
+
+// parseHandle returns the job id a handle names, or false when it cannot
+// name a job of this server.
+func (s *Server) parseHandle(h []byte) (uint64, bool) {
+	if len(h) <= len(s.prefix) || string(h[:len(s.prefix)]) != s.prefix {
+		return 0, false
+	}
+	var id uint64
+	d := h[len(s.prefix):]
+	if len(d) > 19 || (d[0] == '0') {
+		return 0, false
+	}
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		id = id*10 + uint64(c-'0')
+	}
+	return id, true
+}
+
+// lookup returns the job a handle names.
+func (s *Server) lookup(h []byte) *job {
+	id, ok := s.parseHandle(h)
+	if !ok {
+		return nil
+	}
+	return s.jobs[id]
+}

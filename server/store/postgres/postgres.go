@@ -1,0 +1,317 @@
+// Package postgres keeps gserverd's background jobs in a PostgreSQL table
+// (`-q postgres --libpq-conninfo --libpq-table`), through pgx.
+//
+// The table has gearmand's columns (unique_key, function_name, priority,
+// data, when_to_run, with UNIQUE (unique_key, function_name)), so a queue
+// left behind by gearmand's Postgres plugin is replayed, and gearmand can
+// read ours. Two columns are added (to gearmand's tables too, with
+// defaults that keep gearmand's INSERTs working): reducer, and
+// gserverd_seq, which orders replay by add order.
+//
+// Writes are upserts, so a duplicate (unique, function) replaces the row
+// instead of failing as gearmand's INSERT does; jobs with an empty unique
+// come with keys from store.NewKey and never collide.
+//
+// The connection pool reconnects by itself. A statement that fails on a
+// broken connection is retried once on a fresh one; while the database is
+// unreachable Add returns an error (the server answers QUEUE_ERROR), and
+// work resumes when it is back.
+//
+// Limits inherited from gearmand's schema: unique_key is VARCHAR(64) and
+// function_name VARCHAR(255) of valid UTF-8, and when_to_run is a 32-bit
+// INTEGER (epochs up to 2038).
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sirupsen/logrus"
+
+	"github.com/gworkerd/gworkerd/server/store"
+)
+
+// DefaultTable is gearmand's default --libpq-table.
+const DefaultTable = "queue"
+
+// Options configure a Store.
+type Options struct {
+	// ConnInfo is a libpq connection string ("host=... dbname=...") or URL,
+	// as gearmand's --libpq-conninfo. Default "": libpq's defaults and
+	// PG* environment variables.
+	ConnInfo string
+	// Table is the queue table, optionally schema-qualified. Default
+	// "queue". Letters, digits, '_' and one '.' only.
+	Table string
+	// MaxConns bounds the connection pool. Default 4.
+	MaxConns int32
+	// Logger receives connection errors. Default: discard.
+	Logger logrus.FieldLogger
+}
+
+var tableRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
+
+func (o Options) withDefaults() Options {
+	if o.Table == "" {
+		o.Table = DefaultTable
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 4
+	}
+	if o.Logger == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		o.Logger = l
+	}
+	return o
+}
+
+// Store is a PostgreSQL-backed store.Store.
+type Store struct {
+	pool *pgxpool.Pool
+	log  logrus.FieldLogger
+
+	table string // quoted identifier
+
+	qUpsert, qDelete, qSelect string
+
+	mu     sync.RWMutex // guards closed
+	closed bool
+}
+
+// Open connects, creates the table if needed and adds the columns gserverd
+// uses to a table gearmand made.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	if !tableRE.MatchString(opts.Table) {
+		return nil, fmt.Errorf("postgres: table name %q: want letters, digits and _ (schema.table allowed)", opts.Table)
+	}
+	cfg, err := pgxpool.ParseConfig(opts.ConnInfo)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: conninfo: %w", err)
+	}
+	cfg.MaxConns = opts.MaxConns
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	s := &Store{pool: pool, log: opts.Logger.WithField("store", "postgres")}
+	s.table = pgx.Identifier(strings.Split(opts.Table, ".")).Sanitize()
+	s.qUpsert = "INSERT INTO " + s.table + ` (unique_key, function_name, priority, data, when_to_run, reducer)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (unique_key, function_name) DO UPDATE SET priority = EXCLUDED.priority, data = EXCLUDED.data,
+ when_to_run = EXCLUDED.when_to_run, reducer = EXCLUDED.reducer, gserverd_seq = DEFAULT`
+	s.qDelete = "DELETE FROM " + s.table + " WHERE unique_key = $1 AND function_name = $2"
+	s.qSelect = `SELECT COALESCE(unique_key, ''), COALESCE(function_name, ''), COALESCE(priority, 1),
+ COALESCE(data, ''::bytea), COALESCE(when_to_run, 0), COALESCE(reducer, '') FROM ` + s.table + " ORDER BY gserverd_seq"
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	stmts := []string{
+		// gearmand's table (GEARMAN_UNIQUE_SIZE = 64) plus our two columns.
+		"CREATE TABLE IF NOT EXISTS " + s.table + ` (unique_key VARCHAR(64), function_name VARCHAR(255),
+ priority INTEGER, data BYTEA, when_to_run INTEGER, UNIQUE (unique_key, function_name))`,
+		"ALTER TABLE " + s.table + " ADD COLUMN IF NOT EXISTS reducer TEXT NOT NULL DEFAULT ''",
+		"ALTER TABLE " + s.table + " ADD COLUMN IF NOT EXISTS gserverd_seq BIGSERIAL",
+	}
+	for _, q := range stmts {
+		if err := s.exec(ctx, q); err != nil {
+			return fmt.Errorf("postgres: prepare table %s: %w", s.table, err)
+		}
+	}
+	return nil
+}
+
+// KeepsAddOrder reports that Replay returns jobs in add order.
+func (s *Store) KeepsAddOrder() bool { return true }
+
+// retryable reports whether err came from a broken connection rather than
+// from the server rejecting the statement.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return false
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// exec runs q, retrying once on a fresh connection after a connection
+// error. Every statement we run is idempotent.
+func (s *Store) exec(ctx context.Context, q string, args ...any) error {
+	_, err := s.pool.Exec(ctx, q, args...)
+	if err != nil && retryable(err) {
+		s.log.WithError(err).Warn("postgres statement failed, retrying on a new connection")
+		_, err = s.pool.Exec(ctx, q, args...)
+	}
+	return err
+}
+
+func (s *Store) begin() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// Add upserts jobs, all in one transaction.
+func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	for i := range jobs {
+		if jobs[i].When > math.MaxInt32 || jobs[i].When < math.MinInt32 {
+			return fmt.Errorf("postgres: add job %q: when %d does not fit gearmand's INTEGER column", jobs[i].Key, jobs[i].When)
+		}
+	}
+	var err error
+	switch len(jobs) {
+	case 0:
+		return nil
+	case 1:
+		j := &jobs[0]
+		err = s.exec(ctx, s.qUpsert, j.Key, j.Function, j.Priority, data(j.Data), j.When, j.Reducer)
+	default:
+		err = s.batch(ctx, func(b *pgx.Batch) {
+			for i := range jobs {
+				j := &jobs[i]
+				b.Queue(s.qUpsert, j.Key, j.Function, j.Priority, data(j.Data), j.When, j.Reducer)
+			}
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: add %d jobs: %w", len(jobs), err)
+	}
+	return nil
+}
+
+// data keeps an empty payload from being stored as NULL.
+func data(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// batch runs the queued statements in one transaction, retried once after
+// a connection error.
+func (s *Store) batch(ctx context.Context, fill func(*pgx.Batch)) error {
+	run := func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			b := &pgx.Batch{}
+			fill(b)
+			return tx.SendBatch(ctx, b).Close()
+		})
+	}
+	err := run()
+	if err != nil && retryable(err) {
+		s.log.WithError(err).Warn("postgres batch failed, retrying on a new connection")
+		err = run()
+	}
+	return err
+}
+
+// Delete removes jobs; unknown refs are ignored.
+func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	var err error
+	switch len(refs) {
+	case 0:
+		return nil
+	case 1:
+		err = s.exec(ctx, s.qDelete, refs[0].Key, refs[0].Function)
+	default:
+		err = s.batch(ctx, func(b *pgx.Batch) {
+			for _, r := range refs {
+				b.Queue(s.qDelete, r.Key, r.Function)
+			}
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: delete %d jobs: %w", len(refs), err)
+	}
+	return nil
+}
+
+// Replay calls fn for every stored row, in add order (rows gearmand wrote
+// come first, in the order the column was filled).
+func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	rows, err := s.pool.Query(ctx, s.qSelect)
+	if err != nil && retryable(err) {
+		rows, err = s.pool.Query(ctx, s.qSelect)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: replay: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var (
+			j        store.Job
+			prio     int32
+			when     int32
+			dataCopy []byte
+		)
+		if err := rows.Scan(&j.Key, &j.Function, &prio, &dataCopy, &when, &j.Reducer); err != nil {
+			return fmt.Errorf("postgres: replay: %w", err)
+		}
+		j.Priority, j.When = int(prio), int64(when)
+		if len(dataCopy) > 0 {
+			j.Data = append([]byte(nil), dataCopy...)
+		}
+		if err := fn(j); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		return fmt.Errorf("postgres: replay: %w", err)
+	}
+	return nil
+}
+
+// Close closes the pool. Calling it again returns nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.pool.Close()
+	return nil
+}

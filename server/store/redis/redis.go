@@ -1,0 +1,360 @@
+// Package redis keeps gserverd's background jobs in Redis (`-q redis
+// --redis-server --redis-port --redis-password --redis-prefix`), through
+// go-redis.
+//
+// Each job is one key, named as gearmand names it: PREFIX-FUNCTION-KEY.
+// gearmand stores only the payload there, as a string, and loses the
+// priority and run-at time; gserverd stores a hash with every field (f
+// function, k key, p priority, w when, r reducer, d data, s sequence). On
+// replay both kinds are read, so a queue left behind by gearmand's redis
+// plugin is replayed (as NORMAL jobs to run now, which is all gearmand
+// kept); gearmand cannot read a queue gserverd wrote.
+//
+// The sequence number comes from the counter PREFIX:seq and orders replay
+// by add order (gearmand's keys come first). Add writes all its jobs in
+// one Lua script, atomically; a job with the same reference replaces the
+// stored one. Replay reads every key with SCAN (never KEYS) into memory
+// and sorts it.
+//
+// Durability is Redis's own: Add returns once Redis has the job in memory.
+// Run Redis with appendonly yes and appendfsync always (or everysec, and
+// accept a second of loss) to keep jobs across a Redis crash.
+//
+// go-redis reconnects by itself and retries a command that failed on a
+// broken connection (3 times, with backoff). While Redis is unreachable
+// Add returns an error (the server answers QUEUE_ERROR), and work resumes
+// when it is back.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
+
+	"github.com/gworkerd/gworkerd/server/store"
+)
+
+// DefaultPrefix is gearmand's default --redis-prefix.
+const DefaultPrefix = "_gear_"
+
+// Options configure a Store; the names follow gearmand's flags.
+type Options struct {
+	// Server is Redis's host. Default "127.0.0.1".
+	Server string
+	// Port is Redis's port. Default 6379.
+	Port int
+	// Password for AUTH. Default "": none.
+	Password string
+	// Prefix starts every key. Default "_gear_".
+	Prefix string
+	// DB is the Redis database number. Default 0.
+	DB int
+	// Logger receives connection errors. Default: discard.
+	Logger logrus.FieldLogger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Server == "" {
+		o.Server = "127.0.0.1"
+	}
+	if o.Port == 0 {
+		o.Port = 6379
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.Logger == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		o.Logger = l
+	}
+	return o
+}
+
+// Store is a Redis-backed store.Store.
+type Store struct {
+	c      *goredis.Client
+	log    logrus.FieldLogger
+	prefix string
+
+	mu     sync.RWMutex // guards closed
+	closed bool
+}
+
+// addScript stores the jobs of one Add: KEYS = job keys..., seq counter;
+// ARGV = 6 fields per job.
+var addScript = goredis.NewScript(`
+local seqkey = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+  local a = (i - 1) * 6
+  local s = redis.call('INCR', seqkey)
+  redis.call('DEL', KEYS[i])
+  redis.call('HSET', KEYS[i], 'f', ARGV[a+1], 'k', ARGV[a+2], 'p', ARGV[a+3], 'w', ARGV[a+4], 'r', ARGV[a+5], 'd', ARGV[a+6], 's', s)
+end
+return #KEYS - 1
+`)
+
+// Open connects to Redis and checks that it answers.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	if opts.Port < 1 || opts.Port > 65535 {
+		return nil, fmt.Errorf("redis: port %d out of range", opts.Port)
+	}
+	c := goredis.NewClient(&goredis.Options{
+		Addr:         net.JoinHostPort(opts.Server, strconv.Itoa(opts.Port)),
+		Password:     opts.Password,
+		DB:           opts.DB,
+		Protocol:     2,
+		DialTimeout:  5 * time.Second,
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: 30 * time.Second,
+		PoolSize:     8,
+	})
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("redis: connect %s:%d: %w", opts.Server, opts.Port, err)
+	}
+	return &Store{c: c, log: opts.Logger.WithField("store", "redis"), prefix: opts.Prefix}, nil
+}
+
+// KeepsAddOrder reports that Replay returns jobs in add order.
+func (s *Store) KeepsAddOrder() bool { return true }
+
+func (s *Store) key(r store.Ref) string {
+	return s.prefix + "-" + r.Function + "-" + r.Key
+}
+
+func (s *Store) begin() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// Add stores jobs atomically.
+func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(jobs)+1)
+	args := make([]any, 0, 6*len(jobs))
+	for i := range jobs {
+		j := &jobs[i]
+		keys = append(keys, s.key(j.Ref()))
+		args = append(args, j.Function, j.Key, j.Priority, j.When, j.Reducer, j.Data)
+	}
+	keys = append(keys, s.prefix+":seq")
+	if err := addScript.Run(ctx, s.c, keys, args...).Err(); err != nil {
+		return fmt.Errorf("redis: add %d jobs: %w", len(jobs), err)
+	}
+	return nil
+}
+
+// Delete removes jobs; unknown refs are ignored.
+func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	keys := make([]string, len(refs))
+	for i, r := range refs {
+		keys[i] = s.key(r)
+	}
+	if err := s.c.Del(ctx, keys...).Err(); err != nil {
+		return fmt.Errorf("redis: delete %d jobs: %w", len(refs), err)
+	}
+	return nil
+}
+
+// globEscape escapes the glob characters of SCAN MATCH.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+type seqJob struct {
+	seq int64
+	job store.Job
+}
+
+// Replay reads every job, sorts them by add order and calls fn for each.
+func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	var all []seqJob
+	iter := s.c.Scan(ctx, 0, globEscape(s.prefix+"-")+"*", 1000).Iterator()
+	var batch []string
+	flush := func() error {
+		jobs, err := s.fetch(ctx, batch)
+		if err != nil {
+			return err
+		}
+		all = append(all, jobs...)
+		batch = batch[:0]
+		return nil
+	}
+	for iter.Next(ctx) {
+		k := iter.Val()
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		batch = append(batch, k)
+		if len(batch) == 500 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		return fmt.Errorf("redis: replay: scan: %w", err)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	sort.SliceStable(all, func(a, b int) bool { return all[a].seq < all[b].seq })
+	for _, sj := range all {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(sj.job); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetch reads keys: hashes written by gserverd, strings written by gearmand.
+// A key deleted since SCAN saw it is skipped.
+func (s *Store) fetch(ctx context.Context, keys []string) ([]seqJob, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	pipe := s.c.Pipeline()
+	types := make([]*goredis.StatusCmd, len(keys))
+	for i, k := range keys {
+		types[i] = pipe.Type(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("redis: replay: %w", err)
+	}
+	pipe = s.c.Pipeline()
+	hashes := map[int]*goredis.MapStringStringCmd{}
+	strs := map[int]*goredis.StringCmd{}
+	for i, k := range keys {
+		switch types[i].Val() {
+		case "hash":
+			hashes[i] = pipe.HGetAll(ctx, k)
+		case "string":
+			strs[i] = pipe.Get(ctx, k)
+		case "none":
+		default:
+			s.log.WithField("key", k).Warn("redis replay skips a key of unexpected type")
+		}
+	}
+	if len(hashes)+len(strs) == 0 {
+		return nil, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, fmt.Errorf("redis: replay: %w", err)
+	}
+	var out []seqJob
+	for i, k := range keys {
+		if c, ok := hashes[i]; ok {
+			h := c.Val()
+			if len(h) == 0 {
+				continue // deleted meanwhile
+			}
+			j, seq, err := fromHash(h)
+			if err != nil {
+				return nil, fmt.Errorf("redis: replay: key %q: %w", k, err)
+			}
+			out = append(out, seqJob{seq: seq, job: j})
+		} else if c, ok := strs[i]; ok {
+			if errors.Is(c.Err(), goredis.Nil) {
+				continue
+			}
+			fn, unique, ok := strings.Cut(strings.TrimPrefix(k, s.prefix+"-"), "-")
+			if !ok {
+				s.log.WithField("key", k).Warn("redis replay skips a key not named PREFIX-FUNCTION-UNIQUE")
+				continue
+			}
+			j := store.Job{Function: fn, Key: unique, Priority: 1}
+			if v := c.Val(); v != "" {
+				j.Data = []byte(v)
+			}
+			out = append(out, seqJob{seq: 0, job: j})
+		}
+	}
+	return out, nil
+}
+
+func fromHash(h map[string]string) (store.Job, int64, error) {
+	j := store.Job{Function: h["f"], Key: h["k"], Reducer: h["r"]}
+	p, err := strconv.Atoi(h["p"])
+	if err != nil {
+		return j, 0, fmt.Errorf("priority %q: %w", h["p"], err)
+	}
+	j.Priority = p
+	if j.When, err = strconv.ParseInt(h["w"], 10, 64); err != nil {
+		return j, 0, fmt.Errorf("when %q: %w", h["w"], err)
+	}
+	seq, err := strconv.ParseInt(h["s"], 10, 64)
+	if err != nil {
+		return j, 0, fmt.Errorf("seq %q: %w", h["s"], err)
+	}
+	if d := h["d"]; d != "" {
+		j.Data = []byte(d)
+	}
+	return j, seq, nil
+}
+
+// Close closes the connections. Calling it again returns nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	return s.c.Close()
+}
