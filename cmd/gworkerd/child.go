@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/gworkerd/gworkerd/internal/clock"
+	"github.com/gworkerd/gworkerd/jobs"
+	"github.com/gworkerd/gworkerd/worker"
+	"github.com/gworkerd/gworkerd/worker/supervise"
+)
+
+// readyFallback: a child that has not registered with any server by then
+// still reports ready, so that a server down does not block a reload.
+const readyFallback = 5 * time.Second
+
+func childCmd(g *globalFlags) *cobra.Command {
+	var function string
+	cmd := &cobra.Command{
+		Use:    "child --function NAME",
+		Short:  "run one worker child (started by the master)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cc childConfig
+			if err := json.Unmarshal([]byte(os.Getenv(envChildConfig)), &cc); err != nil {
+				return fmt.Errorf("child: %s is missing or invalid (children are started by the master): %w", envChildConfig, err)
+			}
+			if function != "" && function != cc.Function {
+				return fmt.Errorf("child: --function %q does not match %q", function, cc.Function)
+			}
+			log := logrus.New()
+			log.Out = os.Stderr
+			log.Formatter = &logrus.TextFormatter{DisableTimestamp: true}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return runChild(ctx, cc, log.WithFields(logrus.Fields{"function": cc.Function, "pid": os.Getpid()}), supervise.OpenReporter())
+		},
+	}
+	cmd.Flags().StringVar(&function, "function", "", "function served")
+	return cmd
+}
+
+// runChild serves one function until ctx ends (SIGTERM), then finishes
+// the jobs it holds and returns.
+func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *supervise.Reporter) error {
+	var h worker.Handler
+	if cc.Exec != "" {
+		h = &jobs.Executable{Path: cc.Exec, Function: cc.Function, Env: cc.Env, Logger: log}
+	} else {
+		reg, err := jobs.Default(jobs.Options{Logger: log})
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if h, ok = reg.Lookup(cc.Function); !ok {
+			return fmt.Errorf("child: no built-in function %q", cc.Function)
+		}
+	}
+	var readyOnce sync.Once
+	ready := func() { readyOnce.Do(rep.Ready) }
+	w, err := worker.New(worker.Options{
+		Servers:     cc.Servers,
+		Functions:   map[string]worker.FunctionConfig{cc.Function: {Handler: h, Timeout: cc.Timeout, Retries: cc.Retries}},
+		Concurrency: cc.Concurrency,
+		MaxJobs:     cc.MaxJobs,
+		ClientID:    fmt.Sprintf("gworkerd:%s:%d", cc.Function, os.Getpid()),
+		Logger:      log,
+		OnEvent: func(ev worker.Event) {
+			switch ev.Kind {
+			case worker.Connected:
+				ready()
+			case worker.JobStarted:
+				rep.JobStarted(ev.Handle)
+			case worker.JobDone:
+				rep.JobFinished(ev.Handle, true, nil)
+			case worker.JobFailed, worker.JobAbandoned:
+				rep.JobFinished(ev.Handle, false, ev.Err)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	hbCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); rep.Run(hbCtx, clock.Real{}, time.Second) }()
+	fallback := time.AfterFunc(readyFallback, ready)
+	defer fallback.Stop()
+	err = w.Run(ctx)
+	cancel()
+	wg.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}

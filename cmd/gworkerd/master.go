@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/worker/supervise"
+)
+
+// logFile is the log destination: standard error, or a file dup'ed onto
+// descriptors 1 and 2 (so that panics land there too) and reopened on
+// SIGUSR1 for logrotate.
+type logFile struct {
+	path string
+}
+
+func (l *logFile) open() error {
+	if l.path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(l.path), 0o755); err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	defer f.Close()
+	for _, fd := range []int{1, 2} {
+		if err := unix.Dup3(int(f.Fd()), fd, 0); err != nil {
+			return fmt.Errorf("log file: dup: %w", err)
+		}
+	}
+	return nil
+}
+
+func newLogger() *logrus.Logger {
+	log := logrus.New()
+	log.Out = os.Stderr
+	log.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339Nano}
+	return log
+}
+
+// fixedSettings cannot change on reload: a reload that changes one is
+// rejected whole.
+func fixedSettings(c *config.Worker) map[string]string {
+	return map[string]string{
+		"pid_file": c.PidFile, "control_socket": c.ControlSocket, "log_file": c.LogFile,
+		"stop_timeout": c.StopTimeout.String(), "scale_interval": c.ScaleInterval.String(),
+		"http_listen": c.HTTPListen, "http_token": tokenTag(c.HTTPToken),
+	}
+}
+
+// runMaster supervises until SIGTERM or SIGINT, then stops every child.
+func runMaster(cfgPath string, cfg *config.Worker, lf *logFile, log *logrus.Logger) error {
+	res, err := resolve(cfg)
+	if err != nil {
+		return err
+	}
+	sup, err := supervise.New(supervise.Options{
+		Functions:     res.specs,
+		StopTimeout:   cfg.StopTimeout,
+		Backlog:       supervise.AdminBacklog(cfg.Servers, 2*time.Second),
+		ScaleInterval: cfg.ScaleInterval,
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.ControlSocket), 0o755); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	ln, err := supervise.ListenControl(cfg.ControlSocket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.ControlSocket)
+	web, err := startHTTP(cfg, sup, log)
+	if err != nil {
+		return err
+	}
+	defer web.stop()
+
+	var reloadMu sync.Mutex
+	current := cfg
+	reload := func(ctx context.Context) error {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
+		next, err := config.LoadWorker(cfgPath)
+		if err != nil {
+			return err
+		}
+		old, nw := fixedSettings(current), fixedSettings(next)
+		for k, v := range old {
+			if nw[k] != v {
+				return fmt.Errorf("reload rejected: %s cannot change while running (%q -> %q); restart instead", k, v, nw[k])
+			}
+		}
+		res, err := resolve(next)
+		if err != nil {
+			return err
+		}
+		if err := sup.Reload(ctx, res.specs); err != nil {
+			return err
+		}
+		current = next
+		log.WithField("functions", res.names).Info("config reloaded")
+		return nil
+	}
+	cs := &supervise.ControlServer{Supervisor: sup, Reload: reload, Logger: log}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	serveErr := make(chan error, 1)
+	go func() { defer wg.Done(); serveErr <- cs.Serve(ln) }()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig := <-sigs:
+				switch sig {
+				case syscall.SIGHUP:
+					log.Info("SIGHUP: reloading")
+					rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+					if err := reload(rctx); err != nil {
+						log.WithError(err).Error("reload failed; keeping the running config")
+					}
+					rcancel()
+				case syscall.SIGUSR1:
+					if err := lf.open(); err != nil {
+						log.WithError(err).Error("reopen log file")
+					} else {
+						log.Info("log file reopened")
+					}
+				default:
+					log.WithField("signal", sig.String()).Info("stopping")
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	log.WithFields(logrus.Fields{"pid": os.Getpid(), "functions": res.names, "servers": cfg.Servers}).Info("gworkerd started")
+	runErr := sup.Run(ctx)
+	cancel()
+	_ = cs.Close()
+	wg.Wait()
+	if err := <-serveErr; err != nil && !errors.Is(err, context.Canceled) {
+		log.WithError(err).Warn("control socket")
+	}
+	log.Info("gworkerd stopped")
+	return runErr
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/worker/supervise"
+)
+
+func ctlCall(g *globalFlags, req supervise.Request) (supervise.Response, error) {
+	cfg, err := config.LoadWorker(g.path())
+	if err != nil {
+		return supervise.Response{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return supervise.Call(ctx, cfg.ControlSocket, req)
+}
+
+func statusCmd(g *globalFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "show every child: function, pid, state, uptime, jobs, current job, RSS, restarts, last exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := ctlCall(g, supervise.Request{Cmd: "status"})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(resp)
+			}
+			printStatus(cmd.OutOrStdout(), resp)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printStatus(w io.Writer, resp supervise.Response) {
+	fmt.Fprintf(w, "gworkerd pid %d\n", resp.Pid)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FUNCTION\tPID\tSTATE\tUPTIME\tJOBS\tCURRENT JOB\tAGE\tRSS\tRESTARTS\tLAST EXIT")
+	if resp.Status != nil {
+		for _, c := range resp.Status.Children {
+			pid, up, age, job := "-", "-", "-", "-"
+			if c.Pid != 0 {
+				pid, up = strconv.Itoa(c.Pid), c.Uptime.Round(time.Second).String()
+			}
+			if c.CurrentJob != "" {
+				job, age = c.CurrentJob, c.JobAge.Round(100*time.Millisecond).String()
+			}
+			last := c.LastExit
+			if last == "" {
+				last = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n",
+				c.Function, pid, c.State, up, c.JobsDone, job, age, humanBytes(c.RSS), c.Restarts, last)
+		}
+	}
+	tw.Flush()
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n <= 0:
+		return "-"
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fG", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fM", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%dK", n>>10)
+}
+
+func ctlCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ctl status | start F | stop F | restart F | scale F N | reload",
+		Short: "send a command to the running daemon's control socket",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := supervise.Request{Cmd: args[0]}
+			switch args[0] {
+			case "status", "reload":
+				if len(args) != 1 {
+					return fmt.Errorf("ctl %s takes no arguments", args[0])
+				}
+			case "start", "stop", "restart":
+				if len(args) != 2 {
+					return fmt.Errorf("usage: gworkerd ctl %s FUNCTION", args[0])
+				}
+				req.Function = args[1]
+			case "scale":
+				if len(args) != 3 {
+					return fmt.Errorf("usage: gworkerd ctl scale FUNCTION N")
+				}
+				n, err := strconv.Atoi(args[2])
+				if err != nil || n < 0 {
+					return fmt.Errorf("ctl scale: N must be a count, got %q", args[2])
+				}
+				req.Function, req.N = args[1], n
+			default:
+				return fmt.Errorf("unknown ctl command %q (want status, start, stop, restart, scale, reload)", args[0])
+			}
+			resp, err := ctlCall(g, req)
+			if err != nil {
+				return err
+			}
+			if req.Cmd == "status" {
+				printStatus(cmd.OutOrStdout(), resp)
+				return nil
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "ok")
+			return nil
+		},
+	}
+	return cmd
+}

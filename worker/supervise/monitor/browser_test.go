@@ -1,0 +1,110 @@
+package monitor_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/gworkerd/gworkerd/internal/testpeer"
+)
+
+// TestDashboardScaleInChromium loads gworkerd's dashboard in headless
+// Chromium (token in the URL fragment), clicks the child's row and sees
+// the line the child printed in the log pane (from the backlog), presses
+// "scale" with 2, sees the new child running in the process table and
+// its line arrive live in the log pane, and saves a phone-sized
+// screenshot under the test's temp dir.
+func TestDashboardScaleInChromium(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		testpeer.Missing(t, "chromium", "chromium")
+	}
+	e := start(t, "tok")
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(412, 915),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer acancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, tcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer tcancel()
+	poll := func(js string) chromedp.Action[chromedp.Void] {
+		return chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(20*time.Second))
+	}
+	runningRows := `document.querySelectorAll('#children tr[data-function="thumb"] td.state-running').length`
+	// logLine is true when the pane shows the idle child's line from pid.
+	logLine := func(pid int) string {
+		return fmt.Sprintf(`Array.from(document.querySelectorAll('#log-lines div.stdout[data-pid="%d"] .text')).some((e) => e.textContent === "idle child ready")`, pid)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.base+"/#token=tok"),
+		poll(`document.getElementById("status").textContent === "live" && `+runningRows+` === 1`),
+	); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	st, err := e.sup.Status(context.Background())
+	if err != nil || len(st.Children) != 1 || st.Children[0].Pid == 0 {
+		t.Fatalf("supervisor before the scale: %+v %v", st, err)
+	}
+	first := st.Children[0].Pid
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`#children tr[data-function="thumb"]`)),
+		poll(`document.getElementById("log-function").value === "thumb" && `+logLine(first)),
+		chromedp.SetValue(chromedp.CSS(`input[data-scale="thumb"]`), "2"),
+		chromedp.Click(chromedp.CSS(`tr[data-function="thumb"] button[data-action="scale"]`)),
+		poll(runningRows+` === 2`),
+	); err != nil {
+		t.Fatalf("log pane and scale: %v", err)
+	}
+	st, err = e.sup.Status(context.Background())
+	if err != nil || len(st.Functions) != 1 || st.Functions[0].Desired != 2 || len(st.Children) != 2 {
+		t.Fatalf("supervisor after the page's scale: %+v %v", st, err)
+	}
+	second := st.Children[1].Pid
+	if second == first {
+		second = st.Children[0].Pid
+	}
+	if err := chromedp.Do(ctx, poll(logLine(second))); err != nil {
+		t.Fatalf("the new child's line in the log pane: %v", err)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("screenshot is not a PNG (%d bytes)", len(png))
+	}
+	path := filepath.Join(t.TempDir(), "gworkerd-dashboard.png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(png))
+	// GWORKERD_SCREENSHOT_DIR=docs (relative to the module root, as in
+	// the README) also writes it there.
+	if dir := os.Getenv("GWORKERD_SCREENSHOT_DIR"); dir != "" {
+		if !filepath.IsAbs(dir) {
+			root, err := testpeer.ModuleRoot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir = filepath.Join(root, dir)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "gworkerd-dashboard.png"), png, 0o644); err != nil {
+			t.Fatalf("GWORKERD_SCREENSHOT_DIR: %v", err)
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package supervise
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ChildSpec is what a Starter needs to start one child.
+type ChildSpec struct {
+	// Function names the function the child serves (for logs).
+	Function string
+	// Path is the executable; Args are the arguments after it.
+	Path string
+	Args []string
+	// Env is added to the master's environment.
+	Env []string
+	// Dir is the working directory; empty means the master's.
+	Dir string
+	// User runs the child as this user (the master must be root).
+	User string
+	// Stdout and Stderr receive the child's output.
+	Stdout, Stderr io.Writer
+}
+
+// Process is a started child.
+type Process interface {
+	// Pid is the process id (and process group id).
+	Pid() int
+	// Reports is the read end of the child's report pipe.
+	Reports() io.Reader
+	// Wait waits for the exit; it is called once, by the child's owner
+	// goroutine.
+	Wait() error
+	// Signal sends sig to the process only (not its group).
+	Signal(sig os.Signal) error
+	// KillGroup sends SIGKILL to the child's process group.
+	KillGroup() error
+	// CloseReports closes the read end of the report pipe.
+	CloseReports() error
+}
+
+// Starter starts children; tests replace it.
+type Starter interface {
+	Start(spec ChildSpec) (Process, error)
+}
+
+// ExecStarter re-executes a program as a child: in its own process
+// group, with SIGKILL as its parent-death signal and the report pipe as
+// file descriptor 3.
+//
+// Pdeathsig fires when the OS thread that forked the child exits, not
+// when the process does, so every child is started from one goroutine
+// locked to its thread for the life of the ExecStarter. Close ends that
+// goroutine (and so kills the children still alive): call it after they
+// are gone.
+type ExecStarter struct {
+	once sync.Once
+	reqs chan startReq
+	quit chan struct{}
+	done chan struct{}
+	// WaitDelay bounds how long Wait waits for the output copies after
+	// the process exited (grandchildren holding the pipes). Default 2s.
+	WaitDelay time.Duration
+}
+
+type startReq struct {
+	cmd   *exec.Cmd
+	reply chan error
+}
+
+// ErrStarterClosed is returned by Start after Close.
+var ErrStarterClosed = errors.New("supervise: starter closed")
+
+func (s *ExecStarter) init() {
+	s.once.Do(func() {
+		s.reqs = make(chan startReq)
+		s.quit = make(chan struct{})
+		s.done = make(chan struct{})
+		go s.loop()
+	})
+}
+
+func (s *ExecStarter) loop() {
+	// Never unlocked: the thread dies with this goroutine, which is the
+	// moment the children are meant to die too.
+	runtime.LockOSThread()
+	defer close(s.done)
+	for {
+		select {
+		case <-s.quit:
+			return
+		case r := <-s.reqs:
+			r.reply <- r.cmd.Start()
+		}
+	}
+}
+
+// Close stops the starter's thread. Children still alive get SIGKILL.
+func (s *ExecStarter) Close() {
+	s.init()
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
+	<-s.done
+}
+
+// Start starts spec.
+func (s *ExecStarter) Start(spec ChildSpec) (Process, error) {
+	s.init()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("supervise: report pipe: %w", err)
+	}
+	cmd := exec.Command(spec.Path, spec.Args...)
+	cmd.Env = append(append(os.Environ(), spec.Env...), EnvReportFD+"="+strconv.Itoa(ReportFD))
+	cmd.Dir = spec.Dir
+	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.WaitDelay = s.WaitDelay
+	if cmd.WaitDelay == 0 {
+		cmd.WaitDelay = 2 * time.Second
+	}
+	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if spec.User != "" {
+		cred, err := credential(spec.User)
+		if err != nil {
+			pr.Close()
+			pw.Close()
+			return nil, err
+		}
+		attr.Credential = cred
+	}
+	cmd.SysProcAttr = attr
+	reply := make(chan error, 1)
+	select {
+	case s.reqs <- startReq{cmd: cmd, reply: reply}:
+		err = <-reply
+	case <-s.quit:
+		err = ErrStarterClosed
+	}
+	pw.Close() // the child holds its copy
+	if err != nil {
+		pr.Close()
+		return nil, fmt.Errorf("supervise: start %s: %w", spec.Function, err)
+	}
+	return &execProcess{cmd: cmd, reports: pr}, nil
+}
+
+func credential(name string) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("supervise: user %q: %w", name, err)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("supervise: user %q: non-numeric uid/gid", name)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+type execProcess struct {
+	cmd     *exec.Cmd
+	reports *os.File
+}
+
+func (p *execProcess) Pid() int                   { return p.cmd.Process.Pid }
+func (p *execProcess) Reports() io.Reader         { return p.reports }
+func (p *execProcess) Wait() error                { return p.cmd.Wait() }
+func (p *execProcess) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+func (p *execProcess) CloseReports() error        { return p.reports.Close() }
+
+// KillGroup kills the child's process group and the groups of all its
+// descendants (job executables run in process groups of their own), so
+// that nothing the child started outlives it.
+func (p *execProcess) KillGroup() error {
+	pid := p.cmd.Process.Pid
+	self := syscall.Getpgrp()
+	groups := descendantGroups(pid)
+	// The child first: killed before its job executables, it cannot
+	// report their deaths as WORK_FAIL, and the server requeues the jobs.
+	err := syscall.Kill(-pid, syscall.SIGKILL)
+	for _, g := range groups {
+		if g != pid && g != self && g > 1 {
+			_ = syscall.Kill(-g, syscall.SIGKILL)
+		}
+	}
+	return err
+}
