@@ -1,0 +1,126 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/gworkerd/gworkerd/config"
+)
+
+// usageError marks a bad command line or configuration (exit status 2).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+const usageHead = `Usage: gserverd [options]
+       gserverd queue export|import [options]   (see gserverd queue --help)
+
+gserverd is a Gearman job server, a drop-in for gearmand: the same protocol,
+admin commands and command line. It runs in the foreground unless -d is given.
+
+Options:
+`
+
+const usageTail = `
+Every option can also be set in the --config-file (YAML; the keys are the long
+option names: job_retries: 3, listen: [127.0.0.1, "::1"]) and in the
+environment as GSERVERD_<KEY> (GSERVERD_JOB_RETRIES=3, GSERVERD_LISTEN=a,b).
+A flag wins over the environment, which wins over the file. GEARMAND_PORT sets
+the port when neither -p nor GSERVERD_PORT is given.
+
+Signals: TERM or INT stop (running jobs get a short grace period), USR1 stops
+gracefully (stop accepting, wait for the running jobs, exit), HUP reopens the
+log file.
+
+Exit status: 0 after a clean stop, 1 when the server fails, 2 for a bad
+command line or configuration.
+`
+
+// command is the parsed command line.
+type command struct {
+	cfg       *config.Server
+	help      bool
+	version   bool
+	checkArgs bool
+	fs        *pflag.FlagSet
+}
+
+// newFlagSet returns gserverd's flags: config.ServerFlags plus the
+// actions -h, -V and --check-args.
+func newFlagSet() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("gserverd", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.SetOutput(io.Discard)
+	fs.BoolP("help", "h", false, "print this help and exit")
+	fs.BoolP("version", "V", false, "print the version and exit")
+	fs.Bool("check-args", false, "check the options and the config file, then exit (status 0 if valid)")
+	config.ServerFlags(fs)
+	return fs
+}
+
+// parseCommandLine parses args and loads the configuration from the
+// flags, the environment and the config file.
+func parseCommandLine(args []string, lookupEnv func(string) (string, bool), uid int) (*command, error) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if len(a) >= 2 && a[0] == '-' && strings.Trim(a[1:], "v") == "" {
+			return nil, &usageError{errors.New(a + ": not supported (deprecated in gearmand); use --verbose=INFO or --verbose=DEBUG")}
+		}
+	}
+	fs := newFlagSet()
+	if err := fs.Parse(args); err != nil {
+		return nil, &usageError{fmt.Errorf("%w (see gserverd --help)", err)}
+	}
+	if fs.NArg() > 0 {
+		return nil, &usageError{fmt.Errorf("unexpected argument %q (see gserverd --help)", fs.Arg(0))}
+	}
+	cmd := &command{fs: fs}
+	cmd.help, _ = fs.GetBool("help")
+	cmd.version, _ = fs.GetBool("version")
+	cmd.checkArgs, _ = fs.GetBool("check-args")
+	if cmd.help || cmd.version {
+		return cmd, nil
+	}
+	cfg, err := config.LoadServer(fs, lookupEnv, uid)
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	cmd.cfg = cfg
+	return cmd, nil
+}
+
+func writeUsage(w io.Writer, fs *pflag.FlagSet) {
+	fmt.Fprint(w, usageHead)
+	fmt.Fprint(w, fs.FlagUsagesWrapped(100))
+	fmt.Fprint(w, usageTail)
+}
+
+// version is the module version stamped by the go command; else "dev",
+// with the VCS revision when the build recorded one.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	v, dirty := "dev", ""
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			v += "-" + s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+dirty"
+		}
+	}
+	return v + dirty
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/server/monitor"
+)
+
+// httpEndpoint is the running HTTP endpoint (server/monitor) of gserverd.
+type httpEndpoint struct {
+	mon  *monitor.Monitor
+	done chan struct{} // closed when Serve returned
+}
+
+// startHTTP binds --http-listen and serves the monitor at once (/healthz
+// answers during the replay; /readyz once attach is called). It returns
+// nil when the endpoint is off (--http-listen=""), and also, with a
+// warning, when the default address is taken: only an address the user
+// chose is worth failing the start for.
+func startHTTP(ctx context.Context, cfg *config.Server, gearman []net.Listener, dial func(context.Context, string, string) (net.Conn, error), log logrus.FieldLogger) (*httpEndpoint, error) {
+	if cfg.HTTPListen == "" {
+		return nil, nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPListen)
+	if err != nil {
+		if cfg.Source("http_listen").Kind == config.SourceDefault && errors.Is(err, syscall.EADDRINUSE) {
+			log.WithError(err).WithField("addr", cfg.HTTPListen).Warn("default HTTP address in use; HTTP endpoint off")
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%s: %w", cfg.Source("http_listen"), err)
+	}
+	e := &httpEndpoint{
+		mon: monitor.New(monitor.Options{
+			Logger:      log.WithField("component", "http"),
+			Token:       cfg.HTTPToken,
+			GearmanAddr: loopbackAddr(gearman),
+			Dial:        dial,
+			Version:     version(),
+			MaxPayload:  cfg.MaxPayload,
+		}),
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(e.done)
+		if err := e.mon.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.WithError(err).Error("HTTP endpoint stopped")
+		}
+	}()
+	log.WithField("addr", ln.Addr().String()).Info("HTTP endpoint listening")
+	return e, nil
+}
+
+// attach marks the endpoint ready with the server's figures.
+func (e *httpEndpoint) attach(src monitor.Source) {
+	if e != nil {
+		e.mon.Attach(src)
+	}
+}
+
+// stop shuts the endpoint down within termGrace, then closes it.
+func (e *httpEndpoint) stop() {
+	if e == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), termGrace)
+	defer cancel()
+	_ = e.mon.Shutdown(ctx)
+	_ = e.mon.Close()
+	<-e.done
+}
+
+// loopbackAddr is the address the endpoint dials to submit jobs: the first
+// Gearman listener, with a wildcard host replaced by 127.0.0.1.
+func loopbackAddr(lns []net.Listener) string {
+	if len(lns) == 0 {
+		return ""
+	}
+	a, ok := lns[0].Addr().(*net.TCPAddr)
+	if !ok {
+		return lns[0].Addr().String()
+	}
+	ip := a.IP
+	if ip.IsUnspecified() {
+		// Go's wildcard "tcp" sockets are dual-stack: 127.0.0.1 reaches them.
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(a.Port))
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/server/store"
+	"github.com/gworkerd/gworkerd/server/store/open"
+)
+
+// openStore opens the job store that -q/--queue-type names; nil means the
+// in-memory queue (builtin). The embedded store locks its --data-dir, so a
+// second gserverd on the same directory fails here, naming it.
+func openStore(ctx context.Context, cfg *config.Server, log logrus.FieldLogger) (store.Store, error) {
+	st, err := open.Store(ctx, storeConfig(cfg, log))
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+		return nil, fmt.Errorf("job store: --data-dir %q is in use by another gserverd (or gserverd queue): %w", cfg.DataDir, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job store: %w", err)
+	}
+	return st, nil
+}
+
+// storeConfig maps gserverd's parsed queue settings onto open.Config.
+func storeConfig(cfg *config.Server, log logrus.FieldLogger) open.Config {
+	return open.Config{
+		QueueType:     cfg.QueueType,
+		DataDir:       cfg.DataDir,
+		Sync:          cfg.Sync,
+		LibpqConninfo: cfg.Postgres.Conninfo,
+		LibpqTable:    cfg.Postgres.Table,
+		MySQLHost:     cfg.MySQL.Host,
+		MySQLPort:     cfg.MySQL.Port,
+		MySQLUser:     cfg.MySQL.User,
+		MySQLPassword: cfg.MySQL.Password,
+		MySQLDB:       cfg.MySQL.DB,
+		MySQLTable:    cfg.MySQL.Table,
+		RedisServer:   cfg.Redis.Server,
+		RedisPort:     cfg.Redis.Port,
+		RedisPassword: cfg.Redis.Password,
+		RedisPrefix:   cfg.Redis.Prefix,
+		Logger:        log,
+	}
+}
