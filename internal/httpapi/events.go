@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // EventStream writes server-sent events to one client.
@@ -35,8 +36,20 @@ func (s *EventStream) Send(name string, v any) error {
 	buf = append(buf, "\ndata: "...)
 	buf = append(buf, b...)
 	buf = append(buf, "\n\n"...)
-	if _, err := s.w.Write(buf); err != nil {
+	return s.Raw(buf)
+}
+
+// Raw writes b, already encoded as events or comments, and flushes. An
+// error means the client is gone.
+func (s *EventStream) Raw(b []byte) error {
+	if _, err := s.w.Write(b); err != nil {
 		return err
 	}
 	return s.rc.Flush()
+}
+
+// SetWriteDeadline bounds the next writes, so that a client that stopped
+// reading cannot hold the stream forever.
+func (s *EventStream) SetWriteDeadline(t time.Time) error {
+	return s.rc.SetWriteDeadline(t)
 }

@@ -3,10 +3,11 @@ package monitor
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"io/fs"
 	"net/http"
 	"time"
+
+	"github.com/gworkerd/gworkerd/internal/httpapi"
 )
 
 // Event is one message of /api/v1/events.
@@ -20,11 +21,7 @@ type Event struct {
 // handleEvents streams the supervisor's status every EventInterval as
 // server-sent events until the client leaves or the monitor stops.
 func (m *Monitor) handleEvents(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
+	es := httpapi.NewEventStream(w)
 	t := time.NewTicker(m.opts.EventInterval)
 	defer t.Stop()
 	for {
@@ -35,14 +32,7 @@ func (m *Monitor) handleEvents(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			ev = Event{Time: ev.Time, Error: err.Error()}
 		}
-		b, err := json.Marshal(ev)
-		if err != nil {
-			return
-		}
-		if _, err := w.Write(append(append([]byte("event: status\ndata: "), b...), "\n\n"...)); err != nil {
-			return
-		}
-		if err := rc.Flush(); err != nil {
+		if es.Send("status", ev) != nil {
 			return
 		}
 		select {
@@ -64,16 +54,5 @@ func staticHandler() http.Handler {
 	if err != nil {
 		panic(err) // the embedded tree always has static/
 	}
-	fsrv := http.FileServerFS(sub)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Header().Set("Cache-Control", "no-cache")
-		fsrv.ServeHTTP(w, r)
-	})
+	return httpapi.Static(sub)
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/httpapi"
 	"github.com/gworkerd/gworkerd/worker/supervise"
 )
 
@@ -60,18 +61,10 @@ func (m *Monitor) handleLogs(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	es := httpapi.NewEventStream(w)
 	send := func(b []byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(m.opts.Timeout))
-		if _, err := w.Write(b); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
+		_ = es.SetWriteDeadline(time.Now().Add(m.opts.Timeout))
+		return es.Raw(b) == nil
 	}
 	if !send(logEvents(backlog, 0)) {
 		return

@@ -40,14 +40,11 @@ package monitor
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -56,6 +53,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
+	"github.com/gworkerd/gworkerd/internal/httpapi"
 	"github.com/gworkerd/gworkerd/worker/supervise"
 )
 
@@ -159,16 +157,13 @@ func (m *Monitor) routes() http.Handler {
 	)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", httpapi.Healthz)
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/v1/status", m.handleStatus)
 	api.HandleFunc("GET /api/v1/events", m.handleEvents)
 	api.HandleFunc("GET /api/v1/functions/{function}/logs", m.handleLogs)
 	api.HandleFunc("POST /api/v1/functions/{function}/{action}", m.handleAction)
-	mux.Handle("/api/", m.auth(api))
+	mux.Handle("/api/", httpapi.BearerAuth(m.opts.Token, "gworkerd", api))
 	mux.Handle("/", staticHandler())
 	return http.NewCrossOriginProtection().Handler(mux)
 }
@@ -227,33 +222,6 @@ func (m *Monitor) handleAction(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-type apiError struct {
-	Error string `json:"error"`
-}
+func writeJSON(w http.ResponseWriter, code int, v any) { httpapi.WriteJSON(w, code, v) }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, apiError{Error: msg})
-}
-
-func (m *Monitor) auth(h http.Handler) http.Handler {
-	if m.opts.Token == "" {
-		return h
-	}
-	want := []byte(m.opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gworkerd"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
+func writeError(w http.ResponseWriter, code int, msg string) { httpapi.WriteError(w, code, msg) }
