@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,83 @@ import (
 
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 )
+
+// browser starts headless Chromium with a phone-sized window for the
+// test; it is stopped when the test ends.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		testpeer.Missing(t, "chromium", "chromium")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(412, 915),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	ctx, tcancel := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(func() { tcancel(); cancel(); acancel() })
+	return ctx
+}
+
+func poll(js string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(20*time.Second))
+}
+
+// TestDashboardShowsGclientJob loads gworkerd's dashboard, submits a
+// foreground job with the gclient command to the C gearmand that the
+// supervised worker child serves, sees the job as the child's current job
+// in the process table, lets it finish, and sees the child's job count
+// go to 1 and the current job clear; gclient prints the result.
+func TestDashboardShowsGclientJob(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	gclient := testpeer.Binary(t, "gclient")
+	gd := testpeer.StartGearmand(t)
+	e := startWorkers(t, gd.Addr, "hold")
+	row := `#children tr[data-function="hold"]`
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.base+"/#token=tok"),
+		poll(`document.getElementById("status").textContent === "live" && document.querySelectorAll('`+row+` td.state-running').length === 1`),
+	); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if err := chromedp.Do(ctx, poll(`document.querySelector('`+row+` td.jobs').textContent === "0"`)); err != nil {
+		t.Fatalf("jobs before the submit: %v", err)
+	}
+
+	release := filepath.Join(t.TempDir(), "release")
+	cmd := exec.Command(gclient, "--servers", gd.Addr, "submit", "hold", "-", "--wait", "--timeout", "30s")
+	cmd.Stdin = strings.NewReader("hold:" + release)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	if err := chromedp.Do(ctx, poll(`document.querySelector('`+row+` td.current').textContent.startsWith("H:")`)); err != nil {
+		_ = os.WriteFile(release, nil, 0o644)
+		<-waited
+		t.Fatalf("the gclient job never showed as the current job: %v (gclient: %s %s)", err, out.String(), errOut.String())
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("gclient submit --wait: %v: %s", err, errOut.String())
+	}
+	if want := strings.ToUpper("hold:" + release); out.String() != want {
+		t.Fatalf("gclient printed %q, want %q", out.String(), want)
+	}
+	if err := chromedp.Do(ctx, poll(`document.querySelector('`+row+` td.jobs').textContent === "1" && document.querySelector('`+row+` td.current').textContent === "–"`)); err != nil {
+		t.Fatalf("the finished job in the process table: %v", err)
+	}
+}
 
 // TestDashboardScaleInChromium loads gworkerd's dashboard in headless
 // Chromium (token in the URL fragment), clicks the child's row and sees
@@ -23,28 +101,8 @@ import (
 // screenshot under the test's temp dir.
 func TestDashboardScaleInChromium(t *testing.T) {
 	t.Parallel()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		testpeer.Missing(t, "chromium", "chromium")
-	}
+	ctx := browser(t)
 	e := start(t, "tok")
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(412, 915),
-	)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, tcancel := context.WithTimeout(ctx, 60*time.Second)
-	defer tcancel()
-	poll := func(js string) chromedp.Action[chromedp.Void] {
-		return chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(20*time.Second))
-	}
 	runningRows := `document.querySelectorAll('#children tr[data-function="thumb"] td.state-running').length`
 	// logLine is true when the pane shows the idle child's line from pid.
 	logLine := func(pid int) string {

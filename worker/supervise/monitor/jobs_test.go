@@ -33,7 +33,7 @@ const (
 // function, reporting to the master like gworkerd's children. It prints
 // "worker ready pid N" at start and "job PAYLOAD" for each job on stdout.
 // Payloads: "fail" fails the job (stderr "failing job fail");
-// "crash:PATH" exits with status 3 in the middle of the job when PATH
+// "hold:PATH" waits until PATH exists, then completes; "crash:PATH" exits with status 3 in the middle of the job when PATH
 // does not exist yet (creating it, so that the redone job completes);
 // anything else completes with the payload upper-cased.
 func workerChild() int {
@@ -46,6 +46,14 @@ func workerChild() int {
 		if p == "fail" {
 			fmt.Fprintln(os.Stderr, "failing job fail")
 			return nil, errors.New("asked to fail")
+		}
+		if path, ok := strings.CutPrefix(p, "hold:"); ok {
+			for {
+				if _, err := os.Stat(path); err == nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond) // the test creates PATH; nothing to wait on but the file
+			}
 		}
 		if path, ok := strings.CutPrefix(p, "crash:"); ok {
 			if f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err == nil {

@@ -216,8 +216,8 @@
         cell(tr, c.pid || "–");
         cell(tr, c.state, "state-" + c.state);
         cell(tr, c.pid ? dur(c.uptime_ns) : "–");
-        cell(tr, c.jobs_done);
-        cell(tr, c.current_job ? c.current_job + " (" + dur(c.job_age_ns) + ")" : "–");
+        cell(tr, c.jobs_done, "jobs");
+        cell(tr, c.current_job ? c.current_job + " (" + dur(c.job_age_ns) + ")" : "–", "current");
         cell(tr, bytes(c.rss));
         cell(tr, c.restarts);
         rows.push(tr);
