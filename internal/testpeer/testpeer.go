@@ -29,6 +29,8 @@ var packages = map[string]string{
 	"php":       "php-cli php-gearman",
 	"perl":      "libgearman-client-perl",
 	"chromium":  "chromium",
+	"sqlite3":   "sqlite3",
+	"tr":        "coreutils",
 }
 
 // Require returns the path of the peer program bin, or skips (fails under
