@@ -124,8 +124,15 @@ func TestChecklistClient(t *testing.T) {
 			t.Fatal("'-' with another payload coalesced")
 		}
 		// The first submit's payload and priority win: the job is NORMAL
-		// with payload "first"; it is now background too (section 0).
+		// with payload "first" (the HIGH submit did not raise it, so a
+		// HIGH job submitted later runs before it); it is now background
+		// too (section 0).
+		hi := b.submit(protocol.SubmitJobHigh, "co", "u-high", "high")
 		w := ts.worker(t, "co")
+		w.send(protocol.GrabJobUniq)
+		w.expect(protocol.JobAssignUniq, hi, "co", "u-high", "high")
+		w.send(protocol.WorkComplete, hi, "")
+		b.expect(protocol.WorkComplete, hi, "")
 		w.send(protocol.GrabJobUniq)
 		w.expect(protocol.JobAssignUniq, h1, "co", "u1", "first")
 		// Coalescing into a running job.

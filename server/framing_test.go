@@ -145,6 +145,7 @@ func TestChecklistFraming(t *testing.T) {
 		c.sync()
 	})
 
+	// Checklist (B) "ERROR bodies use the exact CODE strings in §1.5."
 	t.Run("Framing/ErrorCodesExact", func(t *testing.T) {
 		t.Parallel()
 		c := ts.dial(t)

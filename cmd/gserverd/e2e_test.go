@@ -224,6 +224,11 @@ func TestBinaryHelp(t *testing.T) {
 	}
 }
 
+// Checklist (Ops) "Flags from §5; at least -p -L -l -P -d -t -j -w -R -q
+// --exceptions --job-handle-prefix --keepalive* --verbose --pid-file
+// --log-file -u --check-args": every flag parses here; their effects are
+// tested where they act (TestBinaryDaemonPidFile, TestBinaryUserAndLimits,
+// TestListenKeepalive, interop Options/*).
 func TestBinaryCheckArgs(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -264,6 +269,8 @@ func TestBinaryCheckArgs(t *testing.T) {
 	}
 }
 
+// Checklist (Ops) "Listen on all getaddrinfo results (IPv4 and IPv6 for
+// localhost)" (TestBindAddrs checks the address list itself).
 func TestBinaryListenLocalhost(t *testing.T) {
 	t.Parallel()
 	port := strconv.Itoa(testpeer.FreePort(t))
@@ -278,6 +285,7 @@ func TestBinaryListenLocalhost(t *testing.T) {
 	ours(t, net.JoinHostPort("::1", port), "H:localhost-test")
 }
 
+// Checklist (Ops) "honour GEARMAND_PORT".
 func TestBinaryGearmandPortEnv(t *testing.T) {
 	t.Parallel()
 	port := strconv.Itoa(testpeer.FreePort(t))
@@ -296,6 +304,10 @@ func TestBinaryGserverdEnv(t *testing.T) {
 	ours(t, addr, "H:envtest") // the prefix from GSERVERD_JOB_HANDLE_PREFIX
 }
 
+// Checklist (Ops) "Signals: TERM/INT = stop; USR1 = graceful (stop
+// accepting, drain); HUP = reopen the log": this test, TestBinaryTermStops,
+// TestBinaryHupReopensLog and TestWaitStop (INT).
+//
 // TestBinaryGracefulStop: SIGUSR1 while a job runs stops accepting, lets
 // the job complete (the client gets WORK_COMPLETE), then exits 0.
 func TestBinaryGracefulStop(t *testing.T) {
@@ -508,7 +520,8 @@ func TestBinaryAdminShutdown(t *testing.T) {
 
 // TestBinaryJSONLogFields: --log-format json writes one JSON object per
 // line; -j 0 drops a job whose worker died, and that log line carries the
-// server's function and job_handle fields.
+// server's function and job_handle fields; a connection closed for bad
+// framing is logged with its conn_id.
 func TestBinaryJSONLogFields(t *testing.T) {
 	t.Parallel()
 	p := startGserverd(t, "--log-format", "json", "--verbose", "INFO", "-j", "0")
@@ -536,6 +549,20 @@ func TestBinaryJSONLogFields(t *testing.T) {
 	if dropped["function"] != "dies" || dropped["level"] != "warning" {
 		t.Errorf("drop log line %v, want function=dies level=warning", dropped)
 	}
+	bad := dialRaw(t, p.Addr)
+	if _, err := bad.c.Write([]byte("\x00BAD\x00\x00\x00\x01\x00\x00\x00\x00")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the framing error is logged with a conn_id", func() bool {
+		for _, line := range strings.Split(p.Output(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "closing connection: framing error" {
+				id, ok := m["conn_id"].(float64)
+				return ok && id > 0
+			}
+		}
+		return false
+	})
 	p.Stop()
 	var started bool
 	for _, line := range strings.Split(strings.TrimSpace(p.Output()), "\n") {

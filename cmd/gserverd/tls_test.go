@@ -83,6 +83,8 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 	return p
 }
 
+// Checklist (Ops) "Optional: TLS on the Gear port".
+//
 // TestBinaryTLS runs gserverd with gearmand's --ssl flags: clients that
 // speak TLS get the binary and the admin protocol; a plain client gets
 // nothing; a client certificate from another CA is refused; the HTTP
