@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gworkerd/gworkerd/client"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
+	"github.com/gworkerd/gworkerd/protocol"
 )
 
 func TestEcho(t *testing.T) {
@@ -343,6 +345,34 @@ func TestReduceJob(t *testing.T) {
 		}
 		if _, err := c.SubmitBackground(ctx, fn, nil, client.Reducer("x"), client.Priority(client.High)); !errors.Is(err, client.ErrOptions) {
 			t.Errorf("Reducer with High: %v, want ErrOptions", err)
+		}
+		// A worker asking with GRAB_JOB_ALL gets the reducer the client sent.
+		w, err := net.DialTimeout("tcp", srv.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		_ = w.SetDeadline(time.Now().Add(10 * time.Second))
+		for _, p := range [][]byte{
+			protocol.AppendPacketString(nil, protocol.Req, protocol.CanDo, fn),
+			protocol.AppendPacketString(nil, protocol.Req, protocol.GrabJobAll),
+		} {
+			if _, err := w.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, err := protocol.NewReader(w, protocol.Limits{}).Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{h.ID, fn, "ru", "count", "r"}
+		if f.Packet.Type != protocol.JobAssignAll || len(f.Packet.Args) != len(want) {
+			t.Fatalf("GRAB_JOB_ALL got %v %q, want JOB_ASSIGN_ALL %q", f.Packet.Type, f.Packet.Args, want)
+		}
+		for i, a := range f.Packet.Args {
+			if string(a) != want[i] {
+				t.Errorf("JOB_ASSIGN_ALL arg %d = %q, want %q", i, a, want[i])
+			}
 		}
 	})
 }
