@@ -47,12 +47,29 @@ type Worker struct {
 	// ScaleInterval is how often the backlog of autoscaled functions is
 	// polled. Default 2s.
 	ScaleInterval time.Duration
+	// Resize configures the built-in resize function (the resize
+	// section).
+	Resize WorkerResize
 	// Defaults apply to every function, including discovered ones that
 	// the functions section does not name.
 	Defaults WorkerFunction
 	// Functions are the entries of the functions section, sorted by name.
 	// Names are case-sensitive.
 	Functions []WorkerFunction
+}
+
+// WorkerResize is the resize section: settings of the built-in resize
+// function, each overridable by GWORKERD_RESIZE_<KEY>
+// (GWORKERD_RESIZE_MAX_PIXELS ...). A zero field, which only a key left
+// out gives, takes the resize job's own default.
+type WorkerResize struct {
+	// MaxPixels is the image bomb limit: a source or an output image of
+	// more pixels (width × height) fails the job. Key max_pixels, at
+	// least 1. Default 0: the job's default, 40 million.
+	MaxPixels int64
+	// JPEGQuality is the quality, 1..100, of JPEG outputs whose job does
+	// not give one. Key jpeg_quality. Default 0: the job's default, 85.
+	JPEGQuality int
 }
 
 // WorkerFunction is the configuration of one function.
@@ -136,8 +153,11 @@ func (e *WorkerConfigError) Unwrap() error { return ErrWorkerConfig }
 var workerTopKeys = map[string]bool{
 	"servers": true, "job_dirs": true, "pid_file": true, "log_file": true,
 	"control_socket": true, "stop_timeout": true, "http_listen": true, "http_token": true,
-	"scale_interval": true, "defaults": true, "functions": true,
+	"scale_interval": true, "resize": true, "defaults": true, "functions": true,
 }
+
+// workerResizeKeys are the keys of the resize section.
+var workerResizeKeys = map[string]bool{"max_pixels": true, "jpeg_quality": true}
 
 // LoadWorker reads the file at path, applies GWORKERD_* environment
 // overrides and the defaults, and validates the result.
@@ -229,6 +249,9 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 			return nil, e
 		}
 		*f.dst = dur
+	}
+	if err := d.resize(&w.Resize, v, top["resize"], lookupEnv); err != nil {
+		return nil, err
 	}
 	if n := top["defaults"]; n != nil {
 		fn, err := d.function("defaults", "", n)
@@ -387,6 +410,16 @@ func (w *Worker) Validate() error {
 	if w.StopTimeout < 0 {
 		return &WorkerConfigError{Path: w.Path, Key: "stop_timeout", Msg: "must not be negative"}
 	}
+	// Zero is "not given" (the job's default); parsing rejects a zero
+	// written in the file.
+	for _, r := range []struct {
+		key string
+		val int64
+	}{{"max_pixels", w.Resize.MaxPixels}, {"jpeg_quality", int64(w.Resize.JPEGQuality)}} {
+		if msg := checkResize(r.key, r.val); r.val != 0 && msg != "" {
+			return &WorkerConfigError{Path: w.Path, Key: "resize." + r.key, Msg: msg}
+		}
+	}
 	for _, f := range w.Functions {
 		key := "functions." + f.Name
 		bad := func(sub, msg string) error {
@@ -451,6 +484,80 @@ func (d decoder) strings(key string, n *yaml.Node) ([]string, error) {
 		return out, nil
 	}
 	return nil, d.errf(key, n, "want a list of strings")
+}
+
+// resize reads the resize section n (nil when absent) into r, through
+// viper so that GWORKERD_RESIZE_* overrides apply. Errors name the key
+// and the line, or the environment variable.
+func (d decoder) resize(r *WorkerResize, v *viper.Viper, n *yaml.Node, lookupEnv func(string) (string, bool)) error {
+	nodes := map[string]*yaml.Node{}
+	if n != nil && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		if n.Kind != yaml.MappingNode {
+			return d.errf("resize", n, "want a mapping of settings")
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			key := "resize." + k.Value
+			if !workerResizeKeys[k.Value] {
+				return d.errf(key, k, "unknown key")
+			}
+			if nodes[k.Value] != nil {
+				return d.errf(key, k, "duplicate key")
+			}
+			s, err := d.scalar(key, val)
+			if err != nil {
+				return err
+			}
+			nodes[k.Value] = val
+			v.SetDefault(key, s)
+		}
+	}
+	for _, f := range []struct {
+		key string
+		set func(int64)
+	}{
+		{"max_pixels", func(i int64) { r.MaxPixels = i }},
+		{"jpeg_quality", func(i int64) { r.JPEGQuality = int(i) }},
+	} {
+		key := "resize." + f.key
+		envKey := "GWORKERD_RESIZE_" + strings.ToUpper(f.key)
+		env, fromEnv := lookupEnv(envKey)
+		if fromEnv {
+			v.Set(key, env)
+		}
+		if !v.IsSet(key) {
+			continue
+		}
+		s := v.GetString(key)
+		i, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		msg := checkResize(f.key, i)
+		if err != nil {
+			msg = fmt.Sprintf("want an integer, got %q", s)
+		}
+		if msg != "" {
+			e := &WorkerConfigError{Path: d.path, Key: key, Msg: msg}
+			if fromEnv {
+				e.Key = envKey + " (environment)"
+			} else {
+				e.Line = nodes[f.key].Line
+			}
+			return e
+		}
+		f.set(i)
+	}
+	return nil
+}
+
+// checkResize returns what is wrong with a value of the resize section,
+// or "".
+func checkResize(key string, val int64) string {
+	switch {
+	case key == "max_pixels" && val < 1:
+		return fmt.Sprintf("must be at least 1, got %d", val)
+	case key == "jpeg_quality" && (val < 1 || val > 100):
+		return fmt.Sprintf("must be 1..100, got %d", val)
+	}
+	return ""
 }
 
 func (d decoder) function(key, name string, n *yaml.Node) (WorkerFunction, error) {

@@ -31,6 +31,11 @@ functions:
     min: 1
     max: 4
     max_idle: 30
+    timeout: 2m
+    retries: 2
+    max_lifetime: 1h
+    concurrency: 3
+    user: nobody
   plain:
 `
 	w, err := parseWorker("w.yaml", []byte(file), noEnv)
@@ -54,9 +59,105 @@ functions:
 	if r.Min != 1 || r.Max != 4 || !r.Autoscaled() || r.MaxIdle != 30*time.Second || r.Count != 1 {
 		t.Errorf("resize = %+v", r)
 	}
+	if r.Timeout != 2*time.Minute || r.Retries != 2 || r.MaxLifetime != time.Hour || r.Concurrency != 3 || r.User != "nobody" {
+		t.Errorf("resize: timeout %v retries %d max_lifetime %v concurrency %d user %q; want 2m0s 2 1h0m0s 3 \"nobody\"",
+			r.Timeout, r.Retries, r.MaxLifetime, r.Concurrency, r.User)
+	}
+	// Settings of one function do not leak into another.
+	if R.Timeout != 0 || R.Retries != 0 || R.MaxLifetime != 0 || R.Concurrency != 1 || R.User != "" {
+		t.Errorf("Resize: timeout %v retries %d max_lifetime %v concurrency %d user %q; want the defaults 0s 0 0s 1 \"\"",
+			R.Timeout, R.Retries, R.MaxLifetime, R.Concurrency, R.User)
+	}
 	other := w.Function("discovered")
 	if other.Count != 1 || other.Concurrency != 1 || other.MaxJobs != 100 {
 		t.Errorf("discovered = %+v", other)
+	}
+	if w.Resize != (WorkerResize{}) {
+		t.Errorf("no resize section: Resize = %+v, want zero (the job's defaults)", w.Resize)
+	}
+}
+
+func TestParseWorkerResize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, file string
+		env        map[string]string
+		want       WorkerResize
+	}{
+		{"absent", "servers: [a:1]\n", nil, WorkerResize{}},
+		{"empty section", "resize:\n", nil, WorkerResize{}},
+		{"both keys", "resize:\n  max_pixels: 1000\n  jpeg_quality: 40\n", nil, WorkerResize{MaxPixels: 1000, JPEGQuality: 40}},
+		{"one key", "resize: {jpeg_quality: 100}\n", nil, WorkerResize{JPEGQuality: 100}},
+		{"large limit", "resize: {max_pixels: 5000000000}\n", nil, WorkerResize{MaxPixels: 5_000_000_000}},
+		{"environment over file", "resize:\n  max_pixels: 1000\n  jpeg_quality: 40\n",
+			map[string]string{"GWORKERD_RESIZE_MAX_PIXELS": "2000"}, WorkerResize{MaxPixels: 2000, JPEGQuality: 40}},
+		{"environment only", "servers: [a:1]\n",
+			map[string]string{"GWORKERD_RESIZE_MAX_PIXELS": "7", "GWORKERD_RESIZE_JPEG_QUALITY": "1"}, WorkerResize{MaxPixels: 7, JPEGQuality: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w, err := parseWorker("w.yaml", []byte(tt.file), func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.Resize != tt.want {
+				t.Errorf("Resize = %+v, want %+v", w.Resize, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseWorkerResizeEnvErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, file, env, val string }{
+		{"not an integer", "servers: [a:1]\n", "GWORKERD_RESIZE_MAX_PIXELS", "lots"},
+		{"zero limit over a valid file", "resize: {max_pixels: 10}\n", "GWORKERD_RESIZE_MAX_PIXELS", "0"},
+		{"quality too high", "servers: [a:1]\n", "GWORKERD_RESIZE_JPEG_QUALITY", "101"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := parseWorker("w.yaml", []byte(tt.file), func(k string) (string, bool) { return tt.val, k == tt.env })
+			var ce *WorkerConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want a *WorkerConfigError", err)
+			}
+			if want := tt.env + " (environment)"; ce.Key != want || ce.Line != 0 {
+				t.Errorf("error %q: key %q line %d, want key %q line 0", err, ce.Key, ce.Line, want)
+			}
+		})
+	}
+}
+
+func TestValidateResize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		resize WorkerResize
+		key    string // "" for valid
+	}{
+		{"zero is the job's default", WorkerResize{}, ""},
+		{"valid", WorkerResize{MaxPixels: 1, JPEGQuality: 100}, ""},
+		{"negative limit", WorkerResize{MaxPixels: -1}, "resize.max_pixels"},
+		{"quality too high", WorkerResize{JPEGQuality: 101}, "resize.jpeg_quality"},
+		{"negative quality", WorkerResize{JPEGQuality: -5}, "resize.jpeg_quality"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := &Worker{Path: "w.yaml", Servers: []string{"a:1"}, Resize: tt.resize}
+			err := w.Validate()
+			var ce *WorkerConfigError
+			switch {
+			case tt.key == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tt.key != "" && !errors.As(err, &ce):
+				t.Errorf("Validate() = %v, want a *WorkerConfigError", err)
+			case tt.key != "" && ce.Key != tt.key:
+				t.Errorf("Validate() = %q: key %q, want %q", err, ce.Key, tt.key)
+			}
+		})
 	}
 }
 
@@ -93,6 +194,16 @@ func TestParseWorkerErrors(t *testing.T) {
 		{"bad top duration", "stop_timeout: never\n", "stop_timeout", 1},
 		{"functions not a map", "functions: [a]\n", "functions", 1},
 		{"zero concurrency", "functions:\n  F:\n    concurrency: 0\n", "functions.F.concurrency", 2},
+		{"resize not a map", "resize: 5\n", "resize", 1},
+		{"unknown resize key", "resize:\n  max_pixels: 10\n  max_pixel: 10\n", "resize.max_pixel", 3},
+		{"duplicate resize key", "resize:\n  jpeg_quality: 10\n  jpeg_quality: 20\n", "resize.jpeg_quality", 3},
+		{"resize limit not an integer", "servers: [a:1]\nresize:\n  max_pixels: 40M\n", "resize.max_pixels", 3},
+		{"resize limit zero", "resize:\n  jpeg_quality: 80\n  max_pixels: 0\n", "resize.max_pixels", 3},
+		{"resize limit negative", "resize:\n  max_pixels: -1\n", "resize.max_pixels", 2},
+		{"resize limit empty", "resize:\n  max_pixels:\n", "resize.max_pixels", 2},
+		{"jpeg quality zero", "resize:\n  jpeg_quality: 0\n", "resize.jpeg_quality", 2},
+		{"jpeg quality above 100", "resize:\n  max_pixels: 10\n  jpeg_quality: 101\n", "resize.jpeg_quality", 3},
+		{"jpeg quality not an integer", "resize:\n  jpeg_quality: high\n", "resize.jpeg_quality", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,6 +258,7 @@ func TestParseBytes(t *testing.T) {
 func FuzzParseWorker(f *testing.F) {
 	f.Add([]byte("servers: [a:1]\nfunctions:\n  F:\n    count: 2\n    memory_limit: 1MB\n"))
 	f.Add([]byte("defaults: {max_idle: 5s}\nfunctions: {G: null}\n"))
+	f.Add([]byte("resize: {max_pixels: 1000, jpeg_quality: 90}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		w, err := parseWorker("f.yaml", data, noEnv)
 		if err == nil && w.Validate() != nil {

@@ -58,7 +58,11 @@ func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *
 	if cc.Exec != "" {
 		h = &jobs.Executable{Path: cc.Exec, Function: cc.Function, Env: cc.Env, Logger: log}
 	} else {
-		reg, err := jobs.Default(jobs.Options{Logger: log})
+		opts := jobs.Options{Logger: log}
+		if cc.Resize != nil {
+			opts.Resize.MaxPixels, opts.Resize.Quality = cc.Resize.MaxPixels, cc.Resize.JPEGQuality
+		}
+		reg, err := jobs.Default(opts)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -13,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
+	"github.com/gworkerd/gworkerd/worker/supervise"
 )
 
 // End to end: PHP's gearman extension and gclient submit resize jobs to
@@ -82,5 +86,143 @@ func TestResizeEndToEnd(t *testing.T) {
 			t.Fatalf("gclient via %s: %v %s", srv.Addr, err, out)
 		}
 		check("gclient via "+srv.Addr, strings.TrimSpace(string(out)), w)
+	}
+}
+
+// The resize section reaches the resize children: with max_pixels below
+// the sample photo's 640x427, resizing it fails as an image bomb; after
+// a reload to jpeg_quality 7 without a limit, it succeeds and a job that
+// gives no quality is encoded at 7 (byte for byte the output of a job
+// asking for 7, unlike the built-in default 85).
+func TestResizeConfig(t *testing.T) {
+	t.Parallel()
+	gs := testpeer.StartGserverd(t)
+	root, err := testpeer.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample := filepath.Join(root, "jobs", "testdata", "sample.jpg")
+	e := newEnv(t, gs.Addr, "  resize: {}\nresize:\n  max_pixels: 1000\n", 5*time.Second)
+	e.must("check")
+	e.must("start")
+	pid := e.masterPid()
+	defer func() { e.run("stop"); reap(pid) }()
+	waitFor(t, 20*time.Second, "a resize child", func() bool { return len(e.running("resize")) == 1 })
+	first := e.running("resize")[0]
+
+	resize := func(dir, quality string) (string, error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		payload := fmt.Sprintf(`{"source":%q,"output_dir":%q,"widths":[200]%s}`, sample, filepath.Join(e.dir, dir), quality)
+		return submitJob(ctx, gs.Addr, "resize", payload, false, true)
+	}
+	out, err := resize("limited", "")
+	if err == nil {
+		t.Fatalf("resize with max_pixels 1000 completed (%s); want an image bomb failure", out)
+	}
+	for _, want := range []string{"image bomb", "640x427", "above the limit of 1000"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("resize with max_pixels 1000: %v; want it to say %q", err, want)
+		}
+	}
+
+	cfg, err := os.ReadFile(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := strings.Replace(string(cfg), "  max_pixels: 1000\n", "  jpeg_quality: 7\n", 1)
+	if next == string(cfg) {
+		t.Fatalf("config %q has no max_pixels line", cfg)
+	}
+	if err := os.WriteFile(e.cfg, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.must("reload")
+	waitFor(t, 20*time.Second, "the resize child replaced", func() bool {
+		got := e.running("resize")
+		return len(got) == 1 && got[0] != first && len(e.status().Children) == 1 && !processAlive(first)
+	})
+	file := func(name, dir, quality string) []byte {
+		t.Helper()
+		out, err := resize(dir, quality)
+		if err != nil {
+			t.Fatalf("%s: %v\nlog:\n%s", name, err, e.logTail())
+		}
+		var r struct{ Files []struct{ Path string } }
+		if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.Files) != 1 {
+			t.Fatalf("%s: result %q: %v", name, out, err)
+		}
+		b, err := os.ReadFile(r.Files[0].Path)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return b
+	}
+	configured := file("no quality", "configured", "")
+	asked7 := file("quality 7", "q7", `,"quality":7`)
+	asked85 := file("quality 85", "q85", `,"quality":85`)
+	if !bytes.Equal(configured, asked7) {
+		t.Errorf("a job without quality wrote %d bytes, a job asking for 7 wrote %d; want the same image (jpeg_quality: 7)", len(configured), len(asked7))
+	}
+	if bytes.Equal(configured, asked85) {
+		t.Errorf("a job without quality wrote the image of quality 85, the built-in default; want jpeg_quality: 7")
+	}
+}
+
+// resolve gives the resize section to the built-in resize only, so that
+// a change to it replaces the resize children on reload and no others.
+func TestResolveResize(t *testing.T) {
+	t.Parallel()
+	load := func(section string) map[string]supervise.FunctionSpec {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "g.yaml")
+		if err := os.WriteFile(p, []byte("servers: [127.0.0.1:1]\nfunctions:\n  resize: {}\n  reverse: {}\n"+section), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.LoadWorker(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := resolve(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]supervise.FunctionSpec{}
+		for _, s := range res.specs {
+			out[s.Name] = s
+		}
+		return out
+	}
+	child := func(s supervise.FunctionSpec) childConfig {
+		t.Helper()
+		for _, kv := range s.Env {
+			if v, ok := strings.CutPrefix(kv, envChildConfig+"="); ok {
+				var cc childConfig
+				if err := json.Unmarshal([]byte(v), &cc); err != nil {
+					t.Fatalf("%s: %v", s.Name, err)
+				}
+				return cc
+			}
+		}
+		t.Fatalf("%s: no %s in %q", s.Name, envChildConfig, s.Env)
+		return childConfig{}
+	}
+	plain := load("")
+	set := load("resize:\n  max_pixels: 1000\n  jpeg_quality: 7\n")
+	if got := child(plain["resize"]).Resize; got == nil || *got != (childResize{}) {
+		t.Errorf("resize without a section: child resize %+v, want zero (the job's defaults)", got)
+	}
+	if got := child(set["resize"]).Resize; got == nil || *got != (childResize{MaxPixels: 1000, JPEGQuality: 7}) {
+		t.Errorf("resize: child resize %+v, want max_pixels 1000 jpeg_quality 7", got)
+	}
+	if got := child(set["reverse"]).Resize; got != nil {
+		t.Errorf("reverse: child resize %+v, want none", got)
+	}
+	if plain["resize"].Version == set["resize"].Version {
+		t.Errorf("resize version unchanged by the resize section; a reload would not apply it")
+	}
+	if plain["reverse"].Version != set["reverse"].Version {
+		t.Errorf("reverse version changed by the resize section; a reload would replace it needlessly")
 	}
 }

@@ -29,7 +29,20 @@ type childConfig struct {
 	Concurrency int           `json:"concurrency"`
 	MaxJobs     int           `json:"max_jobs,omitempty"`
 	Env         []string      `json:"env,omitempty"`
+	// Resize is the resize section, given to the built-in resize only
+	// (a change to it replaces no other child on reload).
+	Resize *childResize `json:"resize,omitempty"`
 }
+
+// childResize carries config.WorkerResize; zero fields take the job's
+// defaults.
+type childResize struct {
+	MaxPixels   int64 `json:"max_pixels,omitempty"`
+	JPEGQuality int   `json:"jpeg_quality,omitempty"`
+}
+
+// resizeFunction is the built-in function the resize section configures.
+const resizeFunction = "resize"
 
 // resolved is the set of functions a config serves.
 type resolved struct {
@@ -95,6 +108,9 @@ func resolve(cfg *config.Worker) (resolved, error) {
 		cc := childConfig{
 			Function: n, Servers: cfg.Servers, Exec: execs[n], Timeout: f.Timeout, Retries: f.Retries,
 			Concurrency: f.Concurrency, MaxJobs: f.MaxJobs,
+		}
+		if n == resizeFunction && cc.Exec == "" {
+			cc.Resize = &childResize{MaxPixels: cfg.Resize.MaxPixels, JPEGQuality: cfg.Resize.JPEGQuality}
 		}
 		for k, v := range f.Env {
 			cc.Env = append(cc.Env, k+"="+v)

@@ -292,6 +292,12 @@ func noneLeft(t *testing.T, pgids []int) {
 // submit runs one job over the raw protocol; background returns at
 // JOB_CREATED.
 func submit(ctx context.Context, addr, fn, data string, background bool) (string, error) {
+	return submitJob(ctx, addr, fn, data, background, false)
+}
+
+// submitJob is submit; with exceptions, the connection first asks for
+// WORK_EXCEPTION, whose message the error then carries.
+func submitJob(ctx context.Context, addr, fn, data string, background, exceptions bool) (string, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -300,6 +306,13 @@ func submit(ctx context.Context, addr, fn, data string, background bool) (string
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
+	}
+	if exceptions {
+		// The server answers OPTION_RES before JOB_CREATED; the loop
+		// below skips it.
+		if err := protocol.WritePacket(conn, protocol.Req, protocol.OptionReq, []byte("exceptions")); err != nil {
+			return "", err
+		}
 	}
 	t := protocol.SubmitJob
 	if background {
@@ -325,6 +338,8 @@ func submit(ctx context.Context, addr, fn, data string, background bool) (string
 			return "", fmt.Errorf("job failed")
 		case protocol.WorkException:
 			return "", fmt.Errorf("job exception: %s", f.Packet.Args[1])
+		case protocol.Error:
+			return "", fmt.Errorf("server error: %q", f.Packet.Args)
 		}
 	}
 }
