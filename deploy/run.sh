@@ -2,8 +2,11 @@
 # make run: start gserverd (embedded store) and gworkerd with the sample jobs,
 # then say what to try. Usage: deploy/run.sh [BIN_DIR]   (default ./bin)
 # Ctrl-C stops both. State lives under ./tmp/run (git ignores it).
+# GWORKERD_RUN_PORT (default 4730) moves the Gear port; the dashboards are on
+# the next two ports. GWORKERD_RUN_DIR moves the state directory.
 set -e
 BIN=${1:-./bin}
+PORT=${GWORKERD_RUN_PORT:-4730}
 for p in gserverd gworkerd gclient; do
 	if [ ! -x "$BIN/$p" ]; then
 		echo "run.sh: $BIN/$p not found; run make build first" >&2
@@ -11,14 +14,18 @@ for p in gserverd gworkerd gclient; do
 	fi
 done
 TOP=$(pwd)
-RUN=$TOP/tmp/run
+RUN=${GWORKERD_RUN_DIR:-$TOP/tmp/run}
 mkdir -p "$RUN/data" "$RUN/out"
+SERVERS=127.0.0.1:$PORT
+GCLIENT=$BIN/gclient
+[ "$PORT" = 4730 ] || GCLIENT="$GCLIENT --servers $SERVERS"
 
-"$BIN/gserverd" -L 127.0.0.1 -p 4730 --data-dir "$RUN/data" --log-file "$RUN/gserverd.log" --verbose INFO &
+"$BIN/gserverd" -L 127.0.0.1 -p "$PORT" --http-listen "127.0.0.1:$((PORT + 1))" \
+	--data-dir "$RUN/data" --log-file "$RUN/gserverd.log" --verbose INFO &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT INT TERM
 i=0
-until "$BIN/gclient" ping >/dev/null 2>&1; do
+until $GCLIENT ping >/dev/null 2>&1; do
 	i=$((i + 1))
 	if [ $i -gt 100 ] || ! kill -0 $SERVER 2>/dev/null; then
 		echo "run.sh: gserverd did not start; see $RUN/gserverd.log" >&2
@@ -32,17 +39,20 @@ cat >"$RUN/photo.json" <<JSON
 JSON
 
 cat <<MSG
-gserverd listens on 127.0.0.1:4730 (log: tmp/run/gserverd.log, queue: tmp/run/data);
+gserverd listens on $SERVERS (log: $RUN/gserverd.log, queue: $RUN/data);
 gworkerd serves resize, reverse and the examples in jobs/examples (log below).
+Dashboards: gserverd http://127.0.0.1:$((PORT + 1))/  gworkerd http://127.0.0.1:$((PORT + 2))/
 Try, in another terminal:
-  $BIN/gclient submit resize $RUN/photo.json --prio high          # background: prints the job handle
-  $BIN/gclient submit resize $RUN/photo.json --wait               # foreground: prints the JSON result
-  echo 'hello world' | $BIN/gclient submit wordcount - --wait     # a shell job_<name> script
-  $BIN/gclient admin status                                       # queues and workers
+  $GCLIENT submit resize $RUN/photo.json --prio high          # background: prints the job handle
+  $GCLIENT submit resize $RUN/photo.json --wait               # foreground: prints the JSON result
+  echo 'hello world' | $GCLIENT submit wordcount - --wait     # a shell job_<name> script
+  $GCLIENT admin status                                       # queues and workers
   GWORKERD_CONTROL_SOCKET=$RUN/gworkerd.sock $BIN/gworkerd status -c deploy/gworkerd.yaml
-Resized images appear in tmp/run/out. Ctrl-C stops everything.
+Resized images appear in $RUN/out. Ctrl-C stops everything.
 MSG
 
+GWORKERD_SERVERS=$SERVERS \
+GWORKERD_HTTP_LISTEN=127.0.0.1:$((PORT + 2)) \
 GWORKERD_JOB_DIRS=$TOP/jobs/examples \
 GWORKERD_PID_FILE=$RUN/gworkerd.pid \
 GWORKERD_CONTROL_SOCKET=$RUN/gworkerd.sock \
