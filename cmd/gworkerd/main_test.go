@@ -492,6 +492,18 @@ func TestReloadDiscoversScripts(t *testing.T) {
 	defer func() { e.run("stop"); reap(pid) }()
 	waitFor(t, 15*time.Second, "rev running", func() bool { return len(e.running("rev")) == 2 })
 	revPids := e.running("rev")
+	// The children are the gworkerd binary run again (never a bare fork).
+	bin, err := filepath.EvalSymlinks(gworkerdBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range revPids {
+		exe, err := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe")
+		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline")
+		if err != nil || exe != bin || !bytes.Contains(cmdline, []byte("\x00child\x00")) {
+			t.Errorf("child %d runs %q %q (%v), want %s child ...", p, exe, cmdline, err, bin)
+		}
+	}
 	e.script("up", "tr a-z A-Z")
 	e.must("reload")
 	waitFor(t, 15*time.Second, "up running", func() bool { return len(e.running("up")) == 1 })

@@ -137,6 +137,14 @@ func TestChildKilledIsReplaced(t *testing.T) {
 	s, _ := run(t, Options{Functions: []FunctionSpec{f}})
 	waitFor(t, 10*time.Second, "2 running children", func() bool { return len(running(t, s, "idle")) == 2 })
 	pids := running(t, s, "idle")
+	// Each child leads its own process group (so that a group SIGKILL
+	// at stop reaches whatever the handler started, and the terminal's
+	// Ctrl-C does not).
+	for _, pid := range pids {
+		if pg, err := syscall.Getpgid(pid); err != nil || pg != pid {
+			t.Errorf("child %d: process group %d (%v), want its own", pid, pg, err)
+		}
+	}
 	victim := pids[0]
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
