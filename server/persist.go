@@ -13,6 +13,7 @@ import (
 // coalesce into the first.
 func (s *Server) replay(ctx context.Context) error {
 	n := 0
+	var unkeyed []*job // records stored under an empty key (gearmand's empty unique)
 	err := s.store.Replay(ctx, func(r store.Job) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -32,6 +33,9 @@ func (s *Server) replay(ctx context.Context) error {
 		x.key = r.Key
 		x.when = r.When
 		x.reducer = r.Reducer
+		if r.Key == "" {
+			unkeyed = append(unkeyed, j)
+		}
 		s.enqueue(j, s.clk.Now())
 		n++
 		return nil
@@ -39,6 +43,35 @@ func (s *Server) replay(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: replay store: %w", err)
 	}
+	if err := s.rekey(ctx, unkeyed); err != nil {
+		return err
+	}
 	s.log.WithField("jobs", n).Info("replayed stored jobs")
+	return nil
+}
+
+// rekey moves replayed jobs whose record has an empty key to a fresh key
+// (store.NewKey). gearmand stores a job under its unique, so a job it took
+// with an empty unique has an empty key; the server takes an empty key
+// for "not stored" and would never delete that record, replaying the job
+// after every restart. The new record is written before the old one is
+// deleted: a crash in between replays the job twice, never zero times.
+// Called before the server accepts connections.
+func (s *Server) rekey(ctx context.Context, jobs []*job) error {
+	for _, j := range jobs {
+		s.mu.Lock()
+		rec := j.record()
+		rec.Key = s.storeKey("")
+		s.mu.Unlock()
+		if err := s.store.Add(ctx, rec); err != nil {
+			return fmt.Errorf("server: replay store: re-key %s job with an empty unique: %w", rec.Function, err)
+		}
+		if err := s.store.Delete(ctx, store.Ref{Function: rec.Function}); err != nil {
+			return fmt.Errorf("server: replay store: delete %s job with an empty key: %w", rec.Function, err)
+		}
+		s.mu.Lock()
+		j.x().key = rec.Key
+		s.mu.Unlock()
+	}
 	return nil
 }

@@ -223,6 +223,37 @@ func TestChecklistOps(t *testing.T) {
 		}
 	})
 
+	// A record left by gearmand for a job with an empty unique has an
+	// empty key; replay moves it to a fresh key so that completing the
+	// job deletes it (it used to stay and be replayed at every start).
+	t.Run("Ops/PersistenceReplayGearmandEmptyKeyIsDeletedOnComplete", func(t *testing.T) {
+		t.Parallel()
+		st := newMemStore()
+		if err := st.Add(context.Background(), store.Job{Function: "gm", Key: "", Priority: 1, Data: []byte("left by gearmand")}); err != nil {
+			t.Fatal(err)
+		}
+		ts := startServer(t, func(o *Options) { o.Store = st })
+		st.mu.Lock()
+		_, ok := st.jobs[store.Ref{Function: "gm"}]
+		st.mu.Unlock()
+		if ok || st.len() != 1 {
+			t.Fatalf("after replay: empty-key record kept (%v) or %d records, want one under a fresh key", ok, st.len())
+		}
+		if j := st.byFunction("gm"); len(j) != 1 || j[0].Key == "" || string(j[0].Data) != "left by gearmand" || j[0].Priority != 1 {
+			t.Fatalf("re-keyed record %+v", j)
+		}
+		w := ts.worker(t, "gm")
+		h, _, d := w.grab()
+		if d != "left by gearmand" {
+			t.Fatalf("replayed job %q", d)
+		}
+		w.send(protocol.WorkComplete, h, "")
+		w.sync()
+		if n := st.len(); n != 0 {
+			t.Fatalf("%d records left after the job completed, want 0", n)
+		}
+	})
+
 	t.Run("Ops/PersistenceBackgroundCoalescedIntoForegroundIsPersisted", func(t *testing.T) {
 		t.Parallel()
 		st := newMemStore()
