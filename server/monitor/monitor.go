@@ -46,6 +46,7 @@ import (
 
 	"github.com/gworkerd/gworkerd/internal/httpapi"
 	"github.com/gworkerd/gworkerd/server"
+	"github.com/gworkerd/gworkerd/server/gearhttp"
 )
 
 // Source is what the monitor reads and acts on: *server.Server.
@@ -114,6 +115,8 @@ type Monitor struct {
 	started time.Time
 	handler http.Handler
 	hs      *http.Server
+	// submitter submits POST /api/v1/jobs/{function} to GearmanAddr.
+	submitter *gearhttp.Submitter
 
 	// mu guards src and stopping.
 	mu       sync.RWMutex
@@ -132,6 +135,11 @@ func New(opts Options) *Monitor {
 		log:     o.Logger,
 		started: time.Now(),
 		done:    make(chan struct{}),
+		submitter: &gearhttp.Submitter{
+			Addr:       o.GearmanAddr,
+			Dial:       o.Dial,
+			MaxPayload: o.MaxPayload,
+		},
 	}
 	m.handler = m.routes()
 	m.hs = &http.Server{

@@ -1,43 +1,21 @@
 package monitor
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/gworkerd/gworkerd/protocol"
+	"github.com/gworkerd/gworkerd/server/gearhttp"
 )
 
 // SubmitResult is the body of a background submit (202).
 type SubmitResult struct {
 	Handle string `json:"handle"`
 }
-
-// submitRequest is a job to submit over the server's own Gearman listener.
-type submitRequest struct {
-	function, unique string
-	payload          []byte
-	priority         protocol.Priority
-	background       bool
-}
-
-// submitOutcome is what the server answered.
-type submitOutcome struct {
-	handle    string
-	result    []byte // WORK_DATA chunks then the WORK_COMPLETE payload
-	failed    bool   // WORK_FAIL
-	exception []byte // WORK_EXCEPTION payload, when one came
-}
-
-// errGearman is an ERROR packet from the server.
-type errGearman struct{ code, text string }
-
-func (e *errGearman) Error() string { return "gearman error " + e.code + ": " + e.text }
 
 // handleSubmit is POST /api/v1/jobs/{function}: the body is the payload;
 // X-Gearman-Unique, X-Gearman-Background (true/false) and
@@ -54,58 +32,59 @@ func (m *Monitor) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "server not ready")
 		return
 	}
-	req := submitRequest{function: r.PathValue("function"), unique: r.Header.Get("X-Gearman-Unique")}
-	if req.function == "" || strings.IndexByte(req.function, 0) >= 0 || strings.IndexByte(req.unique, 0) >= 0 {
+	req := gearhttp.Request{Function: r.PathValue("function"), Unique: r.Header.Get("X-Gearman-Unique")}
+	if req.Function == "" || strings.IndexByte(req.Function, 0) >= 0 || strings.IndexByte(req.Unique, 0) >= 0 {
 		writeError(w, http.StatusBadRequest, "function and unique must be non-empty text without NUL")
 		return
 	}
 	var err error
 	if v := r.Header.Get("X-Gearman-Background"); v != "" {
-		if req.background, err = strconv.ParseBool(v); err != nil {
+		if req.Background, err = strconv.ParseBool(v); err != nil {
 			writeError(w, http.StatusBadRequest, "X-Gearman-Background: want true or false")
 			return
 		}
 	}
-	if req.priority, err = protocol.ParsePriority(r.Header.Get("X-Gearman-Priority")); err != nil {
+	if req.Priority, err = protocol.ParsePriority(r.Header.Get("X-Gearman-Priority")); err != nil {
 		writeError(w, http.StatusBadRequest, "X-Gearman-Priority: want high, normal or low")
 		return
 	}
-	req.payload, err = io.ReadAll(http.MaxBytesReader(w, r.Body, m.opts.MaxPayload))
+	// A foreground job asks for WORK_EXCEPTION packets: their payload is
+	// the 500's body.
+	req.Exceptions = !req.Background
+	req.Payload, err = io.ReadAll(http.MaxBytesReader(w, r.Body, m.opts.MaxPayload))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, "body: "+err.Error())
 		return
 	}
 	out, err := m.submit(r.Context(), req)
-	if out.handle != "" {
-		w.Header().Set("X-Gearman-Job-Handle", out.handle)
+	if out.Handle != "" {
+		w.Header().Set("X-Gearman-Job-Handle", out.Handle)
 	}
-	var ge *errGearman
+	var ge *gearhttp.GearmanError
 	switch {
 	case errors.As(err, &ge):
 		writeError(w, http.StatusBadGateway, ge.Error())
 	case err != nil:
-		m.log.WithError(err).WithField("function", req.function).Warn("submit over HTTP failed")
+		m.log.WithError(err).WithField("function", req.Function).Warn("submit over HTTP failed")
 		writeError(w, http.StatusBadGateway, "submit: "+err.Error())
-	case req.background:
-		writeJSON(w, http.StatusAccepted, SubmitResult{Handle: out.handle})
-	case out.exception != nil:
+	case req.Background:
+		writeJSON(w, http.StatusAccepted, SubmitResult{Handle: out.Handle})
+	case out.Exception != nil:
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = w.Write(out.exception)
-	case out.failed:
+		_, _ = w.Write(out.Exception)
+	case out.Failed:
 		writeError(w, http.StatusInternalServerError, "job failed")
 	default:
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(out.result)
+		_, _ = w.Write(out.Result)
 	}
 }
 
-// submit dials the Gearman listener and submits req; for a foreground job
-// it waits for the end of the job or ctx.
-func (m *Monitor) submit(ctx context.Context, req submitRequest) (submitOutcome, error) {
-	var out submitOutcome
-	// A stopping monitor ends the wait for a foreground job.
+// submit submits req with the shared gearhttp.Submitter; a foreground job
+// waits for its end, ctx, or the monitor stopping.
+func (m *Monitor) submit(ctx context.Context, req gearhttp.Request) (gearhttp.Outcome, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -115,62 +94,5 @@ func (m *Monitor) submit(ctx context.Context, req submitRequest) (submitOutcome,
 		case <-ctx.Done():
 		}
 	}()
-	nc, err := m.opts.Dial(ctx, "tcp", m.opts.GearmanAddr)
-	if err != nil {
-		return out, fmt.Errorf("dial %s: %w", m.opts.GearmanAddr, err)
-	}
-	defer nc.Close()
-	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
-	defer stop()
-	if req.exceptionsWanted() {
-		if err := protocol.WritePacket(nc, protocol.Req, protocol.OptionReq, []byte("exceptions")); err != nil {
-			return out, fmt.Errorf("write: %w", err)
-		}
-	}
-	t := protocol.SubmitType(req.priority, req.background)
-	if err := protocol.WritePacket(nc, protocol.Req, t, []byte(req.function), []byte(req.unique), req.payload); err != nil {
-		return out, fmt.Errorf("write: %w", err)
-	}
-	rd := protocol.NewReader(nc, protocol.Limits{MaxPayload: uint32(min(m.opts.MaxPayload, 1<<32-1))})
-	var result bytes.Buffer
-	for {
-		f, err := rd.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return out, fmt.Errorf("read: %w", ctx.Err())
-			}
-			return out, fmt.Errorf("read: %w", err)
-		}
-		if f.Text {
-			continue
-		}
-		p := f.Packet
-		switch p.Type {
-		case protocol.Error:
-			return out, &errGearman{code: string(p.Arg(0)), text: string(p.Arg(1))}
-		case protocol.JobCreated:
-			out.handle = string(p.Arg(0))
-			if req.background {
-				return out, nil
-			}
-		case protocol.WorkData:
-			result.Write(p.Arg(1))
-		case protocol.WorkComplete:
-			result.Write(p.Arg(1))
-			out.result = result.Bytes()
-			return out, nil
-		case protocol.WorkFail:
-			out.failed = true
-			return out, nil
-		case protocol.WorkException:
-			out.exception = bytes.Clone(p.Arg(1))
-			if out.exception == nil {
-				out.exception = []byte{}
-			}
-			return out, nil
-		}
-	}
+	return m.submitter.Submit(ctx, req)
 }
-
-// exceptionsWanted: a foreground job asks for WORK_EXCEPTION packets.
-func (r submitRequest) exceptionsWanted() bool { return !r.background }
