@@ -102,6 +102,14 @@ type Server struct {
 	SSL                               bool
 	SSLCAFile, SSLCertificate, SSLKey string
 
+	// Protocol is gearmand's -r/--protocol: "http" turns on gearmand's
+	// HTTP protocol (jobs submitted as POST /<function>) on HTTPPort, on
+	// the same addresses as the Gearman port (-L). Default "" (off).
+	Protocol string
+	// HTTPPort is the TCP port of -r http. Default DefaultHTTPPort (8080,
+	// as gearmand); 0 picks a free port.
+	HTTPPort int
+
 	// HTTPListen is the host:port of the HTTP endpoint (metrics, API,
 	// dashboard). Default DefaultHTTPListen; "" turns it off.
 	HTTPListen string
@@ -145,6 +153,8 @@ const (
 	// embedded store in --data-dir (-q builtin keeps jobs in memory only).
 	DefaultQueueType  = "embedded"
 	DefaultMaxPayload = 64 << 20
+	// DefaultHTTPPort is the port of -r http (gearmand's --http-port).
+	DefaultHTTPPort = 8080
 	// DefaultHTTPListen is where the HTTP endpoint listens by default.
 	DefaultHTTPListen = "127.0.0.1:4731"
 	// MaxJobRetries is the largest --job-retries value (gearmand HEAD).
@@ -408,6 +418,16 @@ func queueCheck(s string) (string, error) {
 	return "", fmt.Errorf("want one of %s, got %q", strings.Join(queueTypes, ", "), s)
 }
 
+// protocolCheck accepts gearmand's only protocol module, http ("" for
+// none). gearmand's names are case-sensitive; -r HTTP is taken too.
+func protocolCheck(s string) (string, error) {
+	switch l := strings.ToLower(strings.TrimSpace(s)); l {
+	case "", "http":
+		return l, nil
+	}
+	return "", fmt.Errorf("unknown protocol module %q: want http (the only one)", s)
+}
+
 func payloadSetter(c *Server, s string, _ []string) error {
 	n, err := parseServerSize(s)
 	if err != nil {
@@ -606,6 +626,12 @@ func serverKeys() []serverKey {
 		{flag: "ssl-key", kind: kindString, overrideEnv: "GEARMAND_SERVER_KEY",
 			usage: "PEM `file` of the server certificate's key (with --ssl)",
 			set:   stringSetter(func(c *Server) *string { return &c.SSLKey }, nil)},
+		{flag: "protocol", short: "r", kind: kindString,
+			usage: "protocol `module` to load, as gearmand: http serves gearmand's HTTP protocol (POST /<function>, the body as the workload) on --http-port; the only module",
+			set:   stringSetter(func(c *Server) *string { return &c.Protocol }, protocolCheck)},
+		{flag: "http-port", kind: kindInt, def: strconv.Itoa(DefaultHTTPPort),
+			usage: "with -r http: TCP `port` of gearmand's HTTP protocol, on the --listen addresses (0: any free port); not the --http-listen endpoint",
+			set:   intSetter(func(c *Server) *int { return &c.HTTPPort }, portCheck(true))},
 		{flag: "http-listen", kind: kindString, def: DefaultHTTPListen,
 			usage: "`host:port` of the HTTP endpoint (metrics, API, dashboard); empty turns it off",
 			set:   stringSetter(func(c *Server) *string { return &c.HTTPListen }, nil)},

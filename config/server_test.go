@@ -50,6 +50,7 @@ func TestLoadServerDefaults(t *testing.T) {
 		MySQL:      MySQLQueue{Host: "localhost", Port: 3306, Table: "gearman_queue"},
 		Redis:      RedisQueue{Server: "127.0.0.1", Port: 6379, Prefix: "_gear_"},
 		HTTPListen: "127.0.0.1:4731",
+		HTTPPort:   8080,
 	}
 	c.sources = nil
 	if !reflect.DeepEqual(c, want) {
@@ -156,6 +157,11 @@ func TestLoadServerValues(t *testing.T) {
 				return c.SSL && c.SSLCAFile == "envca.pem" && c.SSLCertificate == "env.pem" && c.SSLKey == "env.key"
 			},
 			src: map[string]Source{"ssl_certificate": {Kind: SourceEnv, Name: "GEARMAND_SERVER_PEM"}}},
+		{name: "http protocol flags", args: []string{"-r", "http", "--http-port", "8090"},
+			check: func(c *Server) bool { return c.Protocol == "http" && c.HTTPPort == 8090 }},
+		{name: "http protocol in the file and env", file: "protocol: HTTP\nhttp_port: 8091\n", env: map[string]string{"GSERVERD_HTTP_PORT": "0"},
+			check: func(c *Server) bool { return c.Protocol == "http" && c.HTTPPort == 0 },
+			src:   map[string]Source{"protocol": {Kind: SourceFile, Line: 1}, "http_port": {Kind: SourceEnv, Name: "GSERVERD_HTTP_PORT"}}},
 		{name: "config file from the environment", env: map[string]string{"GSERVERD_CONFIG_FILE": "$FILE"}, file: "port: 4760\n",
 			check: func(c *Server) bool { return c.Port == 4760 }},
 	}
@@ -216,6 +222,9 @@ func TestLoadServerErrors(t *testing.T) {
 		{"empty listen", []string{"-L", ""}, nil, "", "--listen: empty address"},
 		{"handle prefix", []string{"--job-handle-prefix", "a b"}, nil, "", `--job-handle-prefix: must not contain spaces or NUL, got "a b"`},
 		{"threads", []string{"-t", "-1"}, nil, "", "--threads: want at least 0, got -1"},
+		{"protocol module", []string{"-r", "gear"}, nil, "", `--protocol: unknown protocol module "gear": want http (the only one)`},
+		{"http port", []string{"-r", "http", "--http-port", "70000"}, nil, "", "--http-port: want a TCP port 0..65535 (0: any free port), got 70000"},
+		{"http port in the file", nil, nil, "protocol: http\nhttp_port: web\n", `$FILE:2: http_port: want an integer, got "web"`},
 		{"env job retries", nil, map[string]string{"GSERVERD_JOB_RETRIES": "300"}, "", "GSERVERD_JOB_RETRIES (environment): job_retries: want -1 (unlimited), 0 (no retry) or 1..255, got 300"},
 		{"env bool", nil, map[string]string{"GSERVERD_DAEMON": "maybe"}, "", `GSERVERD_DAEMON (environment): daemon: want true or false, got "maybe"`},
 		{"GEARMAND_PORT", nil, map[string]string{"GEARMAND_PORT": "gearman"}, "", `GEARMAND_PORT (environment): port: want an integer, got "gearman"`},

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,5 +100,82 @@ func TestBinaryHTTPEndpoint(t *testing.T) {
 	}
 	if v := fams["gserverd_jobs_submitted_total"].GetMetric(); len(v) != 1 || v[0].GetCounter().GetValue() != 1 {
 		t.Errorf("gserverd_jobs_submitted_total = %v, want 1", v)
+	}
+}
+
+var httpProtocolAddr = regexp.MustCompile(`HTTP protocol \(-r http\) listening.*?addr="?([^\s,"]+)`)
+
+// TestBinaryHTTPProtocol runs gserverd with -r http --http-port 0 (the
+// interop suite compares the answers with gearmand's): a background POST
+// is answered at JOB_CREATED; SIGTERM with a foreground request waiting
+// closes the HTTP port and its connection, and gserverd exits 0.
+func TestBinaryHTTPProtocol(t *testing.T) {
+	t.Parallel()
+	p := startGserverd(t, "-q", "builtin", "--http-listen", "", "-r", "http", "--http-port", "0")
+	var addr string
+	eventually(t, "gserverd logs the HTTP protocol's address", func() bool {
+		m := httpProtocolAddr.FindStringSubmatch(p.Output())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	exchange := func(req string) (string, error) {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+		if _, err := c.Write([]byte(req)); err != nil {
+			return "", err
+		}
+		b, err := io.ReadAll(c)
+		return string(b), err
+	}
+	got, err := exchange("POST /e2e HTTP/1.1\r\nX-Gearman-Background: true\r\nContent-Length: 1\r\n\r\nx")
+	if err != nil || !regexp.MustCompile(`^HTTP/1\.0 200 OK\r\nX-Gearman-Job-Handle: H:[^\r]+:1\r\nX-Gearman-Command: JOB_CREATED\r\nContent-Length: 0\r\nServer: gserverd/[^\r]+\r\n\r\n$`).MatchString(got) {
+		t.Fatalf("background POST: %q, %v", got, err)
+	}
+
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := exchange("POST /nobody HTTP/1.1\r\nContent-Length: 1\r\n\r\nx")
+		waiting <- err
+	}()
+	eventually(t, "the foreground job is queued", func() bool { return queueTotal(t, p.Addr, "nobody") == 1 })
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("gserverd did not exit on SIGTERM with an HTTP request waiting: %s", p.Output())
+	}
+	if code := p.Cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit status %d, want 0: %s", code, p.Output())
+	}
+	if err := <-waiting; err != nil {
+		t.Errorf("the waiting request's connection was not closed: %v", err)
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("the HTTP port %s still accepts after the exit", addr)
+	}
+}
+
+// TestBinaryHTTPPortInUse: a taken --http-port fails the start (status 1)
+// with an error naming the flag.
+func TestBinaryHTTPPortInUse(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	_, stderr, code := runBinary(t, nil, "-q", "builtin", "-L", "127.0.0.1", "-p", "0", "--http-listen", "", "-r", "http", "--http-port", port)
+	if code != 1 || !strings.Contains(stderr, "flag --http-port: cannot listen") || !strings.Contains(stderr, "127.0.0.1:"+port) {
+		t.Errorf("status %d, stderr %q; want 1 and an error naming --http-port", code, stderr)
 	}
 }

@@ -142,6 +142,17 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 			}
 		}
 	}()
+	httpLns, err := listenHTTPProtocol(ctx, cfg, addrs, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if !handedOver {
+			for _, ln := range httpLns {
+				ln.Close()
+			}
+		}
+	}()
 	web, err := startHTTP(ctx, cfg, lns, selfDial(tc), log)
 	if err != nil {
 		return err
@@ -171,6 +182,11 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 		return fmt.Errorf("start server: %w", err)
 	}
 	web.attach(srv)
+	proto, err := startHTTPProtocol(cfg, httpLns, lns, selfDial(tc), log)
+	if err != nil {
+		return err
+	}
+	defer proto.stop()
 
 	serveErr := make(chan error, len(lns))
 	var wg sync.WaitGroup
