@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -577,5 +578,58 @@ func TestLogHub(t *testing.T) {
 	scancel()
 	if _, _, err := sub.Next(short); !errors.Is(err, context.Canceled) {
 		t.Errorf("Next after cancel: %v", err)
+	}
+}
+
+// A function's user (the `user` config key) runs its children under that
+// user's uid and gid. Only root can switch users: CI runs as root.
+func TestChildRunsAsUser(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root; CI runs the tests as root")
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatalf("user nobody: %v", err)
+	}
+	// The test binary sits in a directory only root may enter; give
+	// nobody a copy it can run.
+	dir, err := os.MkdirTemp("", "gworkerd-user-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "supervise.test")
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := helperSpec("asuser", "idle")
+	f.Path = exe
+	f.User = "nobody"
+	s, _ := run(t, Options{Functions: []FunctionSpec{f}})
+	waitFor(t, 10*time.Second, "a running child", func() bool { return len(running(t, s, "asuser")) == 1 })
+	pid := running(t, s, "asuser")[0]
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uid, gid string
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			uid = strings.Fields(v)[0]
+		}
+		if v, ok := strings.CutPrefix(line, "Gid:"); ok {
+			gid = strings.Fields(v)[0]
+		}
+	}
+	if uid != u.Uid || gid != u.Gid {
+		t.Errorf("child %d runs as uid %s gid %s, want nobody's %s %s", pid, uid, gid, u.Uid, u.Gid)
 	}
 }
