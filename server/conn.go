@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -29,6 +30,10 @@ type conn struct {
 
 	// Owned by the reader goroutine.
 	dec *protocol.Decoder
+
+	// raw is the socket for non-blocking writes (nil for TLS and other
+	// wrapped connections).
+	raw syscall.RawConn
 
 	// Owned by whoever holds writing (one writer at a time).
 	deadline time.Time // write deadline last set on nc
@@ -64,9 +69,14 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	if h, _, err := net.SplitHostPort(ip); err == nil {
 		ip = h
 	}
+	var raw syscall.RawConn
+	if sc, ok := nc.(syscall.Conn); ok {
+		raw, _ = sc.SyscallConn()
+	}
 	return &conn{
 		s:          s,
 		nc:         nc,
+		raw:        raw,
 		id:         id,
 		ip:         ip,
 		clientID:   "-",
@@ -185,6 +195,15 @@ func (c *conn) endOut(buf []byte, kick bool) {
 		return
 	}
 	if kick && !c.writing && len(buf) > 0 {
+		// Most of the time the socket takes the whole packet at once:
+		// write it here rather than wake a writer goroutine for it.
+		if n := c.tryWrite(buf); n == len(buf) {
+			c.out = buf[:0]
+			c.wmu.Unlock()
+			return
+		} else if n > 0 {
+			c.out = append(buf[:0], buf[n:]...)
+		}
 		c.writing = true
 		c.s.connWG.Add(1)
 		go func() {
@@ -193,6 +212,23 @@ func (c *conn) endOut(buf []byte, kick bool) {
 		}()
 	}
 	c.wmu.Unlock()
+}
+
+// tryWrite writes what the socket takes of b without waiting, and returns
+// how much that was. The caller holds wmu with no writer running. An error
+// returns 0: the writer goroutine meets it again and drops the connection.
+func (c *conn) tryWrite(b []byte) int {
+	if c.raw == nil {
+		return 0
+	}
+	n := 0
+	_ = c.raw.Write(func(fd uintptr) bool {
+		if m, err := syscall.Write(int(fd), b); err == nil && m > 0 {
+			n = m
+		}
+		return true // one attempt: never wait for the socket
+	})
+	return n
 }
 
 // send appends one packet to the output.
