@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -427,8 +428,20 @@ func TestStartTwiceAndStalePidFile(t *testing.T) {
 		t.Errorf("status --json: %v %+v", err, resp)
 	}
 	out = e.must("status")
-	if !strings.Contains(out, "FUNCTION") || !strings.Contains(out, "reverse") {
-		t.Errorf("status table: %q", out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	wantHead := []string{"FUNCTION", "PID", "STATE", "UPTIME", "JOBS", "CURRENT", "JOB", "AGE", "RSS", "RESTARTS", "LAST", "EXIT"}
+	if len(lines) != 3 || lines[0] != "gworkerd pid "+strconv.Itoa(pid) || strings.Join(strings.Fields(lines[1]), " ") != strings.Join(wantHead, " ") {
+		t.Fatalf("status table: %q, want the master's pid, a header %v and one child", out, wantHead)
+	}
+	lines = lines[1:]
+	child := resp.Status.Children[0]
+	if f := strings.Fields(lines[1]); len(f) < 5 || f[0] != "reverse" || f[1] != strconv.Itoa(child.Pid) || f[2] != "running" || f[4] != "0" {
+		t.Errorf("status row %q, want reverse, pid %d, running, 0 jobs", lines[1], child.Pid)
+	}
+	// The table's columns line up: each header word starts where its
+	// column does in the row.
+	if h, r := lines[0], lines[1]; strings.Index(h, "PID") != strings.Index(r, strconv.Itoa(child.Pid)) {
+		t.Errorf("PID column not aligned:\n%s\n%s", h, r)
 	}
 	// gworkerd ctl: scale, stop, start one function.
 	e.must("ctl", "scale", "reverse", "3")
@@ -440,6 +453,25 @@ func TestStartTwiceAndStalePidFile(t *testing.T) {
 	waitFor(t, 15*time.Second, "reverse stopped", func() bool { return len(e.status().Children) == 0 })
 	e.must("ctl", "start", "reverse")
 	waitFor(t, 15*time.Second, "reverse started", func() bool { return len(e.running("reverse")) == 3 })
+	before := e.running("reverse")
+	e.must("ctl", "restart", "reverse")
+	waitFor(t, 15*time.Second, "reverse restarted", func() bool {
+		now := e.running("reverse")
+		if len(now) != 3 {
+			return false
+		}
+		for _, p := range now {
+			if slices.Contains(before, p) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, p := range before {
+		if processAlive(p) {
+			t.Errorf("child %d still alive after ctl restart", p)
+		}
+	}
 	for _, bad := range [][]string{{"ctl", "scale", "reverse"}, {"ctl", "scale", "nosuch", "1"}, {"ctl", "dance"}} {
 		if out, err := e.run(bad...); err == nil {
 			t.Errorf("gworkerd %v succeeded: %q", bad, out)
