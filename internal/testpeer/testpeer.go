@@ -31,6 +31,7 @@ var packages = map[string]string{
 	"chromium":  "chromium",
 	"sqlite3":   "sqlite3",
 	"tr":        "coreutils",
+	"script":    "bsdutils",
 }
 
 // Require returns the path of the peer program bin, or skips (fails under
