@@ -213,8 +213,14 @@ type sseEvent struct{ name, data string }
 // channel, closed when the stream ends (the test's cleanup cancels it).
 func openLogs(t *testing.T, e *env, fn, token string) <-chan sseEvent {
 	t.Helper()
+	return openLogsQuery(t, e, fn, "", token)
+}
+
+// openLogsQuery is openLogs with a query string ("tail=1").
+func openLogsQuery(t *testing.T, e *env, fn, query, token string) <-chan sseEvent {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, "GET", e.base+"/api/v1/functions/"+fn+"/logs", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", e.base+"/api/v1/functions/"+fn+"/logs?"+query, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +316,23 @@ func TestLogStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("stdout", "job live-1")
+	// ?tail=1: only the last line kept, then live; ?tail=0: live only.
+	tail1 := openLogsQuery(t, e, "echo", "tail=1", "tok")
+	if l := nextLine(t, tail1); l.Line != "job live-1" {
+		t.Fatalf("tail=1 starts with %q, want the last line, job live-1", l.Line)
+	}
+	tail0 := openLogsQuery(t, e, "echo", "tail=0", "tok")
+	if _, err := submit(t, gd.Addr, "echo", "live-2"); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]<-chan sseEvent{"tail=0": tail0, "tail=1": tail1, "all": ch} {
+		if l := nextLine(t, c); l.Line != "job live-2" {
+			t.Fatalf("%s: next line %q, want job live-2", name, l.Line)
+		}
+	}
+	if code, body := e.do(t, "GET", "/api/v1/functions/echo/logs?tail=-1", "tok"); code != 400 {
+		t.Errorf("tail=-1: %d %q, want 400", code, body)
+	}
 	if _, err := submit(t, gd.Addr, "echo", "fail"); err == nil {
 		t.Fatal(`job "fail" succeeded`)
 	}

@@ -26,9 +26,10 @@ type Dropped struct {
 
 // handleLogs streams the output of a function's children as server-sent
 // events: first the lines kept (the last Options.LogLines of the
-// supervisor), then each new line, one "line" event each (a
-// supervise.LogLine), and a "dropped" event (Dropped) when lines were
-// lost because this client reads too slowly. Children never wait for it.
+// supervisor; ?tail=N sends only the last N of them), then each new
+// line, one "line" event each (a supervise.LogLine), and a "dropped"
+// event (Dropped) when lines were lost because this client reads too
+// slowly. Children never wait for it.
 func (m *Monitor) handleLogs(w http.ResponseWriter, r *http.Request) {
 	select {
 	case m.logSlots <- struct{}{}:
@@ -38,6 +39,15 @@ func (m *Monitor) handleLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fn := r.PathValue("function")
+	tail := -1 // all the lines kept
+	if v := r.URL.Query().Get("tail"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "tail: want ?tail=<lines >= 0>")
+			return
+		}
+		tail = n
+	}
 	cctx, ccancel := context.WithTimeout(r.Context(), m.opts.Timeout)
 	backlog, sub, err := m.sup.SubscribeLogs(cctx, fn)
 	ccancel()
@@ -50,6 +60,9 @@ func (m *Monitor) handleLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.Close()
+	if tail >= 0 && len(backlog) > tail {
+		backlog = backlog[len(backlog)-tail:]
+	}
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()

@@ -10,7 +10,7 @@
 //	GET  /healthz                               200 while serving (open)
 //	GET  /api/v1/status                         supervise.Status
 //	GET  /api/v1/events                         server-sent events, one Event per interval
-//	GET  /api/v1/functions/{function}/logs      server-sent events: the function's output
+//	GET  /api/v1/functions/{function}/logs      server-sent events: the function's output (?tail=N)
 //	GET  /                                      the dashboard (process table, actions, log pane)
 //	POST /api/v1/functions/{function}/start     StartFunction
 //	POST /api/v1/functions/{function}/stop      StopFunction
@@ -26,9 +26,10 @@
 // supervisor between a child's job start and job end reports).
 //
 // The log stream sends the lines the supervisor keeps for the function
-// (its last 200 by default) as "line" events, then each new line as it
-// comes; a client too slow to follow gets a "dropped" event with the
-// number of lines it lost, and never slows the children down. At most
+// (its last 200 by default, or the last N with ?tail=N) as "line"
+// events, then each new line as it comes; a client too slow to follow
+// gets a "dropped" event with the number of lines it lost, and never
+// slows the children down. At most
 // Options.MaxLogStreams streams are open at once (503 beyond).
 //
 // With Options.Token set, every /api/ request needs "Authorization: Bearer
