@@ -36,7 +36,6 @@ import (
 	"os/user"
 	"regexp"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -119,8 +118,7 @@ type Store struct {
 
 	qReplace, qDelete, qSelect string
 
-	mu     sync.RWMutex // guards closed
-	closed bool
+	gate store.Gate
 }
 
 // Open connects, creates the table if needed and adds the columns gserverd
@@ -203,15 +201,6 @@ func (s *Store) migrate(ctx context.Context, name string) error {
 // KeepsAddOrder reports that Replay returns jobs in add order.
 func (s *Store) KeepsAddOrder() bool { return true }
 
-func (s *Store) begin() error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return store.ErrClosed
-	}
-	return nil
-}
-
 // retryable reports whether err came from the connection rather than from
 // the server rejecting the statement.
 func retryable(err error) bool {
@@ -246,10 +235,7 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 
 // Add stores jobs in one transaction.
 func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.begin(); err != nil {
+	if err := s.gate.Enter(ctx); err != nil {
 		return err
 	}
 	if len(jobs) == 0 {
@@ -286,10 +272,7 @@ func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
 
 // Delete removes jobs; unknown refs are ignored.
 func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.begin(); err != nil {
+	if err := s.gate.Enter(ctx); err != nil {
 		return err
 	}
 	if len(refs) == 0 {
@@ -311,10 +294,7 @@ func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
 
 // Replay calls fn for every stored row, in add order.
 func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.begin(); err != nil {
+	if err := s.gate.Enter(ctx); err != nil {
 		return err
 	}
 	rows, err := s.db.QueryContext(ctx, s.qSelect)
@@ -322,41 +302,23 @@ func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 		return fmt.Errorf("mysql: replay: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	return store.ReplayRows(ctx, "mysql", rows, func() (store.Job, error) {
 		var (
 			j    store.Job
 			data []byte
 		)
-		if err := rows.Scan(&j.Key, &j.Function, &j.Priority, &data, &j.When, &j.Reducer); err != nil {
-			return fmt.Errorf("mysql: replay: %w", err)
-		}
+		err := rows.Scan(&j.Key, &j.Function, &j.Priority, &data, &j.When, &j.Reducer)
 		if len(data) > 0 {
 			j.Data = data
 		}
-		if err := fn(j); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return ctxErr
-		}
-		return fmt.Errorf("mysql: replay: %w", err)
-	}
-	return nil
+		return j, err
+	}, fn)
 }
 
 // Close closes the connections. Calling it again returns nil.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.gate.Close() {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
 	return s.db.Close()
 }

@@ -30,7 +30,6 @@ import (
 	"math"
 	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -84,8 +83,7 @@ type Store struct {
 
 	qUpsert, qDelete, qSelect string
 
-	mu     sync.RWMutex // guards closed
-	closed bool
+	gate store.Gate
 }
 
 // Open connects, creates the table if needed and adds the columns gserverd
@@ -160,21 +158,9 @@ func (s *Store) exec(ctx context.Context, q string, args ...any) error {
 	return err
 }
 
-func (s *Store) begin() error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return store.ErrClosed
-	}
-	return nil
-}
-
 // Add upserts jobs, all in one transaction.
 func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.begin(); err != nil {
+	if err := s.gate.Enter(ctx); err != nil {
 		return err
 	}
 	for i := range jobs {
@@ -231,10 +217,7 @@ func (s *Store) batch(ctx context.Context, fill func(*pgx.Batch)) error {
 
 // Delete removes jobs; unknown refs are ignored.
 func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.begin(); err != nil {
+	if err := s.gate.Enter(ctx); err != nil {
 		return err
 	}
 	var err error
@@ -259,10 +242,7 @@ func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
 // Replay calls fn for every stored row, in add order (rows gearmand wrote
 // come first, in the order the column was filled).
 func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.begin(); err != nil {
+	if err := s.gate.Enter(ctx); err != nil {
 		return err
 	}
 	rows, err := s.pool.Query(ctx, s.qSelect)
@@ -273,45 +253,27 @@ func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 		return fmt.Errorf("postgres: replay: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	return store.ReplayRows(ctx, "postgres", rows, func() (store.Job, error) {
 		var (
 			j        store.Job
 			prio     int32
 			when     int32
 			dataCopy []byte
 		)
-		if err := rows.Scan(&j.Key, &j.Function, &prio, &dataCopy, &when, &j.Reducer); err != nil {
-			return fmt.Errorf("postgres: replay: %w", err)
-		}
+		err := rows.Scan(&j.Key, &j.Function, &prio, &dataCopy, &when, &j.Reducer)
 		j.Priority, j.When = int(prio), int64(when)
 		if len(dataCopy) > 0 {
 			j.Data = append([]byte(nil), dataCopy...)
 		}
-		if err := fn(j); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return ctxErr
-		}
-		return fmt.Errorf("postgres: replay: %w", err)
-	}
-	return nil
+		return j, err
+	}, fn)
 }
 
 // Close closes the pool. Calling it again returns nil.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.gate.Close() {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
 	s.pool.Close()
 	return nil
 }

@@ -35,7 +35,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -87,8 +86,7 @@ type Store struct {
 	log    logrus.FieldLogger
 	prefix string
 
-	mu     sync.RWMutex // guards closed
-	closed bool
+	gate store.Gate
 }
 
 // addScript stores the jobs of one Add: KEYS = job keys..., seq counter;
@@ -134,21 +132,9 @@ func (s *Store) key(r store.Ref) string {
 	return s.prefix + "-" + r.Function + "-" + r.Key
 }
 
-func (s *Store) begin() error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return store.ErrClosed
-	}
-	return nil
-}
-
 // Add stores jobs atomically.
 func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.begin(); err != nil {
+	if err := s.gate.Enter(ctx); err != nil {
 		return err
 	}
 	if len(jobs) == 0 {
@@ -170,10 +156,7 @@ func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
 
 // Delete removes jobs; unknown refs are ignored.
 func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.begin(); err != nil {
+	if err := s.gate.Enter(ctx); err != nil {
 		return err
 	}
 	if len(refs) == 0 {
@@ -209,10 +192,7 @@ type seqJob struct {
 
 // Replay reads every job, sorts them by add order and calls fn for each.
 func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.begin(); err != nil {
+	if err := s.gate.Enter(ctx); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
@@ -349,12 +329,8 @@ func fromHash(h map[string]string) (store.Job, int64, error) {
 
 // Close closes the connections. Calling it again returns nil.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.gate.Close() {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
 	return s.c.Close()
 }
