@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"crypto/subtle"
+	"embed"
 	"encoding/json"
 	"io/fs"
 	"net/http"
@@ -47,11 +48,15 @@ func BearerAuth(token, realm string, h http.Handler) http.Handler {
 	})
 }
 
-// Static serves the dashboard files of fsys (index.html at /) for GET and
-// HEAD, with a content security policy that allows nothing from
+//go:embed common
+var commonFiles embed.FS
+
+// Static serves the dashboard files of fsys (index.html at /) and, under
+// common/, the files both dashboards share (base.css, dash.js), for GET
+// and HEAD, with a content security policy that allows nothing from
 // elsewhere.
 func Static(fsys fs.FS) http.Handler {
-	fsrv := http.FileServerFS(fsys)
+	fsrv := http.FileServerFS(withCommon{fsys})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -69,4 +74,14 @@ func Static(fsys fs.FS) http.Handler {
 func Healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// withCommon is fsys with the shared files under common/.
+type withCommon struct{ fs.FS }
+
+func (w withCommon) Open(name string) (fs.File, error) {
+	if name == "common" || strings.HasPrefix(name, "common/") {
+		return commonFiles.Open(name)
+	}
+	return w.FS.Open(name)
 }

@@ -67,6 +67,18 @@ func TestStatic(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /: %d, want 405", resp.StatusCode)
 	}
+	// The shared files are served beside the page's own.
+	for path, want := range map[string]string{"/common/base.css": "--submitted", "/common/dash.js": "window.Dash"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, body without %q", path, resp.StatusCode, want)
+		}
+	}
 }
 
 func TestEventStream(t *testing.T) {

@@ -3,24 +3,13 @@
 // by hand on a canvas and fills the functions table. No external resource.
 "use strict";
 (function () {
-  const $ = (id) => document.getElementById(id);
+  const { $, setStatus, cell } = Dash;
   const HISTORY = 120; // points kept (one per event)
   const series = { submitted: [], completed: [], failed: [] };
   let last = null; // previous snapshot, for rates
-  let token = sessionStorage.getItem("gserverd-token") || "";
-  const m = /(?:^|[#&])token=([^&]*)/.exec(location.hash);
-  if (m) {
-    token = decodeURIComponent(m[1]);
-    sessionStorage.setItem("gserverd-token", token);
-    history.replaceState(null, "", location.pathname);
-  }
-  const headers = () => (token ? { Authorization: "Bearer " + token } : {});
-
-  function setStatus(on, text) {
-    const s = $("status");
-    s.textContent = text;
-    s.className = "status " + (on ? "on" : "off");
-  }
+  const auth = Dash.auth("gserverd-token");
+  const headers = auth.headers;
+  const stream = () => Dash.follow("/api/v1/events", auth, (name, data) => apply(JSON.parse(data)));
 
   function apply(snap) {
     const s = snap.server;
@@ -40,14 +29,6 @@
     drawChart();
     drawTable(snap.functions);
     drawWorkers(snap.workers || [], snap.workers_total || 0);
-  }
-
-  function cell(tr, v, cls) {
-    const td = document.createElement("td");
-    td.textContent = v;
-    if (cls) td.className = cls;
-    tr.appendChild(td);
-    return td;
   }
 
   function emptyRow(cols, text) {
@@ -147,43 +128,9 @@
   }
   function fmt(v) { return v >= 10 || v === 0 ? Math.round(v).toString() : v.toFixed(1); }
 
-  async function stream() {
-    for (;;) {
-      try {
-        const resp = await fetch("/api/v1/events", { headers: headers(), cache: "no-store" });
-        if (resp.status === 401) {
-          setStatus(false, "token needed");
-          $("auth").hidden = false;
-          return; // the token form restarts the stream
-        }
-        if (!resp.ok || !resp.body) throw new Error("HTTP " + resp.status);
-        setStatus(true, "live");
-        const rd = resp.body.getReader();
-        const dec = new TextDecoder();
-        let buf = "";
-        for (;;) {
-          const { value, done } = await rd.read();
-          if (done) break;
-          buf += dec.decode(value, { stream: true });
-          let i;
-          while ((i = buf.indexOf("\n\n")) >= 0) {
-            const ev = buf.slice(0, i); buf = buf.slice(i + 2);
-            const data = ev.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-            if (data) apply(JSON.parse(data));
-          }
-        }
-      } catch (e) {
-        // fall through to the retry
-      }
-      setStatus(false, "reconnecting");
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
-
   $("token-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    token = $("token").value;
-    sessionStorage.setItem("gserverd-token", token);
+    auth.set($("token").value);
     $("auth").hidden = true;
     stream();
   });

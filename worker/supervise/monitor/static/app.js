@@ -5,44 +5,14 @@
 // picked in its list or clicked in a table. No external resource.
 "use strict";
 (function () {
-  const $ = (id) => document.getElementById(id);
-  let token = sessionStorage.getItem("gworkerd-token") || "";
-  const m = /(?:^|[#&])token=([^&]*)/.exec(location.hash);
-  if (m) {
-    token = decodeURIComponent(m[1]);
-    sessionStorage.setItem("gworkerd-token", token);
-    history.replaceState(null, "", location.pathname);
-  }
-  const headers = () => (token ? { Authorization: "Bearer " + token } : {});
+  const { $, sleep, readSSE, setStatus, cell } = Dash;
+  const auth = Dash.auth("gworkerd-token");
+  const headers = auth.headers;
+  const stream = () => Dash.follow("/api/v1/events", auth, (name, data) => apply(JSON.parse(data)));
   const scaleInputs = {}; // function -> value being typed, kept across redraws
   const logMax = 500; // lines kept in the log pane
   let logFn = "";     // function whose log is followed
   let logAbort = null;
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-  // readSSE reads server-sent events from a fetch response until it ends,
-  // calling on(name, data) for each.
-  async function readSSE(resp, on) {
-    const rd = resp.body.getReader();
-    const dec = new TextDecoder();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await rd.read();
-      if (done) return;
-      buf += dec.decode(value, { stream: true });
-      let i;
-      while ((i = buf.indexOf("\n\n")) >= 0) {
-        const ev = buf.slice(0, i); buf = buf.slice(i + 2);
-        let name = "message";
-        const data = [];
-        for (const l of ev.split("\n")) {
-          if (l.startsWith("event: ")) name = l.slice(7);
-          else if (l.startsWith("data: ")) data.push(l.slice(6));
-        }
-        if (data.length) on(name, data.join("\n"));
-      }
-    }
-  }
 
   function logState(text) { $("log-state").textContent = text; }
   function two(n) { return (n < 10 ? "0" : "") + n; }
@@ -118,18 +88,6 @@
     }
   }
 
-  function setStatus(on, text) {
-    const s = $("status");
-    s.textContent = text;
-    s.className = "status " + (on ? "on" : "off");
-  }
-  function cell(tr, v, cls) {
-    const td = document.createElement("td");
-    td.textContent = v;
-    if (cls) td.className = cls;
-    tr.appendChild(td);
-    return td;
-  }
   function empty(tb, n, text) {
     const tr = document.createElement("tr");
     const td = cell(tr, text, "empty");
@@ -236,30 +194,9 @@
     highlight();
   }
 
-  async function stream() {
-    for (;;) {
-      try {
-        const resp = await fetch("/api/v1/events", { headers: headers(), cache: "no-store" });
-        if (resp.status === 401) {
-          setStatus(false, "token needed");
-          $("auth").hidden = false;
-          return;
-        }
-        if (!resp.ok || !resp.body) throw new Error("HTTP " + resp.status);
-        setStatus(true, "live");
-        await readSSE(resp, (name, data) => apply(JSON.parse(data)));
-      } catch (e) {
-        // fall through to the retry
-      }
-      setStatus(false, "reconnecting");
-      await sleep(2000);
-    }
-  }
-
   $("token-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    token = $("token").value;
-    sessionStorage.setItem("gworkerd-token", token);
+    auth.set($("token").value);
     $("auth").hidden = true;
     stream();
     if (logFn) { const fn = logFn; logFn = ""; selectLog(fn); }
