@@ -39,9 +39,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/internal/httpapi"
@@ -206,24 +203,6 @@ func (m *Monitor) Close() error {
 }
 
 func (m *Monitor) routes() http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collector{m},
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", httpapi.Healthz)
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !m.Ready() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready\n"))
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/v1/server", m.handleServer)
 	api.HandleFunc("GET /api/v1/functions", m.handleFunctions)
@@ -235,7 +214,18 @@ func (m *Monitor) routes() http.Handler {
 	api.HandleFunc("GET /api/v1/functions/{function}/unique/{unique}", m.handleJobByUnique)
 	api.HandleFunc("POST /api/v1/functions/{function}/maxqueue", m.handleMaxQueue)
 	api.HandleFunc("POST /api/v1/jobs/{function}", m.handleSubmit)
-	mux.Handle("/api/", httpapi.BearerAuth(m.opts.Token, "gserverd", api))
-	mux.Handle("/", staticHandler())
-	return http.NewCrossOriginProtection().Handler(mux)
+	return httpapi.Endpoint{
+		Realm: "gserverd", Token: m.opts.Token, Collector: collector{m}, API: api, Dashboard: staticFiles,
+		Open: func(mux *http.ServeMux) {
+			mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				if !m.Ready() {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					_, _ = w.Write([]byte("not ready\n"))
+					return
+				}
+				_, _ = w.Write([]byte("ready\n"))
+			})
+		},
+	}.Handler()
 }

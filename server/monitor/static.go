@@ -1,21 +1,8 @@
 package monitor
 
-import (
-	"embed"
-	"io/fs"
-	"net/http"
+import "embed"
 
-	"github.com/gworkerd/gworkerd/internal/httpapi"
-)
-
+// staticFiles is the dashboard: static/index.html is served at /.
+//
 //go:embed static
 var staticFiles embed.FS
-
-// staticHandler serves the embedded dashboard: / is static/index.html.
-func staticHandler() http.Handler {
-	sub, err := fs.Sub(staticFiles, "static")
-	if err != nil {
-		panic(err) // the embedded tree always has static/
-	}
-	return httpapi.Static(sub)
-}

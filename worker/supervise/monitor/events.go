@@ -3,7 +3,6 @@ package monitor
 import (
 	"context"
 	"embed"
-	"io/fs"
 	"net/http"
 	"time"
 
@@ -45,14 +44,7 @@ func (m *Monitor) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// staticFiles is the dashboard: static/index.html is served at /.
+//
 //go:embed static
 var staticFiles embed.FS
-
-// staticHandler serves the embedded dashboard: / is static/index.html.
-func staticHandler() http.Handler {
-	sub, err := fs.Sub(staticFiles, "static")
-	if err != nil {
-		panic(err) // the embedded tree always has static/
-	}
-	return httpapi.Static(sub)
-}

@@ -49,9 +49,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/internal/httpapi"
@@ -150,23 +147,12 @@ func (m *Monitor) Close() error {
 func (m *Monitor) Handler() http.Handler { return m.hs.Handler }
 
 func (m *Monitor) routes() http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collector{m},
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", httpapi.Healthz)
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/v1/status", m.handleStatus)
 	api.HandleFunc("GET /api/v1/events", m.handleEvents)
 	api.HandleFunc("GET /api/v1/functions/{function}/logs", m.handleLogs)
 	api.HandleFunc("POST /api/v1/functions/{function}/{action}", m.handleAction)
-	mux.Handle("/api/", httpapi.BearerAuth(m.opts.Token, "gworkerd", api))
-	mux.Handle("/", staticHandler())
-	return http.NewCrossOriginProtection().Handler(mux)
+	return httpapi.Endpoint{Realm: "gworkerd", Token: m.opts.Token, Collector: collector{m}, API: api, Dashboard: staticFiles}.Handler()
 }
 
 func (m *Monitor) handleStatus(w http.ResponseWriter, r *http.Request) {
