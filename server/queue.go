@@ -430,6 +430,14 @@ func (s *Server) requeue(j *job, h *handler) {
 // sendToClients sends a packet about j to every attached client, newest
 // first as gearmand does. args are the arguments after the handle.
 func (s *Server) sendToClients(j *job, t protocol.Type, args [][]byte, cur *conn) {
+	if len(j.clients) == 0 {
+		return
+	}
+	hsize := s.handleLen(j.id) // the size of a WORK_FAIL
+	full := hsize
+	for _, a := range args {
+		full += 1 + len(a)
+	}
 	for i := len(j.clients) - 1; i >= 0; i-- {
 		c := j.clients[i]
 		typ := t
@@ -437,11 +445,9 @@ func (s *Server) sendToClients(j *job, t protocol.Type, args [][]byte, cur *conn
 			typ = protocol.WorkFail
 		}
 		buf := c.beginOut()
-		size := s.handleLen(j.id)
-		if typ != protocol.WorkFail {
-			for _, a := range args {
-				size += 1 + len(a)
-			}
+		size := full
+		if typ == protocol.WorkFail {
+			size = hsize
 		}
 		buf = protocol.AppendHeader(buf, protocol.Res, typ, size)
 		buf = s.appendHandle(buf, j.id)
