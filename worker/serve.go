@@ -252,25 +252,7 @@ func (w *Worker) release() {
 // sleep waits for a NOOP after PRE_SLEEP. It also wakes up every
 // PollInterval to grab anyway, in case a wake-up was lost.
 func (w *Worker) sleep(ctx context.Context, s *session, log logrus.FieldLogger) (stop bool, err error) {
-	t := w.opts.Clock.NewTimer(w.opts.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case p := <-s.frames:
-			if p.Type == protocol.Noop {
-				return false, nil
-			}
-			w.unexpected(p, log)
-		case <-t.C():
-			return false, nil
-		case <-ctx.Done():
-			return true, nil
-		case <-w.stopCh:
-			return true, nil
-		case <-s.readDone:
-			return false, s.err()
-		}
-	}
+	return w.wait(ctx, s, w.opts.PollInterval, true, log)
 }
 
 // timedPoll is how often a connection that holds a job with a
@@ -279,11 +261,20 @@ const timedPoll = 500 * time.Millisecond
 
 // pause waits d without PRE_SLEEP, consuming stray packets.
 func (w *Worker) pause(ctx context.Context, s *session, d time.Duration, log logrus.FieldLogger) (stop bool, err error) {
+	return w.wait(ctx, s, d, false, log)
+}
+
+// wait waits d, or until a NOOP when noop is set, or until the worker
+// stops or the connection ends; other packets are logged as unexpected.
+func (w *Worker) wait(ctx context.Context, s *session, d time.Duration, noop bool, log logrus.FieldLogger) (stop bool, err error) {
 	t := w.opts.Clock.NewTimer(d)
 	defer t.Stop()
 	for {
 		select {
 		case p := <-s.frames:
+			if noop && p.Type == protocol.Noop {
+				return false, nil
+			}
 			w.unexpected(p, log)
 		case <-t.C():
 			return false, nil
