@@ -299,50 +299,7 @@ func submit(ctx context.Context, addr, fn, data string, background bool) (string
 // submitJob is submit; with exceptions, the connection first asks for
 // WORK_EXCEPTION, whose message the error then carries.
 func submitJob(ctx context.Context, addr, fn, data string, background, exceptions bool) (string, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	if exceptions {
-		// The server answers OPTION_RES before JOB_CREATED; the loop
-		// below skips it.
-		if err := protocol.WritePacket(conn, protocol.Req, protocol.OptionReq, []byte("exceptions")); err != nil {
-			return "", err
-		}
-	}
-	t := protocol.SubmitJob
-	if background {
-		t = protocol.SubmitJobBg
-	}
-	if err := protocol.WritePacket(conn, protocol.Req, t, []byte(fn), nil, []byte(data)); err != nil {
-		return "", err
-	}
-	r := protocol.NewReader(conn, protocol.Limits{})
-	for {
-		f, err := r.Next()
-		if err != nil {
-			return "", err
-		}
-		switch f.Packet.Type {
-		case protocol.JobCreated:
-			if background {
-				return string(f.Packet.Args[0]), nil
-			}
-		case protocol.WorkComplete:
-			return string(f.Packet.Args[1]), nil
-		case protocol.WorkFail:
-			return "", fmt.Errorf("job failed")
-		case protocol.WorkException:
-			return "", fmt.Errorf("job exception: %s", f.Packet.Args[1])
-		case protocol.Error:
-			return "", fmt.Errorf("server error: %q", f.Packet.Args)
-		}
-	}
+	return testpeer.SubmitJob(ctx, addr, fn, data, background, exceptions)
 }
 
 // adminStatus returns the server's status line for fn: total, running.

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gworkerd/gworkerd/internal/clock"
+	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
@@ -200,43 +201,7 @@ func helperJob(data string, term chan os.Signal, stopping *atomic.Bool) string {
 // submit runs one job on the raw protocol and returns its result; a
 // background job returns its handle.
 func submit(ctx context.Context, addr, fn, data string, background bool) (string, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	t := protocol.SubmitJob
-	if background {
-		t = protocol.SubmitJobBg
-	}
-	if err := protocol.WritePacket(conn, protocol.Req, t, []byte(fn), nil, []byte(data)); err != nil {
-		return "", err
-	}
-	r := protocol.NewReader(conn, protocol.Limits{})
-	for {
-		f, err := r.Next()
-		if err != nil {
-			return "", err
-		}
-		switch f.Packet.Type {
-		case protocol.JobCreated:
-			if background {
-				return string(f.Packet.Args[0]), nil
-			}
-		case protocol.WorkComplete:
-			return string(f.Packet.Args[1]), nil
-		case protocol.WorkFail:
-			return "", fmt.Errorf("job failed")
-		case protocol.WorkException:
-			return "", fmt.Errorf("job exception: %s", f.Packet.Args[1])
-		case protocol.Error:
-			return "", fmt.Errorf("server error: %s", f.Packet.Args[1])
-		}
-	}
+	return testpeer.SubmitJob(ctx, addr, fn, data, background, false)
 }
 
 // waitFor polls cond (which reads state the test does not own) until it

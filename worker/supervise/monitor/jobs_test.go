@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/gworkerd/gworkerd/internal/clock"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
-	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/worker"
 	"github.com/gworkerd/gworkerd/worker/supervise"
 	"github.com/gworkerd/gworkerd/worker/supervise/monitor"
@@ -118,32 +116,11 @@ func submit(t *testing.T, addr, fn, data string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	res, err := testpeer.SubmitJob(ctx, addr, fn, data, false, false)
+	if err != nil && !errors.Is(err, testpeer.ErrJobFailed) {
+		t.Fatalf("job %q: %v", data, err)
 	}
-	defer conn.Close()
-	dl, _ := ctx.Deadline()
-	_ = conn.SetDeadline(dl)
-	if err := protocol.WritePacket(conn, protocol.Req, protocol.SubmitJob, []byte(fn), nil, []byte(data)); err != nil {
-		t.Fatal(err)
-	}
-	r := protocol.NewReader(conn, protocol.Limits{})
-	for {
-		f, err := r.Next()
-		if err != nil {
-			t.Fatalf("job %q: %v", data, err)
-		}
-		switch f.Packet.Type {
-		case protocol.WorkComplete:
-			return string(f.Packet.Args[1]), nil
-		case protocol.WorkFail:
-			return "", errors.New("job failed")
-		case protocol.WorkException:
-			return "", fmt.Errorf("job exception: %s", f.Packet.Args[1])
-		}
-	}
+	return res, err
 }
 
 // TestMetricsCountJobsAndRestarts runs real jobs on a real worker child
