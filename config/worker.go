@@ -24,8 +24,25 @@ type Worker struct {
 	Path string
 	// Servers are the job servers, "host:port". Default ["127.0.0.1:4730"].
 	Servers []string
-	// JobDirs are scanned for executables named job_<name>.
+	// JobDirs are scanned for job handlers named job_<name>: executables,
+	// and job_<name>.php / job_<name>.py files served by the resident
+	// runtimes (the GearmanDaemon layout).
 	JobDirs []string
+	// WorkerDirs are GearmanManager worker directories: each
+	// <Function>.php file (a function <Function>($job, &$log) or a class
+	// <Function> with run($job, &$log)) serves function <Function>,
+	// prefixed with FunctionPrefix.
+	WorkerDirs []string
+	// FunctionPrefix is prepended to the Gearman name of every function
+	// found in WorkerDirs (GearmanManager's prefix). Default "".
+	FunctionPrefix string
+	// Include, when not empty, serves only these of the functions found
+	// in JobDirs and WorkerDirs (GearmanManager's include); Exclude never
+	// serves these. Names are the Gearman names, prefix included.
+	Include, Exclude []string
+	// PHP and Python are the interpreters of the resident runtimes.
+	// Defaults "php" and "python3" (looked up in PATH).
+	PHP, Python string
 	// PidFile is the locked pid file. Default "/run/gworkerd/gworkerd.pid".
 	PidFile string
 	// LogFile receives the logs; empty means standard error.
@@ -111,6 +128,37 @@ type WorkerFunction struct {
 	User string
 	// Env is added to the children's environment.
 	Env map[string]string
+	// Command, when set, is the argv of an existing worker program that
+	// connects to the servers itself (a pecl GearmanWorker loop, say):
+	// gworkerd runs it Count times and supervises it. The servers reach
+	// it in GEARMAN_SERVERS and in "{servers}" inside an argument.
+	Command []string
+	// Dir is the working directory of the children. Default: the
+	// handler's directory (command: gworkerd's).
+	Dir string
+	// StopTimeout is how long a child asked to exit may finish its job
+	// before its process group is killed. Default: the top-level
+	// stop_timeout, or Timeout when that is longer.
+	StopTimeout time.Duration
+	// LifetimeSplay: a random 0..LifetimeSplay is added to MaxLifetime
+	// so that children started together are not recycled together.
+	// Default 10% of MaxLifetime.
+	LifetimeSplay time.Duration
+	// ReadyAfter is how long a command child must stay up to count as
+	// started (supervisord's startsecs). Default 1s.
+	ReadyAfter time.Duration
+	// Resident makes an executable job_<name> a resident handler that
+	// speaks the resident protocol (jobs/README.md) instead of being run
+	// once per job. Default false; .php and .py files without a #! line
+	// are always resident.
+	Resident bool
+	// OnTimeout is what happens to a job that outlives Timeout: "requeue"
+	// (the default: registered with CAN_DO_TIMEOUT, the server requeues
+	// it) or "fail" (WORK_EXCEPTION "timeout").
+	OnTimeout string
+	// StartTimeout bounds how long a resident handler may take to load
+	// its code (until its hello). Default 30s.
+	StartTimeout time.Duration
 
 	set map[string]bool // keys given explicitly, for merging over Defaults
 }
@@ -154,7 +202,14 @@ var workerTopKeys = map[string]bool{
 	"servers": true, "job_dirs": true, "pid_file": true, "log_file": true,
 	"control_socket": true, "stop_timeout": true, "http_listen": true, "http_token": true,
 	"scale_interval": true, "resize": true, "defaults": true, "functions": true,
+	"worker_dirs": true, "function_prefix": true, "include": true, "exclude": true, "php": true, "python": true,
 }
+
+// On-timeout policies of a function.
+const (
+	OnTimeoutRequeue = "requeue"
+	OnTimeoutFail    = "fail"
+)
 
 // workerResizeKeys are the keys of the resize section.
 var workerResizeKeys = map[string]bool{"max_pixels": true, "jpeg_quality": true}
@@ -197,7 +252,7 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 			top[k.Value] = val
 		}
 	}
-	for _, key := range []string{"servers", "job_dirs"} {
+	for _, key := range []string{"servers", "job_dirs", "worker_dirs", "include", "exclude"} {
 		if n := top[key]; n != nil {
 			l, err := d.strings(key, n)
 			if err != nil {
@@ -209,7 +264,8 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 			v.Set(key, splitList(env))
 		}
 	}
-	for _, key := range []string{"pid_file", "log_file", "control_socket", "http_listen", "http_token", "stop_timeout", "scale_interval"} {
+	for _, key := range []string{"pid_file", "log_file", "control_socket", "http_listen", "http_token", "stop_timeout", "scale_interval",
+		"function_prefix", "php", "python"} {
 		if n := top[key]; n != nil {
 			if n.Kind != yaml.ScalarNode {
 				return nil, d.errf(key, n, "want a single value")
@@ -222,6 +278,12 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 	}
 	w.Servers = v.GetStringSlice("servers")
 	w.JobDirs = v.GetStringSlice("job_dirs")
+	w.WorkerDirs = v.GetStringSlice("worker_dirs")
+	w.Include = v.GetStringSlice("include")
+	w.Exclude = v.GetStringSlice("exclude")
+	w.FunctionPrefix = v.GetString("function_prefix")
+	w.PHP = v.GetString("php")
+	w.Python = v.GetString("python")
 	w.PidFile = v.GetString("pid_file")
 	w.LogFile = v.GetString("log_file")
 	w.ControlSocket = v.GetString("control_socket")
@@ -257,6 +319,9 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 		fn, err := d.function("defaults", "", n)
 		if err != nil {
 			return nil, err
+		}
+		if fn.set["command"] {
+			return nil, d.errf("defaults.command", n, "a command belongs to one function, not to the defaults")
 		}
 		w.Defaults = fn
 	}
@@ -310,6 +375,12 @@ func (w *Worker) withDefaults() {
 	if w.ScaleInterval == 0 {
 		w.ScaleInterval = DefaultWorkerScaleInterval
 	}
+	if w.PHP == "" {
+		w.PHP = "php"
+	}
+	if w.Python == "" {
+		w.Python = "python3"
+	}
 	for i := range w.Functions {
 		w.Functions[i] = w.Function(w.Functions[i].Name)
 	}
@@ -338,6 +409,9 @@ func (w *Worker) Function(name string) WorkerFunction {
 	}
 	if base.Max > 0 && base.Min == 0 && !base.set["min"] {
 		base.Min = 1
+	}
+	if base.OnTimeout == "" {
+		base.OnTimeout = OnTimeoutRequeue
 	}
 	return base
 }
@@ -380,6 +454,22 @@ func merge(base, f WorkerFunction) WorkerFunction {
 			out.FatalAfter = f.FatalAfter
 		case "user":
 			out.User = f.User
+		case "command":
+			out.Command = f.Command
+		case "dir":
+			out.Dir = f.Dir
+		case "stop_timeout":
+			out.StopTimeout = f.StopTimeout
+		case "lifetime_splay":
+			out.LifetimeSplay = f.LifetimeSplay
+		case "ready_after":
+			out.ReadyAfter = f.ReadyAfter
+		case "resident":
+			out.Resident = f.Resident
+		case "on_timeout":
+			out.OnTimeout = f.OnTimeout
+		case "start_timeout":
+			out.StartTimeout = f.StartTimeout
 		case "env":
 			env := map[string]string{}
 			for k, v := range base.Env {
@@ -449,6 +539,19 @@ func (w *Worker) Validate() error {
 			return bad("memory_limit", "must not be negative")
 		case f.FatalAfter < 0:
 			return bad("fatal_after", "must not be negative")
+		case f.OnTimeout != OnTimeoutRequeue && f.OnTimeout != OnTimeoutFail:
+			return bad("on_timeout", fmt.Sprintf("want requeue or fail, got %q", f.OnTimeout))
+		case len(f.Command) > 0 && f.MaxJobs > 0:
+			return bad("max_jobs", "a command runs its own jobs, which gworkerd does not see: max_jobs cannot apply (use max_lifetime)")
+		case len(f.Command) > 0 && f.Resident:
+			return bad("resident", "a command is not a resident handler: set one of command and resident")
+		case len(f.Command) > 0 && f.Concurrency > 1:
+			return bad("concurrency", "a command runs its own jobs: use count for more processes")
+		}
+		for i, a := range f.Command {
+			if strings.ContainsRune(a, 0) || (i == 0 && strings.TrimSpace(a) == "") {
+				return bad("command", fmt.Sprintf("argument %d is empty or holds a NUL", i))
+			}
 		}
 		for k := range f.Env {
 			if k == "" || strings.ContainsAny(k, "=\x00") {
@@ -608,6 +711,25 @@ func (d decoder) function(key, name string, n *yaml.Node) (WorkerFunction, error
 				err = d.errf(sub, v, "want a user name")
 			}
 			f.User = v.Value
+		case "command":
+			f.Command, err = d.command(sub, v)
+		case "dir":
+			f.Dir, err = d.scalar(sub, v)
+		case "stop_timeout":
+			f.StopTimeout, err = d.duration(sub, v)
+		case "lifetime_splay":
+			f.LifetimeSplay, err = d.duration(sub, v)
+		case "ready_after":
+			f.ReadyAfter, err = d.duration(sub, v)
+		case "start_timeout":
+			f.StartTimeout, err = d.duration(sub, v)
+		case "resident":
+			f.Resident, err = d.boolean(sub, v)
+		case "on_timeout":
+			f.OnTimeout, err = d.scalar(sub, v)
+			if err == nil && f.OnTimeout != OnTimeoutRequeue && f.OnTimeout != OnTimeoutFail {
+				err = d.errf(sub, v, "want requeue or fail, got %q", f.OnTimeout)
+			}
 		case "env":
 			f.Env, err = d.env(sub, v)
 		default:
@@ -618,6 +740,84 @@ func (d decoder) function(key, name string, n *yaml.Node) (WorkerFunction, error
 		}
 	}
 	return f, nil
+}
+
+// command reads an argv: a list of strings, or one string split on
+// blanks with shell-like quoting ('...', "...", backslash).
+func (d decoder) command(key string, n *yaml.Node) ([]string, error) {
+	var argv []string
+	switch n.Kind {
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return nil, d.errf(key, c, "want a string")
+			}
+			argv = append(argv, c.Value)
+		}
+	case yaml.ScalarNode:
+		var err error
+		if argv, err = SplitCommand(n.Value); err != nil {
+			return nil, d.errf(key, n, "%v", err)
+		}
+	default:
+		return nil, d.errf(key, n, "want a list of arguments or a command line")
+	}
+	if len(argv) == 0 || argv[0] == "" {
+		return nil, d.errf(key, n, "empty command")
+	}
+	return argv, nil
+}
+
+// SplitCommand splits a command line into arguments the way a POSIX
+// shell splits words: blanks separate them, '...' quotes literally,
+// "..." quotes with backslash escapes of " \ $ and `, a backslash
+// outside quotes escapes the next character. Nothing is expanded.
+func SplitCommand(s string) ([]string, error) {
+	var (
+		args  []string
+		cur   []byte
+		inArg bool
+	)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			if inArg {
+				args, cur, inArg = append(args, string(cur)), cur[:0], false
+			}
+		case c == '\\':
+			if i+1 >= len(s) {
+				return nil, errors.New("command ends with a backslash")
+			}
+			i++
+			cur, inArg = append(cur, s[i]), true
+		case c == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, errors.New("unterminated ' quote in command")
+			}
+			cur, inArg = append(cur, s[i+1:i+1+j]...), true
+			i += j + 1
+		case c == '"':
+			inArg = true
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
+					i++
+				}
+				cur = append(cur, s[i])
+			}
+			if i >= len(s) {
+				return nil, errors.New("unterminated \" quote in command")
+			}
+		default:
+			cur, inArg = append(cur, c), true
+		}
+	}
+	if inArg {
+		args = append(args, string(cur))
+	}
+	return args, nil
 }
 
 func (d decoder) scalar(key string, n *yaml.Node) (string, error) {

@@ -289,3 +289,104 @@ func TestWorkerHTTPSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestParseWorkerHostingKeys(t *testing.T) {
+	t.Parallel()
+	const file = `servers: [127.0.0.1:4730]
+worker_dirs: [/srv/gm/workers, /srv/gm/more]
+function_prefix: app_
+include: [a, b]
+exclude: c
+php: /usr/bin/php8.2
+defaults:
+  lifetime_splay: 5m
+  on_timeout: fail
+functions:
+  legacy:
+    command: php /srv/app/worker.php --servers {servers} "two words" 'it''s'
+    count: 4
+    dir: /srv/app
+    stop_timeout: 45s
+    ready_after: 3s
+    max_lifetime: 1h
+  argv:
+    command: [perl, /srv/w.pl]
+  shout:
+    resident: true
+    start_timeout: 10s
+    on_timeout: requeue
+`
+	w, err := parseWorker("w.yaml", []byte(file), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(w.WorkerDirs, []string{"/srv/gm/workers", "/srv/gm/more"}) || w.FunctionPrefix != "app_" ||
+		!reflect.DeepEqual(w.Include, []string{"a", "b"}) || !reflect.DeepEqual(w.Exclude, []string{"c"}) ||
+		w.PHP != "/usr/bin/php8.2" || w.Python != "python3" {
+		t.Errorf("top level = %+v", w)
+	}
+	l := w.Function("legacy")
+	wantArgv := []string{"php", "/srv/app/worker.php", "--servers", "{servers}", "two words", "its"}
+	if !reflect.DeepEqual(l.Command, wantArgv) || l.Count != 4 || l.Dir != "/srv/app" || l.StopTimeout != 45*time.Second ||
+		l.ReadyAfter != 3*time.Second || l.LifetimeSplay != 5*time.Minute || l.OnTimeout != OnTimeoutFail {
+		t.Errorf("legacy = %+v", l)
+	}
+	if a := w.Function("argv"); !reflect.DeepEqual(a.Command, []string{"perl", "/srv/w.pl"}) {
+		t.Errorf("argv command = %q", a.Command)
+	}
+	s := w.Function("shout")
+	if !s.Resident || s.StartTimeout != 10*time.Second || s.OnTimeout != OnTimeoutRequeue {
+		t.Errorf("shout = %+v", s)
+	}
+	if o := w.Function("other"); o.OnTimeout != OnTimeoutFail || o.Resident || o.Command != nil {
+		t.Errorf("other = %+v", o)
+	}
+}
+
+func TestParseWorkerHostingErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, file, key, msg string }{
+		{"on_timeout", "functions:\n  f:\n    on_timeout: drop\n", "functions.f.on_timeout", "want requeue or fail"},
+		{"command max_jobs", "functions:\n  f:\n    command: [php, w.php]\n    max_jobs: 3\n", "functions.f.max_jobs", "max_jobs cannot apply"},
+		{"command resident", "functions:\n  f:\n    command: [php, w.php]\n    resident: true\n", "functions.f.resident", "one of command and resident"},
+		{"command concurrency", "functions:\n  f:\n    command: [php]\n    concurrency: 2\n", "functions.f.concurrency", "use count"},
+		{"empty command", "functions:\n  f:\n    command: []\n", "functions.f.command", "empty command"},
+		{"unterminated", "functions:\n  f:\n    command: php 'x\n", "functions.f.command", "unterminated"},
+		{"command in defaults", "defaults:\n  command: [php]\n", "defaults.command", "belongs to one function"},
+		{"resident not bool", "functions:\n  f:\n    resident: maybe\n", "functions.f.resident", "want true or false"},
+		{"ready_after", "functions:\n  f:\n    ready_after: soon\n", "functions.f.ready_after", "want a duration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := parseWorker("w.yaml", []byte(tc.file), noEnv)
+			var ce *WorkerConfigError
+			if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(ce.Msg, tc.msg) || ce.Path != "w.yaml" {
+				t.Fatalf("err = %v, want key %s and %q", err, tc.key, tc.msg)
+			}
+		})
+	}
+}
+
+func TestSplitCommand(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want []string
+		bad  bool
+	}{
+		{in: "php  /srv/w.php", want: []string{"php", "/srv/w.php"}},
+		{in: `a "b c" 'd e' f\ g`, want: []string{"a", "b c", "d e", "f g"}},
+		{in: `"a\"b" 'a\b'`, want: []string{`a"b`, `a\b`}},
+		{in: `x""`, want: []string{"x"}},
+		{in: `''`, want: []string{""}},
+		{in: "", want: nil},
+		{in: `"open`, bad: true},
+		{in: `'open`, bad: true},
+		{in: `end\`, bad: true},
+	} {
+		got, err := SplitCommand(tc.in)
+		if (err != nil) != tc.bad || (!tc.bad && !reflect.DeepEqual(got, tc.want)) {
+			t.Errorf("SplitCommand(%q) = %q, %v; want %q (error %v)", tc.in, got, err, tc.want, tc.bad)
+		}
+	}
+}
