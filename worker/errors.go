@@ -60,6 +60,28 @@ func Permanent(err error) error {
 	return &PermanentError{Err: err}
 }
 
+// CrashError marks a failure of the machinery that runs the job, not of
+// the job: a resident handler process that died or broke its protocol
+// while it ran the job. Such a job is retried at least once, whatever
+// FunctionConfig.Retries says (and as many times as Retries allows).
+type CrashError struct{ Err error }
+
+func (e *CrashError) Error() string { return e.Err.Error() }
+func (e *CrashError) Unwrap() error { return e.Err }
+
+// Crash wraps err as a CrashError. Crash(nil) returns nil.
+func Crash(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &CrashError{Err: err}
+}
+
+// ErrJobTimeout is the cause of a job that outlived its
+// FunctionConfig.Timeout with TimeoutFails set: it fails with
+// WORK_EXCEPTION "timeout".
+var ErrJobTimeout = errors.New("timeout")
+
 // PanicError is what a panicking handler's job fails with.
 type PanicError struct {
 	Value any

@@ -71,8 +71,14 @@ type FunctionConfig struct {
 	Timeout time.Duration
 	// Retries re-runs a failed job inside the worker up to this many more
 	// times before reporting the failure. Default 0. Permanent errors and
-	// cancellations are not retried.
+	// cancellations are not retried; a CrashError is retried at least
+	// once.
 	Retries int
+	// TimeoutFails changes what Timeout does: the function is registered
+	// with plain CAN_DO, the handler's context ends at Timeout, and the
+	// job fails with WORK_EXCEPTION "timeout" instead of being requeued
+	// by the server. Default false.
+	TimeoutFails bool
 }
 
 // Backoff is exponential backoff with jitter for reconnections. The n-th

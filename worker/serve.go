@@ -104,7 +104,7 @@ func (w *Worker) connect(ctx context.Context, addr string) (*session, error) {
 	sort.Strings(names)
 	for _, name := range names {
 		fc := w.opts.Functions[name]
-		if fc.Timeout > 0 {
+		if fc.Timeout > 0 && !fc.TimeoutFails {
 			ms := max(fc.Timeout.Milliseconds(), 1)
 			err = s.send(dctx, protocol.CanDoTimeout, []byte(name), []byte(strconv.FormatInt(ms, 10)))
 		} else {

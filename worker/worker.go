@@ -291,7 +291,8 @@ func (w *Worker) startJob(s *session, p protocol.Packet) {
 		w.log.WithField("max_jobs", w.opts.MaxJobs).Info("max jobs taken: no more grabbing")
 		w.StopGrabbing()
 	}
-	timed := w.opts.Functions[j.function].Timeout > 0
+	fc := w.opts.Functions[j.function]
+	timed := fc.Timeout > 0 && !fc.TimeoutFails
 	if timed {
 		s.timed.Add(1)
 	}
@@ -328,7 +329,12 @@ func (w *Worker) runJob(j *job) {
 		err    error
 		ctx    = w.jobCtx
 	)
-	if fc.Timeout > 0 {
+	switch {
+	case fc.Timeout > 0 && fc.TimeoutFails:
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, fc.Timeout, ErrJobTimeout)
+		defer cancel()
+	case fc.Timeout > 0:
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, localTimeout(fc.Timeout))
 		defer cancel()
@@ -338,7 +344,8 @@ func (w *Worker) runJob(j *job) {
 	}
 	for ok {
 		result, err = w.call(ctx, fc.Handler, j)
-		if err == nil || j.attempt > fc.Retries || ctx.Err() != nil || isPermanent(err) {
+		retry := j.attempt <= fc.Retries || (j.attempt == 1 && isCrash(err))
+		if err == nil || !retry || ctx.Err() != nil || isPermanent(err) {
 			break
 		}
 		log.WithError(err).WithField("attempt", j.attempt).Info("job failed, retrying")
@@ -349,6 +356,11 @@ func (w *Worker) runJob(j *job) {
 	out := outDone
 	var sendErr error
 	switch {
+	case errors.Is(context.Cause(ctx), ErrJobTimeout) && w.jobCtx.Err() == nil:
+		// TimeoutFails: the job is still ours, and fails.
+		out = outFailed
+		err = fmt.Errorf("worker: job %s: %w after %v", j.handle, ErrJobTimeout, fc.Timeout)
+		sendErr = j.sess.send(w.jobCtx, protocol.WorkException, []byte(j.handle), []byte(ErrJobTimeout.Error()))
 	case ctx.Err() != nil:
 		// Timed out (the server requeued the job) or aborted (we close the
 		// connection so that it does): the job is no longer ours.
@@ -407,6 +419,11 @@ func asException(err error) (*ExceptionError, bool) {
 	var ex *ExceptionError
 	ok := errors.As(err, &ex)
 	return ex, ok
+}
+
+func isCrash(err error) bool {
+	var ce *CrashError
+	return errors.As(err, &ce)
 }
 
 func isPermanent(err error) bool {

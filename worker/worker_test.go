@@ -88,6 +88,19 @@ func TestJobOutcomes(t *testing.T) {
 		"hopeless": {Retries: 1, Handler: worker.HandlerFunc(func(context.Context, worker.Job) ([]byte, error) {
 			return nil, errors.New("never works")
 		})},
+		"crash": {Handler: worker.HandlerFunc(func(_ context.Context, j worker.Job) ([]byte, error) {
+			if j.Attempt() == 1 {
+				return nil, worker.Crash(worker.Exception(errors.New("handler died")))
+			}
+			return []byte(fmt.Sprintf("ok on attempt %d", j.Attempt())), nil
+		})},
+		"crashes": {Retries: 2, Handler: worker.HandlerFunc(func(_ context.Context, j worker.Job) ([]byte, error) {
+			return nil, worker.Crash(worker.Exception(fmt.Errorf("handler died on attempt %d", j.Attempt())))
+		})},
+		"stuck": {Timeout: 300 * time.Millisecond, TimeoutFails: true, Handler: worker.HandlerFunc(func(ctx context.Context, _ worker.Job) ([]byte, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})},
 		"permanent": {Retries: 5, Handler: worker.HandlerFunc(func(_ context.Context, j worker.Job) ([]byte, error) {
 			if j.Attempt() > 1 {
 				return []byte("retried a permanent error"), nil
@@ -117,6 +130,9 @@ func TestJobOutcomes(t *testing.T) {
 		{"panic is an exception", "panic", "", "x", true, outcome{End: protocol.WorkException, Result: "handler panic: boom"}},
 		{"retries until success", "flaky", "", "x", false, outcome{End: protocol.WorkComplete, Result: "ok on attempt 3"}},
 		{"retries exhausted", "hopeless", "", "x", true, outcome{End: protocol.WorkFail}},
+		{"crash retried once with retries 0", "crash", "", "x", true, outcome{End: protocol.WorkComplete, Result: "ok on attempt 2"}},
+		{"crash retried as retries allow, then reported", "crashes", "", "x", true, outcome{End: protocol.WorkException, Result: "handler died on attempt 3"}},
+		{"timeout fails with on_timeout fail", "stuck", "", "x", true, outcome{End: protocol.WorkException, Result: "timeout"}},
 		{"permanent error not retried", "permanent", "", "x", true, outcome{End: protocol.WorkException, Result: "bad input"}},
 	}
 	for _, tg := range targets() {
