@@ -11,9 +11,12 @@ import (
 
 // ChildStatus is the state of one child slot.
 type ChildStatus struct {
-	Function   string        `json:"function"`
-	ID         int           `json:"id"`
-	Pid        int           `json:"pid"`
+	Function string `json:"function"`
+	ID       int    `json:"id"`
+	Pid      int    `json:"pid"`
+	// Command: the child is a plain program (FunctionSpec.Command); its
+	// jobs are unknown and its RSS is read from /proc.
+	Command    bool          `json:"command,omitempty"`
 	State      State         `json:"state"`
 	Uptime     time.Duration `json:"uptime_ns"`
 	JobsDone   int           `json:"jobs_done"`
@@ -57,7 +60,7 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 			st.Functions = append(st.Functions, fs)
 			for _, c := range g.children {
 				cs := ChildStatus{
-					Function: g.spec.Name, ID: c.id, State: c.state, JobsDone: c.jobsDone, Failures: c.failures,
+					Function: g.spec.Name, ID: c.id, Command: c.command, State: c.state, JobsDone: c.jobsDone, Failures: c.failures,
 					RSS: c.rss, Restarts: c.restarts, LastExit: c.lastExit, Recycle: c.recycleWhy,
 				}
 				if c.proc != nil {
@@ -94,11 +97,11 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 // a time, each new child running before the old one is asked to stop.
 // A change of the numbers of children only scales.
 func (s *Supervisor) Reload(ctx context.Context, specs []FunctionSpec) error {
+	if err := validate("reload", specs); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, f := range specs {
-		if f.Name == "" || seen[f.Name] {
-			return fmt.Errorf("supervise: reload: function %q: empty or duplicate name", f.Name)
-		}
 		seen[f.Name] = true
 	}
 	return s.call(ctx, func() error {

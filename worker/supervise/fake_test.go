@@ -120,6 +120,7 @@ func newFakeStarter() *fakeStarter {
 
 type fakeProc struct {
 	pid      int
+	spec     ChildSpec
 	r        *io.PipeReader
 	w        *io.PipeWriter
 	rep      *Reporter
@@ -135,7 +136,7 @@ func (s *fakeStarter) Start(spec ChildSpec) (Process, error) {
 	s.mu.Lock()
 	s.nextPid++
 	r, w := io.Pipe()
-	p := &fakeProc{pid: s.nextPid, r: r, w: w, rep: NewReporter(w), exited: make(chan struct{})}
+	p := &fakeProc{pid: s.nextPid, spec: spec, r: r, w: w, rep: NewReporter(w), exited: make(chan struct{})}
 	s.procs = append(s.procs, p)
 	crash := s.crash
 	s.mu.Unlock()
@@ -154,9 +155,14 @@ func (p *fakeProc) exit(err error) {
 	})
 }
 
-func (p *fakeProc) Pid() int           { return p.pid }
-func (p *fakeProc) Reports() io.Reader { return p.r }
-func (p *fakeProc) Wait() error        { <-p.exited; return p.exitErr }
+func (p *fakeProc) Pid() int { return p.pid }
+func (p *fakeProc) Reports() io.Reader {
+	if p.spec.NoReportPipe {
+		return eofReader{}
+	}
+	return p.r
+}
+func (p *fakeProc) Wait() error { <-p.exited; return p.exitErr }
 func (p *fakeProc) Signal(sig os.Signal) error {
 	p.mu.Lock()
 	p.sigs = append(p.sigs, sig)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -51,16 +52,33 @@ func helperChild(mode string) int {
 	case "crash":
 		fmt.Fprintln(os.Stderr, "crashing at start")
 		return 3
-	case "idle", "stubborn":
-		if mode == "stubborn" {
-			signal.Ignore(syscall.SIGTERM)
-		}
+	case "idle":
 		term := make(chan os.Signal, 1)
 		signal.Notify(term, syscall.SIGTERM)
 		go rep.Run(ctx, clock.Real{}, 100*time.Millisecond)
 		rep.Ready()
 		fmt.Println("idle child ready")
 		<-term
+		return 0
+	case "stubborn":
+		// No signal.Notify: it would undo the Ignore.
+		signal.Ignore(syscall.SIGTERM)
+		go rep.Run(ctx, clock.Real{}, 100*time.Millisecond)
+		rep.Ready()
+		fmt.Println("stubborn child ready")
+		<-ctx.Done() // never: killed
+		return 0
+	case "command":
+		return helperCommand(rep)
+	case "forker":
+		return helperForker()
+	case "grandchild":
+		signal.Ignore(syscall.SIGTERM)
+		if mb, _ := strconv.Atoi(os.Getenv(envAllocMB)); mb > 0 {
+			ballast = append(ballast, touched(mb))
+		}
+		fmt.Println("grandchild up")
+		time.Sleep(time.Hour) // until killed with its group
 		return 0
 	case "worker":
 		return helperWorker(ctx, rep, os.Getenv("GWORKERD_TEST_SERVER"), os.Getenv("GWORKERD_TEST_FUNCTION"))
@@ -102,6 +120,85 @@ func helperMaster() int {
 }
 
 var ballast [][]byte // memory the "mem:N" jobs keep, to grow the RSS
+
+// touched returns mb MiB of memory, every page written so that it is
+// resident.
+func touched(mb int) []byte {
+	b := make([]byte, mb<<20)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	return b
+}
+
+// Settings of the command helpers, in their environment.
+const (
+	// envExitAfter makes the "command" helper exit with status 4 after
+	// this duration.
+	envExitAfter = "GWORKERD_TEST_EXIT_AFTER"
+	// envAllocMB makes the "grandchild" helper hold this many MiB.
+	envAllocMB = "GWORKERD_TEST_ALLOC_MB"
+	// envOwnGroup makes the "forker" helper start its grandchild in a
+	// process group of its own.
+	envOwnGroup = "GWORKERD_TEST_OWN_GROUP"
+)
+
+// commandSpec is a Command FunctionSpec running this test binary as a
+// plain program in the given mode. The Go runtime's cgroup probe, which
+// would hold files open at descriptor 3, is off, and so is the race
+// detector's one-second sleep at exit.
+func commandSpec(name, mode string, env ...string) FunctionSpec {
+	f := helperSpec(name, mode, append([]string{"GODEBUG=containermaxprocs=0,updatemaxprocs=0", "TSAN_OPTIONS=atexit_sleep_ms=0"}, env...)...)
+	f.Command = true
+	return f
+}
+
+// helperCommand is a plain worker program: it has no report pipe and
+// exits on SIGTERM (or by itself after envExitAfter).
+func helperCommand(rep *Reporter) int {
+	if rep != nil {
+		fmt.Fprintln(os.Stderr, "a command child got a report pipe")
+		return 5
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	fmt.Println("command child up")
+	if d, err := time.ParseDuration(os.Getenv(envExitAfter)); err == nil {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+			return 4
+		case <-term:
+			return 0
+		}
+	}
+	<-term
+	return 0
+}
+
+// helperForker is a plain program that ignores SIGTERM and starts a
+// grandchild (which ignores it too), in its process group or, with
+// envOwnGroup set, in a group of its own; it writes the grandchild's pid
+// to grandchild.<own pid> in its working directory.
+func helperForker() int {
+	signal.Ignore(syscall.SIGTERM)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChild+"=grandchild")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: os.Getenv(envOwnGroup) != ""}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "start grandchild:", err)
+		return 1
+	}
+	name := "grandchild." + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(name+".tmp", []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil || os.Rename(name+".tmp", name) != nil {
+		fmt.Fprintln(os.Stderr, "write pid:", err)
+		return 1
+	}
+	fmt.Println("forker up")
+	_ = cmd.Wait()
+	return 0
+}
 
 // helperWorker is a minimal Gearman worker on the raw protocol: one job
 // at a time; SIGTERM makes it exit after the current job.
@@ -188,11 +285,7 @@ func helperJob(data string, term chan os.Signal, stopping *atomic.Bool) string {
 		}
 	case strings.HasPrefix(data, "mem:"):
 		mb, _ := strconv.Atoi(strings.TrimPrefix(data, "mem:"))
-		b := make([]byte, mb<<20)
-		for i := 0; i < len(b); i += 4096 {
-			b[i] = 1
-		}
-		ballast = append(ballast, b)
+		ballast = append(ballast, touched(mb))
 		return "grew " + strconv.Itoa(mb) + "MB"
 	}
 	return "echo " + data

@@ -29,52 +29,147 @@ func RSS(pid int) int64 {
 	return pages * int64(os.Getpagesize())
 }
 
-// descendantGroups returns the process groups of the descendants of root,
-// from /proc.
-func descendantGroups(root int) []int {
-	ents, err := os.ReadDir("/proc")
+// TreeRSS returns the resident set size in bytes of pid and all its
+// descendants (0 when unknown). It is the sum of each process's RSS, so
+// pages shared between them (copy-on-write after a fork, shared
+// libraries) count once per process: an upper bound of the memory the
+// tree holds. A descendant that detached itself (its parent exited and it
+// was reparented) is no longer counted.
+func TreeRSS(pid int) int64 { return treeRSS(scanProcs(), []int{pid})[pid] }
+
+// procInfo is what scanProcs reads of one process.
+type procInfo struct {
+	ppid, pgid int
+	rss        int64 // bytes
+}
+
+// procTable is a snapshot of every process, by pid.
+type procTable map[int]procInfo
+
+// maxStat bounds the read of one /proc/<pid>/stat: the line is at most a
+// few hundred bytes (the command name is at most 64).
+const maxStat = 1024
+
+// scanProcs reads /proc/<pid>/stat of every process once: one directory
+// listing and one bounded read per process. Processes that vanish during
+// the scan are skipped.
+func scanProcs() procTable {
+	dir, err := os.Open("/proc")
 	if err != nil {
 		return nil
 	}
-	kids := map[int][]int{}
-	pgid := map[int]int{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	defer dir.Close()
+	page := int64(os.Getpagesize())
+	buf := make([]byte, maxStat)
+	t := procTable{}
+	for {
+		names, err := dir.Readdirnames(256)
+		for _, name := range names {
+			pid, err := strconv.Atoi(name)
+			if err != nil {
+				continue
+			}
+			if p, ok := readStat(name, buf, page); ok {
+				t[pid] = p
+			}
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
+		if err != nil { // io.EOF at the end
+			return t
 		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 || i+2 > len(b) {
-			continue
-		}
-		f := bytes.Fields(b[i+1:])
-		if len(f) < 3 {
-			continue
-		}
-		ppid, err1 := strconv.Atoi(string(f[1]))
-		pg, err2 := strconv.Atoi(string(f[2]))
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		kids[ppid] = append(kids[ppid], pid)
-		pgid[pid] = pg
 	}
-	seen := map[int]bool{}
-	var groups []int
+}
+
+// readStat parses ppid, pgrp and rss out of /proc/<name>/stat.
+func readStat(name string, buf []byte, page int64) (procInfo, bool) {
+	f, err := os.Open("/proc/" + name + "/stat")
+	if err != nil {
+		return procInfo{}, false
+	}
+	// procfs hands the whole line to one read.
+	n, err := f.Read(buf)
+	f.Close()
+	if err != nil {
+		return procInfo{}, false
+	}
+	b := buf[:n]
+	// The command name, in parentheses, may hold spaces and ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procInfo{}, false
+	}
+	// After the name: state ppid pgrp session tty_nr tpgid flags minflt
+	// cminflt majflt cmajflt utime stime cutime cstime priority nice
+	// num_threads itrealvalue starttime vsize rss ...
+	fs := bytes.Fields(b[i+1:])
+	if len(fs) < 22 {
+		return procInfo{}, false
+	}
+	ppid, err1 := strconv.Atoi(string(fs[1]))
+	pgid, err2 := strconv.Atoi(string(fs[2]))
+	pages, err3 := strconv.ParseInt(string(fs[21]), 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return procInfo{}, false
+	}
+	return procInfo{ppid: ppid, pgid: pgid, rss: pages * page}, true
+}
+
+// children returns the children of every process, by parent pid.
+func (t procTable) children() map[int][]int {
+	kids := make(map[int][]int, len(t))
+	for pid, p := range t {
+		kids[p.ppid] = append(kids[p.ppid], pid)
+	}
+	return kids
+}
+
+// descendants calls f for each descendant of root (not root itself).
+func descendants(kids map[int][]int, root int, f func(pid int)) {
+	seen := map[int]bool{root: true}
 	queue := append([]int(nil), kids[root]...)
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
-		if g := pgid[p]; !seen[g] {
+		if seen[p] { // defensive: a table read while pids were reused
+			continue
+		}
+		seen[p] = true
+		f(p)
+		queue = append(queue, kids[p]...)
+	}
+}
+
+// treeRSS returns, for each root found in t, the summed RSS of the root
+// and its descendants. Roots missing from t are missing from the result.
+func treeRSS(t procTable, roots []int) map[int]int64 {
+	out := make(map[int]int64, len(roots))
+	if len(roots) == 0 {
+		return out
+	}
+	kids := t.children()
+	for _, root := range roots {
+		p, ok := t[root]
+		if !ok {
+			continue
+		}
+		sum := p.rss
+		descendants(kids, root, func(pid int) { sum += t[pid].rss })
+		out[root] = sum
+	}
+	return out
+}
+
+// descendantGroups returns the process groups of the descendants of root,
+// from /proc.
+func descendantGroups(root int) []int {
+	t := scanProcs()
+	seen := map[int]bool{}
+	var groups []int
+	descendants(t.children(), root, func(pid int) {
+		if g := t[pid].pgid; !seen[g] {
 			seen[g] = true
 			groups = append(groups, g)
 		}
-		queue = append(queue, kids[p]...)
-	}
+	})
 	return groups
 }
 

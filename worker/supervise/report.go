@@ -28,7 +28,7 @@ const maxReportLine = 64 << 10
 // Message kinds a child sends to the master.
 const (
 	MsgReady     = "ready"     // registered with the servers, serving
-	MsgHeartbeat = "heartbeat" // alive; carries RSS
+	MsgHeartbeat = "heartbeat" // alive; carries the RSS of the child's process tree
 	MsgJobStart  = "job_start" // a job began (Handle)
 	MsgJobEnd    = "job_end"   // a job ended (Handle, OK)
 )
@@ -100,8 +100,16 @@ func (r *Reporter) JobFinished(handle string, ok bool, err error) {
 	r.send(m)
 }
 
-// Heartbeat sends the child's resident set size.
-func (r *Reporter) Heartbeat() { r.send(Message{Type: MsgHeartbeat, RSS: SelfRSS()}) }
+// Heartbeat sends the resident set size of the child's process tree
+// (TreeRSS of this process): its own plus that of the processes it runs,
+// resident handler processes and job executables included, so that the
+// master's memory_limit covers them too. It reads /proc once.
+func (r *Reporter) Heartbeat() {
+	if r == nil {
+		return
+	}
+	r.send(Message{Type: MsgHeartbeat, RSS: TreeRSS(os.Getpid())})
+}
 
 // Run sends a heartbeat now and every interval until ctx ends.
 func (r *Reporter) Run(ctx context.Context, clk clock.Clock, interval time.Duration) {

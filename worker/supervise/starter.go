@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,13 +30,19 @@ type ChildSpec struct {
 	User string
 	// Stdout and Stderr receive the child's output.
 	Stdout, Stderr io.Writer
+	// NoReportPipe starts a plain program (FunctionSpec.Command): no
+	// report pipe is made, nothing is passed as file descriptor 3 and
+	// EnvReportFD is not set (an inherited one is removed). The
+	// Process's Reports is then at EOF and CloseReports does nothing.
+	NoReportPipe bool
 }
 
 // Process is a started child.
 type Process interface {
 	// Pid is the process id (and process group id).
 	Pid() int
-	// Reports is the read end of the child's report pipe.
+	// Reports is the read end of the child's report pipe (at EOF for a
+	// child started without one).
 	Reports() io.Reader
 	// Wait waits for the exit; it is called once, by the child's owner
 	// goroutine.
@@ -55,7 +62,7 @@ type Starter interface {
 
 // ExecStarter re-executes a program as a child: in its own process
 // group, with SIGKILL as its parent-death signal and the report pipe as
-// file descriptor 3.
+// file descriptor 3 (unless ChildSpec.NoReportPipe).
 //
 // Pdeathsig fires when the OS thread that forked the child exits, not
 // when the process does, so every child is started from one goroutine
@@ -118,15 +125,21 @@ func (s *ExecStarter) Close() {
 // Start starts spec.
 func (s *ExecStarter) Start(spec ChildSpec) (Process, error) {
 	s.init()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("supervise: report pipe: %w", err)
-	}
 	cmd := exec.Command(spec.Path, spec.Args...)
-	cmd.Env = append(append(os.Environ(), spec.Env...), EnvReportFD+"="+strconv.Itoa(ReportFD))
+	var pr, pw *os.File // the report pipe; nil without one
+	if spec.NoReportPipe {
+		cmd.Env = append(withoutEnv(os.Environ(), EnvReportFD), spec.Env...)
+	} else {
+		var err error
+		pr, pw, err = os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("supervise: report pipe: %w", err)
+		}
+		cmd.Env = append(append(os.Environ(), spec.Env...), EnvReportFD+"="+strconv.Itoa(ReportFD))
+		cmd.ExtraFiles = []*os.File{pw}
+	}
 	cmd.Dir = spec.Dir
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
-	cmd.ExtraFiles = []*os.File{pw}
 	cmd.WaitDelay = s.WaitDelay
 	if cmd.WaitDelay == 0 {
 		cmd.WaitDelay = 2 * time.Second
@@ -135,26 +148,45 @@ func (s *ExecStarter) Start(spec ChildSpec) (Process, error) {
 	if spec.User != "" {
 		cred, err := credential(spec.User)
 		if err != nil {
-			pr.Close()
-			pw.Close()
+			closeFiles(pr, pw)
 			return nil, err
 		}
 		attr.Credential = cred
 	}
 	cmd.SysProcAttr = attr
 	reply := make(chan error, 1)
+	var err error
 	select {
 	case s.reqs <- startReq{cmd: cmd, reply: reply}:
 		err = <-reply
 	case <-s.quit:
 		err = ErrStarterClosed
 	}
-	pw.Close() // the child holds its copy
+	closeFiles(pw) // the child holds its copy
 	if err != nil {
-		pr.Close()
+		closeFiles(pr)
 		return nil, fmt.Errorf("supervise: start %s: %w", spec.Function, err)
 	}
 	return &execProcess{cmd: cmd, reports: pr}, nil
+}
+
+func closeFiles(fs ...*os.File) {
+	for _, f := range fs {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// withoutEnv returns env without the variable key.
+func withoutEnv(env []string, key string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func credential(name string) (*syscall.Credential, error) {
@@ -172,14 +204,31 @@ func credential(name string) (*syscall.Credential, error) {
 
 type execProcess struct {
 	cmd     *exec.Cmd
-	reports *os.File
+	reports *os.File // nil without a report pipe
 }
 
 func (p *execProcess) Pid() int                   { return p.cmd.Process.Pid }
-func (p *execProcess) Reports() io.Reader         { return p.reports }
 func (p *execProcess) Wait() error                { return p.cmd.Wait() }
 func (p *execProcess) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
-func (p *execProcess) CloseReports() error        { return p.reports.Close() }
+
+func (p *execProcess) Reports() io.Reader {
+	if p.reports == nil {
+		return eofReader{}
+	}
+	return p.reports
+}
+
+func (p *execProcess) CloseReports() error {
+	if p.reports == nil {
+		return nil
+	}
+	return p.reports.Close()
+}
+
+// eofReader is the report pipe of a child without one.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // KillGroup kills the child's process group and the groups of all its
 // descendants (job executables run in process groups of their own), so

@@ -2,6 +2,9 @@
 // process per worker slot by re-executing a program, watches them over a
 // report pipe, restarts them with backoff, recycles them between jobs,
 // scales functions by backlog and rolls out reloads one child at a time.
+// It also runs "command" children (FunctionSpec.Command): any worker
+// program that connects to the servers itself, supervised like
+// supervisord does, without a report pipe.
 //
 // Concurrency: every field of Supervisor, group and child is owned by the
 // goroutine running Supervisor.Run (the loop). Other goroutines (one
@@ -40,17 +43,27 @@ type FunctionSpec struct {
 	// ScaleThreshold is the queued jobs per child that justify one more
 	// child. Default 1.
 	ScaleThreshold int
-	// MaxJobs recycles a child after this many jobs (0: never).
+	// MaxJobs recycles a child after this many jobs (0: never). A
+	// Command function cannot have it (New and Reload reject it).
 	MaxJobs int
-	// MaxLifetime recycles a child after this long plus a random splay of
-	// up to 10% (0: never).
+	// MaxLifetime recycles a child after this long plus a random splay
+	// (see LifetimeSplay) (0: never).
 	MaxLifetime time.Duration
+	// LifetimeSplay: when > 0, the random splay added to each child's
+	// MaxLifetime is 0..LifetimeSplay; default 0..10% of MaxLifetime.
+	LifetimeSplay time.Duration
 	// MaxIdle: a child of an autoscaled function idle this long is
 	// stopped while the function has more than Min children (default
 	// 60s); a child of a fixed-count function is recycled (0: never).
+	// A command child sends no job reports: it is never recycled for
+	// idleness, and in an autoscaled function it counts as idle since
+	// the last backlog poll that found jobs queued for the function.
 	MaxIdle time.Duration
 	// MemoryLimit recycles a child whose RSS exceeds it, in bytes (0: no
-	// limit).
+	// limit). The RSS is that of the child's process tree (TreeRSS): a
+	// gworkerd child reports its own plus its job executables' in its
+	// heartbeats; a command child's is read from /proc every
+	// Options.TickInterval.
 	MemoryLimit int64
 	// FatalAfter gives up after this many consecutive failed runs
 	// (state fatal); 0 retries forever at the backoff cap.
@@ -60,9 +73,29 @@ type FunctionSpec struct {
 	// Options.StopTimeout.
 	Grace time.Duration
 	// Path and Args are the child's command line (Path default:
-	// Options.Executable).
+	// Options.Executable; required for a Command).
 	Path string
 	Args []string
+	// Command runs Path as a plain program instead of a gworkerd child:
+	// any worker that connects to the servers itself (a PHP
+	// GearmanWorker loop, a Perl Gearman::Worker script). It gets no
+	// report pipe (no file descriptor 3, no GWORKERD_REPORT_FD), so: it
+	// counts as running once up for ReadyAfter; its RSS is read from
+	// /proc; MaxJobs is rejected and MaxIdle does not recycle it;
+	// HeartbeatTimeout does not apply. Everything else does: backoff,
+	// FatalAfter, MaxLifetime, MemoryLimit, reloads, scaling, and
+	// stopping (SIGTERM to the process, SIGKILL to its process group
+	// and its descendants' after Grace). A program that does not handle
+	// SIGTERM dies with the job it holds, which the server hands to
+	// another worker.
+	Command bool
+	// ReadyAfter: a command child counts as started (running, which lets
+	// a rolling replacement retire the child it replaces) once it has
+	// stayed up this long, like supervisord's startsecs; an exit before
+	// is a failed start (backoff, counted by FatalAfter). Default 1s;
+	// negative: at once. Ignored for gworkerd children, which report
+	// ready themselves.
+	ReadyAfter time.Duration
 	// Env is added to the child's environment; User runs it as another
 	// user; Dir is its working directory.
 	Env  []string
@@ -130,6 +163,42 @@ var (
 	ErrUnknownFunction = errors.New("supervise: unknown function")
 )
 
+// SpecError rejects a FunctionSpec given to New or Reload.
+type SpecError struct {
+	Op       string // "reload", or empty for New
+	Function string
+	Reason   string
+}
+
+func (e *SpecError) Error() string {
+	op := ""
+	if e.Op != "" {
+		op = e.Op + ": "
+	}
+	return fmt.Sprintf("supervise: %sfunction %q: %s", op, e.Function, e.Reason)
+}
+
+// validate checks the specs given to New or Reload.
+func validate(op string, specs []FunctionSpec) error {
+	seen := map[string]bool{}
+	for _, f := range specs {
+		reason := ""
+		switch {
+		case f.Name == "" || seen[f.Name]:
+			reason = "empty or duplicate name"
+		case f.Command && f.Path == "":
+			reason = "a command needs a path"
+		case f.Command && f.MaxJobs > 0:
+			reason = "max_jobs cannot apply to a command (it sends no job reports)"
+		}
+		if reason != "" {
+			return &SpecError{Op: op, Function: f.Name, Reason: reason}
+		}
+		seen[f.Name] = true
+	}
+	return nil
+}
+
 // Supervisor supervises the children of every function.
 type Supervisor struct {
 	opts        Options
@@ -150,6 +219,7 @@ type Supervisor struct {
 	counters map[string]*funcStats // by function; never removed
 	nextID   int
 	stopping bool
+	later    []func()       // run by the loop once the current event is done
 	wg       sync.WaitGroup // child goroutines: waiters, readers
 }
 
@@ -171,6 +241,7 @@ type child struct {
 
 	proc     Process
 	pid      int
+	command  bool // started as a plain program (FunctionSpec.Command)
 	started  time.Time
 	lifetime time.Duration
 
@@ -246,12 +317,8 @@ func New(opts Options) (*Supervisor, error) {
 		s.starter = &ExecStarter{}
 		s.ownsStarter = true
 	}
-	seen := map[string]bool{}
-	for _, f := range opts.Functions {
-		if f.Name == "" || seen[f.Name] {
-			return nil, fmt.Errorf("supervise: function %q: empty or duplicate name", f.Name)
-		}
-		seen[f.Name] = true
+	if err := validate("", opts.Functions); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -288,6 +355,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	ctxDone := ctx.Done()
 	for {
+		for len(s.later) > 0 {
+			f := s.later[0]
+			s.later = s.later[1:]
+			f()
+		}
 		if s.stopping && s.liveChildren() == 0 {
 			break
 		}
@@ -355,7 +427,17 @@ func (s *Supervisor) ticker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C():
-			if !s.send(s.tick) {
+			// The RSS of command children is read here, off the loop:
+			// one pass over /proc for all of them.
+			var roots []int
+			if s.call(ctx, func() error { roots = s.commandPids(); return nil }) != nil {
+				return
+			}
+			var rss map[int]int64
+			if len(roots) > 0 {
+				rss = treeRSS(scanProcs(), roots)
+			}
+			if !s.send(func() { s.tick(rss) }) {
 				return
 			}
 			t.Reset(s.opts.TickInterval)
@@ -515,9 +597,10 @@ func (s *Supervisor) spawn(c *child) {
 		hub: s.logs, fn: spec.Name, child: c.id, stream: "stdout"}
 	errw := &lineLogger{log: s.log, fields: logrus.Fields{"function": spec.Name, "child": c.id, "stream": "stderr"},
 		hub: s.logs, fn: spec.Name, child: c.id, stream: "stderr"}
+	c.command = spec.Command
 	proc, err := s.starter.Start(ChildSpec{
 		Function: spec.Name, Path: path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, User: spec.User,
-		Stdout: out, Stderr: errw,
+		Stdout: out, Stderr: errw, NoReportPipe: spec.Command,
 	})
 	now := s.clk.Now()
 	c.started = now
@@ -531,12 +614,52 @@ func (s *Supervisor) spawn(c *child) {
 	c.proc, c.pid = proc, proc.Pid()
 	out.setPid(c.pid)
 	errw.setPid(c.pid)
-	c.lifetime = 0
-	if spec.MaxLifetime > 0 {
-		c.lifetime = spec.MaxLifetime + time.Duration(s.rnd.Int64N(int64(spec.MaxLifetime)/10+1))
-	}
+	c.lifetime = lifetime(spec, s.rnd)
 	s.transition(c, StateStarting, "")
 	s.watch(c, proc)
+	if c.command {
+		s.readyAfter(c, proc)
+	}
+}
+
+// lifetime draws the lifetime of a new child: MaxLifetime plus a random
+// splay of 0..LifetimeSplay (default 0..10% of MaxLifetime); 0: none.
+func lifetime(spec FunctionSpec, rnd *rand.Rand) time.Duration {
+	if spec.MaxLifetime <= 0 {
+		return 0
+	}
+	splay := spec.MaxLifetime / 10
+	if spec.LifetimeSplay > 0 {
+		splay = spec.LifetimeSplay
+	}
+	return spec.MaxLifetime + time.Duration(rnd.Int64N(int64(splay)+1))
+}
+
+// readyAfter makes a command child, which sends no ready report,
+// running once it has stayed up ReadyAfter.
+func (s *Supervisor) readyAfter(c *child, proc Process) {
+	d := c.g.spec.ReadyAfter
+	if d == 0 {
+		d = time.Second
+	}
+	f := func() {
+		if c.proc == proc && c.state == StateStarting {
+			s.ready(c)
+		}
+	}
+	if d < 0 {
+		// Not now: spawn may run inside reconcile, which ready calls.
+		s.later = append(s.later, f)
+		return
+	}
+	s.setTimer(c, d, f)
+}
+
+// ready: c, starting, serves now.
+func (s *Supervisor) ready(c *child) {
+	s.transition(c, StateRunning, "")
+	c.idleSince = s.clk.Now()
+	s.childRunning(c)
 }
 
 // watch starts the two goroutines that own a process: its report reader
@@ -577,9 +700,7 @@ func (s *Supervisor) report(c *child, proc Process, m Message) {
 	switch m.Type {
 	case MsgReady:
 		if c.state == StateStarting {
-			s.transition(c, StateRunning, "")
-			c.idleSince = now
-			s.childRunning(c)
+			s.ready(c)
 		}
 	case MsgHeartbeat:
 		c.rss = m.RSS
@@ -658,7 +779,7 @@ func (s *Supervisor) checkRecycle(c *child, now time.Time) {
 			s.retire(c, "max_idle")
 			return
 		}
-		if !spec.autoscaled() {
+		if !spec.autoscaled() && !c.command { // a command's idleness is unknown
 			why = "max_idle"
 		}
 	}
@@ -676,10 +797,28 @@ func (s *Supervisor) checkRecycle(c *child, now time.Time) {
 	}
 }
 
-func (s *Supervisor) tick() {
+// commandPids returns the pids of the command children's processes.
+func (s *Supervisor) commandPids() []int {
+	var pids []int
+	for _, g := range s.groups {
+		for _, c := range g.children {
+			if c.command && c.proc != nil {
+				pids = append(pids, c.pid)
+			}
+		}
+	}
+	return pids
+}
+
+// tick checks hung children and recycling; rss holds the RSS of the
+// process trees of command children, by pid, read from /proc.
+func (s *Supervisor) tick(rss map[int]int64) {
 	now := s.clk.Now()
 	for _, g := range s.groups {
 		for _, c := range append([]*child(nil), g.children...) {
+			if v, ok := rss[c.pid]; ok && c.command && c.proc != nil {
+				c.rss = v
+			}
 			if hb := s.opts.HeartbeatTimeout; hb > 0 && c.proc != nil && c.state == StateRunning &&
 				!c.heartbeat.IsZero() && now.Sub(c.heartbeat) > hb {
 				s.logc(c).WithField("silent", now.Sub(c.heartbeat).String()).Error("child hung (no heartbeat): killing its group")
