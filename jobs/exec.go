@@ -29,10 +29,42 @@ const ExecPrefix = "job_"
 // function name; any other suffix is part of the name.
 var scriptExts = []string{".sh", ".bash", ".php", ".py", ".pl", ".rb", ".js", ".lua", ".tcl"}
 
-// Found is one executable found in a job directory.
+// Kind says how a found handler file is run.
+type Kind int
+
+// Kinds of handler files.
+const (
+	// KindExec: an executable, run once per job (the executable
+	// contract), unless its function sets resident.
+	KindExec Kind = iota
+	// KindPHP: a PHP file loaded once per handler by the PHP runtime.
+	KindPHP
+	// KindPython: a Python file loaded once per handler by the Python
+	// runtime.
+	KindPython
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindPHP:
+		return "php"
+	case KindPython:
+		return "python"
+	}
+	return "exec"
+}
+
+// Found is one handler file found in a job or worker directory.
 type Found struct {
+	// Function is the Gearman function name.
 	Function string
-	Path     string
+	// Path is the file.
+	Path string
+	// Kind says how it runs.
+	Kind Kind
+	// Callable is what the runtime calls (KindPHP, KindPython):
+	// fnc_<name> in a job directory, <Function> in a worker directory.
+	Callable string
 }
 
 // FunctionName returns the function served by a file named base, and
@@ -52,11 +84,69 @@ func FunctionName(base string) (string, bool) {
 	return name, ValidName(name)
 }
 
-// Discover lists the executables job_<name> in dirs, sorted by function.
-// skipped lists job_ files that are not executable (or are directories).
-// A function found twice (two files, or two directories) is an error
+// classify says how the file job_<fn><ext> at path runs: an executable
+// that starts with #! (or has no script extension: a binary) runs per
+// job; a .php or .py file that is not such an executable is loaded by
+// its runtime (the GearmanDaemon layout: no #!, not executable).
+func classify(path string, mode os.FileMode) (Kind, bool) {
+	exe := mode&0o111 != 0
+	ext := filepath.Ext(path)
+	if ext != ".php" && ext != ".py" {
+		return KindExec, exe
+	}
+	if exe && hasShebang(path) {
+		return KindExec, true
+	}
+	if ext == ".php" {
+		return KindPHP, true
+	}
+	return KindPython, true
+}
+
+func hasShebang(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [2]byte
+	n, _ := io.ReadFull(f, b[:])
+	return n == 2 && string(b[:]) == "#!"
+}
+
+// Discover lists the handlers job_<name> in dirs, sorted by function:
+// executables, and .php and .py files for the runtimes. skipped lists
+// job_ files that cannot be run (not executable, or directories). A
+// function found twice (two files, or two directories) is an error
 // naming both paths; a missing directory is an error.
 func Discover(dirs ...string) (found []Found, skipped []string, err error) {
+	return discover(dirs, func(name string) (string, string, bool) {
+		fn, ok := FunctionName(name)
+		return fn, "fnc_" + fn, ok
+	})
+}
+
+// DiscoverWorkerDirs lists the GearmanManager function files of dirs:
+// each <Function>.php serves prefix+<Function> through the PHP runtime,
+// which calls the function <Function>($job, &$log) or the method run of
+// a class <Function>. Files whose name is not a valid function name, and
+// hidden files, are ignored.
+func DiscoverWorkerDirs(prefix string, dirs ...string) (found []Found, skipped []string, err error) {
+	found, skipped, err = discover(dirs, func(name string) (string, string, bool) {
+		base, ok := strings.CutSuffix(name, ".php")
+		if !ok || strings.HasPrefix(name, ".") {
+			return "", "", false
+		}
+		return prefix + base, base, ValidName(prefix + base)
+	})
+	for i := range found { // a #! line does not make these executables
+		found[i].Kind = KindPHP
+		found[i].Callable = strings.TrimPrefix(found[i].Function, prefix)
+	}
+	return found, skipped, err
+}
+
+func discover(dirs []string, name func(string) (fn, callable string, ok bool)) (found []Found, skipped []string, err error) {
 	seen := map[string]string{}
 	for _, dir := range dirs {
 		entries, err := os.ReadDir(dir)
@@ -64,13 +154,18 @@ func Discover(dirs ...string) (found []Found, skipped []string, err error) {
 			return nil, nil, fmt.Errorf("jobs: scan job directory: %w", err)
 		}
 		for _, e := range entries {
-			fn, ok := FunctionName(e.Name())
+			fn, callable, ok := name(e.Name())
 			if !ok {
 				continue
 			}
 			path := filepath.Join(dir, e.Name())
 			st, err := os.Stat(path) // follows symlinks
-			if err != nil || !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
+			if err != nil || !st.Mode().IsRegular() {
+				skipped = append(skipped, path)
+				continue
+			}
+			kind, ok := classify(path, st.Mode())
+			if !ok {
 				skipped = append(skipped, path)
 				continue
 			}
@@ -78,7 +173,11 @@ func Discover(dirs ...string) (found []Found, skipped []string, err error) {
 				return nil, nil, fmt.Errorf("%w: %q by %s and %s", ErrDuplicate, fn, prev, path)
 			}
 			seen[fn] = path
-			found = append(found, Found{Function: fn, Path: path})
+			f := Found{Function: fn, Path: path, Kind: kind}
+			if kind != KindExec {
+				f.Callable = callable
+			}
+			found = append(found, f)
 		}
 	}
 	sort.Slice(found, func(i, j int) bool { return found[i].Function < found[j].Function })
