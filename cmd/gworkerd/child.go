@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -55,9 +56,23 @@ func childCmd(g *globalFlags) *cobra.Command {
 // the jobs it holds and returns.
 func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *supervise.Reporter) error {
 	var h worker.Handler
-	if cc.Exec != "" {
-		h = &jobs.Executable{Path: cc.Exec, Function: cc.Function, Env: cc.Env, Logger: log}
-	} else {
+	switch {
+	case cc.Runtime != "" || cc.Resident:
+		res, err := residentHandler(cc, log)
+		if err != nil {
+			return err
+		}
+		// Load the code before taking any job: a handler that cannot
+		// start makes the child exit, and the supervisor backs off.
+		if err := res.Start(ctx, cc.Concurrency); err != nil {
+			_ = res.Close()
+			return err
+		}
+		defer res.Close()
+		h = res
+	case cc.Exec != "":
+		h = &jobs.Executable{Path: cc.Exec, Function: cc.Function, Env: cc.Env, Dir: cc.Dir, Logger: log}
+	default:
 		opts := jobs.Options{Logger: log}
 		if cc.Resize != nil {
 			opts.Resize.MaxPixels, opts.Resize.Quality = cc.Resize.MaxPixels, cc.Resize.JPEGQuality
@@ -74,8 +89,10 @@ func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *
 	var readyOnce sync.Once
 	ready := func() { readyOnce.Do(rep.Ready) }
 	w, err := worker.New(worker.Options{
-		Servers:     cc.Servers,
-		Functions:   map[string]worker.FunctionConfig{cc.Function: {Handler: h, Timeout: cc.Timeout, Retries: cc.Retries}},
+		Servers: cc.Servers,
+		Functions: map[string]worker.FunctionConfig{cc.Function: {
+			Handler: h, Timeout: cc.Timeout, Retries: cc.Retries, TimeoutFails: cc.TimeoutFails,
+		}},
 		Concurrency: cc.Concurrency,
 		MaxJobs:     cc.MaxJobs,
 		ClientID:    fmt.Sprintf("gworkerd:%s:%d", cc.Function, os.Getpid()),
@@ -110,4 +127,27 @@ func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *
 		err = nil
 	}
 	return err
+}
+
+// residentHandler builds the resident handler pool of a child: the
+// function's executable, or the shipped runtime loading its file.
+func residentHandler(cc childConfig, log logrus.FieldLogger) (*jobs.Resident, error) {
+	res := &jobs.Resident{
+		Function: cc.Function, Dir: cc.Dir, Env: cc.Env, StartTimeout: cc.StartTimeout, Logger: log,
+	}
+	path := cc.Exec
+	if cc.Runtime != "" {
+		path = cc.File
+		rt, err := jobs.Runtime(cc.Runtime).File("")
+		if err != nil {
+			return nil, err
+		}
+		res.Command = []string{cc.Interpreter, rt, "--file", cc.File, "--callable", cc.Callable, "--function", cc.Function}
+	} else {
+		res.Command = []string{cc.Exec}
+	}
+	if res.Dir == "" {
+		res.Dir = filepath.Dir(path)
+	}
+	return res, nil
 }

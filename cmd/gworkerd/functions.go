@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gworkerd/gworkerd/config"
@@ -21,14 +23,26 @@ const envChildConfig = "GWORKERD_CHILD"
 // environment so that a child never reads a config file that was edited
 // but not reloaded.
 type childConfig struct {
-	Function    string        `json:"function"`
-	Servers     []string      `json:"servers"`
-	Exec        string        `json:"exec,omitempty"` // job_<name> executable; empty for a built-in
-	Timeout     time.Duration `json:"timeout,omitempty"`
-	Retries     int           `json:"retries,omitempty"`
-	Concurrency int           `json:"concurrency"`
-	MaxJobs     int           `json:"max_jobs,omitempty"`
-	Env         []string      `json:"env,omitempty"`
+	Function string   `json:"function"`
+	Servers  []string `json:"servers"`
+	Exec     string   `json:"exec,omitempty"` // job_<name> executable; empty for a built-in
+	// Resident: Exec speaks the resident protocol instead of running once
+	// per job.
+	Resident bool `json:"resident,omitempty"`
+	// Runtime ("php", "python") loads File with the shipped runtime run
+	// by Interpreter, calling Callable.
+	Runtime      string        `json:"runtime,omitempty"`
+	Interpreter  string        `json:"interpreter,omitempty"`
+	File         string        `json:"file,omitempty"`
+	Callable     string        `json:"callable,omitempty"`
+	Dir          string        `json:"dir,omitempty"`
+	StartTimeout time.Duration `json:"start_timeout,omitempty"`
+	TimeoutFails bool          `json:"timeout_fails,omitempty"`
+	Timeout      time.Duration `json:"timeout,omitempty"`
+	Retries      int           `json:"retries,omitempty"`
+	Concurrency  int           `json:"concurrency"`
+	MaxJobs      int           `json:"max_jobs,omitempty"`
+	Env          []string      `json:"env,omitempty"`
 	// Resize is the resize section, given to the built-in resize only
 	// (a change to it replaces no other child on reload).
 	Resize *childResize `json:"resize,omitempty"`
@@ -63,12 +77,18 @@ func builtinNames() (map[string]bool, error) {
 	return out, nil
 }
 
-// resolve turns the config into supervised functions: every executable
-// job_<name> of the job directories, plus the built-in functions the
-// functions section names; minus the disabled ones. A function the
-// section names that is neither is an error naming its line.
+// resolve turns the config into supervised functions: every handler
+// file of the job directories (executables job_<name>, and .php and .py
+// files for the runtimes) and of the GearmanManager worker directories,
+// filtered by include and exclude; plus the functions section's built-in
+// functions and commands; minus the disabled ones. A function the section
+// names that is none of these is an error naming its line.
 func resolve(cfg *config.Worker) (resolved, error) {
 	found, _, err := jobs.Discover(cfg.JobDirs...)
+	if err != nil {
+		return resolved{}, err
+	}
+	gm, _, err := jobs.DiscoverWorkerDirs(cfg.FunctionPrefix, cfg.WorkerDirs...)
 	if err != nil {
 		return resolved{}, err
 	}
@@ -76,24 +96,46 @@ func resolve(cfg *config.Worker) (resolved, error) {
 	if err != nil {
 		return resolved{}, err
 	}
-	execs := map[string]string{}
-	for _, f := range found {
+	include := map[string]bool{}
+	for _, n := range cfg.Include {
+		include[n] = true
+	}
+	exclude := map[string]bool{}
+	for _, n := range cfg.Exclude {
+		exclude[n] = true
+	}
+	files := map[string]jobs.Found{}
+	for _, f := range append(found, gm...) {
 		if builtin[f.Function] {
-			return resolved{}, fmt.Errorf("%s: job_%s shadows the built-in function %q", f.Path, f.Function, f.Function)
+			return resolved{}, fmt.Errorf("%s: it shadows the built-in function %q", f.Path, f.Function)
 		}
-		execs[f.Function] = f.Path
+		if prev, dup := files[f.Function]; dup {
+			return resolved{}, fmt.Errorf("%s and %s both serve function %q", prev.Path, f.Path, f.Function)
+		}
+		if (len(include) > 0 && !include[f.Function]) || exclude[f.Function] {
+			continue
+		}
+		if abs, err := filepath.Abs(f.Path); err == nil {
+			f.Path = abs
+		}
+		files[f.Function] = f
 	}
 	names := map[string]bool{}
-	for n := range execs {
+	for n := range files {
 		names[n] = true
 	}
 	for _, f := range cfg.Functions {
-		if execs[f.Name] == "" && !builtin[f.Name] {
+		_, isFile := files[f.Name]
+		switch {
+		case len(f.Command) > 0 && isFile:
+			return resolved{}, &config.WorkerConfigError{Path: cfg.Path, Key: "functions." + f.Name + ".command", Line: f.Line,
+				Msg: "function " + f.Name + " also has a handler file, " + files[f.Name].Path}
+		case len(f.Command) == 0 && !isFile && !builtin[f.Name]:
 			if f.Disabled {
 				continue
 			}
 			return resolved{}, &config.WorkerConfigError{Path: cfg.Path, Key: "functions." + f.Name, Line: f.Line,
-				Msg: "no built-in handler and no executable job_" + f.Name + " in job_dirs"}
+				Msg: "no built-in handler, no command and no handler file job_" + f.Name + " in job_dirs or " + f.Name + ".php in worker_dirs"}
 		}
 		names[f.Name] = true
 	}
@@ -105,39 +147,93 @@ func resolve(cfg *config.Worker) (resolved, error) {
 		if f.Disabled {
 			continue
 		}
-		cc := childConfig{
-			Function: n, Servers: cfg.Servers, Exec: execs[n], Timeout: f.Timeout, Retries: f.Retries,
-			Concurrency: f.Concurrency, MaxJobs: f.MaxJobs,
-		}
-		if n == resizeFunction && cc.Exec == "" {
-			cc.Resize = &childResize{MaxPixels: cfg.Resize.MaxPixels, JPEGQuality: cfg.Resize.JPEGQuality}
-		}
-		for k, v := range f.Env {
-			cc.Env = append(cc.Env, k+"="+v)
-		}
-		sort.Strings(cc.Env)
-		b, err := json.Marshal(cc)
-		if err != nil {
-			return resolved{}, err
-		}
 		grace := cfg.StopTimeout
 		if f.Timeout > grace {
 			grace = f.Timeout
 		}
-		sum := sha256.Sum256([]byte(string(b) + "\x00" + fileStamp(cc.Exec) + "\x00" + exeStamp))
-		out.specs = append(out.specs, supervise.FunctionSpec{
+		if f.StopTimeout > 0 {
+			grace = f.StopTimeout
+		}
+		spec := supervise.FunctionSpec{
 			Name: n, Count: f.Count, Min: f.Min, Max: f.Max, ScaleThreshold: f.ScaleThreshold,
-			MaxJobs: f.MaxJobs, MaxLifetime: f.MaxLifetime, MaxIdle: f.MaxIdle, MemoryLimit: f.MemoryLimit,
-			FatalAfter: f.FatalAfter, Grace: grace, User: f.User,
-			Args:    []string{"child", "--function", n},
-			Env:     append([]string{envChildConfig + "=" + string(b)}, cc.Env...),
-			Version: hex.EncodeToString(sum[:8]),
-		})
+			MaxJobs: f.MaxJobs, MaxLifetime: f.MaxLifetime, LifetimeSplay: f.LifetimeSplay, MaxIdle: f.MaxIdle,
+			MemoryLimit: f.MemoryLimit, FatalAfter: f.FatalAfter, Grace: grace, User: f.User,
+		}
+		var env []string
+		for k, v := range f.Env {
+			env = append(env, k+"="+v)
+		}
+		sort.Strings(env)
+		if len(f.Command) > 0 {
+			commandSpec(&spec, cfg, f, env)
+			out.specs = append(out.specs, spec)
+			out.names = append(out.names, n)
+			continue
+		}
+		file := files[n]
+		cc := childConfig{
+			Function: n, Servers: cfg.Servers, Timeout: f.Timeout, Retries: f.Retries,
+			Concurrency: f.Concurrency, MaxJobs: f.MaxJobs, Env: env, Dir: f.Dir,
+			StartTimeout: f.StartTimeout, TimeoutFails: f.OnTimeout == config.OnTimeoutFail,
+		}
+		switch file.Kind {
+		case jobs.KindExec:
+			cc.Exec, cc.Resident = file.Path, f.Resident
+		case jobs.KindPHP:
+			cc.Runtime, cc.Interpreter, cc.File, cc.Callable = string(jobs.RuntimePHP), cfg.PHP, file.Path, file.Callable
+		case jobs.KindPython:
+			cc.Runtime, cc.Interpreter, cc.File, cc.Callable = string(jobs.RuntimePython), cfg.Python, file.Path, file.Callable
+		}
+		if f.Resident && file.Path == "" {
+			return resolved{}, &config.WorkerConfigError{Path: cfg.Path, Key: "functions." + n + ".resident", Line: f.Line,
+				Msg: "resident applies to a handler file; " + n + " is built in"}
+		}
+		if n == resizeFunction && file.Path == "" {
+			cc.Resize = &childResize{MaxPixels: cfg.Resize.MaxPixels, JPEGQuality: cfg.Resize.JPEGQuality}
+		}
+		b, err := json.Marshal(cc)
+		if err != nil {
+			return resolved{}, err
+		}
+		sum := sha256.Sum256([]byte(string(b) + "\x00" + fileStamp(file.Path) + "\x00" + exeStamp))
+		spec.Args = []string{"child", "--function", n}
+		spec.Env = append([]string{envChildConfig + "=" + string(b)}, env...)
+		spec.Version = hex.EncodeToString(sum[:8])
+		out.specs = append(out.specs, spec)
 		out.names = append(out.names, n)
 	}
 	sort.Slice(out.specs, func(i, j int) bool { return out.specs[i].Name < out.specs[j].Name })
 	sort.Strings(out.names)
 	return out, nil
+}
+
+// serversPlaceholder in a command's argument is replaced by the servers,
+// comma-separated.
+const serversPlaceholder = "{servers}"
+
+// commandSpec fills spec for an existing worker program: gworkerd starts
+// f.Command itself (no gworkerd child in between), with the servers in
+// GEARMAN_SERVERS and in {servers}. Its version covers the files named
+// in its arguments, so that a reload after a deploy replaces it.
+func commandSpec(spec *supervise.FunctionSpec, cfg *config.Worker, f config.WorkerFunction, env []string) {
+	servers := strings.Join(cfg.Servers, ",")
+	argv := make([]string, len(f.Command))
+	stamps := ""
+	for i, a := range f.Command {
+		argv[i] = strings.ReplaceAll(a, serversPlaceholder, servers)
+		p := argv[i]
+		if f.Dir != "" && !filepath.IsAbs(p) {
+			p = filepath.Join(f.Dir, p)
+		}
+		stamps += "\x00" + fileStamp(p)
+	}
+	spec.Command = true
+	spec.Path, spec.Args = argv[0], argv[1:]
+	spec.Dir = f.Dir
+	spec.ReadyAfter = f.ReadyAfter
+	spec.Env = append([]string{"GEARMAN_SERVERS=" + servers}, env...)
+	sum := sha256.Sum256([]byte(strings.Join(argv, "\x00") + "\x01" + strings.Join(spec.Env, "\x00") + "\x01" + f.Dir + stamps))
+	spec.Version = hex.EncodeToString(sum[:8])
 }
 
 // fileStamp identifies a version of a file: size and modification time.
