@@ -46,6 +46,7 @@ Try, in another terminal:
   $GCLIENT submit resize $RUN/photo.json --prio high          # background: prints the job handle
   $GCLIENT submit resize $RUN/photo.json --wait               # foreground: prints the JSON result
   echo 'hello world' | $GCLIENT submit wordcount - --wait     # a shell job_<name> script
+  printf 'Hello, PHP' | $GCLIENT submit strrev - --wait       # jobs/examples/job_strrev.php: GearmanDaemon's fnc_<name>($job), resident PHP
   $GCLIENT admin status                                       # queues and workers
   GWORKERD_CONTROL_SOCKET=$RUN/gworkerd.sock $BIN/gworkerd status -c deploy/gworkerd.yaml
 Resized images appear in $RUN/out. Ctrl-C stops everything.

@@ -143,6 +143,11 @@ func residentHandler(cc childConfig, log logrus.FieldLogger) (*jobs.Resident, er
 			return nil, err
 		}
 		res.Command = []string{cc.Interpreter, rt, "--file", cc.File, "--callable", cc.Callable, "--function", cc.Function}
+		if jobs.Runtime(cc.Runtime) == jobs.RuntimePHP {
+			// GearmanDaemon's job files open with the short tag "<?",
+			// which php-cli ignores unless short_open_tag is on.
+			res.Command = []string{cc.Interpreter, "-d", "short_open_tag=1", rt, "--file", cc.File, "--callable", cc.Callable, "--function", cc.Function}
+		}
 	} else {
 		res.Command = []string{cc.Exec}
 	}

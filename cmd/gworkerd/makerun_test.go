@@ -160,6 +160,9 @@ func TestMakeRun(t *testing.T) {
 	if out := shell(suggested("submit wordcount")); !strings.Contains(out, "words=2") {
 		t.Errorf("wordcount printed %q, want words=2", out)
 	}
+	if out := shell(suggested("submit strrev")); out != "PHP ,olleH" {
+		t.Errorf("strrev (job_strrev.php, resident PHP) printed %q, want %q", out, "PHP ,olleH")
+	}
 	if out := shell(suggested("admin status")); !strings.Contains(out, "resize") {
 		t.Errorf("admin status printed %q, want the resize function", out)
 	}
