@@ -29,16 +29,17 @@ type Worker struct {
 	// runtimes (the GearmanDaemon layout).
 	JobDirs []string
 	// WorkerDirs are GearmanManager worker directories: each
-	// <Function>.php file (a function <Function>($job, &$log) or a class
-	// <Function> with run($job, &$log)) serves function <Function>,
-	// prefixed with FunctionPrefix.
+	// <Function>.php file (a function FunctionPrefix<Function>($job,
+	// &$log) or a class FunctionPrefix<Function> with run($job, &$log))
+	// serves the Gearman function <Function>.
 	WorkerDirs []string
-	// FunctionPrefix is prepended to the Gearman name of every function
-	// found in WorkerDirs (GearmanManager's prefix). Default "".
+	// FunctionPrefix is GearmanManager's prefix: it begins the PHP
+	// function and class names in WorkerDirs files, not the Gearman
+	// names. Default "".
 	FunctionPrefix string
 	// Include, when not empty, serves only these of the functions found
 	// in JobDirs and WorkerDirs (GearmanManager's include); Exclude never
-	// serves these. Names are the Gearman names, prefix included.
+	// serves these. Names are the Gearman names.
 	Include, Exclude []string
 	// PHP and Python are the interpreters of the resident runtimes.
 	// Defaults "php" and "python3" (looked up in PATH).

@@ -127,21 +127,22 @@ func Discover(dirs ...string) (found []Found, skipped []string, err error) {
 }
 
 // DiscoverWorkerDirs lists the GearmanManager function files of dirs:
-// each <Function>.php serves prefix+<Function> through the PHP runtime,
-// which calls the function <Function>($job, &$log) or the method run of
-// a class <Function>. Files whose name is not a valid function name, and
-// hidden files, are ignored.
+// each <Function>.php serves the Gearman function <Function> through the
+// PHP runtime, which calls the function prefix+<Function>($job, &$log)
+// or the method run of a class prefix+<Function>. As in GearmanManager,
+// prefix is part of the PHP names only, never of the Gearman name. Files
+// whose name is not a valid function name, and hidden files, are ignored.
 func DiscoverWorkerDirs(prefix string, dirs ...string) (found []Found, skipped []string, err error) {
 	found, skipped, err = discover(dirs, func(name string) (string, string, bool) {
 		base, ok := strings.CutSuffix(name, ".php")
 		if !ok || strings.HasPrefix(name, ".") {
 			return "", "", false
 		}
-		return prefix + base, base, ValidName(prefix + base)
+		return base, prefix + base, ValidName(base)
 	})
 	for i := range found { // a #! line does not make these executables
 		found[i].Kind = KindPHP
-		found[i].Callable = strings.TrimPrefix(found[i].Function, prefix)
+		found[i].Callable = prefix + found[i].Function
 	}
 	return found, skipped, err
 }

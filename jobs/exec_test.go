@@ -52,9 +52,21 @@ func TestDiscover(t *testing.T) {
 	for _, f := range found {
 		names = append(names, f.Function)
 	}
-	want := []string{"env", "fail", "fd3", "hang", "leftover", "shout", "silent", "wordcount"}
+	want := []string{"env", "fail", "fd3", "hang", "leftover", "shout", "silent", "strrev", "wordcount"}
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("functions %v, want %v", names, want)
+	}
+	for _, f := range found {
+		switch f.Function {
+		case "strrev": // GearmanDaemon's layout: no #!, not executable
+			if f.Kind != jobs.KindPHP || f.Callable != "fnc_strrev" {
+				t.Errorf("strrev: kind %v callable %q, want the PHP runtime calling fnc_strrev", f.Kind, f.Callable)
+			}
+		case "shout": // #! and executable: run once per job
+			if f.Kind != jobs.KindExec {
+				t.Errorf("shout: kind %v, want an executable", f.Kind)
+			}
+		}
 	}
 	if len(skipped) != 1 || filepath.Base(skipped[0]) != "job_noexec.sh" {
 		t.Errorf("skipped %v, want job_noexec.sh", skipped)
@@ -70,6 +82,41 @@ func TestDiscover(t *testing.T) {
 	}
 	if _, _, err := jobs.Discover(filepath.Join(dup, "missing")); err == nil {
 		t.Error("missing directory: no error")
+	}
+}
+
+// TestDiscoverWorkerDirs checks GearmanManager's naming: <Function>.php
+// serves the Gearman function <Function>, and the prefix begins only the
+// PHP name the runtime calls.
+func TestDiscoverWorkerDirs(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, name := range []string{"Reverse_String.php", "Fetch.php", ".hidden.php", "notes.txt", "bad name.php"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("<?php\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		prefix string
+		want   []string // function=callable
+	}{
+		{"", []string{"Fetch=Fetch", "Reverse_String=Reverse_String"}},
+		{"Worker_", []string{"Fetch=Worker_Fetch", "Reverse_String=Worker_Reverse_String"}},
+	} {
+		found, _, err := jobs.DiscoverWorkerDirs(tc.prefix, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, f := range found {
+			if f.Kind != jobs.KindPHP {
+				t.Errorf("%s: kind %v, want PHP", f.Function, f.Kind)
+			}
+			got = append(got, f.Function+"="+f.Callable)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("prefix %q: found %v, want %v", tc.prefix, got, tc.want)
+		}
 	}
 }
 

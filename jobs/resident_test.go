@@ -38,8 +38,10 @@ func (j *fakeJob) record(s string) error {
 	j.sent = append(j.sent, s)
 	return nil
 }
-func (j *fakeJob) SendData(_ context.Context, b []byte) error    { return j.record("data " + string(b)) }
-func (j *fakeJob) SendWarning(_ context.Context, b []byte) error { return j.record("warning " + string(b)) }
+func (j *fakeJob) SendData(_ context.Context, b []byte) error { return j.record("data " + string(b)) }
+func (j *fakeJob) SendWarning(_ context.Context, b []byte) error {
+	return j.record("warning " + string(b))
+}
 func (j *fakeJob) SendStatus(_ context.Context, n, d int) error {
 	return j.record("status " + strconv.Itoa(n) + "/" + strconv.Itoa(d))
 }
