@@ -19,8 +19,8 @@ run: build ## start gserverd (embedded store) and gworkerd with the sample jobs;
 test: build ## run the whole suite with -race (interop peers: see .ci/run)
 	GWORKERD_BIN=$(BIN) $(GO) test -race -count=1 -timeout 18m ./...
 
-bench: build ## measure gserverd against gearmand in the same run (BENCHFLAGS=-quick for a smoke test)
-	$(BIN)/gbench -gserverd $(BIN)/gserverd $(BENCHFLAGS)
+bench: build ## measure gserverd against gearmand, and gworkerd's worker hosting, in the same run (BENCHFLAGS=-quick for a smoke test)
+	$(BIN)/gbench -gserverd $(BIN)/gserverd -gworkerd $(BIN)/gworkerd $(BENCHFLAGS)
 
 fuzz: ## run every fuzz target of the module for $(FUZZTIME) each
 	@set -e; for pkg in $$($(GO) list ./...); do \

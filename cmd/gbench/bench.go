@@ -28,6 +28,10 @@ type target struct {
 // loads are the counts and bounds of every scenario.
 type loads struct {
 	fg, submit, e2e, drain, rss, durableSubmit, durableE2E, client loadgen.Load
+	// hosted is the worker section's load; hostedExec its per-job exec
+	// hosting's: fewer jobs, as each starts a php (20 to 30 a second
+	// with 4 workers on 2 cores).
+	hosted, hostedExec loadgen.Load
 }
 
 func fullLoads() loads {
@@ -40,6 +44,8 @@ func fullLoads() loads {
 		durableSubmit: loadgen.Load{Jobs: 20_000, Duration: 15 * time.Second, Conns: 2, Window: 256, Unique: true, Grace: 15 * time.Second},
 		durableE2E:    loadgen.Load{Jobs: 20_000, Duration: 15 * time.Second, Conns: 2, Window: 256, Workers: 2, Unique: true, Grace: 15 * time.Second},
 		client:        loadgen.Load{Jobs: 200_000, Duration: 10 * time.Second, Conns: 256, Grace: 20 * time.Second},
+		hosted:        loadgen.Load{Jobs: 20_000, Duration: 60 * time.Second, Conns: 2, Window: 32, Grace: 30 * time.Second},
+		hostedExec:    loadgen.Load{Jobs: 500, Duration: 60 * time.Second, Conns: 2, Window: 32, Grace: 30 * time.Second},
 	}
 }
 
@@ -53,6 +59,8 @@ func quickLoads() loads {
 		durableSubmit: loadgen.Load{Jobs: 1_000, Duration: 3 * time.Second, Conns: 2, Window: 256, Unique: true, Grace: 10 * time.Second},
 		durableE2E:    loadgen.Load{Jobs: 1_000, Duration: 3 * time.Second, Conns: 2, Window: 256, Workers: 2, Unique: true, Grace: 10 * time.Second},
 		client:        loadgen.Load{Jobs: 5_000, Duration: 3 * time.Second, Conns: 64, Grace: 10 * time.Second},
+		hosted:        loadgen.Load{Jobs: 1_000, Duration: 10 * time.Second, Conns: 2, Window: 32, Grace: 20 * time.Second},
+		hostedExec:    loadgen.Load{Jobs: 40, Duration: 10 * time.Second, Conns: 2, Window: 32, Grace: 20 * time.Second},
 	}
 }
 
@@ -100,7 +108,17 @@ func scenarios() []scenario {
 			{"client package: concurrent SubmitBackground on one Client", "submits/s", false},
 			{"client package: SubmitBackgroundBatch of 1000", "submits/s", false},
 		}, (*bench).client},
+		{workersScenario, "workers", "worker section: a PHP strrev job on 4 workers, hosted four ways", hostingFigures(), (*bench).workers},
 	}
+}
+
+// hostingFigures are the worker section's figures, one per hosting.
+func hostingFigures() []figureSpec {
+	var f []figureSpec
+	for _, h := range hostings() {
+		f = append(f, figureSpec{name: h.figure, unit: "jobs/s"})
+	}
+	return f
 }
 
 func scenarioNames() string {
@@ -188,6 +206,9 @@ func (b *bench) run(ctx context.Context) *report {
 			cmd += fmt.Sprintf(" (NOTE: this column runs %s, not %s)", base, t.name)
 		}
 		rep.Meta.Commands[t.name] = cmd
+	}
+	if b.cfg.scenarios[workersScenario] {
+		rep.Meta.Workers = b.describeWorkers()
 	}
 	for _, sc := range scenarios() {
 		if !b.cfg.scenarios[sc.id] {

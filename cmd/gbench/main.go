@@ -2,7 +2,10 @@
 // one run: foreground round trips, pipelined background submits,
 // background end-to-end, the drain of a queue, resident memory per queued
 // job, durable submits (gserverd's embedded store against gearmand's
-// SQLite queue) and bulk submits through the client package.
+// SQLite queue), bulk submits through the client package, and the worker
+// section: one trivial PHP job on 4 workers, resident in gworkerd, run
+// per job by gworkerd, in the native pecl GearmanWorker loop, and as
+// gworkerd's Go built-in.
 //
 // It starts every server itself, fresh for each scenario, on a free
 // loopback port, and drives it with internal/loadgen, which speaks the
@@ -11,7 +14,7 @@
 //
 // Usage:
 //
-//	gbench -gserverd bin/gserverd [-gearmand /usr/sbin/gearmand] [-quick] [-scenarios 1,2,fg] [-json]
+//	gbench -gserverd bin/gserverd [-gearmand /usr/sbin/gearmand] [-gworkerd bin/gworkerd] [-php php] [-quick] [-scenarios 1,2,fg] [-json]
 package main
 
 import (
@@ -53,6 +56,7 @@ var errFigures = errors.New("some figures failed (see the table)")
 // config is what the command line selects.
 type config struct {
 	gserverd, gearmand   string
+	gworkerd, php        string   // the worker section's
 	gserverdArgs         []string // every gserverd start
 	gserverdMemArgs      []string // scenarios 1-5
 	gserverdDurableArgs  []string // scenario 6; {dir} is a fresh temp dir
@@ -71,6 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var gsArgs, gsMem, gsDur, gmArgs, gmDur, gmRSS, scen string
 	fs.StringVar(&c.gserverd, "gserverd", "", "path of the gserverd binary to measure (empty: the gserverd column is not run)")
 	fs.StringVar(&c.gearmand, "gearmand", defaultGearmand(), "path of the C gearmand to compare with (empty: not run)")
+	fs.StringVar(&c.gworkerd, "gworkerd", "", "path of gworkerd for the worker section (not given: the gworkerd beside -gserverd, if any; empty: its gworkerd figures are not run)")
+	fs.StringVar(&c.php, "php", defaultPHP(), "PHP interpreter for the worker section (empty: its PHP figures are not run)")
 	fs.StringVar(&gsArgs, "gserverd-args", "", "extra flags for every gserverd start, space-separated")
 	fs.StringVar(&gsMem, "gserverd-mem-args", "-q builtin", "queue flags for gserverd in scenarios 1-5 (in-memory)")
 	fs.StringVar(&gsDur, "gserverd-durable-args", "-q embedded --sync always --data-dir {dir}", "queue flags for gserverd in scenario 6; {dir} is a fresh temporary directory")
@@ -111,7 +117,25 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.gserverd == "" && c.gearmand == "" {
 		return c, errors.New("nothing to measure: give -gserverd and/or -gearmand")
 	}
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "gworkerd" })
+	if !given && c.gserverd != "" {
+		if p := filepath.Join(filepath.Dir(c.gserverd), "gworkerd"); isExecutable(p) {
+			c.gworkerd = p
+		}
+	}
 	return c, nil
+}
+
+// defaultPHP finds php on PATH; "" when it is not installed.
+func defaultPHP() string {
+	p, _ := exec.LookPath("php")
+	return p
+}
+
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
 
 // defaultGearmand finds gearmand on PATH or in /usr/sbin, where Debian
@@ -121,8 +145,7 @@ func defaultGearmand() string {
 		return p
 	}
 	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin"} {
-		p := filepath.Join(dir, "gearmand")
-		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
+		if p := filepath.Join(dir, "gearmand"); isExecutable(p) {
 			return p
 		}
 	}

@@ -15,9 +15,9 @@ import (
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 )
 
-// TestMain builds gserverd once for the tests (unless GWORKERD_BIN
-// points at a build) and checks for leaked goroutines.
-func TestMain(m *testing.M) { os.Exit(testpeer.Main(m, "gserverd")) }
+// TestMain builds gserverd and gworkerd once for the tests (unless
+// GWORKERD_BIN points at a build) and checks for leaked goroutines.
+func TestMain(m *testing.M) { os.Exit(testpeer.Main(m, "gserverd", "gworkerd")) }
 
 // TestQuickAgainstGearmand runs `gbench -quick -json` on gserverd (built
 // from this module) and the C gearmand, and checks the output is sane:
@@ -122,8 +122,8 @@ func TestFlags(t *testing.T) {
 		check   func(t *testing.T, c config)
 	}{
 		{"defaults", []string{"-gserverd", "x"}, false, func(t *testing.T, c config) {
-			if len(c.scenarios) != 7 {
-				t.Errorf("got %d scenarios, want 7", len(c.scenarios))
+			if len(c.scenarios) != 8 {
+				t.Errorf("got %d scenarios, want 8", len(c.scenarios))
 			}
 			if strings.Join(c.gserverdMemArgs, " ") != "-q builtin" {
 				t.Errorf("got mem args %q, want -q builtin", c.gserverdMemArgs)

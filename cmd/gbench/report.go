@@ -69,6 +69,8 @@ type meta struct {
 	RSSWait  string            `json:"rss_wait"`
 	Columns  []string          `json:"columns"`
 	Commands map[string]string `json:"commands"`
+	// Workers describes the worker section's setup, when it ran.
+	Workers string `json:"workers,omitempty"`
 	// Derived are figures computed from the rows, such as gserverd's
 	// durable rate over its in-memory rate.
 	Derived []string `json:"derived,omitempty"`
@@ -127,6 +129,60 @@ func (r *report) derive() {
 			}
 		}
 	}
+	r.deriveWorkers() // the closing note
+}
+
+// Goals of the worker section (issue 9): resident PHP at least this
+// fraction of the native pecl loop, and this many times per-job exec.
+const (
+	goalResidentPecl = 0.9
+	goalResidentExec = 20
+)
+
+// deriveWorkers writes the worker section's closing note for each
+// column: the four figures, resident / pecl loop and resident / per-job
+// exec, each against its goal.
+func (r *report) deriveWorkers() {
+	hs := hostings()
+	rows := make([]*row, len(hs))
+	for i := range hs {
+		if rows[i] = r.find(workersScenario + sub(i, len(hs))); rows[i] == nil {
+			return
+		}
+	}
+	// The order of hostings(): resident, exec, pecl, built-in.
+	const resident, exec, pecl = 0, 1, 2
+	for _, name := range r.Meta.Columns {
+		var figs []string
+		for i, h := range hs {
+			c := rows[i].Cells[name]
+			switch {
+			case c.OK && c.Partial:
+				figs = append(figs, fmt.Sprintf("%s %s jobs/s (partial)", h.label, formatValue(c.Value)))
+			case c.OK:
+				figs = append(figs, fmt.Sprintf("%s %s jobs/s", h.label, formatValue(c.Value)))
+			case c.NotRun:
+				figs = append(figs, h.label+" not run")
+			default:
+				figs = append(figs, h.label+" failed")
+			}
+		}
+		ratio := func(num, den int, what string, goal float64) string {
+			n, d := rows[num].Cells[name], rows[den].Cells[name]
+			if !n.OK || !d.OK || n.Partial || d.Partial || d.Value <= 0 {
+				return what + " -"
+			}
+			v := n.Value / d.Value
+			verdict := "met"
+			if v < goal {
+				verdict = "NOT met"
+			}
+			return fmt.Sprintf("%s %.2f (goal >= %g: %s)", what, v, goal, verdict)
+		}
+		r.Meta.Derived = append(r.Meta.Derived, fmt.Sprintf("%s worker section: %s; %s; %s", name, strings.Join(figs, ", "),
+			ratio(resident, pecl, "resident / pecl loop", goalResidentPecl),
+			ratio(resident, exec, "resident / per-job exec", goalResidentExec)))
+	}
 }
 
 func (r *report) writeJSON(w io.Writer) error {
@@ -145,6 +201,9 @@ func (r *report) writeTable(w io.Writer) error {
 	b.WriteString("\n")
 	for _, name := range r.Meta.Columns {
 		fmt.Fprintf(&b, "  %s: %s\n", name, r.Meta.Commands[name])
+	}
+	if r.Meta.Workers != "" {
+		fmt.Fprintf(&b, "  worker section (%s): %s\n", workersScenario, r.Meta.Workers)
 	}
 	b.WriteString("\n")
 	head := []string{"#", "figure", "unit", "better"}

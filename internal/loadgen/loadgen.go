@@ -14,6 +14,7 @@ package loadgen
 
 import (
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -25,10 +26,14 @@ const Function = "gbench"
 type Load struct {
 	// Jobs is the number of jobs to run; the scenario stops after that many.
 	Jobs int
+	// Function is the function the jobs are submitted to. Default
+	// Function; the bench's own workers serve only that one.
+	Function string
 	// Duration bounds the submitting phase: no job is submitted after it.
 	// Default 60s.
 	Duration time.Duration
-	// Payload is the size of each job's workload in bytes. Default 100.
+	// Payload is the size of each job's workload in bytes (Workload says
+	// which bytes). Default 100.
 	Payload int
 	// Unique gives each job its own unique id ("gbench-<n>"); otherwise the
 	// unique is empty. Persistent queues key on it (gearmand's SQLite queue
@@ -50,6 +55,9 @@ type Load struct {
 }
 
 func (l Load) withDefaults() Load {
+	if l.Function == "" {
+		l.Function = Function
+	}
 	if l.Duration <= 0 {
 		l.Duration = time.Minute
 	}
@@ -69,6 +77,15 @@ func (l Load) withDefaults() Load {
 		l.Grace = 30 * time.Second
 	}
 	return l
+}
+
+// Workload returns the workload of every job of l: Payload bytes of the
+// lower-case alphabet, over and over, so that a job that transforms it
+// (reverses it, say) gives a result that differs from it.
+func (l Load) Workload() string {
+	n := l.withDefaults().Payload
+	const abc = "abcdefghijklmnopqrstuvwxyz"
+	return strings.Repeat(abc, n/len(abc)+1)[:n]
 }
 
 // unique returns job i's unique id under l.

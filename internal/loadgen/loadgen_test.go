@@ -91,6 +91,83 @@ func TestScenariosAgainstGearmand(t *testing.T) {
 	}
 }
 
+// TestForegroundPipelined runs pipelined foreground jobs on the bench's
+// own workers (they return the workload) after WaitWorkers saw them, and
+// checks every result is compared with want.
+func TestForegroundPipelined(t *testing.T) {
+	t.Parallel()
+	p := startGearmand(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l := Load{Jobs: 2000, Function: "pipelined", Conns: 2, Window: 16, Duration: time.Minute, Grace: 30 * time.Second}
+	w, err := startWorkers(ctx, p.Addr, l.Function, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.stop()
+	if err := WaitWorkers(ctx, p.Addr, l.Function, 3); err != nil {
+		t.Fatalf("wait for 3 workers: %v", err)
+	}
+	r, err := ForegroundPipelined(ctx, p.Addr, l, []byte(l.Workload()))
+	if err != nil {
+		t.Fatalf("foreground pipelined: %v (server output: %s)", err, p.Output())
+	}
+	checkComplete(t, "foreground pipelined", r, l.Jobs)
+	if got := int(w.done.Load()); got != l.Jobs {
+		t.Errorf("workers ran %d jobs, want %d", got, l.Jobs)
+	}
+
+	// A result that is not the one wanted fails the run.
+	l.Jobs = 10
+	r, err = ForegroundPipelined(ctx, p.Addr, l, []byte("something else"))
+	if err == nil {
+		t.Errorf("foreground pipelined with a wrong result: got nil error after %d jobs, want an error", r.Jobs)
+	}
+}
+
+func TestWaitWorkers(t *testing.T) {
+	t.Parallel()
+	p := startGearmand(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := WaitWorkers(ctx, p.Addr, "nobody", 0); err != nil {
+		t.Errorf("wait for 0 workers of an unknown function: %v", err)
+	}
+	w, err := startWorkers(ctx, p.Addr, "some", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitWorkers(ctx, p.Addr, "some", 2); err != nil {
+		t.Errorf("wait for 2 workers: %v", err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	err = WaitWorkers(short, p.Addr, "some", 3)
+	cancelShort()
+	if !errors.Is(err, ErrWorkers) {
+		t.Errorf("wait for 3 of 2 workers: got %v, want ErrWorkers", err)
+	}
+	w.stop()
+	if err := WaitWorkers(ctx, p.Addr, "some", 0); err != nil {
+		t.Errorf("wait for the workers to go: %v", err)
+	}
+}
+
+func TestWorkload(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		payload int
+		want    string
+	}{
+		{0, "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuv"},
+		{3, "abc"},
+		{28, "abcdefghijklmnopqrstuvwxyzab"},
+	} {
+		if got := (Load{Payload: tc.payload}).Workload(); got != tc.want {
+			t.Errorf("Workload with Payload %d: got %q, want %q", tc.payload, got, tc.want)
+		}
+	}
+}
+
 func TestMemoryAgainstGearmand(t *testing.T) {
 	t.Parallel()
 	p := startGearmand(t)

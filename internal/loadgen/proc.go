@@ -16,9 +16,10 @@ import (
 	"time"
 )
 
-// Proc is a server process started by Start. Stop ends it.
+// Proc is a process started by Start (a server) or Spawn (a worker
+// program). Stop ends it.
 type Proc struct {
-	Addr string // 127.0.0.1:port it listens on
+	Addr string // 127.0.0.1:port it listens on; empty for Spawn
 	PID  int
 	Args []string // the full command line
 
@@ -56,23 +57,11 @@ func Start(ctx context.Context, path string, args ...string) (*Proc, error) {
 
 func start(ctx context.Context, path string, port int, args []string) (*Proc, error) {
 	full := append([]string{"-p", strconv.Itoa(port), "-L", "127.0.0.1", "-l", "stderr"}, args...)
-	cmd := exec.Command(path, full...)
-	cmd.SysProcAttr = sysProcAttr()
-	p := &Proc{
-		Addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		Args:   append([]string{path}, full...),
-		cmd:    cmd,
-		stderr: &tail{max: 4 << 10},
-		done:   make(chan struct{}),
+	p, err := Spawn(path, nil, full...)
+	if err != nil {
+		return nil, err
 	}
-	cmd.Stderr = p.stderr
-	cmd.Stdout = p.stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("loadgen: start %s: %w", path, err)
-	}
-	p.PID = cmd.Process.Pid
-	go func() { _ = cmd.Wait(); close(p.done) }()
-
+	p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	upCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond) // polling a socket of another process
@@ -96,6 +85,37 @@ func start(ctx context.Context, path string, port int, args []string) (*Proc, er
 		}
 	}
 }
+
+// Spawn runs the program path with args and, added to the bench's own
+// environment, env: a worker program rather than a server (a worker
+// daemon, a PHP worker loop). Like a server it runs in its own process
+// group, gets SIGTERM if the bench dies first (Linux) and keeps the tail
+// of its output for Output. It does not wait for anything: the caller
+// knows what "ready" means for the program.
+func Spawn(path string, env []string, args ...string) (*Proc, error) {
+	cmd := exec.Command(path, args...)
+	cmd.SysProcAttr = sysProcAttr()
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	p := &Proc{
+		Args:   append([]string{path}, args...),
+		cmd:    cmd,
+		stderr: &tail{max: 4 << 10},
+		done:   make(chan struct{}),
+	}
+	cmd.Stderr = p.stderr
+	cmd.Stdout = p.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("loadgen: start %s: %w", path, err)
+	}
+	p.PID = cmd.Process.Pid
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
 
 // Stop sends SIGTERM to the process group, then SIGKILL after 5 s, and
 // waits for the exit. It is safe to call twice.

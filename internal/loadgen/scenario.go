@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,12 +16,12 @@ import (
 // It measures completed jobs per second and the round-trip latencies.
 func Foreground(ctx context.Context, addr string, l Load) (Result, error) {
 	l = l.withDefaults()
-	w, err := startWorkers(ctx, addr, l.Workers)
+	w, err := startWorkers(ctx, addr, l.Function, l.Workers)
 	if err != nil {
 		return Result{}, err
 	}
 	defer w.stop()
-	payload := string(bytes.Repeat([]byte{'x'}, l.Payload))
+	payload := l.Workload()
 	clients := make([]*conn, 0, l.Conns)
 	defer func() {
 		for _, c := range clients {
@@ -83,7 +82,7 @@ func foregroundClient(c *conn, l Load, cl *claimer, payload string) ([]time.Dura
 			return lats, nil
 		}
 		t0 := time.Now()
-		if err := c.send(protocol.SubmitJob, Function, l.unique(i), payload); err != nil {
+		if err := c.send(protocol.SubmitJob, l.Function, l.unique(i), payload); err != nil {
 			return lats, err
 		}
 	wait:
@@ -110,7 +109,7 @@ func foregroundClient(c *conn, l Load, cl *claimer, payload string) ([]time.Dura
 // Submit measures pipelined background submits with no worker connected:
 // JOB_CREATED replies per second.
 func Submit(ctx context.Context, addr string, l Load) (Result, error) {
-	return pipeline(ctx, addr, l)
+	return pipeline(ctx, addr, l, pipe{submit: protocol.SubmitJobBg})
 }
 
 // EndToEnd submits background jobs (pipelined) while l.Workers workers
@@ -118,13 +117,13 @@ func Submit(ctx context.Context, addr string, l Load) (Result, error) {
 // submit to the last WORK_COMPLETE.
 func EndToEnd(ctx context.Context, addr string, l Load) (Result, error) {
 	l = l.withDefaults()
-	w, err := startWorkers(ctx, addr, l.Workers)
+	w, err := startWorkers(ctx, addr, l.Function, l.Workers)
 	if err != nil {
 		return Result{}, err
 	}
 	defer w.stop()
 	start := time.Now()
-	r, err := pipeline(ctx, addr, l)
+	r, err := pipeline(ctx, addr, l, pipe{submit: protocol.SubmitJobBg})
 	if err != nil {
 		return r, err
 	}
@@ -149,7 +148,7 @@ type DrainResult struct {
 // connects l.Workers workers and measures how fast they empty the queue.
 func Drain(ctx context.Context, addr string, l Load) (DrainResult, error) {
 	l = l.withDefaults()
-	q, err := pipeline(ctx, addr, l)
+	q, err := pipeline(ctx, addr, l, pipe{submit: protocol.SubmitJobBg})
 	if err != nil {
 		return DrainResult{Queue: q}, err
 	}
@@ -164,7 +163,7 @@ func Drain(ctx context.Context, addr string, l Load) (DrainResult, error) {
 func DrainQueued(ctx context.Context, addr string, l Load, n int) (Result, error) {
 	l = l.withDefaults()
 	start := time.Now()
-	w, err := startWorkers(ctx, addr, l.Workers)
+	w, err := startWorkers(ctx, addr, l.Function, l.Workers)
 	if err != nil {
 		return Result{}, err
 	}
@@ -210,7 +209,7 @@ func Memory(ctx context.Context, p *Proc, l Load, wait time.Duration) (MemoryRes
 	if m.Before, err = p.RSS(); err != nil {
 		return m, err
 	}
-	if m.Queue, err = pipeline(ctx, p.Addr, l); err != nil {
+	if m.Queue, err = pipeline(ctx, p.Addr, l, pipe{submit: protocol.SubmitJobBg}); err != nil {
 		return m, err
 	}
 	if m.Queued, err = p.RSS(); err != nil {

@@ -12,14 +12,39 @@ import (
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
-// pipeline submits background jobs over l.Conns connections, each keeping
-// up to l.Window SUBMIT_JOB_BG in flight, until l.Jobs were claimed or
-// l.Duration has passed. It returns when every sent job got its
-// JOB_CREATED, or when l.Grace after the end of submitting has passed (then
-// the result counts what arrived and err says so).
-func pipeline(ctx context.Context, addr string, l Load) (Result, error) {
+// ForegroundPipelined measures workers that the bench does not run itself
+// (a worker daemon, PHP worker loops), serving l.Function. l.Conns
+// connections each keep up to l.Window SUBMIT_JOB in flight until l.Jobs
+// were claimed or l.Duration has passed, and wait, at most l.Grace more,
+// for the WORK_COMPLETE of each. The window keeps the server's queue from
+// running dry, so the rate is the workers' throughput (plus the server's
+// and this client's share of the CPUs).
+//
+// A job counts when its result equals want (any result when want is nil);
+// another result, WORK_FAIL or WORK_EXCEPTION is an error that stops that
+// connection. Elapsed runs from the first submit to the last reply.
+func ForegroundPipelined(ctx context.Context, addr string, l Load, want []byte) (Result, error) {
+	return pipeline(ctx, addr, l, pipe{submit: protocol.SubmitJob, want: want})
+}
+
+// pipe is what pipeline submits and what ends a job.
+type pipe struct {
+	// submit is SUBMIT_JOB_BG, whose job ends with its JOB_CREATED, or
+	// SUBMIT_JOB, whose job ends with its WORK_COMPLETE.
+	submit protocol.Type
+	// want, for SUBMIT_JOB, is the result every job must return; nil
+	// takes any.
+	want []byte
+}
+
+// pipeline submits jobs over l.Conns connections, each keeping up to
+// l.Window of them in flight, until l.Jobs were claimed or l.Duration has
+// passed. It returns when every sent job has ended as pp says, or when
+// l.Grace after the end of submitting has passed (then the result counts
+// what ended and err says so).
+func pipeline(ctx context.Context, addr string, l Load, pp pipe) (Result, error) {
 	l = l.withDefaults()
-	payload := string(bytes.Repeat([]byte{'x'}, l.Payload))
+	payload := l.Workload()
 	conns := make([]*conn, 0, l.Conns)
 	defer func() {
 		for _, c := range conns {
@@ -37,14 +62,14 @@ func pipeline(ctx context.Context, addr string, l Load) (Result, error) {
 	defer cancel()
 	start := time.Now()
 	cl := newClaimer(l, start)
-	var created, sent atomic.Int64
+	var ended, sent atomic.Int64
 	errs := make([]error, len(conns))
 	var wg sync.WaitGroup
 	for i, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = pipelineConn(hardCtx, c, l, cl, payload, &sent, &created)
+			errs[i] = pipelineConn(hardCtx, c, l, pp, cl, payload, &sent, &ended)
 		}()
 	}
 	// The hard bound: Duration plus Grace.
@@ -66,7 +91,7 @@ func pipeline(ctx context.Context, addr string, l Load) (Result, error) {
 		_ = c.close() // unblocks readers still waiting
 	}
 	<-finished
-	r := Result{Jobs: int(created.Load()), Submitted: int(sent.Load()), Elapsed: elapsed, TimeBound: cl.timed.Load()}
+	r := Result{Jobs: int(ended.Load()), Submitted: int(sent.Load()), Elapsed: elapsed, TimeBound: cl.timed.Load()}
 	if hardErr != nil {
 		return r, hardErr
 	}
@@ -74,13 +99,16 @@ func pipeline(ctx context.Context, addr string, l Load) (Result, error) {
 }
 
 // pipelineConn runs one pipelined connection: a writer (this goroutine)
-// and a reader goroutine that counts JOB_CREATED and returns a window
-// token for each. After its last submit the writer records how many it
-// sent and sends ECHO_REQ as an end marker. The reader stops once it has
-// seen the ECHO_RES and as many JOB_CREATED as were sent: a server that
-// group-commits durable jobs may answer the ECHO before the last
-// JOB_CREATED, so the ECHO alone does not end the stream.
-func pipelineConn(ctx context.Context, c *conn, l Load, cl *claimer, payload string, sent, created *atomic.Int64) error {
+// and a reader goroutine that counts the jobs that ended (JOB_CREATED or
+// WORK_COMPLETE, as pp says) in ended and returns a window token for
+// each. After its last submit the writer records how many it sent and
+// sends ECHO_REQ as an end marker. The reader stops once it has seen the
+// ECHO_RES and as many jobs end as were sent: a server that group-commits
+// durable jobs may answer the ECHO before the last JOB_CREATED, and a
+// foreground job ends long after it, so the ECHO alone does not end the
+// stream.
+func pipelineConn(ctx context.Context, c *conn, l Load, pp pipe, cl *claimer, payload string, sent, ended *atomic.Int64) error {
+	fg := pp.submit == protocol.SubmitJob
 	tokens := make(chan struct{}, l.Window)
 	for range l.Window {
 		tokens <- struct{}{}
@@ -89,24 +117,31 @@ func pipelineConn(ctx context.Context, c *conn, l Load, cl *claimer, payload str
 	readErr := make(chan error, 1)
 	go func() {
 		readErr <- func() error {
-			var connCreated int64
+			var connEnded int64
 			echoed := false
 			for {
 				p, err := c.next()
 				if err != nil {
 					return err
 				}
-				switch p.Type {
-				case protocol.JobCreated:
-					connCreated++
-					created.Add(1)
+				switch t := p.Type; {
+				case t == protocol.JobCreated && !fg, t == protocol.WorkComplete && fg:
+					if fg && pp.want != nil && !bytes.Equal(p.Arg(1), pp.want) {
+						return fmt.Errorf("loadgen: job %s returned %q, want %q", p.Arg(0), p.Arg(1), pp.want)
+					}
+					connEnded++
+					ended.Add(1)
 					tokens <- struct{}{}
-					if echoed && connCreated == connSent.Load() {
+					if echoed && connEnded == connSent.Load() {
 						return nil
 					}
-				case protocol.EchoRes:
+				case fg && (t == protocol.JobCreated || t == protocol.WorkStatus || t == protocol.WorkData || t == protocol.WorkWarning):
+					// Not the end of a foreground job.
+				case fg && (t == protocol.WorkFail || t == protocol.WorkException):
+					return fmt.Errorf("loadgen: job %s ended with %v %q", p.Arg(0), t, p.Arg(1))
+				case t == protocol.EchoRes:
 					echoed = true
-					if connCreated == connSent.Load() {
+					if connEnded == connSent.Load() {
 						return nil
 					}
 				default:
@@ -138,7 +173,7 @@ func pipelineConn(ctx context.Context, c *conn, l Load, cl *claimer, payload str
 					}
 					return c.send(protocol.EchoReq, "end")
 				}
-				c.add(protocol.SubmitJobBg, Function, l.unique(i), payload)
+				c.add(pp.submit, l.Function, l.unique(i), payload)
 				sent.Add(1)
 				connSent.Add(1)
 				if len(c.out) >= batchBytes {

@@ -10,7 +10,7 @@ import (
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
-// workers is a pool of raw Gearman workers for Function. Each worker runs
+// workers is a pool of raw Gearman workers for one function. Each worker runs
 // the classic loop: GRAB_JOB; on JOB_ASSIGN it answers WORK_COMPLETE with
 // the workload as result and grabs again in the same write; on NO_JOB it
 // sends PRE_SLEEP and waits for NOOP.
@@ -33,10 +33,10 @@ type workers struct {
 	err      error // the first worker error; written once under failOnce
 }
 
-// startWorkers connects n workers to addr and starts their loops. Every
+// startWorkers connects n workers for fn to addr and starts their loops. Every
 // worker has sent CAN_DO when it returns (an ECHO round trip proves the
 // server read it).
-func startWorkers(ctx context.Context, addr string, n int) (*workers, error) {
+func startWorkers(ctx context.Context, addr, fn string, n int) (*workers, error) {
 	w := &workers{reached: make(chan struct{}), failed: make(chan struct{})}
 	w.target.Store(-1)
 	for range n {
@@ -46,7 +46,7 @@ func startWorkers(ctx context.Context, addr string, n int) (*workers, error) {
 			return nil, err
 		}
 		w.conns = append(w.conns, c)
-		c.add(protocol.CanDo, Function)
+		c.add(protocol.CanDo, fn)
 		if err := c.echo(); err != nil {
 			w.stop()
 			return nil, fmt.Errorf("loadgen: worker CAN_DO: %w", err)
