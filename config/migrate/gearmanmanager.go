@@ -51,11 +51,10 @@ import (
 // worker_restart_splay 600 (GearmanManager always recycles workers), and
 // its shutdown wait, a fixed 60 seconds.
 //
-// GearmanManager's prefix is NOT mapped to gworkerd's function_prefix:
-// GearmanManager registers every function under its file name and uses
-// prefix only to find the PHP function or class inside the file
-// (prefix.name, GearmanPeclManager::do_job and validate_lib_workers),
-// whereas function_prefix renames the Gearman function.
+// GearmanManager's prefix is gworkerd's function_prefix: both register
+// every function under its file name and use the prefix only to find the
+// PHP function or class inside the file (prefix.name, as in
+// GearmanPeclManager::do_job and validate_lib_workers).
 func GearmanManager(data []byte, opt Options) (*Result, error) {
 	name := opt.name()
 	src, err := readFile(data, name)
@@ -345,14 +344,15 @@ func mapGearmanManager(secs []gmSection, res *Result) {
 			res.unmapped(k.line, k.name, "an array of arrays: GearmanManager wants a string or a list of strings")
 			continue
 		}
-		if (k.val.isList || k.val.nested) && (k.name == "user" || k.name == "pid_file" || k.name == "log_file") {
+		if (k.val.isList || k.val.nested) && (k.name == "user" || k.name == "pid_file" || k.name == "log_file" || k.name == "prefix") {
 			res.unmapped(k.line, k.name, "an array: GearmanManager wants a string")
 			continue
 		}
 		switch k.name {
 		case "prefix":
-			if k.val.s != "" {
-				res.unmapped(k.line, "prefix", "GearmanManager registers each function under its file name and uses prefix only to find the PHP function or class in the file (%s<name>); gworkerd's function_prefix renames the Gearman function instead, which would break the clients. Rename the functions or classes in the worker files, or keep GearmanManager for them", k.val.s)
+			// !empty(): "0" is no prefix.
+			if k.val.s != "" && k.val.s != "0" {
+				c.FunctionPrefix = k.val.s
 			}
 		case "auto_update":
 			if gmTrue(k.val) {

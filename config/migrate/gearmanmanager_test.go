@@ -144,12 +144,20 @@ var gmINICases = []mapCase{
 		unmapped: []string{"log_file: not to syslog"},
 	},
 	{
-		name: "prefix is not function_prefix",
+		name: "prefix is function_prefix",
 		file: "gm.ini", src: "[GearmanManager]\nworker_dir=/w\nprefix = Worker_\n",
+		want: []string{"function_prefix=Worker_"},
+	},
+	{
+		name: "no prefix",
+		file: "gm.ini", src: "[GearmanManager]\nworker_dir=/w\nprefix = 0\n",
 		want: []string{"function_prefix="},
-		unmapped: []string{
-			"prefix: uses prefix only to find the PHP function or class in the file (Worker_<name>)",
-		},
+	},
+	{
+		name: "prefix as an array",
+		file: "gm.ini", src: "[GearmanManager]\nworker_dir=/w\nprefix[] = A_\n",
+		want:     []string{"function_prefix="},
+		unmapped: []string{"prefix: an array: GearmanManager wants a string"},
 	},
 	{
 		name: "keys nothing maps",

@@ -229,10 +229,13 @@ func (r *Result) YAML() ([]byte, error) {
 type Config struct {
 	Servers    []string // servers
 	WorkerDirs []string // worker_dirs
-	Include    []string // include
-	Exclude    []string // exclude
-	PidFile    string   // pid_file
-	LogFile    string   // log_file
+	// FunctionPrefix is function_prefix: it begins the PHP names in the
+	// worker_dirs files.
+	FunctionPrefix string
+	Include        []string // include
+	Exclude        []string // exclude
+	PidFile        string   // pid_file
+	LogFile        string   // log_file
 	// StopTimeout is stop_timeout; nil leaves it out.
 	StopTimeout *time.Duration
 	// Defaults is the defaults section.
@@ -293,6 +296,7 @@ func (c *Config) node() *yaml.Node {
 	m := &mapNode{n: &yaml.Node{Kind: yaml.MappingNode}, comments: c.Comments}
 	m.strings("servers", c.Servers)
 	m.strings("worker_dirs", c.WorkerDirs)
+	m.str("function_prefix", c.FunctionPrefix)
 	m.strings("include", c.Include)
 	m.strings("exclude", c.Exclude)
 	m.str("pid_file", c.PidFile)

@@ -284,12 +284,12 @@ func TestBounds(t *testing.T) {
 // first; the YAML header lists the same.
 func TestReport(t *testing.T) {
 	t.Parallel()
-	res, err := GearmanManager([]byte("[GearmanManager]\nworker_dir = /w\nverbose = 1\nprefix = P_\n"), Options{Name: "gm.ini"})
+	res, err := GearmanManager([]byte("[GearmanManager]\nworker_dir = /w\nverbose = 1\ndaemon = 1\n"), Options{Name: "gm.ini"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := "gm.ini:3: verbose: not mapped: gworkerd has no log level setting\n" +
-		"gm.ini:4: prefix: not mapped: "
+		"gm.ini:4: daemon: not mapped: "
 	if got := res.Report(); !strings.HasPrefix(got, want) {
 		t.Errorf("report:\n%s\nwant it to start with:\n%s", got, want)
 	}
