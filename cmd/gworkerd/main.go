@@ -56,7 +56,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&g.config, "config", "c", "", "config file (default $"+envConfig+" or "+defaultConfig+")")
 	root.AddCommand(
-		startCmd(g), stopCmd(g), restartCmd(g), reloadCmd(g), statusCmd(g), checkCmd(g), ctlCmd(g), childCmd(g),
+		startCmd(g), stopCmd(g), restartCmd(g), reloadCmd(g), statusCmd(g), checkCmd(g), ctlCmd(g), childCmd(g), importCmd(g),
 	)
 	return root
 }
