@@ -49,7 +49,9 @@ import (
 // Durations are seconds in GearmanManager. Its defaults that differ from
 // gworkerd's are written out: max_worker_lifetime 3600 and
 // worker_restart_splay 600 (GearmanManager always recycles workers), and
-// its shutdown wait, a fixed 60 seconds.
+// its shutdown wait, a fixed 60 seconds (stop_timeout, and the defaults'
+// stop_timeout when a timeout is longer, since gworkerd would otherwise
+// wait for a job up to its timeout).
 //
 // GearmanManager's prefix is gworkerd's function_prefix: both register
 // every function under its file name and use the prefix only to find the
@@ -432,6 +434,29 @@ func mapGearmanManager(secs []gmSection, res *Result) {
 			res.unmapped(k.line, s.name+".priority", "GearmanManager ordered the functions of a do-all process by priority; a gworkerd child serves one function, so there is nothing to order")
 		}
 	}
+
+	// gworkerd lets a child finish a job for up to its timeout at stop
+	// when that is longer than stop_timeout; GearmanManager killed its
+	// workers after the 60 seconds whatever their timeout. The defaults'
+	// stop_timeout keeps that.
+	longest := time.Duration(0)
+	for _, t := range append([]*time.Duration{d.Timeout}, functionTimeouts(c.Functions)...) {
+		if t != nil && *t > longest {
+			longest = *t
+		}
+	}
+	if longest > *c.StopTimeout {
+		d.StopTimeout = ptr(*c.StopTimeout)
+		d.comment("stop_timeout", "GearmanManager killed its workers 60s after SIGTERM, whatever their timeout")
+	}
+}
+
+func functionTimeouts(fs []Function) []*time.Duration {
+	out := make([]*time.Duration, len(fs))
+	for i := range fs {
+		out[i] = fs[i].Timeout
+	}
+	return out
 }
 
 // gmInt reads a whole number of a GearmanManager setting, or reports the

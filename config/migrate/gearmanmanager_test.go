@@ -23,7 +23,7 @@ var gmINICases = []mapCase{
 		file: "gm.ini", src: "[GearmanManager]\n",
 		want: []string{
 			"servers=[127.0.0.1:4730]", "worker_dirs=[./workers]", "stop_timeout=1m0s",
-			"*.count=1", "*.max_lifetime=1h0m0s", "*.lifetime_splay=10m0s", "*.max_jobs=0", "*.timeout=0s", "*.user=",
+			"*.count=1", "*.max_lifetime=1h0m0s", "*.lifetime_splay=10m0s", "*.max_jobs=0", "*.timeout=0s", "*.user=", "*.stop_timeout=0s",
 			"functions=[]",
 		},
 		notes: []string{`worker_dir: "./workers" is relative`},
@@ -107,7 +107,20 @@ var gmINICases = []mapCase{
 		name: "a function's timeout overrides the global one, 0 included",
 		file: "gm.ini",
 		src:  "[GearmanManager]\nworker_dir=/w\ntimeout = 300\n[Long]\ntimeout = 900\n[None]\ntimeout = 0\n[Empty]\ntimeout = null\n",
-		want: []string{"*.timeout=5m0s", "Long.timeout=15m0s", "None.timeout=0s", "Empty.timeout=0s"},
+		want: []string{
+			"*.timeout=5m0s", "Long.timeout=15m0s", "None.timeout=0s", "Empty.timeout=0s",
+			"*.stop_timeout=1m0s", "Long.stop_timeout=1m0s", "stop_timeout=1m0s",
+		},
+	},
+	{
+		name: "a function's timeout longer than the shutdown wait",
+		file: "gm.ini", src: "[GearmanManager]\nworker_dir=/w\ntimeout = 60\n[Long]\ntimeout = 61\n",
+		want: []string{"*.timeout=1m0s", "Long.timeout=1m1s", "*.stop_timeout=1m0s", "Long.stop_timeout=1m0s"},
+	},
+	{
+		name: "timeouts within the shutdown wait",
+		file: "gm.ini", src: "[GearmanManager]\nworker_dir=/w\ntimeout = 60\n[Short]\ntimeout = 5\n",
+		want: []string{"*.timeout=1m0s", "Short.timeout=5s", "*.stop_timeout=0s", "Short.stop_timeout=0s", "stop_timeout=1m0s"},
 	},
 	{
 		name: "include and exclude",
