@@ -562,7 +562,7 @@ func TestCommandStopTimeout(t *testing.T) {
 	marker := newMarker(t)
 	// SIG_IGN survives exec: php, a real GearmanWorker, ignores SIGTERM.
 	deaf := func(fn string) []string {
-		return []string{"sh", "-c", "trap '' TERM; exec " + php + " " + workerScript(t) + " " + fn + " {servers}"}
+		return []string{"sh", "-c", `trap '' TERM; exec "$@"`, "sh", php, workerScript(t), fn, "{servers}"}
 	}
 	e := newEnv(t, gd.Addr, commandEntry("deaf", 1, deaf("deaf"), marker, "")+
 		commandEntry("deaf1s", 1, deaf("deaf1s"), marker, "    stop_timeout: 1s\n"), 2*time.Second)
