@@ -29,8 +29,8 @@ type target struct {
 type loads struct {
 	fg, submit, e2e, drain, rss, durableSubmit, durableE2E, client loadgen.Load
 	// hosted is the worker section's load; hostedExec its per-job exec
-	// hosting's: fewer jobs, as each starts a php (20 to 30 a second
-	// with 4 workers on 2 cores).
+	// hosting's: fewer jobs, as each starts a php (about 10 to 30 a
+	// second with 4 workers on 2 cores).
 	hosted, hostedExec loadgen.Load
 }
 
@@ -45,7 +45,7 @@ func fullLoads() loads {
 		durableE2E:    loadgen.Load{Jobs: 20_000, Duration: 15 * time.Second, Conns: 2, Window: 256, Workers: 2, Unique: true, Grace: 15 * time.Second},
 		client:        loadgen.Load{Jobs: 200_000, Duration: 10 * time.Second, Conns: 256, Grace: 20 * time.Second},
 		hosted:        loadgen.Load{Jobs: 20_000, Duration: 60 * time.Second, Conns: 2, Window: 32, Grace: 30 * time.Second},
-		hostedExec:    loadgen.Load{Jobs: 500, Duration: 60 * time.Second, Conns: 2, Window: 32, Grace: 30 * time.Second},
+		hostedExec:    loadgen.Load{Jobs: 500, Duration: 90 * time.Second, Conns: 2, Window: 32, Grace: 30 * time.Second},
 	}
 }
 
