@@ -138,8 +138,9 @@ type WorkerFunction struct {
 	// handler's directory (command: gworkerd's).
 	Dir string
 	// StopTimeout is how long a child asked to exit may finish its job
-	// before its process group is killed. Default: the top-level
-	// stop_timeout, or Timeout when that is longer.
+	// before its process group is killed (at a full stop, at most the
+	// top-level stop_timeout). Default: the top-level stop_timeout, or
+	// Timeout when that is longer.
 	StopTimeout time.Duration
 	// LifetimeSplay: a random 0..LifetimeSplay is added to MaxLifetime
 	// so that children started together are not recycled together.

@@ -428,8 +428,8 @@ func TestCommandPHPWorkers(t *testing.T) {
 	}
 	rows := statusRows(t, e.must("status"), "rev")
 	for _, p := range pids {
-		if row := rows[p]; row == nil || row[2] != "running" || row[7] == "-" {
-			t.Errorf("status table row of %d: %q; want running with an RSS", p, row)
+		if row := rows[p]; row == nil || row[2] != "running" || row[4] != "-" || row[7] == "-" {
+			t.Errorf("status table row of %d: %q; want running, jobs unseen (-), with an RSS", p, row)
 		}
 	}
 	var st supervise.Status
@@ -553,8 +553,8 @@ func TestCommandStopLeavesNoOrphans(t *testing.T) {
 }
 
 // A worker that ignores SIGTERM is killed, with its group, once
-// stop_timeout is over: the top-level one at stop, the function's own
-// when the function alone is stopped.
+// stop_timeout is over: the function's own (default: the top-level one),
+// but at a full stop never later than the top-level one.
 func TestCommandStopTimeout(t *testing.T) {
 	t.Parallel()
 	php := testpeer.RequirePHPGearman(t)
@@ -565,12 +565,16 @@ func TestCommandStopTimeout(t *testing.T) {
 		return []string{"sh", "-c", `trap '' TERM; exec "$@"`, "sh", php, workerScript(t), fn, "{servers}"}
 	}
 	e := newEnv(t, gd.Addr, commandEntry("deaf", 1, deaf("deaf"), marker, "")+
-		commandEntry("deaf1s", 1, deaf("deaf1s"), marker, "    stop_timeout: 1s\n"), 2*time.Second)
+		commandEntry("deaf1s", 1, deaf("deaf1s"), marker, "    stop_timeout: 1s\n")+
+		commandEntry("deafshort", 1, deaf("deafshort"), marker, "    stop_timeout: 1s\n")+
+		commandEntry("deaflong", 1, deaf("deaflong"), marker, "    stop_timeout: 1h\n"), 2*time.Second)
 	e.appendConfig("http_listen: \"\"\n")
 	e.must("start")
 	master := e.masterPid()
 	defer func() { e.run("stop"); reap(master) }()
-	waitFor(t, 30*time.Second, "the deaf children", func() bool { return len(e.running("deaf")) == 1 && len(e.running("deaf1s")) == 1 })
+	waitFor(t, 30*time.Second, "the deaf children", func() bool {
+		return len(e.running("deaf")) == 1 && len(e.running("deaf1s")) == 1 && len(e.running("deafshort")) == 1 && len(e.running("deaflong")) == 1
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for _, fn := range []string{"deaf", "deaf1s"} {
@@ -598,6 +602,7 @@ func TestCommandStopTimeout(t *testing.T) {
 	waitFor(t, 10*time.Second, "deaf1s killed after 1s", func() bool { return killed(pid, "1s") })
 
 	pid = e.running("deaf")[0]
+	short, long := e.running("deafshort")[0], e.running("deaflong")[0]
 	start = time.Now()
 	e.must("stop")
 	el := time.Since(start)
@@ -605,8 +610,13 @@ func TestCommandStopTimeout(t *testing.T) {
 	if el < 2*time.Second {
 		t.Errorf("stop took %v, less than stop_timeout 2s of a worker that ignores SIGTERM", el)
 	}
-	if !killed(pid, "2s") {
-		t.Errorf("no log of deaf (pid %d) killed after 2s:\n%s", pid, e.logTail())
+	for _, k := range []struct {
+		fn, grace string
+		pid       int
+	}{{"deaf", "2s", pid}, {"deafshort", "1s", short}, {"deaflong", "2s", long}} {
+		if !killed(k.pid, k.grace) {
+			t.Errorf("no log of %s (pid %d) killed after %s at stop:\n%s", k.fn, k.pid, k.grace, e.logTail())
+		}
 	}
 	waitFor(t, 30*time.Second, "every process of the command functions gone", func() bool {
 		return len(markedProcesses(marker)) == 0

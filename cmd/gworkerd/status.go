@@ -66,8 +66,12 @@ func printStatus(w io.Writer, resp supervise.Response) {
 			if last == "" {
 				last = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n",
-				c.Function, pid, c.State, up, c.JobsDone, job, age, humanBytes(c.RSS), c.Restarts, last)
+			jobs := strconv.Itoa(c.JobsDone)
+			if c.Command { // a plain program: its jobs are not seen
+				jobs = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
+				c.Function, pid, c.State, up, jobs, job, age, humanBytes(c.RSS), c.Restarts, last)
 		}
 	}
 	tw.Flush()

@@ -69,7 +69,8 @@ type FunctionSpec struct {
 	// (state fatal); 0 retries forever at the backoff cap.
 	FatalAfter int
 	// Grace is how long a child asked to exit (recycling, scaling down,
-	// reload) may finish its job before its group is killed. Default
+	// reload, stop) may finish its job before its group is killed; at a
+	// full stop, at most Options.StopTimeout. Default
 	// Options.StopTimeout.
 	Grace time.Duration
 	// Path and Args are the child's command line (Path default:
@@ -871,8 +872,8 @@ func (s *Supervisor) stopChild(c *child, why string) {
 	switch c.state {
 	case StateStarting, StateRunning:
 		grace := c.g.spec.Grace
-		if grace <= 0 || s.stopping {
-			grace = s.opts.StopTimeout
+		if grace <= 0 || s.stopping && grace > s.opts.StopTimeout {
+			grace = s.opts.StopTimeout // a full stop takes at most StopTimeout
 		}
 		s.transition(c, StateStopping, why)
 		_ = c.proc.Signal(syscall.SIGTERM)
