@@ -49,9 +49,7 @@ import (
 // Durations are seconds in GearmanManager. Its defaults that differ from
 // gworkerd's are written out: max_worker_lifetime 3600 and
 // worker_restart_splay 600 (GearmanManager always recycles workers), and
-// its shutdown wait, a fixed 60 seconds (stop_timeout, and the defaults'
-// stop_timeout when a timeout is longer, since gworkerd would otherwise
-// wait for a job up to its timeout).
+// its shutdown wait, a fixed 60 seconds.
 //
 // GearmanManager's prefix is gworkerd's function_prefix: both register
 // every function under its file name and use the prefix only to find the
@@ -336,7 +334,11 @@ func mapGearmanManager(secs []gmSection, res *Result) {
 		}
 	}
 	// GearmanManager waits a fixed 60 seconds for its workers at shutdown
-	// before it kills them (process_loop); no key sets it.
+	// before it kills them (process_loop); no key sets it. gworkerd's
+	// top-level stop_timeout bounds a full stop the same way, whatever
+	// the functions' timeouts. (A function's stop_timeout would also cut
+	// the jobs of children replaced at a reload, which GearmanManager let
+	// finish: it is left out.)
 	c.StopTimeout = ptr(gmDefaultStopWait * time.Second)
 	c.comment("stop_timeout", "GearmanManager's fixed shutdown wait before SIGKILL")
 
@@ -434,29 +436,6 @@ func mapGearmanManager(secs []gmSection, res *Result) {
 			res.unmapped(k.line, s.name+".priority", "GearmanManager ordered the functions of a do-all process by priority; a gworkerd child serves one function, so there is nothing to order")
 		}
 	}
-
-	// gworkerd lets a child finish a job for up to its timeout at stop
-	// when that is longer than stop_timeout; GearmanManager killed its
-	// workers after the 60 seconds whatever their timeout. The defaults'
-	// stop_timeout keeps that.
-	longest := time.Duration(0)
-	for _, t := range append([]*time.Duration{d.Timeout}, functionTimeouts(c.Functions)...) {
-		if t != nil && *t > longest {
-			longest = *t
-		}
-	}
-	if longest > *c.StopTimeout {
-		d.StopTimeout = ptr(*c.StopTimeout)
-		d.comment("stop_timeout", "GearmanManager killed its workers 60s after SIGTERM, whatever their timeout")
-	}
-}
-
-func functionTimeouts(fs []Function) []*time.Duration {
-	out := make([]*time.Duration, len(fs))
-	for i := range fs {
-		out[i] = fs[i].Timeout
-	}
-	return out
 }
 
 // gmInt reads a whole number of a GearmanManager setting, or reports the

@@ -109,18 +109,8 @@ var gmINICases = []mapCase{
 		src:  "[GearmanManager]\nworker_dir=/w\ntimeout = 300\n[Long]\ntimeout = 900\n[None]\ntimeout = 0\n[Empty]\ntimeout = null\n",
 		want: []string{
 			"*.timeout=5m0s", "Long.timeout=15m0s", "None.timeout=0s", "Empty.timeout=0s",
-			"*.stop_timeout=1m0s", "Long.stop_timeout=1m0s", "stop_timeout=1m0s",
+			"stop_timeout=1m0s", "*.stop_timeout=0s", "Long.stop_timeout=0s",
 		},
-	},
-	{
-		name: "a function's timeout longer than the shutdown wait",
-		file: "gm.ini", src: "[GearmanManager]\nworker_dir=/w\ntimeout = 60\n[Long]\ntimeout = 61\n",
-		want: []string{"*.timeout=1m0s", "Long.timeout=1m1s", "*.stop_timeout=1m0s", "Long.stop_timeout=1m0s"},
-	},
-	{
-		name: "timeouts within the shutdown wait",
-		file: "gm.ini", src: "[GearmanManager]\nworker_dir=/w\ntimeout = 60\n[Short]\ntimeout = 5\n",
-		want: []string{"*.timeout=1m0s", "Short.timeout=5s", "*.stop_timeout=0s", "Short.stop_timeout=0s", "stop_timeout=1m0s"},
 	},
 	{
 		name: "include and exclude",

@@ -77,7 +77,6 @@ var gmExampleWant = []string{
 	"functions=[Reverse_String Upper_String]",
 	"*.count=2", "*.timeout=5m0s", "*.max_jobs=500", "*.max_lifetime=1h0m0s", "*.lifetime_splay=5m0s", "*.user=www-data",
 	"Reverse_String.count=3", "Reverse_String.timeout=10m0s", "Upper_String.count=2", "Upper_String.timeout=5m0s",
-	"*.stop_timeout=1m0s", "Reverse_String.stop_timeout=1m0s",
 }
 
 // The two forms of the GearmanManager example hold the same settings:
