@@ -1,8 +1,9 @@
 // Command gworkerd is the supervised Gearman worker daemon: a master
 // process that runs one child process per worker slot of every function
-// (built-in handlers and executables job_<name> found in the job
-// directories), restarts them with backoff, recycles them between jobs,
-// scales them by backlog and reloads them one at a time.
+// (built-in handlers, executables job_<name> found in the job
+// directories, resident PHP and Python handlers, existing worker programs
+// given by command), restarts them with backoff, recycles them between
+// jobs, scales them by backlog and reloads them one at a time.
 //
 //	gworkerd start [--foreground]   start the daemon (behind a locked pid file)
 //	gworkerd stop                   stop it and wait until every process is gone
@@ -11,6 +12,8 @@
 //	gworkerd status [--json]        one line per child
 //	gworkerd check                  validate the config and exit
 //	gworkerd ctl CMD [FUNCTION [N]] start, stop, restart or scale one function
+//	gworkerd import gearmanmanager|supervisord FILE
+//	                                their configuration as gworkerd YAML
 package main
 
 import (
