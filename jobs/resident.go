@@ -75,6 +75,7 @@ type handlerProc struct {
 	req     *os.File      // our end of the handler's fd 3
 	repFile *os.File      // our end of the handler's fd 4
 	rep     *bufio.Reader // over repFile
+	wbuf    []byte        // the last J frame, reused
 	stderr  *syncTail
 	exited  chan struct{}
 	waitErr error
@@ -156,13 +157,13 @@ func (r *Resident) serve(ctx context.Context, h *handlerProc, job worker.Job) (r
 		}
 	}()
 
-	w := bufio.NewWriterSize(h.req, 64<<10)
-	_, werr := w.Write(AppendJobFrame(nil, JobFrame{
+	h.wbuf = AppendJobFrame(h.wbuf[:0], JobFrame{
 		Handle: job.Handle(), Function: job.Function(), Unique: job.Unique(),
 		Attempt: job.Attempt(), Workload: job.Payload(),
-	}))
-	if werr == nil {
-		werr = w.Flush()
+	})
+	_, werr := h.req.Write(h.wbuf) // one write; os.File writes it all
+	if cap(h.wbuf) > 1<<20 {
+		h.wbuf = nil // do not keep a large workload's buffer
 	}
 	if werr != nil {
 		return nil, r.died(ctx, h, "taking the job", werr), false

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -43,6 +44,12 @@ func childCmd(g *globalFlags) *cobra.Command {
 			log := logrus.New()
 			log.Out = os.Stderr
 			log.Formatter = &logrus.TextFormatter{DisableTimestamp: true}
+			if os.Getenv("GOMAXPROCS") == "" {
+				// A child runs at most Concurrency jobs at once, mostly
+				// waiting on sockets and pipes: more Ps only add
+				// wake-ups and futexes to every job.
+				runtime.GOMAXPROCS(max(1, min(cc.Concurrency, runtime.NumCPU())))
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return runChild(ctx, cc, log.WithFields(logrus.Fields{"function": cc.Function, "pid": os.Getpid()}), supervise.OpenReporter())

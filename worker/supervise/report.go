@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -42,16 +43,31 @@ type Message struct {
 	Error  string `json:"error,omitempty"`
 }
 
+// ReportFlush is how long a Reporter whose Run is active may hold a
+// job_end before writing it.
+const ReportFlush = 20 * time.Millisecond
+
 // Reporter is the child's side of the report pipe. Its methods are safe
 // for concurrent use; a nil *Reporter (no master) ignores every call.
+//
+// While Run is active, a job_end waits for the next message or at most
+// ReportFlush: a child serving short jobs back to back then writes the
+// end of one job and the start of the next in one write, which the
+// master handles at once. A job_start is always written at once, so
+// that the master knows which jobs a child that dies was holding.
 type Reporter struct {
-	mu  sync.Mutex
-	w   io.Writer
-	err error
+	mu       sync.Mutex
+	w        io.Writer
+	err      error
+	batching bool      // Run is active
+	pending  []Message // messages not written yet
+	buf      []byte
 }
 
 // NewReporter writes messages to w.
-func NewReporter(w io.Writer) *Reporter { return &Reporter{w: w} }
+func NewReporter(w io.Writer) *Reporter {
+	return &Reporter{w: w}
+}
 
 // OpenReporter returns the Reporter of a child started by the master, or
 // nil when the process was not started with a report pipe. The pipe is
@@ -74,30 +90,71 @@ func (r *Reporter) send(m Message) {
 	if r == nil {
 		return
 	}
-	b, _ := json.Marshal(m)
-	b = append(b, '\n')
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.err != nil {
+	r.pending = append(r.pending, m)
+	r.flushLocked()
+}
+
+// flushLocked writes what is pending in one write.
+func (r *Reporter) flushLocked() {
+	if len(r.pending) == 0 {
 		return
 	}
-	_, r.err = r.w.Write(b)
+	b := r.buf[:0]
+	for _, m := range r.pending {
+		j, _ := json.Marshal(m)
+		b = append(append(b, j...), '\n')
+	}
+	r.pending = r.pending[:0]
+	if len(b) > 0 && r.err == nil {
+		_, r.err = r.w.Write(b)
+	}
+	if cap(b) <= 1<<20 {
+		r.buf = b
+	}
+}
+
+// Flush writes the waiting messages now.
+func (r *Reporter) Flush() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushLocked()
 }
 
 // Ready says the child serves its function.
 func (r *Reporter) Ready() { r.send(Message{Type: MsgReady}) }
 
 // JobStarted says a job began.
-func (r *Reporter) JobStarted(handle string) { r.send(Message{Type: MsgJobStart, Handle: handle}) }
+func (r *Reporter) JobStarted(handle string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending = append(r.pending, Message{Type: MsgJobStart, Handle: handle})
+	r.flushLocked()
+}
 
 // JobFinished says a job ended; ok is false for WORK_FAIL/EXCEPTION or an
 // abandoned job.
 func (r *Reporter) JobFinished(handle string, ok bool, err error) {
+	if r == nil {
+		return
+	}
 	m := Message{Type: MsgJobEnd, Handle: handle, OK: ok}
 	if err != nil {
 		m.Error = err.Error()
 	}
-	r.send(m)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending = append(r.pending, m)
+	if !r.batching {
+		r.flushLocked()
+	}
 }
 
 // Heartbeat sends the resident set size of the child's process tree
@@ -111,7 +168,9 @@ func (r *Reporter) Heartbeat() {
 	r.send(Message{Type: MsgHeartbeat, RSS: TreeRSS(os.Getpid())})
 }
 
-// Run sends a heartbeat now and every interval until ctx ends.
+// Run sends a heartbeat now and every interval, and writes a waiting
+// job_end every ReportFlush, until ctx ends; then it writes what is
+// pending, and job_ends are written at once again.
 func (r *Reporter) Run(ctx context.Context, clk clock.Clock, interval time.Duration) {
 	if r == nil {
 		return
@@ -122,29 +181,69 @@ func (r *Reporter) Run(ctx context.Context, clk clock.Clock, interval time.Durat
 	if interval <= 0 {
 		interval = time.Second
 	}
-	t := clk.NewTimer(0)
-	defer t.Stop()
+	r.mu.Lock()
+	r.batching = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.batching = false
+		r.flushLocked()
+		r.mu.Unlock()
+	}()
+	hb := clk.NewTimer(0)
+	defer hb.Stop()
+	flush := clk.NewTimer(ReportFlush)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C():
+		case <-hb.C():
 			r.Heartbeat()
-			t.Reset(interval)
+			hb.Reset(interval)
+		case <-flush.C():
+			r.Flush()
+			flush.Reset(ReportFlush)
 		}
 	}
 }
 
 // readReports decodes messages from a child until EOF or a read error.
-func readReports(r io.Reader, f func(Message)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), maxReportLine)
-	for sc.Scan() {
-		var m Message
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			return fmt.Errorf("supervise: bad report line: %w", err)
+// f gets the messages that arrived together (one batch of the child's
+// Reporter, usually), so that the master handles them at once.
+func readReports(r io.Reader, f func([]Message)) error {
+	br := bufio.NewReaderSize(r, 4096)
+	var batch []Message
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer: gather it, bounded.
+			long := append([]byte(nil), line...)
+			for errors.Is(err, bufio.ErrBufferFull) && len(long) <= maxReportLine {
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			if len(long) > maxReportLine {
+				return fmt.Errorf("supervise: report line over %d bytes", maxReportLine)
+			}
+			line = long
 		}
-		f(m)
+		if len(line) > 0 && (err == nil || errors.Is(err, io.EOF)) { // the last line may lack its \n
+			var m Message
+			if jerr := json.Unmarshal(line, &m); jerr != nil {
+				return fmt.Errorf("supervise: bad report line: %w", jerr)
+			}
+			batch = append(batch, m)
+		}
+		if len(batch) > 0 && (err != nil || br.Buffered() == 0) {
+			f(batch)
+			batch = nil
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
 	}
-	return sc.Err()
 }

@@ -467,6 +467,18 @@ func (s *Supervisor) poller(ctx context.Context) {
 	}
 }
 
+// debug says whether debug entries are logged, so that the per-job ones
+// are not built for nothing.
+func (s *Supervisor) debug() bool {
+	switch l := s.log.(type) {
+	case *logrus.Logger:
+		return l.IsLevelEnabled(logrus.DebugLevel)
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(logrus.DebugLevel)
+	}
+	return true
+}
+
 func (s *Supervisor) logc(c *child) logrus.FieldLogger {
 	return s.log.WithFields(logrus.Fields{"function": c.g.spec.Name, "pid": c.pid, "child": c.id})
 }
@@ -671,8 +683,12 @@ func (s *Supervisor) watch(c *child, proc Process) {
 	go func() {
 		defer s.wg.Done()
 		defer close(readerDone)
-		err := readReports(proc.Reports(), func(m Message) {
-			s.send(func() { s.report(c, proc, m) })
+		err := readReports(proc.Reports(), func(ms []Message) {
+			s.send(func() {
+				for _, m := range ms {
+					s.report(c, proc, m)
+				}
+			})
 		})
 		if err != nil && !errors.Is(err, os.ErrClosed) {
 			s.send(func() { s.logc(c).WithError(err).Warn("report pipe") })
@@ -708,20 +724,26 @@ func (s *Supervisor) report(c *child, proc Process, m Message) {
 		c.heartbeat = now
 	case MsgJobStart:
 		c.current[m.Handle] = now
-		s.logc(c).WithField("job_handle", m.Handle).Debug("job started")
-	case MsgJobEnd:
-		l := s.logc(c).WithFields(logrus.Fields{"job_handle": m.Handle, "ok": m.OK})
-		if since, ok := c.current[m.Handle]; ok {
-			l = l.WithField("duration", now.Sub(since).String())
+		if s.debug() {
+			s.logc(c).WithField("job_handle", m.Handle).Debug("job started")
 		}
-		if m.Error != "" {
-			l.WithField("error", m.Error).Info("job failed")
-		} else {
-			l.Debug("job done")
+	case MsgJobEnd:
+		since, known := c.current[m.Handle]
+		dur := now.Sub(since)
+		if m.Error != "" || s.debug() {
+			l := s.logc(c).WithFields(logrus.Fields{"job_handle": m.Handle, "ok": m.OK})
+			if known {
+				l = l.WithField("duration", dur.String())
+			}
+			if m.Error != "" {
+				l.WithField("error", m.Error).Info("job failed")
+			} else {
+				l.Debug("job done")
+			}
 		}
 		st := s.stats(c.g.spec.Name)
-		if since, ok := c.current[m.Handle]; ok {
-			st.observe(now.Sub(since))
+		if known {
+			st.observe(dur)
 		}
 		if m.OK {
 			st.jobs[OutcomeCompleted]++

@@ -460,17 +460,59 @@ func TestReadReports(t *testing.T) {
 		pw.Close()
 	}()
 	var got []Message
-	if err := readReports(pr, func(m Message) { got = append(got, m) }); err != nil {
+	if err := readReports(pr, func(ms []Message) { got = append(got, ms...) }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 4 || got[0].Type != MsgReady || got[1].Handle != "H:1" || got[2].OK || got[2].Error != "boom" || got[3].RSS <= 0 {
 		t.Errorf("messages = %+v", got)
 	}
-	if err := readReports(strings.NewReader("{bad\n"), func(Message) {}); err == nil {
+	if err := readReports(strings.NewReader("{bad\n"), func([]Message) {}); err == nil {
 		t.Error("bad line accepted")
+	}
+	long := `{"type":"job_end","error":"` + strings.Repeat("x", 10000) + `"}` + "\n"
+	if err := readReports(strings.NewReader(long), func(ms []Message) { got = ms }); err != nil || len(got) != 1 || len(got[0].Error) != 10000 {
+		t.Errorf("a line longer than the read buffer: %v, %d messages", err, len(got))
+	}
+	if err := readReports(strings.NewReader(strings.Repeat("x", maxReportLine+10)+"\n"), func([]Message) {}); err == nil {
+		t.Error("a line over maxReportLine accepted")
 	}
 	var nilRep *Reporter
 	nilRep.Ready() // no master: ignored
+}
+
+// TestReporterBatches: while Run is active, a job_end waits and goes
+// in one write with the next job_start, which is never held back.
+func TestReporterBatches(t *testing.T) {
+	t.Parallel()
+	pr, pw := io.Pipe()
+	rep := NewReporter(pw)
+	rep.mu.Lock()
+	rep.batching = true // as Run sets it
+	rep.mu.Unlock()
+	batches := make(chan []Message, 8)
+	go func() {
+		_ = readReports(pr, func(ms []Message) { batches <- ms })
+		close(batches)
+	}()
+	go rep.JobStarted("H:1") // io.Pipe: the write waits for the reader
+	if b := <-batches; len(b) != 1 || b[0].Type != MsgJobStart || b[0].Handle != "H:1" {
+		t.Errorf("first batch = %+v, want H:1's job_start at once", b)
+	}
+	rep.JobFinished("H:1", true, nil) // held
+	go rep.JobStarted("H:2")
+	if b := <-batches; len(b) != 2 || b[0].Type != MsgJobEnd || b[0].Handle != "H:1" || !b[0].OK ||
+		b[1].Type != MsgJobStart || b[1].Handle != "H:2" {
+		t.Errorf("second batch = %+v, want H:1's job_end and H:2's job_start", b)
+	}
+	rep.JobFinished("H:2", false, errors.New("boom"))
+	go rep.Flush() // what Run does every ReportFlush
+	if b := <-batches; len(b) != 1 || b[0].Type != MsgJobEnd || b[0].Handle != "H:2" || b[0].Error != "boom" {
+		t.Errorf("third batch = %+v, want H:2's job_end", b)
+	}
+	pw.Close()
+	if b, ok := <-batches; ok {
+		t.Errorf("extra batch %+v", b)
+	}
 }
 
 func equalInts(a, b []int) bool {
@@ -509,7 +551,7 @@ func FuzzReadReports(f *testing.F) {
 	f.Add([]byte("{\"type\":\"heartbeat\",\"rss\":123}\n{\"type\":\"job_end\",\"handle\":\"H:1\",\"ok\":true}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n := 0
-		_ = readReports(bytes.NewReader(data), func(Message) { n++ })
+		_ = readReports(bytes.NewReader(data), func(ms []Message) { n += len(ms) })
 		if n > bytes.Count(data, []byte("\n"))+1 {
 			t.Fatalf("%d messages from %d lines", n, bytes.Count(data, []byte("\n"))+1)
 		}
