@@ -26,7 +26,7 @@ import (
 )
 
 // gworkerdBin is the binary under test: $GWORKERD_BIN/gworkerd, or built
-// once by TestMain.
+// once by TestMain (with gserverd and gclient).
 var gworkerdBin string
 
 func TestMain(m *testing.M) {
@@ -59,11 +59,14 @@ func testMain(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	cmd := exec.Command("go", "build", "-o", gworkerdBin, "./cmd/gworkerd")
+	cmd := exec.Command("go", "build", "-o", tmp+string(filepath.Separator), "./cmd/gworkerd", "./cmd/gserverd", "./cmd/gclient")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("go build: %v\n%s", err, out)
 	}
+	// testpeer.Binary finds gserverd and gclient here too, instead of
+	// building them again for every test that starts one.
+	os.Setenv("GWORKERD_BIN", tmp)
 	return runVerified(m)
 }
 
