@@ -77,11 +77,11 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-func run(t *testing.T, r *jobs.Resident, ctx context.Context, payload string) (string, error, *fakeJob) {
+func run(ctx context.Context, t *testing.T, r *jobs.Resident, payload string) (string, *fakeJob, error) {
 	t.Helper()
 	j := &fakeJob{payload: []byte(payload)}
 	res, err := r.Run(ctx, j)
-	return string(res), err, j
+	return string(res), j, err
 }
 
 func procAlive(pid int) bool {
@@ -102,7 +102,7 @@ func TestResidentServesManyJobsOnOneProcess(t *testing.T) {
 	}
 	pids := map[string]bool{}
 	for i := 0; i < 100; i++ {
-		got, err, _ := run(t, r, ctx, "pid")
+		got, _, err := run(ctx, t, r, "pid")
 		if err != nil {
 			t.Fatalf("job %d: %v", i, err)
 		}
@@ -111,12 +111,12 @@ func TestResidentServesManyJobsOnOneProcess(t *testing.T) {
 	if len(pids) != 1 {
 		t.Fatalf("100 sequential jobs ran on %d processes, want 1: %v", len(pids), pids)
 	}
-	got, err, j := run(t, r, ctx, "progress")
+	got, j, err := run(ctx, t, r, "progress")
 	want := []string{"status 1/3", "data chunk\x00one", "warning careful"}
 	if err != nil || got != "done" || strings.Join(j.sent, ",") != strings.Join(want, ",") {
 		t.Fatalf("progress: %q, %v, sent %q; want done and %q", got, err, j.sent, want)
 	}
-	_, err, _ = run(t, r, ctx, "throw")
+	_, _, err = run(ctx, t, r, "throw")
 	var ex *worker.ExceptionError
 	if !errors.As(err, &ex) || ex.Error() != "chaos exception" {
 		t.Fatalf("throw: err = %v, want the exception chaos exception", err)
@@ -125,7 +125,7 @@ func TestResidentServesManyJobsOnOneProcess(t *testing.T) {
 	if errors.As(err, &ce) {
 		t.Fatalf("an exception is the job's verdict, not a crash: %v", err)
 	}
-	if got, _, _ := run(t, r, ctx, "pid"); !pids[got] {
+	if got, _, _ := run(ctx, t, r, "pid"); !pids[got] {
 		t.Fatalf("after an exception the job ran on pid %s, want the same process %v", got, pids)
 	}
 }
@@ -134,11 +134,11 @@ func TestResidentHandlerDiesMidJob(t *testing.T) {
 	t.Parallel()
 	r, _ := newChaos(t)
 	ctx := context.Background()
-	first, err, _ := run(t, r, ctx, "pid")
+	first, _, err := run(ctx, t, r, "pid")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err, _ = run(t, r, ctx, "die")
+	_, _, err = run(ctx, t, r, "die")
 	var ce *worker.CrashError
 	var ex *worker.ExceptionError
 	if !errors.As(err, &ce) || !errors.As(err, &ex) {
@@ -151,7 +151,7 @@ func TestResidentHandlerDiesMidJob(t *testing.T) {
 	if procAlive(pid) {
 		t.Fatalf("pid %d still alive after dying", pid)
 	}
-	second, err, _ := run(t, r, ctx, "pid")
+	second, _, err := run(ctx, t, r, "pid")
 	if err != nil || second == first {
 		t.Fatalf("after a death: pid %q, %v; want a new process (was %s)", second, err, first)
 	}
@@ -160,13 +160,13 @@ func TestResidentHandlerDiesMidJob(t *testing.T) {
 func TestResidentTimeoutKillsAndReplaces(t *testing.T) {
 	t.Parallel()
 	r, _ := newChaos(t)
-	first, err, _ := run(t, r, context.Background(), "pid")
+	first, _, err := run(context.Background(), t, r, "pid")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeoutCause(context.Background(), 500*time.Millisecond, errors.New("job timeout"))
 	defer cancel()
-	_, err, j := run(t, r, ctx, "hang")
+	_, j, err := run(ctx, t, r, "hang")
 	if err == nil || !strings.Contains(err.Error(), "job timeout") {
 		t.Fatalf("hang: err = %v, want the context's cause", err)
 	}
@@ -177,7 +177,7 @@ func TestResidentTimeoutKillsAndReplaces(t *testing.T) {
 	if procAlive(pid) {
 		t.Fatalf("stuck handler %d still alive after its job's timeout", pid)
 	}
-	second, err, _ := run(t, r, context.Background(), "pid")
+	second, _, err := run(context.Background(), t, r, "pid")
 	if err != nil || second == first {
 		t.Fatalf("after a timeout: pid %q, %v; want a new process", second, err)
 	}
@@ -220,7 +220,7 @@ func TestResidentConcurrentJobsUseAtMostNProcesses(t *testing.T) {
 			t.Errorf("handler %d alive after Close", p)
 		}
 	}
-	if _, err, _ := run(t, r, context.Background(), "pid"); !errors.Is(err, jobs.ErrResidentClosed) {
+	if _, _, err := run(context.Background(), t, r, "pid"); !errors.Is(err, jobs.ErrResidentClosed) {
 		t.Errorf("Run after Close: %v, want ErrResidentClosed", err)
 	}
 }
