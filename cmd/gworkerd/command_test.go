@@ -285,7 +285,7 @@ func httpGet(t *testing.T, url string) []byte {
 }
 
 // metric returns the value of the sample of name whose labels include
-// every k=v of labels, or -1.
+// every k=v of labels (a histogram's: its count), or -1.
 func metric(t *testing.T, base, name string, labels ...string) float64 {
 	t.Helper()
 	var p expfmt.TextParser
@@ -305,8 +305,11 @@ next:
 				continue next
 			}
 		}
-		if m.Counter != nil {
+		switch {
+		case m.Counter != nil:
 			return m.GetCounter().GetValue()
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount())
 		}
 		return m.GetGauge().GetValue()
 	}

@@ -203,40 +203,7 @@ printf '%s' "$in" | rev`)
 	expect(child, "registered with server")
 	expect(child, "job failed", "bad input: bad")
 
-	scrape := func(name string, labels ...string) float64 {
-		t.Helper()
-		resp, err := hc.Get(base + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var p expfmt.TextParser
-		fams, err := p.TextToMetricFamilies(resp.Body)
-		if err != nil {
-			t.Fatalf("parse /metrics: %v", err)
-		}
-	next:
-		for _, m := range fams[name].GetMetric() {
-			for _, want := range labels {
-				k, v, _ := strings.Cut(want, "=")
-				ok := false
-				for _, l := range m.GetLabel() {
-					ok = ok || (l.GetName() == k && l.GetValue() == v)
-				}
-				if !ok {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.GetCounter().GetValue()
-			case m.Histogram != nil:
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-			return m.GetGauge().GetValue()
-		}
-		return -1
-	}
+	scrape := func(name string, labels ...string) float64 { return metric(t, base, name, labels...) }
 	for _, c := range []struct {
 		name   string
 		labels []string

@@ -6,7 +6,6 @@ package main
 // example, imported, serves its worker files to real clients.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -24,7 +23,6 @@ import (
 
 	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
-	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // importGworkerd runs `gworkerd import ARGS...`; stdout and stderr apart.
@@ -374,31 +372,6 @@ func TestImportGearmanManagerServed(t *testing.T) {
 	waitFor(t, 30*time.Second, "Reverse_String's $log lines in gworkerd's log", func() bool {
 		return strings.Contains(e.logTail(), "Result: reganaMnamraeG ,olleH")
 	})
-}
-
-// serverStatus is the server's status table by function.
-func serverStatus(t *testing.T, addr string) map[string]protocol.FunctionStatus {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprint(conn, "status\r\n")
-	lines, err := protocol.ReadAdminList(bufio.NewReader(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := protocol.ParseStatus(lines)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]protocol.FunctionStatus{}
-	for _, s := range st {
-		out[s.Function] = s
-	}
-	return out
 }
 
 // setKey sets a key of a YAML mapping to v, added when missing.

@@ -308,12 +308,19 @@ func submitJob(ctx context.Context, addr, fn, data string, background, exception
 // adminStatus returns the server's status line for fn: total, running.
 func adminStatus(t *testing.T, addr, fn string) (total, running int) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	s := serverStatus(t, addr)[fn]
+	return s.Total, s.Running
+}
+
+// serverStatus is the server's status table by function.
+func serverStatus(t *testing.T, addr string) map[string]protocol.FunctionStatus {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprint(conn, "status\r\n")
 	lines, err := protocol.ReadAdminList(bufio.NewReader(conn))
 	if err != nil {
@@ -323,12 +330,11 @@ func adminStatus(t *testing.T, addr, fn string) (total, running int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := map[string]protocol.FunctionStatus{}
 	for _, s := range st {
-		if s.Function == fn {
-			return s.Total, s.Running
-		}
+		out[s.Function] = s
 	}
-	return 0, 0
+	return out
 }
 
 func TestCheck(t *testing.T) {
