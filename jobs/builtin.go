@@ -58,7 +58,9 @@ type Options struct {
 
 // Default returns a Registry with the built-in functions echo, reverse and
 // resize, plus one function per executable job_<name> found in
-// opts.Dirs. An executable named like a built-in is an error.
+// opts.Dirs. An executable named like a built-in is an error. The
+// job_<name>.php and .py files of opts.Dirs (KindPHP, KindPython) are
+// left out: they need a Resident pool, which a Registry does not own.
 func Default(opts Options) (*Registry, error) {
 	r := NewRegistry()
 	for name, h := range map[string]worker.Handler{
@@ -80,6 +82,9 @@ func Default(opts Options) (*Registry, error) {
 		}
 	}
 	for _, f := range found {
+		if f.Kind != KindExec {
+			continue
+		}
 		e := opts.Exec
 		e.Path, e.Function = f.Path, f.Function
 		if e.Logger == nil {
