@@ -27,8 +27,9 @@
 //     exits non-zero instead of detaching blindly.
 //   - -q/--queue-type defaults to embedded: background jobs are kept in a
 //     store in --data-dir (default /var/lib/gserverd as root, else
-//     ~/.local/state/gserverd), written before JOB_CREATED (--sync always)
-//     and replayed at start. -q builtin is gearmand's in-memory default.
+//     ~/.local/state/gserverd), written before JOB_CREATED (fsynced with
+//     --sync always, handed to the kernel with interval and none) and
+//     replayed at start. -q builtin is gearmand's in-memory default.
 //     The embedded store locks its directory: a second gserverd on the same
 //     --data-dir fails at start, naming it.
 //

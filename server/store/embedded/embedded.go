@@ -37,7 +37,9 @@
 // counter. Add and Delete hand it requests over a channel; it takes every
 // request waiting, commits them as one batch with one fsync, then answers
 // them all: many concurrent submits share one fsync, and Add returns only
-// once its job is on disk (with Sync: always).
+// once its job is on disk (with Sync: always), or at least written to the
+// kernel with write(2) (with Sync: interval and none, whose fsyncs
+// walFS defers or skips; see walfs.go).
 package embedded
 
 import (
@@ -65,14 +67,17 @@ const (
 	// SyncAlways fsyncs every batch before Add returns (the default). A
 	// crash of the process or of the machine loses no acknowledged job.
 	SyncAlways SyncMode = "always"
-	// SyncInterval writes every batch at once but fsyncs only every
-	// SyncInterval. A process crash loses nothing acknowledged (the
-	// kernel holds the writes); a machine crash or power cut loses the
-	// jobs acknowledged in the last interval.
+	// SyncInterval hands every batch to the kernel (write(2)) before Add
+	// returns, and fsyncs the log every SyncInterval. A crash of the
+	// process loses nothing acknowledged (the kernel holds the writes);
+	// a machine crash or power cut loses at most the jobs acknowledged
+	// in the last interval.
 	SyncInterval SyncMode = "interval"
-	// SyncNone never fsyncs; the kernel writes back when it likes
-	// (typically within 30 s). A process crash can lose the last few
-	// milliseconds of jobs; a machine crash can lose tens of seconds.
+	// SyncNone hands every batch to the kernel (write(2)) before Add
+	// returns and never fsyncs the log: the kernel writes it back when
+	// it likes (typically within 30 s). A crash of the process loses
+	// nothing acknowledged; a machine crash can lose the jobs of the
+	// last tens of seconds.
 	SyncNone SyncMode = "none"
 )
 
@@ -145,6 +150,10 @@ type Store struct {
 	stop chan struct{}  // closed by Close: stops the syncer
 	wg   sync.WaitGroup // run and syncer
 
+	// wal defers the log's fsyncs (Sync: interval and none); nil with
+	// Sync: always.
+	wal *walFS
+
 	// Owned by run.
 	seq uint64
 
@@ -191,6 +200,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		// health checker whose goroutine outlives a failed Open.
 		FS: vfs.Default,
 	}
+	var wal *walFS
+	if opts.Sync != SyncAlways {
+		wal = newWALFS(vfs.Default, opts.Sync == SyncInterval)
+		popts.FS = wal
+	}
 	db, err := pebble.Open(opts.Dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: open %s: %w", opts.Dir, err)
@@ -201,6 +215,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		log:  opts.Logger.WithField("store", "embedded"),
 		reqs: make(chan *request, 1024),
 		stop: make(chan struct{}),
+		wal:  wal,
 	}
 	if s.seq, err = s.lastSeq(); err != nil {
 		_ = db.Close()
@@ -396,11 +411,10 @@ func (s *Store) commit(reqs []*request) error {
 			seqs[string(ik)] = 0
 		}
 	}
-	wo := pebble.NoSync
-	if s.opts.Sync == SyncAlways {
-		wo = pebble.Sync
-	}
-	if err := b.Commit(wo); err != nil {
+	// pebble.Sync in every mode: Commit returns once the log writer has
+	// written the batch with write(2). With Sync: interval and none, the
+	// fsync that would follow is deferred or skipped (walfs.go).
+	if err := b.Commit(pebble.Sync); err != nil {
 		s.log.WithError(err).Error("store commit failed")
 		return fmt.Errorf("embedded: commit: %w", err)
 	}
@@ -424,7 +438,7 @@ func (s *Store) syncer() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			if err := s.db.LogData(nil, pebble.Sync); err != nil {
+			if err := s.wal.syncAll(); err != nil {
 				s.log.WithError(err).Error("store sync failed")
 			}
 		}
