@@ -5,10 +5,13 @@ import (
 	"github.com/gworkerd/gworkerd/server/store"
 )
 
-// Background submits with a Store are written before JOB_CREATED is sent.
-// The consecutive ones that arrive in one read are written with a single
-// Store.Add, outside the server lock, so that a client pipelining submits
-// and many concurrent clients all share the store's commits.
+// Background submits with a Store are written before JOB_CREATED is sent,
+// on every path: a new job (queueSubmit, flushBatch) and one that joins a
+// job not stored yet (joinStored). If the write fails, the submit gets
+// ERROR QUEUE_ERROR instead. The consecutive new ones that arrive in one
+// read are written with a single Store.Add, outside the server lock, so
+// that a client pipelining submits and many concurrent clients all share
+// the store's commits.
 
 // pendingSubmit is a background submit waiting for its Store.Add.
 type pendingSubmit struct {
@@ -61,8 +64,91 @@ func (h *handler) queueSubmit(fn *function, unique, data []byte, sub protocol.Su
 			When:     when,
 			Reducer:  string(reducer),
 		}
+		h.s.beginAdd(p.rec, p.unique)
 	}
 	h.batch = append(h.batch, p)
+}
+
+// beginAdd and endAdd bracket a Store.Add of rec, a record of a job with
+// this unique, in Server.adding. Called with s.mu held.
+func (s *Server) beginAdd(rec store.Job, unique string) {
+	if rec.Key == unique {
+		s.adding[rec.Ref()]++
+	}
+}
+
+func (s *Server) endAdd(rec store.Job, unique string) {
+	if rec.Key != unique {
+		return
+	}
+	r := rec.Ref()
+	if s.adding[r]--; s.adding[r] <= 0 {
+		delete(s.adding, r)
+	}
+}
+
+// joinStored handles a background submit of a job that is not stored (a
+// foreground job with the same unique): it writes the job's record, then
+// answers JOB_CREATED, or ERROR QUEUE_ERROR when the write failed. While
+// the Add is in flight the job counts as background, so that it stays
+// when its clients leave; if the Add fails and no other submit stored it,
+// it is a foreground job again (and goes if nobody waits for it any more).
+// Called with s.mu held; returns with it released.
+func (h *handler) joinStored(j *job) {
+	s, c := h.s, h.c
+	rec := j.record()
+	rec.Key = s.storeKey(j.unique)
+	x := j.x()
+	x.joining++
+	j.bg = true
+	s.beginAdd(rec, j.unique)
+	s.mu.Unlock()
+
+	s.del.waitFor([]store.Job{rec})
+	err := s.store.Add(bgCtx(), rec)
+
+	s.mu.Lock()
+	x.joining--
+	s.endAdd(rec, j.unique)
+	alive := s.jobs[j.id] == j
+	if err != nil {
+		if x.joining == 0 && x.key == "" {
+			j.bg = false
+			if alive && len(j.clients) == 0 && j.state != stRunning {
+				s.free(j, h)
+			}
+		}
+		s.mu.Unlock()
+		h.flushDeletes()
+		s.log.WithError(err).WithFields(map[string]any{"conn_id": c.id, "function": rec.Function}).Error("store: add failed")
+		c.sendError(protocol.CodeQueueError, textStoreFailed)
+		return
+	}
+	switch {
+	case alive && x.key == "":
+		x.key = rec.Key // the job is stored now
+	case alive && x.key == rec.Key:
+		// Stored meanwhile by another submit, under the same key.
+	default:
+		// The job finished while its record was written, or it was
+		// stored under another (fresh) key meanwhile: the record is
+		// nobody's, unless the key is shared and another job holds it
+		// or is about to.
+		shared := rec.Key == j.unique
+		if !shared || (s.adding[rec.Ref()] == 0 && !s.holds(j.fn, j.unique, rec.Key)) {
+			h.deletes = append(h.deletes, storeRef{fn: rec.Function, key: rec.Key})
+		}
+	}
+	h.replyCreated(j.id)
+	s.mu.Unlock()
+	h.flushDeletes()
+}
+
+// holds reports whether a job of fn with this unique (not "-") is stored
+// under key. Called with s.mu held.
+func (s *Server) holds(fn *function, unique, key string) bool {
+	o := fn.uniq[unique]
+	return o != nil && o.key() == key
 }
 
 // flushBatch stores the pending submits with one Store.Add, then creates
@@ -80,7 +166,14 @@ func (h *handler) flushBatch() {
 	}
 	s.del.waitFor(recs)
 	err := s.store.Add(bgCtx(), recs...)
+	s.mu.Lock()
+	for i := range h.batch {
+		if p := &h.batch[i]; p.dupOf < 0 {
+			s.endAdd(p.rec, p.unique)
+		}
+	}
 	if err != nil {
+		s.mu.Unlock()
 		s.log.WithError(err).WithField("conn_id", c.id).Error("store: add failed")
 		for range h.batch {
 			c.sendError(protocol.CodeQueueError, textStoreFailed)
@@ -89,7 +182,6 @@ func (h *handler) flushBatch() {
 		return
 	}
 	ids := make([]uint64, len(h.batch))
-	s.mu.Lock()
 	now := s.clk.Now()
 	for i := range h.batch {
 		p := &h.batch[i]
@@ -102,8 +194,12 @@ func (h *handler) flushBatch() {
 			if ex := p.fn.uniq[p.ukey]; ex != nil {
 				// Created meanwhile by another connection: coalesce.
 				ex.bg = true
-				if ex.key() == "" {
+				switch k := ex.key(); {
+				case k == "":
 					ex.x().key = p.rec.Key
+				case k != p.rec.Key:
+					// Stored under another fresh key ("-"): ours is spare.
+					h.deletes = append(h.deletes, storeRef{fn: p.rec.Function, key: p.rec.Key})
 				}
 				ids[i] = ex.id
 				h.replyCreated(ex.id)
@@ -121,6 +217,7 @@ func (h *handler) flushBatch() {
 	}
 	s.mu.Unlock()
 	h.clearBatch()
+	h.flushDeletes()
 }
 
 func (h *handler) clearBatch() {

@@ -130,36 +130,22 @@ retry:
 		goto retry
 	}
 	if existing != nil {
-		persist := sub.Background && !existing.bg && s.store != nil
-		if sub.Background {
+		switch {
+		case !sub.Background:
+			if !existing.cancelled {
+				existing.clients = append(existing.clients, c)
+				c.attached = append(c.attached, existing)
+			}
+		case s.store != nil && existing.key() == "":
+			// A background submit makes a job that is not stored (a
+			// foreground one) durable: JOB_CREATED after the write.
+			h.joinStored(existing)
+			return
+		default:
 			existing.bg = true
-		} else if !existing.cancelled {
-			existing.clients = append(existing.clients, c)
-			c.attached = append(c.attached, existing)
 		}
 		h.replyCreated(existing.id)
-		if !persist {
-			s.mu.Unlock()
-			return
-		}
-		// A background submit made a foreground job durable.
-		rec := existing.record()
-		rec.Key = s.storeKey(existing.unique)
-		id := existing.id
 		s.mu.Unlock()
-		s.del.waitFor([]store.Job{rec})
-		if err := s.store.Add(bgCtx(), rec); err != nil {
-			s.log.WithError(err).WithField("function", rec.Function).Error("store: add failed")
-			return
-		}
-		s.mu.Lock()
-		if j := s.jobs[id]; j != nil && j.key() == "" {
-			j.x().key = rec.Key
-			s.mu.Unlock()
-			return
-		}
-		s.mu.Unlock()
-		_ = s.store.Delete(bgCtx(), store.Ref{Function: rec.Function, Key: rec.Key})
 		return
 	}
 

@@ -24,6 +24,10 @@ type memStore struct {
 	failAdd error
 	// addHook, when set, runs inside Add (without the store's lock).
 	addHook func()
+	// addedHook, when set, runs at the end of an Add that wrote its
+	// jobs (without the store's lock): the Add is then applied but has
+	// not returned yet.
+	addedHook func(jobs []store.Job)
 }
 
 func newMemStore() *memStore { return &memStore{jobs: map[store.Ref]store.Job{}} }
@@ -33,9 +37,9 @@ func (m *memStore) Add(_ context.Context, jobs ...store.Job) error {
 		m.addHook()
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.calls++
 	if m.failAdd != nil {
+		m.mu.Unlock()
 		return m.failAdd
 	}
 	for _, j := range jobs {
@@ -45,6 +49,10 @@ func (m *memStore) Add(_ context.Context, jobs ...store.Job) error {
 		}
 		m.jobs[j.Ref()] = j
 		m.adds++
+	}
+	m.mu.Unlock()
+	if m.addedHook != nil {
+		m.addedHook(jobs)
 	}
 	return nil
 }
@@ -248,10 +256,8 @@ func TestChecklistOps(t *testing.T) {
 			t.Fatalf("replayed job %q", d)
 		}
 		w.send(protocol.WorkComplete, h, "")
-		w.sync()
-		if n := st.len(); n != 0 {
-			t.Fatalf("%d records left after the job completed, want 0", n)
-		}
+		// The deleter removes the record in the background.
+		waitFor(t, "completion deletes the re-keyed record", func() bool { return st.len() == 0 })
 	})
 
 	t.Run("Ops/PersistenceBackgroundCoalescedIntoForegroundIsPersisted", func(t *testing.T) {

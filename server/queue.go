@@ -7,6 +7,7 @@ import (
 
 	"github.com/gworkerd/gworkerd/internal/clock"
 	"github.com/gworkerd/gworkerd/protocol"
+	"github.com/gworkerd/gworkerd/server/store"
 )
 
 // job is one job in memory. All fields are guarded by Server.mu.
@@ -41,6 +42,10 @@ type jobExt struct {
 	when    int64
 	timer   clock.Timer
 	heapIdx int32
+
+	// joining counts the background submits coalesced into this unstored
+	// job whose Store.Add is in flight (batch.go, joinStored).
+	joining int
 }
 
 func (j *job) x() *jobExt {
@@ -228,7 +233,10 @@ func (s *Server) free(j *job, h *handler) {
 			delete(j.fn.uniq, k)
 		}
 	}
-	if k := j.key(); k != "" && h != nil {
+	// While another submit's Add of the same key is in flight, the
+	// record is left to the job that Add creates or joins (if that Add
+	// fails, the record stays: the job may run again after a restart).
+	if k := j.key(); k != "" && h != nil && s.adding[store.Ref{Function: j.fn.name, Key: k}] == 0 {
 		h.deletes = append(h.deletes, storeRef{fn: j.fn.name, key: k})
 	}
 }

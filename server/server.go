@@ -38,6 +38,10 @@
 //     overwrite each other; after a replay it has an empty unique.
 //   - Graceful Shutdown hands out no more jobs (GRAB_JOB gets NO_JOB)
 //     while it waits for running jobs.
+//   - A background submit that joins a foreground job (same unique) is
+//     answered after the job's record is written, as every background
+//     submit is; if the write fails it gets ERROR QUEUE_ERROR and the job
+//     stays a foreground job.
 package server
 
 import (
@@ -99,6 +103,12 @@ type Server struct {
 	epochT    clock.Timer
 	epochAt   int64 // unix time epochT is armed for; 0 = unarmed
 	counters  counters
+
+	// adding counts the Store.Adds in flight per record whose key is a
+	// job's unique (several submits can write one such key; a fresh
+	// key has one writer). A job freed meanwhile does not delete that
+	// record: it may be the record of the job the Add will create.
+	adding map[store.Ref]int
 }
 
 type counters struct {
@@ -124,6 +134,7 @@ func New(opts Options) (*Server, error) {
 		conns:     make(map[*conn]struct{}),
 		funcs:     make(map[string]*function),
 		jobs:      make(map[uint64]*job),
+		adding:    make(map[store.Ref]int),
 	}
 	if o.Store != nil {
 		s.meter = newMeteredStore(o.Store, o.Clock)
