@@ -576,7 +576,7 @@ func serverKeys() []serverKey {
 			usage: "-q embedded: `directory` of the store (default /var/lib/gserverd as root, else ~/.local/state/gserverd)",
 			set:   stringSetter(func(c *Server) *string { return &c.DataDir }, nil)},
 		{flag: "sync", kind: kindString, def: "always",
-			usage: "-q embedded: durability `mode`: always (fsync before JOB_CREATED), interval (fsync every so often: a crash loses the last moments) or none (the OS decides: a crash can lose more)",
+			usage: "-q embedded: durability `mode`: always (fsync before JOB_CREATED), interval (written before JOB_CREATED, fsync every 100ms: a machine crash loses the last interval, a gserverd crash nothing) or none (written before JOB_CREATED, never fsynced: a machine crash can lose more)",
 			set:   stringSetter(func(c *Server) *string { return &c.Sync }, oneOf("always", "interval", "none"))},
 		{flag: "libpq-conninfo", kind: kindString,
 			usage: "-q postgres: libpq connection `string`",
