@@ -177,28 +177,6 @@ func processAlive(pid int) bool {
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
-// runningPid returns the pid of the running daemon, or 0 when the pid
-// file is missing or not locked (a stale file from a crash).
-func runningPid(pidFile string) (int, error) {
-	f, err := os.Open(pidFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		return 0, nil
-	}
-	pid, err := daemon.ReadPidFile(pidFile)
-	if err != nil {
-		return 0, fmt.Errorf("pid file %s: %w", pidFile, err)
-	}
-	return pid, nil
-}
-
 func stopCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "stop",
@@ -215,7 +193,7 @@ func stopCmd(g *globalFlags) *cobra.Command {
 }
 
 func stop(cmd *cobra.Command, cfg *config.Worker) error {
-	pid, err := runningPid(cfg.PidFile)
+	pid, err := masterPid(cfg.PidFile, cfg.ControlSocket)
 	if err != nil {
 		return err
 	}
@@ -229,13 +207,18 @@ func stop(cmd *cobra.Command, cfg *config.Worker) error {
 	// The master exits after its last child; then its lock is released.
 	deadline := time.Now().Add(cfg.StopTimeout + 15*time.Second)
 	for {
-		p, err := runningPid(cfg.PidFile)
+		p, err := masterPid(cfg.PidFile, cfg.ControlSocket)
 		if err == nil && p == 0 && !processAlive(pid) {
 			break
 		}
 		if time.Now().After(deadline) {
-			_ = syscall.Kill(pid, syscall.SIGKILL) // the children die with it
-			return fmt.Errorf("gworkerd (pid %d) did not stop within stop_timeout+15s: killed", pid)
+			// Only the process that still holds the lock: the pid may
+			// have been reused meanwhile.
+			if p == pid {
+				_ = syscall.Kill(pid, syscall.SIGKILL) // the children die with it
+				return fmt.Errorf("gworkerd (pid %d) did not stop within stop_timeout+15s: killed", pid)
+			}
+			return fmt.Errorf("gworkerd (pid %d) did not stop within stop_timeout+15s", pid)
 		}
 		time.Sleep(50 * time.Millisecond) // polling a process that is not ours
 	}
@@ -274,7 +257,7 @@ func reloadCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			pid, err := runningPid(cfg.PidFile)
+			pid, err := masterPid(cfg.PidFile, cfg.ControlSocket)
 			if err != nil {
 				return err
 			}

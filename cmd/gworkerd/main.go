@@ -29,6 +29,12 @@ const envConfig = "GWORKERD_CONFIG"
 const defaultConfig = "/etc/gworkerd/gworkerd.yaml"
 
 func main() {
+	// Before anything starts a process: no program gworkerd starts
+	// inherits a descriptor it was not given on purpose.
+	if err := inheritNothing(); err != nil {
+		fmt.Fprintln(os.Stderr, "gworkerd:", err)
+		os.Exit(1)
+	}
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "gworkerd:", err)
 		os.Exit(1)
