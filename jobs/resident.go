@@ -16,6 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/gworkerd/gworkerd/internal/rawio"
 	"github.com/gworkerd/gworkerd/worker"
 )
 
@@ -73,8 +74,9 @@ var ErrResidentClosed = errors.New("jobs: resident handler pool closed")
 type handlerProc struct {
 	cmd     *exec.Cmd
 	req     *os.File      // our end of the handler's fd 3
+	reqW    io.Writer     // writes req (rawio: no sysmon wake-ups)
 	repFile *os.File      // our end of the handler's fd 4
-	rep     *bufio.Reader // over repFile
+	rep     *bufio.Reader // over repFile (rawio, likewise)
 	wbuf    []byte        // the last J frame, reused
 	stderr  *syncTail
 	exited  chan struct{}
@@ -161,7 +163,7 @@ func (r *Resident) serve(ctx context.Context, h *handlerProc, job worker.Job) (r
 		Handle: job.Handle(), Function: job.Function(), Unique: job.Unique(),
 		Attempt: job.Attempt(), Workload: job.Payload(),
 	})
-	_, werr := h.req.Write(h.wbuf) // one write; os.File writes it all
+	_, werr := h.reqW.Write(h.wbuf) // one write; both writers write it all
 	if cap(h.wbuf) > 1<<20 {
 		h.wbuf = nil // do not keep a large workload's buffer
 	}
@@ -380,8 +382,9 @@ func (r *Resident) start(ctx context.Context) (*handlerProc, error) {
 	h := &handlerProc{
 		cmd:     exec.Command(r.Command[0], r.Command[1:]...),
 		req:     reqW,
+		reqW:    rawOr(reqW),
 		repFile: repR,
-		rep:     bufio.NewReaderSize(repR, 64<<10),
+		rep:     bufio.NewReaderSize(rawOr(repR), 64<<10),
 		stderr:  &syncTail{buf: tailBuffer{max: tail}, out: stderr},
 		exited:  make(chan struct{}),
 	}
@@ -479,6 +482,14 @@ func residentEnviron() []string {
 		out = append(out, kv)
 	}
 	return out
+}
+
+// rawOr returns the rawio.Conn of a pipe end, or f itself.
+func rawOr(f *os.File) io.ReadWriter {
+	if c, ok := rawio.New(f); ok {
+		return c
+	}
+	return f
 }
 
 // killProcGroup sends SIGKILL to the process group of a started command.

@@ -147,35 +147,44 @@ func (w *Worker) loop(ctx context.Context, s *session, log logrus.FieldLogger) e
 	bg := context.Background()
 	for {
 		// 1. A free slot (Concurrency bounds the jobs held on all servers)
-		// and a reservation against MaxJobs.
-		if stop, err := w.acquire(ctx, s, log); stop || err != nil {
+		// and a reservation against MaxJobs; or a job ending on this
+		// connection has sent the grab with its result (handOver).
+		grabbed, first, stop, err := w.acquire(ctx, s, log)
+		if stop || err != nil {
 			return err
 		}
 
 		// 2. Ask for a job.
-		if err := s.send(bg, protocol.GrabJobUniq); err != nil {
-			w.release()
-			return err
+		if !grabbed {
+			if err := s.send(bg, protocol.GrabJobUniq); err != nil {
+				w.release()
+				return err
+			}
 		}
 		assigned := false
 	reply:
 		for {
-			select {
-			case p := <-s.frames:
-				switch p.Type {
-				case protocol.JobAssignUniq, protocol.JobAssign:
-					w.startJob(s, p)
-					assigned = true
-					break reply
-				case protocol.NoJob:
+			var p protocol.Packet
+			if first != nil {
+				p, first = *first, nil
+			} else {
+				select {
+				case p = <-s.frames:
+				case <-s.readDone:
 					w.release()
-					break reply
-				default:
-					w.unexpected(p, log)
+					return s.err()
 				}
-			case <-s.readDone:
+			}
+			switch p.Type {
+			case protocol.JobAssignUniq, protocol.JobAssign:
+				w.startJob(s, p)
+				assigned = true
+				break reply
+			case protocol.NoJob:
 				w.release()
-				return s.err()
+				break reply
+			default:
+				w.unexpected(p, log)
 			}
 		}
 		if assigned {
@@ -205,28 +214,57 @@ func (w *Worker) loop(ctx context.Context, s *session, log logrus.FieldLogger) e
 }
 
 // acquire takes a slot and a MaxJobs reservation, consuming stray packets
-// meanwhile. stop is true when the worker stops grabbing.
-func (w *Worker) acquire(ctx context.Context, s *session, log logrus.FieldLogger) (stop bool, err error) {
+// meanwhile. stop is true when the worker stops grabbing. grabbed is true
+// when a job ending on s took the loop's turn instead (handOver): its
+// slot and reservation pass to the loop and a GRAB_JOB_UNIQ is in flight;
+// first, if not nil, is a packet read meanwhile, maybe the reply.
+func (w *Worker) acquire(ctx context.Context, s *session, log logrus.FieldLogger) (grabbed bool, first *protocol.Packet, stop bool, err error) {
 	for {
+		var (
+			slot, dead bool
+			p          *protocol.Packet
+		)
+		s.park(&w.idleLoops)
 		select {
 		case w.slots <- struct{}{}:
+			slot = true
+		case <-s.handed: // handOver cleared parked
+			return true, nil, false, nil
 		case <-ctx.Done():
-			return true, nil
+			stop = true
 		case <-w.stopCh:
-			return true, nil
-		case p := <-s.frames:
-			w.unexpected(p, log)
-			continue
+			stop = true
+		case f := <-s.frames:
+			p = &f
 		case <-s.readDone:
-			return false, s.err()
+			dead = true
+		}
+		if !s.unpark(&w.idleLoops) {
+			// A job took the turn as we woke: its grab is in flight, and
+			// its reply comes first once the job has ended (a dead
+			// connection: the reply wait sees readDone).
+			<-s.handed
+			if slot {
+				<-w.slots
+			}
+			return true, p, false, nil
+		}
+		switch {
+		case stop:
+			return false, nil, true, nil
+		case dead:
+			return false, nil, false, s.err()
+		case p != nil:
+			w.unexpected(*p, log)
+			continue
 		}
 		if w.stopping(ctx) {
 			<-w.slots
-			return true, nil
+			return false, nil, true, nil
 		}
 		ok, changed := w.reserve()
 		if ok {
-			return false, nil
+			return false, nil, false, nil
 		}
 		// MaxJobs is booked by grabs in flight on other connections: wait
 		// for one of them to come back empty, or for the stop.
@@ -234,11 +272,11 @@ func (w *Worker) acquire(ctx context.Context, s *session, log logrus.FieldLogger
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return true, nil
+			return false, nil, true, nil
 		case <-w.stopCh:
-			return true, nil
+			return false, nil, true, nil
 		case <-s.readDone:
-			return false, s.err()
+			return false, nil, false, s.err()
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -49,6 +50,12 @@ type Worker struct {
 	// Run before any goroutine starts, read-only afterwards.
 	jobCtx    context.Context
 	jobCancel context.CancelFunc
+	// runDone is Done of Run's context, for job goroutines (handOver).
+	// Set by Run before any goroutine starts, read-only afterwards.
+	runDone <-chan struct{}
+
+	// idleLoops counts the server loops parked in acquire (session.park).
+	idleLoops atomic.Int32
 
 	// mu guards the fields below; it is never held while calling out.
 	mu         sync.Mutex
@@ -165,6 +172,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Unlock()
 
 	w.jobCtx, w.jobCancel = context.WithCancel(context.WithoutCancel(ctx))
+	w.runDone = ctx.Done()
 	defer w.jobCancel()
 
 	var loops sync.WaitGroup
@@ -299,14 +307,80 @@ func (w *Worker) startJob(s *session, p protocol.Packet) {
 	s.active.Add(1)
 	w.jobs.Add(1)
 	go func() {
-		defer func() { <-w.slots }()
-		defer w.jobs.Done()
-		defer s.active.Done()
-		if timed {
-			defer s.timed.Add(-1)
+		handed := w.runJob(j, timed)
+		s.active.Done()
+		w.jobs.Done()
+		if handed {
+			// The job is reported and counted: the loop may take the
+			// grab's reply now.
+			s.handed <- struct{}{} // capacity 1, empty since handOver
+		} else {
+			<-w.slots
 		}
-		w.runJob(j)
 	}()
+}
+
+// handOver is called by a job goroutine about to report its result on s.
+// When the worker goes on grabbing and s's loop is the only one waiting
+// for a slot, the job takes the loop's turn: it books a reservation,
+// clears parked and returns true; the caller then sends GRAB_JOB_UNIQ in
+// the same write as the result, and once the job is counted and its
+// events emitted puts a token in s.handed: its slot passes to the loop,
+// which reads the grab's reply only then. With other loops waiting the slot is released as usual, so
+// that the servers take turns.
+func (w *Worker) handOver(s *session) bool {
+	select {
+	case <-w.runDone:
+		return false
+	case <-w.stopCh:
+		return false
+	default:
+	}
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	if !s.parked || w.idleLoops.Load() != 1 {
+		return false
+	}
+	if ok, _ := w.reserve(); !ok {
+		return false
+	}
+	s.parked = false
+	w.idleLoops.Add(-1)
+	return true
+}
+
+// report sends a job's result packet, with the next GRAB_JOB_UNIQ when
+// handOver allows. The job's CAN_DO_TIMEOUT count (timed) is dropped
+// before a grab goes out (the loop may PRE_SLEEP once its reply is in,
+// after the server has the result), else after the write.
+func (w *Worker) report(j *job, timed *bool, t protocol.Type, args ...[]byte) (handed bool, err error) {
+	s := j.sess
+	if !w.handOver(s) {
+		return false, s.send(w.jobCtx, t, args...)
+	}
+	if *timed {
+		s.timed.Add(-1)
+		*timed = false
+	}
+	if err := s.sendThenGrab(w.jobCtx, t, args...); err != nil {
+		// The loop waits for the grab's reply: make sure it sees the end
+		// of the connection instead.
+		s.close()
+		return true, err
+	}
+	return true, nil
+}
+
+// logEnabled says whether log would emit at level; for loggers other than
+// logrus's own it assumes so.
+func logEnabled(log logrus.FieldLogger, level logrus.Level) bool {
+	switch l := log.(type) {
+	case *logrus.Logger:
+		return l.IsLevelEnabled(level)
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(level)
+	}
+	return true
 }
 
 // outcome is how a job ended.
@@ -318,10 +392,23 @@ const (
 	outAbandoned
 )
 
-func (w *Worker) runJob(j *job) {
-	log := w.log.WithFields(logrus.Fields{"server": j.sess.addr, "function": j.function, "job_handle": j.handle})
+// runJob runs j and reports how it ended. timed says j counts in
+// j.sess.timed, which runJob drops. handed is true when the job's slot
+// passed to its server loop (handOver).
+func (w *Worker) runJob(j *job, timed bool) (handed bool) {
+	defer func() {
+		if timed {
+			j.sess.timed.Add(-1)
+		}
+	}()
+	jobLog := func() logrus.FieldLogger {
+		return w.log.WithFields(logrus.Fields{"server": j.sess.addr, "function": j.function, "job_handle": j.handle})
+	}
+	debug := logEnabled(w.log, logrus.DebugLevel)
 	w.emit(Event{Kind: JobStarted, Server: j.sess.addr, Handle: j.handle, Function: j.function, Unique: j.unique, Attempt: 1})
-	log.Debug("job started")
+	if debug {
+		jobLog().Debug("job started")
+	}
 
 	fc, ok := w.opts.Functions[j.function]
 	var (
@@ -348,7 +435,7 @@ func (w *Worker) runJob(j *job) {
 		if err == nil || !retry || ctx.Err() != nil || isPermanent(err) {
 			break
 		}
-		log.WithError(err).WithField("attempt", j.attempt).Info("job failed, retrying")
+		jobLog().WithError(err).WithField("attempt", j.attempt).Info("job failed, retrying")
 		w.emit(Event{Kind: JobRetry, Server: j.sess.addr, Handle: j.handle, Function: j.function, Unique: j.unique, Attempt: j.attempt, Err: err})
 		j.attempt++
 	}
@@ -360,20 +447,20 @@ func (w *Worker) runJob(j *job) {
 		// TimeoutFails: the job is still ours, and fails.
 		out = outFailed
 		err = fmt.Errorf("worker: job %s: %w after %v", j.handle, ErrJobTimeout, fc.Timeout)
-		sendErr = j.sess.send(w.jobCtx, protocol.WorkException, []byte(j.handle), []byte(ErrJobTimeout.Error()))
+		handed, sendErr = w.report(j, &timed, protocol.WorkException, []byte(j.handle), []byte(ErrJobTimeout.Error()))
 	case ctx.Err() != nil:
 		// Timed out (the server requeued the job) or aborted (we close the
 		// connection so that it does): the job is no longer ours.
 		out = outAbandoned
 		err = fmt.Errorf("worker: job %s: %w", j.handle, context.Cause(ctx))
 	case err == nil:
-		sendErr = j.sess.send(w.jobCtx, protocol.WorkComplete, []byte(j.handle), result)
+		handed, sendErr = w.report(j, &timed, protocol.WorkComplete, []byte(j.handle), result)
 	default:
 		out = outFailed
 		if ex, isEx := asException(err); isEx {
-			sendErr = j.sess.send(w.jobCtx, protocol.WorkException, []byte(j.handle), []byte(ex.Error()))
+			handed, sendErr = w.report(j, &timed, protocol.WorkException, []byte(j.handle), []byte(ex.Error()))
 		} else {
-			sendErr = j.sess.send(w.jobCtx, protocol.WorkFail, []byte(j.handle))
+			handed, sendErr = w.report(j, &timed, protocol.WorkFail, []byte(j.handle))
 		}
 	}
 	if sendErr != nil {
@@ -400,19 +487,21 @@ func (w *Worker) runJob(j *job) {
 	w.mu.Unlock()
 
 	ev := Event{Server: j.sess.addr, Handle: j.handle, Function: j.function, Unique: j.unique, Attempt: j.attempt, Duration: dur, Err: err}
-	log = log.WithField("duration", dur)
 	switch out {
 	case outDone:
 		ev.Kind = JobDone
-		log.Debug("job done")
+		if debug {
+			jobLog().WithField("duration", dur).Debug("job done")
+		}
 	case outFailed:
 		ev.Kind = JobFailed
-		log.WithError(err).Info("job failed")
+		jobLog().WithField("duration", dur).WithError(err).Info("job failed")
 	default:
 		ev.Kind = JobAbandoned
-		log.WithError(err).Warn("job abandoned, the server requeues it")
+		jobLog().WithField("duration", dur).WithError(err).Warn("job abandoned, the server requeues it")
 	}
 	w.emit(ev)
+	return handed
 }
 
 func asException(err error) (*ExceptionError, bool) {
