@@ -10,9 +10,11 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gworkerd/gworkerd/internal/clock"
+	"github.com/gworkerd/gworkerd/internal/rawio"
 )
 
 // ReportFD is the file descriptor of the report pipe in a child (the
@@ -83,7 +85,15 @@ func OpenReporter() *Reporter {
 		return nil
 	}
 	closeOnExec(fd)
-	return NewReporter(os.NewFile(uintptr(fd), "gworkerd-report"))
+	// Non-blocking, written with raw system calls: a child that reports
+	// after every job must not wake the runtime's sysmon thread each
+	// time (see internal/rawio). The master's read end is its own.
+	_ = syscall.SetNonblock(fd, true)
+	f := os.NewFile(uintptr(fd), "gworkerd-report")
+	if c, ok := rawio.New(f); ok {
+		return NewReporter(c)
+	}
+	return NewReporter(f)
 }
 
 func (r *Reporter) send(m Message) {
