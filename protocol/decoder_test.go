@@ -604,3 +604,28 @@ func BenchmarkDecoder(b *testing.B) {
 		}
 	}
 }
+
+func TestValidFunctionName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{
+		{"", true},
+		{"resize", true},
+		{"with space", true},
+		{"naïve→函数", true},
+		{"~!@#$%^&*()", true},
+		{"x\ny", false},
+		{"x\ty", false},
+		{"x\r", false},
+		{"\x00", false},
+		{"\x1f", false},
+		{"x\x7f", false},
+		{"\x1b[31m", false},
+	} {
+		if got := ValidFunctionName([]byte(tc.name)); got != tc.want {
+			t.Errorf("ValidFunctionName(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -58,7 +58,14 @@ const (
 	CodeQueueError       = "QUEUE_ERROR"
 	CodeJobNotFound      = "JOB_NOT_FOUND"
 	CodeUnknownOption    = "UNKNOWN_OPTION"
+	// CodeInvalidFunctionName refuses a function name with a control
+	// character (see ValidFunctionName); gearmand accepts any name.
+	CodeInvalidFunctionName = "INVALID_FUNCTION_NAME"
 )
+
+// TextInvalidFunctionName is the text of ERROR INVALID_FUNCTION_NAME
+// (gserverd's own: gearmand has no such check).
+const TextInvalidFunctionName = "Function name contains a control character (byte below 0x20 or 0x7f)"
 
 // ERROR packet texts, byte for byte as gearmand 1.1.20 sends them.
 const (

@@ -282,3 +282,18 @@ func (p *Packet) Clone() Packet {
 	}
 	return Packet{Magic: p.Magic, Type: p.Type, Args: args}
 }
+
+// ValidFunctionName reports whether name may name a function: it holds no
+// control character (a byte below 0x20, or 0x7f). Such a name would break
+// the tab- and newline-separated lines of the admin protocol (`status`,
+// `workers`, ...) for every reader, so the server refuses it with ERROR
+// INVALID_FUNCTION_NAME. Spaces, the empty name and any other bytes
+// (UTF-8 included) are valid, as in gearmand.
+func ValidFunctionName(name []byte) bool {
+	for _, b := range name {
+		if b < 0x20 || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}

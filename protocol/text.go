@@ -38,6 +38,9 @@ const (
 	ReplyFunctionNotFound  = "ERR function not found\r\n"
 	ReplyFunctionBusy      = "ERR there are still connected workers or executing clients\r\n"
 	ReplyFunctionHasQueued = "ERR there are still queued jobs\r\n"
+	// ReplyInvalidFunctionName is gserverd's own answer to `create
+	// function` or `maxqueue` with a name ValidFunctionName refuses.
+	ReplyInvalidFunctionName = "ERR INVALID_FUNCTION_NAME Function+name+contains+a+control+character\r\n"
 )
 
 // ReplyUnknownCommand is gearmand's answer to an unknown command; the name

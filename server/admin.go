@@ -70,6 +70,9 @@ func (h *handler) admin(args []string) string {
 		return protocol.ReplyUnknownShowArgs
 	case strings.EqualFold(name, "create"):
 		if argc == 3 && strings.EqualFold(args[1], "function") {
+			if !protocol.ValidFunctionName([]byte(args[2])) {
+				return protocol.ReplyInvalidFunctionName
+			}
 			s.mu.Lock()
 			s.function([]byte(args[2]))
 			s.mu.Unlock()
@@ -305,6 +308,9 @@ func (s *Server) maxQueue(name string, sizes []string) string {
 	}
 	if len(sizes) < 3 {
 		max[1], max[2] = max[0], max[0]
+	}
+	if !protocol.ValidFunctionName([]byte(name)) {
+		return protocol.ReplyInvalidFunctionName
 	}
 	s.SetMaxQueue(name, max)
 	return protocol.ReplyOK

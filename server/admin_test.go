@@ -291,10 +291,15 @@ func TestAdminSplitsOnSpacesOnly(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, nil)
 	c := ts.dial(t)
-	if got := c.admin("create function a\tb"); got != "OK\r\n" {
+	// The tab stays in the name, which is then refused (issue 10, item
+	// 10): it would forge a column of `status`.
+	if got := c.admin("create function a\tb"); got != protocol.ReplyInvalidFunctionName {
 		t.Fatalf("create %q", got)
 	}
-	if got := c.admin("status"); got != "a\tb\t0\t0\t0\n.\n" {
+	if got := c.admin("create function a b"); got != protocol.ReplyInvalidArguments("create") {
+		t.Fatalf("create with two words %q", got)
+	}
+	if got := c.admin("status"); got != ".\n" {
 		t.Fatalf("status %q", got)
 	}
 	if got := c.admin("version\textra"); got != "ERR UNKNOWN_COMMAND Unknown+server+commandversion\textra\r\n" {

@@ -84,6 +84,9 @@ func (h *handler) packet(p *protocol.Packet) bool {
 func (h *handler) submit(p *protocol.Packet, sub protocol.SubmitInfo) {
 	s, c := h.s, h.c
 	fname, unique := p.Args[0], p.Args[1]
+	if !h.validName(fname) {
+		return
+	}
 	var reducer []byte
 	var when int64
 	data := p.Args[len(p.Args)-1]
@@ -207,7 +210,22 @@ func (h *handler) replyCreated(id uint64) {
 	c.endOut(buf, false)
 }
 
+// validName reports whether name may name a function; if not, it answers
+// ERROR INVALID_FUNCTION_NAME (after the pending batch, so that replies
+// keep the order of the requests).
+func (h *handler) validName(name []byte) bool {
+	if protocol.ValidFunctionName(name) {
+		return true
+	}
+	h.flushBatch()
+	h.c.sendError(protocol.CodeInvalidFunctionName, protocol.TextInvalidFunctionName)
+	return false
+}
+
 func (h *handler) canDo(name []byte, timeout time.Duration) {
+	if !h.validName(name) {
+		return
+	}
 	s, c := h.s, h.c
 	s.mu.Lock()
 	fn := s.function(name)
@@ -217,6 +235,9 @@ func (h *handler) canDo(name []byte, timeout time.Duration) {
 }
 
 func (h *handler) canDoTimeout(name, t []byte) {
+	if !h.validName(name) {
+		return
+	}
 	if len(t) > maxTimeout {
 		h.c.logger().WithField("function", string(name)).Info("CAN_DO_TIMEOUT: timeout too long, ignored")
 		return

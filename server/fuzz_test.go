@@ -67,6 +67,7 @@ func fuzzSeeds() [][]byte {
 			req(protocol.GetStatusUnique, "u"), req(protocol.OptionReq, "exceptions"), req(protocol.SetClientID, "me")),
 		[]byte("status\nworkers\r\nshow jobs\nshow unique jobs\nprioritystatus\ncancel job H:fuzz:1\nmaxqueue f 1 2 3\ndrop function f\ncreate function g\n"),
 		req(protocol.WorkException, "H:fuzz:1", "x"),
+		cat(req(protocol.CanDo, "x\ny"), req(protocol.SubmitJobBg, "x\ty", "", "d"), []byte("create function a\x01b\nmaxqueue a\tb 1\n")),
 	}
 }
 
@@ -106,6 +107,9 @@ func FuzzServerFeed(f *testing.F) {
 				t.Fatalf("function %q: running %d workers %d", fn.name, fn.running, len(fn.workers))
 			}
 			total += fn.total
+			if !protocol.ValidFunctionName([]byte(fn.name)) {
+				t.Fatalf("function %q was created: it breaks the admin listings", fn.name)
+			}
 		}
 		if total != len(s.jobs) {
 			t.Fatalf("functions count %d jobs, server holds %d", total, len(s.jobs))

@@ -181,8 +181,13 @@ func (s *Server) CancelJob(handle string) bool {
 
 // SetMaxQueue sets the maxqueue limits of a function per priority (high,
 // normal, low; 0 = unlimited), creating the function if needed, as the
-// admin command `maxqueue <function> <high> <normal> <low>`.
+// admin command `maxqueue <function> <high> <normal> <low>`. A name
+// protocol.ValidFunctionName refuses is ignored: it would break the admin
+// protocol's listings.
 func (s *Server) SetMaxQueue(function string, limits [3]int) {
+	if !protocol.ValidFunctionName([]byte(function)) {
+		return
+	}
 	s.mu.Lock()
 	s.function([]byte(function)).max = limits
 	s.mu.Unlock()

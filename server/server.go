@@ -42,6 +42,15 @@
 //     answered after the job's record is written, as every background
 //     submit is; if the write fails it gets ERROR QUEUE_ERROR and the job
 //     stays a foreground job.
+//   - Function names with a control character (a byte below 0x20, or
+//     0x7f; protocol.ValidFunctionName) are refused, where gearmand
+//     accepts any name: a name such as "x\ny" or "x\ty" forges lines and
+//     columns of `status` and breaks every admin parser. CAN_DO,
+//     CAN_DO_TIMEOUT and every SUBMIT_* get ERROR INVALID_FUNCTION_NAME
+//     and the connection stays open; `create function` and `maxqueue`
+//     answer "ERR INVALID_FUNCTION_NAME ...". Spaces, UTF-8 and the empty
+//     name stay valid, as in gearmand. Jobs replayed from a store keep
+//     their names.
 package server
 
 import (

@@ -44,9 +44,10 @@
 //     (null)"; the header is left out;
 //   - an ERROR packet (unique longer than 64 bytes, queue full): gearmand
 //     answers 200 with the error code as the job handle and
-//     X-Gearman-Command: ERROR; the answer is 400 (ARGUMENT_TOO_LARGE) or
-//     503 (any other code) with X-Gearman-Command: ERROR and the error as
-//     the body;
+//     X-Gearman-Command: ERROR; the answer is 400 (ARGUMENT_TOO_LARGE, or
+//     INVALID_FUNCTION_NAME for a function name with a control character)
+//     or 503 (any other code) with X-Gearman-Command: ERROR and the error
+//     as the body;
 //   - TRACE: gearmand never answers; the connection is closed.
 //
 // A WORK_EXCEPTION reaches the client as WORK_FAIL, as in gearmand: the
@@ -65,6 +66,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // Defaults of Options.
@@ -342,7 +345,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	switch {
 	case errors.As(err, &ge):
 		code, reason := 503, "Service Unavailable"
-		if ge.Code == "ARGUMENT_TOO_LARGE" {
+		if ge.Code == protocol.CodeArgumentTooLarge || ge.Code == protocol.CodeInvalidFunctionName {
 			code, reason = 400, "Bad Request"
 		}
 		s.finish(nc, nil, errorAnswer(s.server, req.method, code, reason, ge.Code+" "+ge.Text), watched)

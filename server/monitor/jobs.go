@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server"
 )
 
@@ -128,6 +129,10 @@ func (m *Monitor) handleMaxQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fn := r.PathValue("function")
+	if !protocol.ValidFunctionName([]byte(fn)) {
+		writeError(w, http.StatusBadRequest, "function: "+protocol.TextInvalidFunctionName)
+		return
+	}
 	q := r.URL.Query()
 	var lim [3]int
 	if q.Has("n") {

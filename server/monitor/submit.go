@@ -37,6 +37,10 @@ func (m *Monitor) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "function and unique must be non-empty text without NUL")
 		return
 	}
+	if !protocol.ValidFunctionName([]byte(req.Function)) {
+		writeError(w, http.StatusBadRequest, "function: "+protocol.TextInvalidFunctionName)
+		return
+	}
 	var err error
 	if v := r.Header.Get("X-Gearman-Background"); v != "" {
 		if req.Background, err = strconv.ParseBool(v); err != nil {
