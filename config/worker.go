@@ -65,6 +65,16 @@ type Worker struct {
 	// ScaleInterval is how often the backlog of autoscaled functions is
 	// polled. Default 2s.
 	ScaleInterval time.Duration
+	// MaxChildrenPerFunction bounds the children of one function: its
+	// count, its max and a scale request (ctl scale, the HTTP API).
+	// Key max_children_per_function. Default
+	// DefaultWorkerMaxChildrenPerFunction (64).
+	MaxChildrenPerFunction int
+	// MaxChildren bounds the children of all functions together, each
+	// counted at its count or, autoscaled, its max. Key max_children, at
+	// least MaxChildrenPerFunction. Default DefaultWorkerMaxChildren
+	// (256).
+	MaxChildren int
 	// Resize configures the built-in resize function (the resize
 	// section).
 	Resize WorkerResize
@@ -172,6 +182,11 @@ const (
 	DefaultWorkerStopTimeout   = 30 * time.Second
 	DefaultWorkerScaleInterval = 2 * time.Second
 	DefaultWorkerHTTPListen    = "127.0.0.1:4732"
+	// DefaultWorkerMaxChildrenPerFunction and DefaultWorkerMaxChildren
+	// bound the number of children: a typo or a stray scale request
+	// must not fork the host to death.
+	DefaultWorkerMaxChildrenPerFunction = 64
+	DefaultWorkerMaxChildren            = 256
 )
 
 // HTTPListenIsDefault reports whether HTTPListen is the default, not
@@ -205,6 +220,7 @@ var workerTopKeys = map[string]bool{
 	"control_socket": true, "stop_timeout": true, "http_listen": true, "http_token": true,
 	"scale_interval": true, "resize": true, "defaults": true, "functions": true,
 	"worker_dirs": true, "function_prefix": true, "include": true, "exclude": true, "php": true, "python": true,
+	"max_children": true, "max_children_per_function": true,
 }
 
 // On-timeout policies of a function.
@@ -267,7 +283,7 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 		}
 	}
 	for _, key := range []string{"pid_file", "log_file", "control_socket", "http_listen", "http_token", "stop_timeout", "scale_interval",
-		"function_prefix", "php", "python"} {
+		"function_prefix", "php", "python", "max_children", "max_children_per_function"} {
 		if n := top[key]; n != nil {
 			if n.Kind != yaml.ScalarNode {
 				return nil, d.errf(key, n, "want a single value")
@@ -313,6 +329,26 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 			return nil, e
 		}
 		*f.dst = dur
+	}
+	for _, f := range []struct {
+		key string
+		dst *int
+	}{{"max_children_per_function", &w.MaxChildrenPerFunction}, {"max_children", &w.MaxChildren}} {
+		s := v.GetString(f.key)
+		if s == "" {
+			continue
+		}
+		i, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || i < 1 {
+			e := &WorkerConfigError{Path: path, Key: f.key, Msg: fmt.Sprintf("want a count of at least 1, got %q", s)}
+			if n := top[f.key]; n != nil && n.Value == s {
+				e.Line = n.Line
+			} else {
+				e.Key = "GWORKERD_" + strings.ToUpper(f.key) + " (environment)"
+			}
+			return nil, e
+		}
+		*f.dst = i
 	}
 	if err := d.resize(&w.Resize, v, top["resize"], lookupEnv); err != nil {
 		return nil, err
@@ -377,6 +413,7 @@ func (w *Worker) withDefaults() {
 	if w.ScaleInterval == 0 {
 		w.ScaleInterval = DefaultWorkerScaleInterval
 	}
+	w.MaxChildrenPerFunction, w.MaxChildren = w.childLimits()
 	if w.PHP == "" {
 		w.PHP = "php"
 	}
@@ -489,6 +526,46 @@ func merge(base, f WorkerFunction) WorkerFunction {
 // Autoscaled reports whether the function scales between Min and Max.
 func (f WorkerFunction) Autoscaled() bool { return f.Max > f.Min }
 
+// Children is the most children the function runs: Max when
+// autoscaled, else Count.
+func (f WorkerFunction) Children() int {
+	if f.Autoscaled() {
+		return f.Max
+	}
+	return f.Count
+}
+
+// CheckChildren checks the total of the functions' children (Children)
+// against MaxChildren; the error names the key and the file. The
+// functions are those served, found in the job directories too, which
+// Validate does not know.
+func (w *Worker) CheckChildren(fns []WorkerFunction) error {
+	total := 0
+	for _, f := range fns {
+		if !f.Disabled {
+			total += f.Children()
+		}
+	}
+	if _, limit := w.childLimits(); total > limit {
+		return &WorkerConfigError{Path: w.Path, Key: "max_children",
+			Msg: fmt.Sprintf("the functions' children (count, or max when autoscaled) add up to %d, beyond max_children %d", total, limit)}
+	}
+	return nil
+}
+
+// childLimits are MaxChildrenPerFunction and MaxChildren, the defaults
+// for zeros.
+func (w *Worker) childLimits() (perFunction, total int) {
+	perFunction, total = w.MaxChildrenPerFunction, w.MaxChildren
+	if perFunction == 0 {
+		perFunction = DefaultWorkerMaxChildrenPerFunction
+	}
+	if total == 0 {
+		total = max(DefaultWorkerMaxChildren, perFunction)
+	}
+	return perFunction, total
+}
+
 // Validate checks the configuration; errors name the key and the line.
 func (w *Worker) Validate() error {
 	if len(w.Servers) == 0 {
@@ -501,6 +578,21 @@ func (w *Worker) Validate() error {
 	}
 	if w.StopTimeout < 0 {
 		return &WorkerConfigError{Path: w.Path, Key: "stop_timeout", Msg: "must not be negative"}
+	}
+	// Zero is "not given": the defaults.
+	perFn, total := w.childLimits()
+	switch {
+	case w.MaxChildrenPerFunction < 0:
+		return &WorkerConfigError{Path: w.Path, Key: "max_children_per_function", Msg: "must be at least 1"}
+	case w.MaxChildren < 0 || total < perFn:
+		return &WorkerConfigError{Path: w.Path, Key: "max_children",
+			Msg: fmt.Sprintf("%d is below max_children_per_function %d", total, perFn)}
+	case w.Defaults.Count > perFn:
+		return &WorkerConfigError{Path: w.Path, Key: "defaults.count",
+			Msg: fmt.Sprintf("%d is beyond max_children_per_function %d", w.Defaults.Count, perFn)}
+	case w.Defaults.Max > perFn:
+		return &WorkerConfigError{Path: w.Path, Key: "defaults.max",
+			Msg: fmt.Sprintf("%d is beyond max_children_per_function %d", w.Defaults.Max, perFn)}
 	}
 	// Zero is "not given" (the job's default); parsing rejects a zero
 	// written in the file.
@@ -529,6 +621,10 @@ func (w *Worker) Validate() error {
 			return bad("max", "must not be negative")
 		case f.Max > 0 && f.Max < f.Min:
 			return bad("max", fmt.Sprintf("max %d is below min %d", f.Max, f.Min))
+		case f.Count > perFn:
+			return bad("count", fmt.Sprintf("%d is beyond max_children_per_function %d", f.Count, perFn))
+		case f.Max > perFn:
+			return bad("max", fmt.Sprintf("%d is beyond max_children_per_function %d", f.Max, perFn))
 		case f.Retries < 0:
 			return bad("retries", "must not be negative")
 		case f.MaxJobs < 0:
@@ -561,7 +657,7 @@ func (w *Worker) Validate() error {
 			}
 		}
 	}
-	return nil
+	return w.CheckChildren(w.Functions)
 }
 
 // decoder turns yaml nodes into typed values with key+line errors.

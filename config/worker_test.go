@@ -390,3 +390,51 @@ func TestSplitCommand(t *testing.T) {
 		}
 	}
 }
+
+// The numbers of children are bounded per function and in total
+// (issue 10, item 14); errors name the key, the bound and the file.
+func TestParseWorkerChildLimits(t *testing.T) {
+	t.Parallel()
+	w, err := parseWorker("w.yaml", []byte("servers: [a:1]\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.MaxChildrenPerFunction != DefaultWorkerMaxChildrenPerFunction || w.MaxChildren != DefaultWorkerMaxChildren {
+		t.Errorf("defaults: max_children_per_function %d max_children %d, want %d %d",
+			w.MaxChildrenPerFunction, w.MaxChildren, DefaultWorkerMaxChildrenPerFunction, DefaultWorkerMaxChildren)
+	}
+	w, err = parseWorker("w.yaml", []byte("max_children_per_function: 8\nmax_children: 20\nfunctions:\n  a: {count: 8}\n  b: {min: 2, max: 8}\n"), noEnv)
+	if err != nil || w.MaxChildrenPerFunction != 8 || w.MaxChildren != 20 {
+		t.Fatalf("set: %v %+v", err, w)
+	}
+	// A per-function bound above the default total raises the total.
+	if w, err = parseWorker("w.yaml", []byte("max_children_per_function: 300\n"), noEnv); err != nil || w.MaxChildren != 300 {
+		t.Errorf("max_children_per_function 300: %v, max_children %d, want 300", err, w.MaxChildren)
+	}
+	for _, tc := range []struct {
+		name, file, key, msg string
+		line                 int
+	}{
+		{"count", "functions:\n  echo:\n    count: 65\n", "functions.echo.count", "beyond max_children_per_function 64", 2},
+		{"max", "functions:\n  echo:\n    min: 1\n    max: 1000\n", "functions.echo.max", "beyond max_children_per_function 64", 2},
+		{"defaults", "defaults:\n  count: 100\n", "defaults.count", "beyond max_children_per_function 64", 0},
+		{"own bound", "max_children_per_function: 4\nfunctions:\n  echo: {count: 5}\n", "functions.echo.count", "beyond max_children_per_function 4", 3},
+		{"total", "max_children: 100\nfunctions:\n  a: {count: 60}\n  b: {min: 1, max: 41}\n", "max_children", "add up to 101, beyond max_children 100", 0},
+		{"total below per function", "max_children: 10\n", "max_children", "10 is below max_children_per_function 64", 0},
+		{"zero", "max_children_per_function: 0\n", "max_children_per_function", "at least 1", 1},
+		{"not a number", "max_children: lots\n", "max_children", "at least 1", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := parseWorker("w.yaml", []byte(tc.file), noEnv)
+			var ce *WorkerConfigError
+			if !errors.As(err, &ce) || ce.Key != tc.key || ce.Line != tc.line || !strings.Contains(ce.Msg, tc.msg) || ce.Path != "w.yaml" {
+				t.Fatalf("err = %v, want w.yaml, key %s, line %d and %q", err, tc.key, tc.line, tc.msg)
+			}
+		})
+	}
+	_, err = parseWorker("w.yaml", nil, func(k string) (string, bool) { return "0", k == "GWORKERD_MAX_CHILDREN" })
+	if err == nil || !strings.Contains(err.Error(), "GWORKERD_MAX_CHILDREN (environment)") {
+		t.Errorf("GWORKERD_MAX_CHILDREN=0: %v", err)
+	}
+}

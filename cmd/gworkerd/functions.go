@@ -139,6 +139,15 @@ func resolve(cfg *config.Worker) (resolved, error) {
 		}
 		names[f.Name] = true
 	}
+	// The total of children counts the functions found in the
+	// directories too, which config.Validate does not know.
+	served := make([]config.WorkerFunction, 0, len(names))
+	for n := range names {
+		served = append(served, cfg.Function(n))
+	}
+	if err := cfg.CheckChildren(served); err != nil {
+		return resolved{}, err
+	}
 	exe, _ := os.Executable()
 	exeStamp := fileStamp(exe)
 	var out resolved

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -59,6 +60,7 @@ func fixedSettings(c *config.Worker) map[string]string {
 		"pid_file": c.PidFile, "control_socket": c.ControlSocket, "log_file": c.LogFile,
 		"stop_timeout": c.StopTimeout.String(), "scale_interval": c.ScaleInterval.String(),
 		"http_listen": c.HTTPListen, "http_token": tokenTag(c.HTTPToken),
+		"max_children": strconv.Itoa(c.MaxChildren), "max_children_per_function": strconv.Itoa(c.MaxChildrenPerFunction),
 	}
 }
 
@@ -74,6 +76,9 @@ func runMaster(cfgPath string, cfg *config.Worker, lf *logFile, log *logrus.Logg
 		Backlog:       supervise.AdminBacklog(cfg.Servers, 2*time.Second),
 		ScaleInterval: cfg.ScaleInterval,
 		Logger:        log,
+
+		MaxChildrenPerFunction: cfg.MaxChildrenPerFunction,
+		MaxChildren:            cfg.MaxChildren,
 	})
 	if err != nil {
 		return err

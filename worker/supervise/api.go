@@ -97,7 +97,7 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 // a time, each new child running before the old one is asked to stop.
 // A change of the numbers of children only scales.
 func (s *Supervisor) Reload(ctx context.Context, specs []FunctionSpec) error {
-	if err := validate("reload", specs); err != nil {
+	if err := validate("reload", specs, s.opts); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
@@ -211,15 +211,38 @@ func (s *Supervisor) RestartFunction(ctx context.Context, name string) error {
 
 // Scale sets the number of children of a function. For an autoscaled
 // function it sets the current number, kept within [Min, Max] widened to
-// include n.
+// include n. Beyond Options.MaxChildrenPerFunction or MaxChildren it
+// changes nothing and returns a *LimitError.
 func (s *Supervisor) Scale(ctx context.Context, name string, n int) error {
 	if n < 0 {
 		return fmt.Errorf("supervise: scale %q: negative count %d", name, n)
+	}
+	if limit := s.opts.MaxChildrenPerFunction; limit > 0 && n > limit {
+		return &LimitError{Function: name, N: n, Limit: LimitPerFunction, Max: limit}
 	}
 	return s.call(ctx, func() error {
 		g, err := s.group(name)
 		if err != nil {
 			return err
+		}
+		if limit := s.opts.MaxChildren; limit > 0 {
+			// Every function at its most, stopped ones too (a start
+			// brings them back); this one at n, or its range widened to
+			// include n.
+			total := 0
+			for _, o := range s.groups {
+				switch {
+				case o == g && g.spec.autoscaled():
+					total += max(n, g.spec.Max)
+				case o == g:
+					total += n
+				case !o.removed:
+					total += o.spec.children()
+				}
+			}
+			if total > limit {
+				return &LimitError{Function: name, N: n, Limit: LimitTotal, Max: limit, Total: total}
+			}
 		}
 		if g.spec.autoscaled() {
 			g.spec.Min = min(g.spec.Min, n)

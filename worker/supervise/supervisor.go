@@ -154,6 +154,40 @@ type Options struct {
 	// LogLines is how many lines of output (stdout and stderr) are kept
 	// per function for SubscribeLogs. Default 200; negative keeps none.
 	LogLines int
+	// MaxChildrenPerFunction bounds the children of one function (its
+	// Count, its Max, a Scale); beyond it New and Reload fail with a
+	// SpecError and Scale with a *LimitError. Default 0: no bound (the
+	// config's max_children_per_function gives gworkerd's).
+	MaxChildrenPerFunction int
+	// MaxChildren bounds the children of all functions together, each
+	// counted at its Count or, autoscaled, its Max. Default 0: no bound
+	// (the config's max_children gives gworkerd's).
+	MaxChildren int
+}
+
+// Names of the bounds in LimitError, as the config names them.
+const (
+	LimitPerFunction = "max_children_per_function"
+	LimitTotal       = "max_children"
+)
+
+// LimitError rejects a request for more children than a bound allows.
+type LimitError struct {
+	Function string
+	// N is the number of children asked for the function.
+	N int
+	// Limit names the bound exceeded: LimitPerFunction or LimitTotal.
+	Limit string
+	// Max is the bound's value; Total, for LimitTotal, the total the
+	// request would give.
+	Max, Total int
+}
+
+func (e *LimitError) Error() string {
+	if e.Limit == LimitTotal {
+		return fmt.Sprintf("supervise: scale %q to %d: %d children in all, beyond %s %d", e.Function, e.N, e.Total, e.Limit, e.Max)
+	}
+	return fmt.Sprintf("supervise: scale %q to %d: beyond %s %d", e.Function, e.N, e.Limit, e.Max)
 }
 
 // Errors.
@@ -179,12 +213,28 @@ func (e *SpecError) Error() string {
 	return fmt.Sprintf("supervise: %sfunction %q: %s", op, e.Function, e.Reason)
 }
 
-// validate checks the specs given to New or Reload.
-func validate(op string, specs []FunctionSpec) error {
+// children is the most children f runs: Max when autoscaled, else
+// Count.
+func (f FunctionSpec) children() int {
+	if f.autoscaled() {
+		return f.Max
+	}
+	return f.Count
+}
+
+// validate checks the specs given to New or Reload against each other
+// and the bounds of opts.
+func validate(op string, specs []FunctionSpec, opts Options) error {
 	seen := map[string]bool{}
+	total := 0
 	for _, f := range specs {
+		total += f.children()
 		reason := ""
 		switch {
+		case opts.MaxChildrenPerFunction > 0 && f.children() > opts.MaxChildrenPerFunction:
+			reason = fmt.Sprintf("%d children, beyond %s %d", f.children(), LimitPerFunction, opts.MaxChildrenPerFunction)
+		case opts.MaxChildren > 0 && total > opts.MaxChildren:
+			reason = fmt.Sprintf("the functions' children add up to more than %s %d", LimitTotal, opts.MaxChildren)
 		case f.Name == "" || seen[f.Name]:
 			reason = "empty or duplicate name"
 		case f.Command && f.Path == "":
@@ -318,7 +368,7 @@ func New(opts Options) (*Supervisor, error) {
 		s.starter = &ExecStarter{}
 		s.ownsStarter = true
 	}
-	if err := validate("", opts.Functions); err != nil {
+	if err := validate("", opts.Functions, opts); err != nil {
 		return nil, err
 	}
 	return s, nil

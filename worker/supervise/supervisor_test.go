@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -673,5 +674,73 @@ func TestChildRunsAsUser(t *testing.T) {
 	}
 	if uid != u.Uid || gid != u.Gid {
 		t.Errorf("child %d runs as uid %s gid %s, want nobody's %s %s", pid, uid, gid, u.Uid, u.Gid)
+	}
+}
+
+// Scale, New and Reload keep to MaxChildrenPerFunction and MaxChildren
+// (issue 10, item 14): a request beyond a bound changes nothing and
+// names the bound.
+func TestChildLimits(t *testing.T) {
+	t.Parallel()
+	fs := newFakeStarter()
+	opts := Options{Starter: fs, Clock: newFakeClock(), Executable: "/fake", MaxChildrenPerFunction: 3, MaxChildren: 5,
+		Functions: []FunctionSpec{{Name: "a", Count: 1}, {Name: "b", Min: 1, Max: 2}}}
+	s, _ := run(t, opts)
+	ctx := context.Background()
+	desired := func() map[string]int {
+		out := map[string]int{}
+		for _, f := range status(t, s).Functions {
+			out[f.Function] = f.Desired
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		fn         string
+		n          int
+		limit      string
+		max, total int
+	}{
+		{"a", 4, LimitPerFunction, 3, 0},
+		{"a", 1_000_000, LimitPerFunction, 3, 0},
+		{"b", 4, LimitPerFunction, 3, 0},
+		{"a", 3, "", 0, 0}, // 3 + b's max 2 = 5
+		{"b", 3, LimitTotal, 5, 6},
+		{"a", 2, "", 0, 0},
+		{"b", 3, "", 0, 0}, // the range widened to 1..3: 2 + 3
+	} {
+		before := desired()
+		err := s.Scale(ctx, tc.fn, tc.n)
+		if tc.limit == "" {
+			if err != nil {
+				t.Fatalf("Scale(%s, %d) = %v, want nil", tc.fn, tc.n, err)
+			}
+			continue
+		}
+		var le *LimitError
+		if !errors.As(err, &le) || le.Limit != tc.limit || le.Max != tc.max || le.Total != tc.total || le.Function != tc.fn || le.N != tc.n {
+			t.Fatalf("Scale(%s, %d) = %#v, want a LimitError %s %d (total %d)", tc.fn, tc.n, err, tc.limit, tc.max, tc.total)
+		}
+		if !strings.Contains(err.Error(), tc.limit) {
+			t.Errorf("error %q does not name %s", err, tc.limit)
+		}
+		if got := desired(); !maps.Equal(got, before) {
+			t.Errorf("Scale(%s, %d) refused, yet desired %v -> %v", tc.fn, tc.n, before, got)
+		}
+	}
+
+	for _, specs := range [][]FunctionSpec{
+		{{Name: "a", Count: 4}},
+		{{Name: "a", Min: 1, Max: 4}},
+		{{Name: "a", Count: 3}, {Name: "b", Count: 3}},
+	} {
+		o := opts
+		o.Functions = specs
+		var se *SpecError
+		if _, err := New(o); !errors.As(err, &se) {
+			t.Errorf("New(%+v) = %v, want a SpecError", specs, err)
+		}
+		if err := s.Reload(ctx, specs); !errors.As(err, &se) || !strings.Contains(err.Error(), "max_children") {
+			t.Errorf("Reload(%+v) = %v, want a SpecError naming the bound", specs, err)
+		}
 	}
 }

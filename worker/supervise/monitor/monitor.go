@@ -198,9 +198,12 @@ func (m *Monitor) handleAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action))
 		return
 	}
+	var limit *supervise.LimitError
 	switch {
 	case errors.Is(err, supervise.ErrUnknownFunction):
 		writeError(w, http.StatusNotFound, err.Error())
+	case errors.As(err, &limit):
+		writeError(w, http.StatusBadRequest, err.Error())
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:
