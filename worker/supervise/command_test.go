@@ -214,7 +214,9 @@ func TestCommandKilledIsReplaced(t *testing.T) {
 func TestCommandExitBeforeReadyAfter(t *testing.T) {
 	t.Parallel()
 	early := commandSpec("early", "command", envExitAfter+"=100ms")
-	early.ReadyAfter = 2 * time.Second
+	// Far beyond 100ms plus the slowest start of a -race helper on a
+	// loaded machine: early must never count as started.
+	early.ReadyAfter = time.Minute
 	early.FatalAfter = 2
 	late := commandSpec("late", "command", envExitAfter+"=500ms")
 	late.ReadyAfter = 100 * time.Millisecond

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -192,6 +193,9 @@ func Call(ctx context.Context, path string, req Request) (Response, error) {
 		return Response{}, fmt.Errorf("supervise: control socket: %w", err)
 	}
 	if !resp.OK {
+		if strings.HasPrefix(resp.Error, "supervise: ") { // says what failed already
+			return resp, errors.New(resp.Error)
+		}
 		return resp, fmt.Errorf("supervise: %s: %s", req.Cmd, resp.Error)
 	}
 	return resp, nil
