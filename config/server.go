@@ -116,6 +116,14 @@ type Server struct {
 	// HTTPToken, when set, is the bearer token the HTTP API and its
 	// actions require. Default "" (no auth).
 	HTTPToken string
+	// HTTPTokenFile, when set, is a file whose text (without its trailing
+	// newline) is HTTPToken, so that the token is not on the command
+	// line. Exclusive with HTTPToken. Default "".
+	HTTPTokenFile string
+	// HTTPAllowedHosts are the names of the Host header the HTTP endpoint
+	// serves besides IP addresses, localhost and the host of HTTPListen
+	// (DNS rebinding protection). Default none.
+	HTTPAllowedHosts []string
 
 	sources map[string]Source
 }
@@ -638,6 +646,16 @@ func serverKeys() []serverKey {
 		{flag: "http-token", kind: kindString,
 			usage: "bearer `token` the HTTP API and its actions require; empty (default) for none",
 			set:   stringSetter(func(c *Server) *string { return &c.HTTPToken }, nil)},
+		{flag: "http-token-file", kind: kindString,
+			usage: "read the bearer token from this `file` (its trailing newline removed), so that it is not in ps; instead of --http-token",
+			set:   stringSetter(func(c *Server) *string { return &c.HTTPTokenFile }, nil)},
+		{flag: "http-allowed-hosts", kind: kindList,
+			usage: "host `names` the HTTP endpoint answers besides IP addresses, localhost and the --http-listen host; other Host headers get 421 (DNS rebinding)",
+			set: func(c *Server, _ string, list []string) error {
+				l, err := allowedHosts(list)
+				c.HTTPAllowedHosts = l
+				return err
+			}},
 	}
 }
 
@@ -789,6 +807,18 @@ func LoadServer(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), uid in
 					Msg: "TLS needs " + m.flag + " (" + m.key + " in the file, or " + m.env + ")"}
 			}
 		}
+	}
+	if c.HTTPTokenFile != "" {
+		src := c.sources["http_token_file"]
+		if c.HTTPToken != "" {
+			return nil, &ServerConfigError{Key: "http_token_file", Source: src,
+				Msg: "give the token once: --http-token-file or --http-token (http_token in the file), not both"}
+		}
+		tok, err := readTokenFile(c.HTTPTokenFile)
+		if err != nil {
+			return nil, &ServerConfigError{Key: "http_token_file", Source: src, Msg: err.Error()}
+		}
+		c.HTTPToken = tok
 	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir(uid, lookupEnv)

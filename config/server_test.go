@@ -240,6 +240,10 @@ func TestLoadServerErrors(t *testing.T) {
 		{"file int", nil, nil, "backlog: lots\n", `$FILE:1: backlog: want an integer, got "lots"`},
 		{"missing file", []string{"--config-file", "/nonexistent/gserverd.yaml"}, nil, "", "/nonexistent/gserverd.yaml: cannot read the config file: no such file or directory"},
 		{"ssl without a certificate", []string{"--ssl", "--ssl-key", "k.pem"}, nil, "", "--ssl: TLS needs --ssl-certificate (ssl_certificate in the file, or GEARMAND_SERVER_PEM)"},
+		{"token file missing", []string{"--http-token-file", "/nonexistent/tok"}, nil, "", "--http-token-file: cannot read the token file: open /nonexistent/tok: no such file or directory"},
+		{"token file and token", []string{"--http-token", "t"}, nil, "http_token_file: /nonexistent/tok\n", "$FILE:1: http_token_file: give the token once: --http-token-file or --http-token (http_token in the file), not both"},
+		{"allowed host with a port", []string{"--http-allowed-hosts", "a.example,b.example:80"}, nil, "", `--http-allowed-hosts: want a host name without port, got "b.example:80"`},
+		{"allowed host url in the file", nil, nil, "http_allowed_hosts: [http://a.example]\n", `$FILE:1: http_allowed_hosts: want a host name without scheme or path, got "http://a.example"`},
 		{"ssl in the file without a key", nil, map[string]string{"GEARMAND_SERVER_PEM": "c.pem"}, "ssl: true\n", "$FILE:1: ssl: TLS needs --ssl-key (ssl_key in the file, or GEARMAND_SERVER_KEY)"},
 	}
 	for _, tt := range tests {
@@ -281,6 +285,34 @@ func TestParseServerSize(t *testing.T) {
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("parseServerSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
+	}
+}
+
+func TestLoadServerHTTPTokenFileAndHosts(t *testing.T) {
+	t.Parallel()
+	tok := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(tok, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := loadServer(t, []string{"--http-token-file", tok, "--http-allowed-hosts", "a.example", "--http-allowed-hosts", "b.example,[::2]"}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPToken != "s3cret" || strings.Join(c.HTTPAllowedHosts, " ") != "a.example b.example [::2]" {
+		t.Errorf("token %q hosts %q, want s3cret (newline trimmed) and [a.example b.example [::2]]", c.HTTPToken, c.HTTPAllowedHosts)
+	}
+	c, _, err = loadServer(t, nil, map[string]string{"GSERVERD_HTTP_ALLOWED_HOSTS": "c.example d.example"}, "http_token_file: "+tok+"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPToken != "s3cret" || strings.Join(c.HTTPAllowedHosts, " ") != "c.example d.example" {
+		t.Errorf("file and env: token %q hosts %q", c.HTTPToken, c.HTTPAllowedHosts)
+	}
+	if err := os.WriteFile(tok, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadServer(t, []string{"--http-token-file", tok}, nil, ""); err == nil || err.Error() != "--http-token-file: token file "+tok+" is empty" {
+		t.Errorf("empty token file: %v", err)
 	}
 }
 

@@ -60,6 +60,13 @@ type Worker struct {
 	// HTTPToken, when set, is the bearer token the HTTP API and its
 	// actions require. Default "" (no auth).
 	HTTPToken string
+	// HTTPTokenFile, when set, is a file whose text (without its trailing
+	// newline) is HTTPToken. Exclusive with http_token. Default "".
+	HTTPTokenFile string
+	// HTTPAllowedHosts are the names of the Host header the HTTP endpoint
+	// serves besides IP addresses, localhost and the host of HTTPListen
+	// (DNS rebinding protection). Default none.
+	HTTPAllowedHosts []string
 	// httpListenDefault: HTTPListen was not given.
 	httpListenDefault bool
 	// ScaleInterval is how often the backlog of autoscaled functions is
@@ -218,6 +225,7 @@ func (e *WorkerConfigError) Unwrap() error { return ErrWorkerConfig }
 var workerTopKeys = map[string]bool{
 	"servers": true, "job_dirs": true, "pid_file": true, "log_file": true,
 	"control_socket": true, "stop_timeout": true, "http_listen": true, "http_token": true,
+	"http_token_file": true, "http_allowed_hosts": true,
 	"scale_interval": true, "resize": true, "defaults": true, "functions": true,
 	"worker_dirs": true, "function_prefix": true, "include": true, "exclude": true, "php": true, "python": true,
 	"max_children": true, "max_children_per_function": true,
@@ -270,7 +278,7 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 			top[k.Value] = val
 		}
 	}
-	for _, key := range []string{"servers", "job_dirs", "worker_dirs", "include", "exclude"} {
+	for _, key := range []string{"servers", "job_dirs", "worker_dirs", "include", "exclude", "http_allowed_hosts"} {
 		if n := top[key]; n != nil {
 			l, err := d.strings(key, n)
 			if err != nil {
@@ -282,7 +290,7 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 			v.Set(key, splitList(env))
 		}
 	}
-	for _, key := range []string{"pid_file", "log_file", "control_socket", "http_listen", "http_token", "stop_timeout", "scale_interval",
+	for _, key := range []string{"pid_file", "log_file", "control_socket", "http_listen", "http_token", "http_token_file", "stop_timeout", "scale_interval",
 		"function_prefix", "php", "python", "max_children", "max_children_per_function"} {
 		if n := top[key]; n != nil {
 			if n.Kind != yaml.ScalarNode {
@@ -310,6 +318,30 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 		w.HTTPListen, w.httpListenDefault = DefaultWorkerHTTPListen, true
 	}
 	w.HTTPToken = v.GetString("http_token")
+	keyErr := func(key string, err error) error {
+		e := &WorkerConfigError{Path: path, Key: key, Msg: err.Error()}
+		if _, ok := lookupEnv("GWORKERD_" + strings.ToUpper(key)); ok {
+			e.Key = "GWORKERD_" + strings.ToUpper(key) + " (environment)"
+		} else if n := top[key]; n != nil {
+			e.Line = n.Line
+		}
+		return e
+	}
+	hosts, err := allowedHosts(v.GetStringSlice("http_allowed_hosts"))
+	if err != nil {
+		return nil, keyErr("http_allowed_hosts", err)
+	}
+	w.HTTPAllowedHosts = hosts
+	if w.HTTPTokenFile = v.GetString("http_token_file"); w.HTTPTokenFile != "" {
+		if w.HTTPToken != "" {
+			return nil, keyErr("http_token_file", errors.New("give the token once: http_token_file or http_token, not both"))
+		}
+		tok, err := readTokenFile(w.HTTPTokenFile)
+		if err != nil {
+			return nil, keyErr("http_token_file", err)
+		}
+		w.HTTPToken = tok
+	}
 	for _, f := range []struct {
 		key string
 		dst *time.Duration

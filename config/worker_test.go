@@ -290,6 +290,36 @@ func TestWorkerHTTPSettings(t *testing.T) {
 	}
 }
 
+func TestWorkerHTTPTokenFileAndHosts(t *testing.T) {
+	t.Parallel()
+	tok := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(tok, []byte("s3cret\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := parseWorker("w.yaml", []byte("http_token_file: "+tok+"\nhttp_allowed_hosts: [a.example, b.example]\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.HTTPToken != "s3cret" || strings.Join(w.HTTPAllowedHosts, " ") != "a.example b.example" {
+		t.Errorf("token %q hosts %q, want s3cret (newline trimmed) and [a.example b.example]", w.HTTPToken, w.HTTPAllowedHosts)
+	}
+	for _, tc := range []struct {
+		name, file string
+		env        map[string]string
+		want       string
+	}{
+		{"unreadable", "servers: [a:1]\nhttp_token_file: /nonexistent/tok\n", nil, "w.yaml:2: http_token_file: cannot read the token file: open /nonexistent/tok: no such file or directory"},
+		{"both", "http_token: t\nhttp_token_file: " + tok + "\n", nil, "w.yaml:2: http_token_file: give the token once: http_token_file or http_token, not both"},
+		{"env", "servers: [a:1]\n", map[string]string{"GWORKERD_HTTP_TOKEN_FILE": "/nonexistent/tok"}, "w.yaml: GWORKERD_HTTP_TOKEN_FILE (environment): cannot read the token file: open /nonexistent/tok: no such file or directory"},
+		{"host with a port", "http_allowed_hosts: [a.example:80]\n", nil, `w.yaml:1: http_allowed_hosts: want a host name without port, got "a.example:80"`},
+	} {
+		_, err := parseWorker("w.yaml", []byte(tc.file), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
 func TestParseWorkerHostingKeys(t *testing.T) {
 	t.Parallel()
 	const file = `servers: [127.0.0.1:4730]

@@ -40,12 +40,14 @@ func startHTTP(ctx context.Context, cfg *config.Server, gearman []net.Listener, 
 	}
 	e := &httpEndpoint{
 		mon: monitor.New(monitor.Options{
-			Logger:      log.WithField("component", "http"),
-			Token:       cfg.HTTPToken,
-			GearmanAddr: loopbackAddr(gearman),
-			Dial:        dial,
-			Version:     version(),
-			MaxPayload:  cfg.MaxPayload,
+			Logger:       log.WithField("component", "http"),
+			Token:        cfg.HTTPToken,
+			Listen:       cfg.HTTPListen,
+			AllowedHosts: cfg.HTTPAllowedHosts,
+			GearmanAddr:  loopbackAddr(gearman),
+			Dial:         dial,
+			Version:      version(),
+			MaxPayload:   cfg.MaxPayload,
 		}),
 		done: make(chan struct{}),
 	}

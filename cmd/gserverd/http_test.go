@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -177,5 +179,67 @@ func TestBinaryHTTPPortInUse(t *testing.T) {
 	_, stderr, code := runBinary(t, nil, "-q", "builtin", "-L", "127.0.0.1", "-p", "0", "--http-listen", "", "-r", "http", "--http-port", port)
 	if code != 1 || !strings.Contains(stderr, "flag --http-port: cannot listen") || !strings.Contains(stderr, "127.0.0.1:"+port) {
 		t.Errorf("status %d, stderr %q; want 1 and an error naming --http-port", code, stderr)
+	}
+}
+
+// TestBinaryHTTPHostCheck runs gserverd with --http-token-file: the token
+// is not on its command line, and a request whose Host is a foreign name
+// (a DNS-rebound page) is refused before anything runs, token or not,
+// while the loopback address and localhost are served.
+func TestBinaryHTTPHostCheck(t *testing.T) {
+	t.Parallel()
+	tokFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokFile, []byte("s3cret-tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hport := strconv.Itoa(testpeer.FreePort(t))
+	p := testpeer.StartGserverd(t, "-q", "builtin", "--http-listen", "127.0.0.1:"+hport, "--http-token-file", tokFile)
+	defer p.Stop()
+	if cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(p.Cmd.Process.Pid) + "/cmdline"); err != nil {
+		t.Errorf("read cmdline: %v", err)
+	} else if strings.Contains(string(cmdline), "s3cret-tok") {
+		t.Errorf("the token is on the command line: %q", cmdline)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	req := func(method, path, host string) (int, string) {
+		t.Helper()
+		r, _ := http.NewRequest(method, "http://127.0.0.1:"+hport+path, strings.NewReader("payload"))
+		r.Host = host
+		r.Header.Set("X-Gearman-Background", "true")
+		r.Header.Set("Authorization", "Bearer s3cret-tok")
+		resp, err := hc.Do(r)
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", method, path, err, p.Output())
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		code, _ := req("GET", "/readyz", "localhost:"+hport)
+		if code == 200 {
+			break
+		}
+		if code != 503 || time.Now().After(deadline) {
+			t.Fatalf("/readyz: %d", code)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, path := range []string{"/api/v1/jobs/rebound", "/api/v1/functions/rebound/maxqueue?n=1"} {
+		if code, body := req("POST", path, "evil.example:"+hport); code != http.StatusMisdirectedRequest || !strings.Contains(body, "--http-allowed-hosts") {
+			t.Errorf("POST %s as evil.example: %d %q, want 421 naming --http-allowed-hosts", path, code, body)
+		}
+	}
+	if code, _ := req("GET", "/metrics", "evil.example"); code != http.StatusMisdirectedRequest {
+		t.Errorf("GET /metrics as evil.example: %d, want 421", code)
+	}
+	if code, body := req("GET", "/api/v1/functions", "127.0.0.1:"+hport); code != 200 || strings.Contains(body, "rebound") {
+		t.Errorf("functions after the refused requests: %d %s, want no function rebound", code, body)
+	}
+	if code, _ := req("POST", "/api/v1/jobs/local", "127.0.0.1:"+hport); code != 202 {
+		t.Errorf("submit as 127.0.0.1: %d, want 202", code)
+	}
+	if code, body := req("GET", "/api/v1/functions", "localhost:"+hport); code != 200 || !strings.Contains(body, `"local"`) {
+		t.Errorf("functions as localhost: %d %s, want the job submitted as 127.0.0.1", code, body)
 	}
 }

@@ -40,7 +40,8 @@ func startHTTP(cfg *config.Worker, sup monitor.Supervisor, log logrus.FieldLogge
 		return nil, fmt.Errorf("http_listen: %w", err)
 	}
 	e := &httpEndpoint{
-		mon:  monitor.New(sup, monitor.Options{Logger: log.WithField("component", "http"), Token: cfg.HTTPToken}),
+		mon: monitor.New(sup, monitor.Options{Logger: log.WithField("component", "http"), Token: cfg.HTTPToken,
+			Listen: cfg.HTTPListen, AllowedHosts: cfg.HTTPAllowedHosts}),
 		done: make(chan struct{}),
 	}
 	go func() {

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -232,5 +234,63 @@ printf '%s' "$in" | rev`)
 	}
 	if got := scrape("gworkerd_jobs_total", "function=rev", "outcome=completed"); got != 1 {
 		t.Errorf("completed after the kill = %v, want 1 (a counter)", got)
+	}
+}
+
+// TestHTTPHostCheck runs the gworkerd daemon with http_token_file and
+// http_allowed_hosts: a scale whose Host is a foreign name (a DNS-rebound
+// page) is refused and changes nothing, even with the token; the
+// loopback address, localhost and the allowed name are served.
+func TestHTTPHostCheck(t *testing.T) {
+	t.Parallel()
+	gs := testpeer.StartGserverd(t, "-q", "builtin", "--http-listen", "")
+	defer gs.Stop()
+	e := newEnv(t, gs.Addr, "  rev:\n    count: 1\n", 5*time.Second)
+	port := strconv.Itoa(testpeer.FreePort(t))
+	tokFile := filepath.Join(e.dir, "token")
+	if err := os.WriteFile(tokFile, []byte("s3cret-tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.appendConfig("http_listen: 127.0.0.1:" + port + "\nhttp_token_file: " + tokFile + "\nhttp_allowed_hosts: [dash.example]\n")
+	e.script("rev", "rev")
+	e.must("start")
+	pid := e.masterPid()
+	defer func() { e.run("stop"); reap(pid) }()
+	waitFor(t, 15*time.Second, "rev running", func() bool { return len(e.running("rev")) == 1 })
+	if cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err != nil {
+		t.Errorf("read cmdline: %v", err)
+	} else if strings.Contains(string(cmdline), "s3cret-tok") {
+		t.Errorf("the token is on the command line: %q", cmdline)
+	}
+
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	scale := func(host string, n int) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://127.0.0.1:"+port+"/api/v1/functions/rev/scale?n="+strconv.Itoa(n), nil)
+		req.Host = host
+		req.Header.Set("Authorization", "Bearer s3cret-tok")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("POST scale: %v\nlog:\n%s", err, e.logTail())
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, host := range []string{"evil.example:" + port, "evil.example", "localhost.evil.example:" + port} {
+		if code, body := scale(host, 3); code != http.StatusMisdirectedRequest || !strings.Contains(body, "http_allowed_hosts") {
+			t.Errorf("scale as %s: %d %q, want 421 naming http_allowed_hosts", host, code, body)
+		}
+	}
+	if st := e.status(); len(st.Functions) != 1 || st.Functions[0].Desired != 1 {
+		t.Fatalf("refused scale changed the supervisor: %+v", st.Functions)
+	}
+	for i, host := range []string{"127.0.0.1:" + port, "localhost:" + port, "dash.example:" + port} {
+		if code, body := scale(host, 2+i); code != 200 {
+			t.Fatalf("scale as %s: %d %q, want 200", host, code, body)
+		}
+		if st := e.status(); len(st.Functions) != 1 || st.Functions[0].Desired != 2+i {
+			t.Fatalf("scale as %s: %+v, want desired %d", host, st.Functions, 2+i)
+		}
 	}
 }

@@ -15,6 +15,12 @@ type Endpoint struct {
 	Realm string
 	// Token, when set, guards every /api/ route (BearerAuth).
 	Token string
+	// Listen is the configured host:port of the endpoint and AllowedHosts
+	// the extra names of the Host header it serves (HostCheck); Setting
+	// names the flag or key of AllowedHosts in the refusal message.
+	Listen       string
+	AllowedHosts []string
+	Setting      string
 	// Collector gives the program's metrics; the Go and process
 	// collectors are added.
 	Collector prometheus.Collector
@@ -28,8 +34,9 @@ type Endpoint struct {
 }
 
 // Handler serves GET /metrics and /healthz without a token, the API
-// behind it, and the dashboard at /; unsafe methods from another site are
-// refused (403).
+// behind it, and the dashboard at /; requests for a Host that HostCheck
+// does not allow are refused (421) before anything runs, and unsafe
+// methods from another site (403).
 func (e Endpoint) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -49,5 +56,6 @@ func (e Endpoint) Handler() http.Handler {
 	}
 	mux.Handle("/api/", BearerAuth(e.Token, e.Realm, e.API))
 	mux.Handle("/", Static(static))
-	return http.NewCrossOriginProtection().Handler(mux)
+	hosts := NewHostCheck(e.Listen, e.AllowedHosts, e.Setting)
+	return hosts.Handler(http.NewCrossOriginProtection().Handler(mux))
 }

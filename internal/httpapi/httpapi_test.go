@@ -123,3 +123,60 @@ func TestWriteError(t *testing.T) {
 		t.Errorf("%d %q %v", rec.Code, rec.Body.String(), rec.Header())
 	}
 }
+
+func TestHostCheck(t *testing.T) {
+	t.Parallel()
+	c := NewHostCheck("gw.example:4731", []string{"Dash.Example.", "10.1.2.3"}, "--allowed")
+	for _, tc := range []struct {
+		host string
+		want bool
+	}{
+		{"", true},
+		{"127.0.0.1:4731", true},
+		{"127.9.9.9", true},
+		{"[::1]:4731", true},
+		{"10.0.0.5:80", true}, // an address cannot be rebound
+		{"localhost:4731", true},
+		{"LOCALHOST.", true},
+		{"app.localhost:1", true},
+		{"gw.example:9", true},
+		{"dash.example", true},
+		{"DASH.EXAMPLE:443", true},
+		{"evil.example:4731", false},
+		{"evil.example", false},
+		{"localhost.evil.example", false},
+		{"gw.example.evil", false},
+		{"127.0.0.1.nip.io", false},
+	} {
+		if got := c.Allowed(tc.host); got != tc.want {
+			t.Errorf("Allowed(%q) = %v, want %v", tc.host, got, tc.want)
+		}
+	}
+	// A wildcard listen address adds no name.
+	if NewHostCheck("0.0.0.0:1", nil, "x").Allowed("evil.example") {
+		t.Error("wildcard listen: evil.example allowed")
+	}
+
+	ran := 0
+	srv := httptest.NewServer(c.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran++ })))
+	defer srv.Close()
+	for _, host := range []string{"evil.example", "localhost"} {
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/x", nil)
+		req.Host = host
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if host == "evil.example" && (resp.StatusCode != http.StatusMisdirectedRequest || !strings.Contains(string(body), `evil.example`) || !strings.Contains(string(body), "--allowed")) {
+			t.Errorf("Host %s: %d %q, want 421 naming the host and the setting", host, resp.StatusCode, body)
+		}
+		if host == "localhost" && resp.StatusCode != 200 {
+			t.Errorf("Host %s: %d, want 200", host, resp.StatusCode)
+		}
+	}
+	if ran != 1 {
+		t.Errorf("handler ran %d times, want once (localhost)", ran)
+	}
+}

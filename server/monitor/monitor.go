@@ -24,7 +24,10 @@
 //
 // With Options.Token set, every /api/ request needs "Authorization: Bearer
 // <token>" (401 otherwise, before anything runs). Requests with unsafe
-// methods from another site (Sec-Fetch-Site, Origin) get 403.
+// methods from another site (Sec-Fetch-Site, Origin) get 403. Requests
+// whose Host is a name other than localhost, the name of Options.Listen
+// or one of Options.AllowedHosts get 421, whatever their path (DNS
+// rebinding; see httpapi.HostCheck).
 //
 // A job handle is a path segment: "/api/v1/jobs/H:host:42". POST to
 // /api/v1/jobs/{x} submits a job of function x; GET reads job handle x.
@@ -63,6 +66,13 @@ type Options struct {
 	Logger logrus.FieldLogger
 	// Token, when set, turns on bearer-token auth for /api/. Default "" (off).
 	Token string
+	// Listen is the configured host:port of the endpoint (--http-listen):
+	// its host, when a name, is served besides IP addresses and
+	// localhost. Default "".
+	Listen string
+	// AllowedHosts are the other names of the Host header served
+	// (--http-allowed-hosts). Default none.
+	AllowedHosts []string
 	// GearmanAddr is the host:port of the server's own Gearman listener,
 	// which POST /api/v1/jobs/{function} dials over loopback. "" (default)
 	// disables submitting (503).
@@ -215,7 +225,9 @@ func (m *Monitor) routes() http.Handler {
 	api.HandleFunc("POST /api/v1/functions/{function}/maxqueue", m.handleMaxQueue)
 	api.HandleFunc("POST /api/v1/jobs/{function}", m.handleSubmit)
 	return httpapi.Endpoint{
-		Realm: "gserverd", Token: m.opts.Token, Collector: collector{m}, API: api, Dashboard: staticFiles,
+		Realm: "gserverd", Token: m.opts.Token,
+		Listen: m.opts.Listen, AllowedHosts: m.opts.AllowedHosts, Setting: "--http-allowed-hosts",
+		Collector: collector{m}, API: api, Dashboard: staticFiles,
 		Open: func(mux *http.ServeMux) {
 			mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -34,7 +34,10 @@
 //
 // With Options.Token set, every /api/ request needs "Authorization: Bearer
 // <token>" (401 otherwise, before anything runs). Unsafe methods from
-// another site (Sec-Fetch-Site, Origin) get 403. The dashboard reads both
+// another site (Sec-Fetch-Site, Origin) get 403. Requests whose Host is a
+// name other than localhost, the name of Options.Listen or one of
+// Options.AllowedHosts get 421, whatever their path (DNS rebinding; see
+// httpapi.HostCheck). The dashboard reads both
 // event streams with fetch, not EventSource, so that it can send the
 // token in that header.
 package monitor
@@ -72,6 +75,13 @@ type Options struct {
 	Logger logrus.FieldLogger
 	// Token, when set, turns on bearer-token auth for /api/. Default "".
 	Token string
+	// Listen is the configured host:port of the endpoint (http_listen):
+	// its host, when a name, is served besides IP addresses and
+	// localhost. Default "".
+	Listen string
+	// AllowedHosts are the other names of the Host header served
+	// (http_allowed_hosts). Default none.
+	AllowedHosts []string
 	// Timeout bounds one call to the supervisor. Default 10s.
 	Timeout time.Duration
 	// EventInterval is the period of /api/v1/events. Default 1s.
@@ -152,7 +162,9 @@ func (m *Monitor) routes() http.Handler {
 	api.HandleFunc("GET /api/v1/events", m.handleEvents)
 	api.HandleFunc("GET /api/v1/functions/{function}/logs", m.handleLogs)
 	api.HandleFunc("POST /api/v1/functions/{function}/{action}", m.handleAction)
-	return httpapi.Endpoint{Realm: "gworkerd", Token: m.opts.Token, Collector: collector{m}, API: api, Dashboard: staticFiles}.Handler()
+	return httpapi.Endpoint{Realm: "gworkerd", Token: m.opts.Token,
+		Listen: m.opts.Listen, AllowedHosts: m.opts.AllowedHosts, Setting: "http_allowed_hosts",
+		Collector: collector{m}, API: api, Dashboard: staticFiles}.Handler()
 }
 
 func (m *Monitor) handleStatus(w http.ResponseWriter, r *http.Request) {
