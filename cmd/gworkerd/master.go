@@ -70,12 +70,18 @@ func runMaster(cfgPath string, cfg *config.Worker, lf *logFile, log *logrus.Logg
 	if err != nil {
 		return err
 	}
+	// A child subreaper adopts what a job leaves running after it
+	// (`setsid cmd &`), so that the supervisor can end it.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl PR_SET_CHILD_SUBREAPER: %w", err)
+	}
 	sup, err := supervise.New(supervise.Options{
 		Functions:     res.specs,
 		StopTimeout:   cfg.StopTimeout,
 		Backlog:       supervise.AdminBacklog(cfg.Servers, 2*time.Second),
 		ScaleInterval: cfg.ScaleInterval,
 		Logger:        log,
+		ReapOrphans:   true,
 
 		MaxChildrenPerFunction: cfg.MaxChildrenPerFunction,
 		MaxChildren:            cfg.MaxChildren,

@@ -2,6 +2,7 @@ package supervise
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"strconv"
 	"syscall"
@@ -41,6 +42,7 @@ func TreeRSS(pid int) int64 { return treeRSS(scanProcs(), []int{pid})[pid] }
 type procInfo struct {
 	ppid, pgid int
 	rss        int64 // bytes
+	state      byte  // 'R', 'S', 'Z' (zombie), ...
 }
 
 // procTable is a snapshot of every process, by pid.
@@ -110,7 +112,7 @@ func readStat(name string, buf []byte, page int64) (procInfo, bool) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return procInfo{}, false
 	}
-	return procInfo{ppid: ppid, pgid: pgid, rss: pages * page}, true
+	return procInfo{ppid: ppid, pgid: pgid, rss: pages * page, state: fs[0][0]}, true
 }
 
 // children returns the children of every process, by parent pid.
@@ -171,6 +173,20 @@ func descendantGroups(root int) []int {
 		}
 	})
 	return groups
+}
+
+// cmdline returns the command line of pid, its arguments separated by
+// spaces, read from /proc/<pid>/cmdline (at most 4 KiB; empty for a
+// zombie or a process gone).
+func cmdline(pid int) string {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b := make([]byte, 4096)
+	n, _ := io.ReadFull(f, b)
+	return string(bytes.TrimRight(bytes.ReplaceAll(b[:n], []byte{0}, []byte{' '}), " "))
 }
 
 func closeOnExec(fd int) { syscall.CloseOnExec(fd) }

@@ -163,6 +163,19 @@ type Options struct {
 	// counted at its Count or, autoscaled, its Max. Default 0: no bound
 	// (the config's max_children gives gworkerd's).
 	MaxChildren int
+	// ReapOrphans: the caller made this process a child subreaper
+	// (prctl PR_SET_CHILD_SUBREAPER), so what a child leaves running
+	// after it (a `setsid cmd &`) is reparented here. Every TickInterval
+	// the supervisor then looks in /proc for the processes whose parent
+	// is this process and that are not its children, logs each, sends it
+	// SIGTERM, SIGKILL after OrphanGrace, and reaps it; when Run ends,
+	// once the children are gone, every process left whose parent is
+	// this one gets SIGKILL at once. Nothing else in the process may
+	// start children of its own. Default false.
+	ReapOrphans bool
+	// OrphanGrace is how long an orphan may run after its SIGTERM.
+	// Default StopTimeout.
+	OrphanGrace time.Duration
 }
 
 // Names of the bounds in LimitError, as the config names them.
@@ -263,7 +276,8 @@ type Supervisor struct {
 	started   chan struct{} // closed when Run starts
 	done      chan struct{} // closed when the loop has exited
 	startOnce sync.Once
-	logs      *logHub // safe for concurrent use
+	logs      *logHub  // safe for concurrent use
+	orphans   *orphans // nil unless Options.ReapOrphans; see its type
 
 	// owned by the loop
 	groups   map[string]*group
@@ -371,6 +385,13 @@ func New(opts Options) (*Supervisor, error) {
 	if err := validate("", opts.Functions, opts); err != nil {
 		return nil, err
 	}
+	if opts.ReapOrphans {
+		grace := opts.OrphanGrace
+		if grace <= 0 {
+			grace = s.opts.StopTimeout
+		}
+		s.orphans = newOrphans(s.log, s.clk, grace)
+	}
 	return s, nil
 }
 
@@ -426,6 +447,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	cancel()
 	bg.Wait()
 	s.wg.Wait()
+	if s.orphans != nil {
+		s.orphans.stop() // the children are gone: whatever is left was theirs
+	}
 	return nil
 }
 
@@ -478,15 +502,34 @@ func (s *Supervisor) ticker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C():
-			// The RSS of command children is read here, off the loop:
-			// one pass over /proc for all of them.
+			// The RSS of command children is read here, off the loop,
+			// and orphans are looked for: one pass over /proc for all.
+			// With orphans, the pass comes before the children's pids
+			// are asked for, so that every child in it is known.
+			var procs procTable
+			if s.orphans != nil {
+				procs = scanProcs()
+			}
 			var roots []int
-			if s.call(ctx, func() error { roots = s.commandPids(); return nil }) != nil {
+			var known map[int]bool
+			if s.call(ctx, func() error {
+				roots = s.commandPids()
+				if s.orphans != nil {
+					known = s.childPids()
+				}
+				return nil
+			}) != nil {
 				return
 			}
 			var rss map[int]int64
 			if len(roots) > 0 {
-				rss = treeRSS(scanProcs(), roots)
+				if procs == nil {
+					procs = scanProcs()
+				}
+				rss = treeRSS(procs, roots)
+			}
+			if s.orphans != nil {
+				s.orphans.sweep(procs, known)
 			}
 			if !s.send(func() { s.tick(rss) }) {
 				return
@@ -877,6 +920,19 @@ func (s *Supervisor) commandPids() []int {
 		for _, c := range g.children {
 			if c.command && c.proc != nil {
 				pids = append(pids, c.pid)
+			}
+		}
+	}
+	return pids
+}
+
+// childPids returns the pids of every child's process.
+func (s *Supervisor) childPids() map[int]bool {
+	pids := map[int]bool{}
+	for _, g := range s.groups {
+		for _, c := range g.children {
+			if c.proc != nil {
+				pids[c.pid] = true
 			}
 		}
 	}
