@@ -387,6 +387,8 @@ func TestStartTwiceAndStalePidFile(t *testing.T) {
 	if e.masterPid() != pid {
 		t.Errorf("pid file changed")
 	}
+	// start returns before the child registers: wait for it.
+	waitFor(t, 30*time.Second, "the reverse child running", func() bool { return len(e.running("reverse")) == 1 })
 	// status --json
 	out = e.must("status", "--json")
 	var resp supervise.Response
