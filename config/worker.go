@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,6 +106,11 @@ type WorkerResize struct {
 	// JPEGQuality is the quality, 1..100, of JPEG outputs whose job does
 	// not give one. Key jpeg_quality. Default 0: the job's default, 85.
 	JPEGQuality int
+	// Roots are the absolute directories a resize job may read its source
+	// from and write its outputs into (symbolic links resolved); key
+	// roots, a list (GWORKERD_RESIZE_ROOTS: comma-separated). Default
+	// none: every resize job is refused as "not allowed".
+	Roots []string
 }
 
 // WorkerFunction is the configuration of one function.
@@ -238,7 +244,7 @@ const (
 )
 
 // workerResizeKeys are the keys of the resize section.
-var workerResizeKeys = map[string]bool{"max_pixels": true, "jpeg_quality": true}
+var workerResizeKeys = map[string]bool{"max_pixels": true, "jpeg_quality": true, "roots": true}
 
 // LoadWorker reads the file at path, applies GWORKERD_* environment
 // overrides and the defaults, and validates the result.
@@ -636,6 +642,9 @@ func (w *Worker) Validate() error {
 			return &WorkerConfigError{Path: w.Path, Key: "resize." + r.key, Msg: msg}
 		}
 	}
+	if msg := checkRoots(w.Resize.Roots); msg != "" {
+		return &WorkerConfigError{Path: w.Path, Key: "resize.roots", Msg: msg}
+	}
 	for _, f := range w.Functions {
 		key := "functions." + f.Name
 		bad := func(sub, msg string) error {
@@ -737,13 +746,33 @@ func (d decoder) resize(r *WorkerResize, v *viper.Viper, n *yaml.Node, lookupEnv
 			if nodes[k.Value] != nil {
 				return d.errf(key, k, "duplicate key")
 			}
+			nodes[k.Value] = val
+			if k.Value == "roots" {
+				l, err := d.strings(key, val)
+				if err != nil {
+					return err
+				}
+				r.Roots = l
+				if msg := checkRoots(l); msg != "" {
+					return d.errf(key, val, "%s", msg)
+				}
+				continue
+			}
 			s, err := d.scalar(key, val)
 			if err != nil {
 				return err
 			}
-			nodes[k.Value] = val
 			v.SetDefault(key, s)
 		}
+	}
+	if env, ok := lookupEnv("GWORKERD_RESIZE_ROOTS"); ok {
+		r.Roots = splitList(env)
+		if msg := checkRoots(r.Roots); msg != "" {
+			return &WorkerConfigError{Path: d.path, Key: "GWORKERD_RESIZE_ROOTS (environment)", Msg: msg}
+		}
+	}
+	for i, root := range r.Roots {
+		r.Roots[i] = filepath.Clean(root)
 	}
 	for _, f := range []struct {
 		key string
@@ -779,6 +808,16 @@ func (d decoder) resize(r *WorkerResize, v *viper.Viper, n *yaml.Node, lookupEnv
 		f.set(i)
 	}
 	return nil
+}
+
+// checkRoots returns what is wrong with resize.roots, or "".
+func checkRoots(roots []string) string {
+	for _, root := range roots {
+		if !filepath.IsAbs(root) {
+			return fmt.Sprintf("want absolute directories, got %q", root)
+		}
+	}
+	return ""
 }
 
 // checkResize returns what is wrong with a value of the resize section,

@@ -72,7 +72,7 @@ functions:
 	if other.Count != 1 || other.Concurrency != 1 || other.MaxJobs != 100 {
 		t.Errorf("discovered = %+v", other)
 	}
-	if w.Resize != (WorkerResize{}) {
+	if !reflect.DeepEqual(w.Resize, WorkerResize{}) {
 		t.Errorf("no resize section: Resize = %+v, want zero (the job's defaults)", w.Resize)
 	}
 }
@@ -88,6 +88,9 @@ func TestParseWorkerResize(t *testing.T) {
 		{"empty section", "resize:\n", nil, WorkerResize{}},
 		{"both keys", "resize:\n  max_pixels: 1000\n  jpeg_quality: 40\n", nil, WorkerResize{MaxPixels: 1000, JPEGQuality: 40}},
 		{"one key", "resize: {jpeg_quality: 100}\n", nil, WorkerResize{JPEGQuality: 100}},
+		{"roots", "resize:\n  roots: [/srv/images, /srv/thumbs/]\n", nil, WorkerResize{Roots: []string{"/srv/images", "/srv/thumbs"}}},
+		{"roots from the environment", "resize:\n  roots: [/srv/images]\n",
+			map[string]string{"GWORKERD_RESIZE_ROOTS": "/a,/b"}, WorkerResize{Roots: []string{"/a", "/b"}}},
 		{"large limit", "resize: {max_pixels: 5000000000}\n", nil, WorkerResize{MaxPixels: 5_000_000_000}},
 		{"environment over file", "resize:\n  max_pixels: 1000\n  jpeg_quality: 40\n",
 			map[string]string{"GWORKERD_RESIZE_MAX_PIXELS": "2000"}, WorkerResize{MaxPixels: 2000, JPEGQuality: 40}},
@@ -101,7 +104,7 @@ func TestParseWorkerResize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if w.Resize != tt.want {
+			if !reflect.DeepEqual(w.Resize, tt.want) {
 				t.Errorf("Resize = %+v, want %+v", w.Resize, tt.want)
 			}
 		})
@@ -114,6 +117,7 @@ func TestParseWorkerResizeEnvErrors(t *testing.T) {
 		{"not an integer", "servers: [a:1]\n", "GWORKERD_RESIZE_MAX_PIXELS", "lots"},
 		{"zero limit over a valid file", "resize: {max_pixels: 10}\n", "GWORKERD_RESIZE_MAX_PIXELS", "0"},
 		{"quality too high", "servers: [a:1]\n", "GWORKERD_RESIZE_JPEG_QUALITY", "101"},
+		{"relative root", "servers: [a:1]\n", "GWORKERD_RESIZE_ROOTS", "/a,images"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,6 +146,7 @@ func TestValidateResize(t *testing.T) {
 		{"negative limit", WorkerResize{MaxPixels: -1}, "resize.max_pixels"},
 		{"quality too high", WorkerResize{JPEGQuality: 101}, "resize.jpeg_quality"},
 		{"negative quality", WorkerResize{JPEGQuality: -5}, "resize.jpeg_quality"},
+		{"relative root", WorkerResize{Roots: []string{"images"}}, "resize.roots"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,6 +209,9 @@ func TestParseWorkerErrors(t *testing.T) {
 		{"jpeg quality zero", "resize:\n  jpeg_quality: 0\n", "resize.jpeg_quality", 2},
 		{"jpeg quality above 100", "resize:\n  max_pixels: 10\n  jpeg_quality: 101\n", "resize.jpeg_quality", 3},
 		{"jpeg quality not an integer", "resize:\n  jpeg_quality: high\n", "resize.jpeg_quality", 2},
+		{"relative root", "resize:\n  roots:\n    - /srv/images\n    - ./thumbs\n", "resize.roots", 3},
+		{"roots not a list", "resize:\n  roots: {a: 1}\n", "resize.roots", 2},
+		{"duplicate roots", "resize:\n  roots: [/a]\n  roots: [/b]\n", "resize.roots", 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,9 +17,9 @@ import (
 
 // serve runs a worker with the default registry (built-ins and the
 // examples) against addr until the test ends.
-func serve(t *testing.T, addr string) {
+func serve(t *testing.T, addr string, roots ...string) {
 	t.Helper()
-	reg, err := jobs.Default(jobs.Options{Dirs: []string{"examples"}})
+	reg, err := jobs.Default(jobs.Options{Dirs: []string{"examples"}, Resize: jobs.ResizeOptions{Roots: roots}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +75,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Run(tg.name, func(t *testing.T) {
 			t.Parallel()
 			srv := tg.start(t)
-			serve(t, srv.Addr)
-			host, port, _ := net.SplitHostPort(srv.Addr)
 			outDir := t.TempDir()
+			serve(t, srv.Addr, filepath.Dir(src), outDir)
+			host, port, _ := net.SplitHostPort(srv.Addr)
 			run := func(t *testing.T, name string, args ...string) string {
 				t.Helper()
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -109,7 +109,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Run("PHP resize of a missing file", func(t *testing.T) {
 				in, _ := json.Marshal(jobs.ResizeInput{Source: filepath.Join(outDir, "nope.jpg"), OutputDir: outDir, Widths: []int{10}})
 				out := run(t, php, "testdata/client.php", host, port, "resize", string(in))
-				if !strings.HasPrefix(out, "exception:resize: source file does not exist") {
+				if !strings.HasPrefix(out, "exception:resize: not allowed: "+filepath.Join(outDir, "nope.jpg")) {
 					t.Errorf("php output %q, want the missing-file exception", out)
 				}
 			})

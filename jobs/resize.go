@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/jpeg"
 	"image/png"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strings"
 
 	"golang.org/x/image/draw"
+	"golang.org/x/sys/unix"
 
 	"github.com/gworkerd/gworkerd/worker"
 )
@@ -29,7 +31,17 @@ type ResizeOptions struct {
 	MaxSizes int
 	// Quality is the JPEG quality when the input gives none. Default 85.
 	Quality int
+	// Roots are the directories sources are read from and outputs written
+	// into: a source or an output_dir is allowed only if, cleaned and with
+	// the symbolic links of its existing part resolved, it lies within
+	// one of them (resolved alike). Default none: every job is refused.
+	Roots []string
+	// MaxSourceBytes bounds the size of a source file. Default 256 MiB.
+	MaxSourceBytes int64
 }
+
+// DefaultMaxSourceBytes is ResizeOptions.MaxSourceBytes's default.
+const DefaultMaxSourceBytes = 256 << 20
 
 // ResizeInput is the resize job's workload (JSON).
 type ResizeInput struct {
@@ -72,10 +84,14 @@ type File struct {
 // Resize errors; the job fails with one of them wrapped, as an exception
 // whose message says which.
 var (
-	ErrResizeInput   = errors.New("resize: invalid input")
-	ErrSourceMissing = errors.New("resize: source file does not exist")
-	ErrNotAnImage    = errors.New("resize: source is not an image (JPEG or PNG)")
-	ErrImageBomb     = errors.New("resize: image bomb")
+	ErrResizeInput = errors.New("resize: invalid input")
+	// ErrNotAllowed refuses a source or an output_dir outside
+	// ResizeOptions.Roots, a source that is missing, not a regular file or
+	// above MaxSourceBytes: one message for all, so that a job cannot
+	// learn whether a file exists.
+	ErrNotAllowed = errors.New("resize: not allowed")
+	ErrNotAnImage = errors.New("resize: source is not an image (JPEG or PNG)")
+	ErrImageBomb  = errors.New("resize: image bomb")
 )
 
 // resize is the built-in resize handler.
@@ -95,6 +111,10 @@ func NewResize(opts ResizeOptions) worker.Handler {
 	if opts.Quality <= 0 || opts.Quality > 100 {
 		opts.Quality = 85
 	}
+	if opts.MaxSourceBytes <= 0 {
+		opts.MaxSourceBytes = DefaultMaxSourceBytes
+	}
+	opts.Roots = append([]string(nil), opts.Roots...)
 	return &resize{opts: opts}
 }
 
@@ -141,15 +161,18 @@ func (r *resize) resize(ctx context.Context, job worker.Job, in ResizeInput) (*R
 		quality = r.opts.Quality
 	}
 
-	f, err := os.Open(in.Source)
+	f, err := r.openSource(in.Source)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fail(fmt.Errorf("%w: %s", ErrSourceMissing, in.Source))
-		}
-		return nil, fail(fmt.Errorf("resize: open source: %w", err))
+		return nil, err
 	}
 	defer f.Close()
-	cfg, format, err := image.DecodeConfig(f)
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() > r.opts.MaxSourceBytes {
+		return nil, r.notAllowed(in.Source)
+	}
+	// Read no further than the size checked, should the file grow.
+	src := io.NewSectionReader(f, 0, st.Size())
+	cfg, format, err := image.DecodeConfig(src)
 	if err != nil || (format != "jpeg" && format != "png") {
 		return nil, fail(fmt.Errorf("%w: %s", ErrNotAnImage, in.Source))
 	}
@@ -165,15 +188,16 @@ func (r *resize) resize(ctx context.Context, job worker.Job, in ResizeInput) (*R
 				ErrImageBomb, dims[i].Width, dims[i].Height, px, r.opts.MaxPixels))
 		}
 	}
-	if _, err := f.Seek(0, 0); err != nil {
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
 		return nil, fail(fmt.Errorf("resize: read source: %w", err))
 	}
-	src, _, err := image.Decode(f)
+	img, _, err := image.Decode(src)
 	if err != nil {
 		return nil, fail(fmt.Errorf("%w: %s: %v", ErrNotAnImage, in.Source, err))
 	}
-	if err := os.MkdirAll(in.OutputDir, 0o755); err != nil {
-		return nil, fail(fmt.Errorf("resize: output_dir: %w", err))
+	outDir, err := r.outputDir(in.OutputDir)
+	if err != nil {
+		return nil, err
 	}
 
 	stem := strings.TrimSuffix(filepath.Base(in.Source), filepath.Ext(in.Source))
@@ -187,9 +211,10 @@ func (r *resize) resize(ctx context.Context, job worker.Job, in ResizeInput) (*R
 			return nil, err
 		}
 		dst := image.NewRGBA(image.Rect(0, 0, d.Width, d.Height))
-		draw.CatmullRom.Scale(dst, dst.Bounds(), src, src.Bounds(), draw.Src, nil)
-		path := filepath.Join(in.OutputDir, fmt.Sprintf("%s_%dx%d%s", stem, d.Width, d.Height, ext))
-		n, err := writeImage(path, dst, format, quality)
+		draw.CatmullRom.Scale(dst, dst.Bounds(), img, img.Bounds(), draw.Src, nil)
+		name := fmt.Sprintf("%s_%dx%d%s", stem, d.Width, d.Height, ext)
+		path := filepath.Join(in.OutputDir, name)
+		n, err := writeImage(filepath.Join(outDir, name), path, dst, format, quality)
 		if err != nil {
 			return nil, err
 		}
@@ -217,10 +242,11 @@ func fit(w, h int, box Size) Size {
 	}
 }
 
-// writeImage encodes img to path through a temporary file and a rename,
-// so that readers never see half an image.
-func writeImage(path string, img image.Image, format string, quality int) (int64, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".resize-*")
+// writeImage encodes img to dst through a temporary file and a rename,
+// so that readers never see half an image; errors name path, the output
+// as the job gave it.
+func writeImage(dst, path string, img image.Image, format string, quality int) (int64, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".resize-*")
 	if err != nil {
 		return 0, fmt.Errorf("resize: write %s: %w", path, err)
 	}
@@ -237,14 +263,100 @@ func writeImage(path string, img image.Image, format string, quality int) (int64
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		err = os.Rename(tmp.Name(), dst)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("resize: write %s: %w", path, err)
 	}
-	st, err := os.Stat(path)
+	st, err := os.Lstat(dst)
 	if err != nil {
 		return 0, fmt.Errorf("resize: write %s: %w", path, err)
 	}
 	return st.Size(), nil
+}
+
+// notAllowed is the one refusal of a path, whatever the reason.
+func (r *resize) notAllowed(path string) error {
+	if len(r.opts.Roots) == 0 {
+		return fail(fmt.Errorf("%w: %s (resize.roots allows no directory)", ErrNotAllowed, path))
+	}
+	return fail(fmt.Errorf("%w: %s", ErrNotAllowed, path))
+}
+
+// openSource opens path, if it lies within a root, for reading without
+// following a final symbolic link and without blocking (a FIFO or a
+// terminal opens at once; the caller then refuses what is not a regular
+// file). Every failure is notAllowed.
+func (r *resize) openSource(path string) (*os.File, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, r.notAllowed(path)
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil || !r.within(real) {
+		return nil, r.notAllowed(path)
+	}
+	fd, err := unix.Open(real, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, r.notAllowed(path)
+	}
+	return os.NewFile(uintptr(fd), real), nil
+}
+
+// outputDir returns the directory dir resolves to, created if missing,
+// if it lies within a root.
+func (r *resize) outputDir(dir string) (string, error) {
+	real, err := resolve(dir)
+	if err != nil || !r.within(real) {
+		return "", r.notAllowed(dir)
+	}
+	if err := os.MkdirAll(real, 0o755); err != nil {
+		return "", fail(fmt.Errorf("resize: output_dir %s: %w", dir, err))
+	}
+	// A symbolic link put in place meanwhile must still lead into a root.
+	if again, err := filepath.EvalSymlinks(real); err != nil || !r.within(again) {
+		return "", r.notAllowed(dir)
+	}
+	return real, nil
+}
+
+// within reports whether the resolved absolute path p lies within a root.
+func (r *resize) within(p string) bool {
+	for _, root := range r.opts.Roots {
+		real, err := resolve(root)
+		if err != nil {
+			continue
+		}
+		rel, err := filepath.Rel(real, p)
+		if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve returns the absolute, cleaned path p with the symbolic links of
+// its longest existing ancestor resolved; the missing rest (which, cleaned,
+// holds no "..") is appended as it is.
+func resolve(p string) (string, error) {
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for {
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(real, rest), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return "", err
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = parent
+	}
 }

@@ -16,6 +16,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gworkerd/gworkerd/jobs"
 	"github.com/gworkerd/gworkerd/worker"
@@ -104,7 +107,7 @@ func TestResize(t *testing.T) {
 		{name: "png stays png", in: jobs.ResizeInput{Source: pngSrc, Sizes: []jobs.Size{{Width: 150, Height: 150}}, Widths: []int{30}},
 			wantFormat: "png", want: []jobs.Size{{Width: 150, Height: 100}, {Width: 30, Height: 20}}},
 		{name: "missing file", in: jobs.ResizeInput{Source: filepath.Join(dir, "nope.jpg"), Widths: []int{10}},
-			wantErr: jobs.ErrSourceMissing, wantMsg: "does not exist"},
+			wantErr: jobs.ErrNotAllowed, wantMsg: "not allowed"},
 		{name: "not an image", in: jobs.ResizeInput{Source: text, Widths: []int{10}},
 			wantErr: jobs.ErrNotAnImage, wantMsg: "not an image"},
 		{name: "image bomb", in: jobs.ResizeInput{Source: bomb, Widths: []int{10}},
@@ -118,12 +121,13 @@ func TestResize(t *testing.T) {
 		{name: "bad quality", in: jobs.ResizeInput{Source: samplePhoto, Widths: []int{10}, Quality: 101},
 			wantErr: jobs.ErrResizeInput, wantMsg: "quality"},
 	}
-	h := jobs.NewResize(jobs.ResizeOptions{MaxPixels: 10_000_000})
-	for _, tt := range tests {
+	outRoot := t.TempDir()
+	h := jobs.NewResize(jobs.ResizeOptions{MaxPixels: 10_000_000, Roots: []string{"testdata", dir, outRoot}})
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			in := tt.in
-			in.OutputDir = filepath.Join(t.TempDir(), "out")
+			in.OutputDir = filepath.Join(outRoot, fmt.Sprint(i), "out")
 			payload, _ := json.Marshal(in)
 			job := newJob("resize", string(payload))
 			res, err := h.Run(context.Background(), job)
@@ -176,9 +180,10 @@ func TestResize(t *testing.T) {
 // TestResizeQuality: a higher JPEG quality gives a larger file.
 func TestResizeQuality(t *testing.T) {
 	t.Parallel()
-	h := jobs.NewResize(jobs.ResizeOptions{})
+	outRoot := t.TempDir()
+	h := jobs.NewResize(jobs.ResizeOptions{Roots: []string{"testdata", outRoot}})
 	sizeAt := func(q int) int64 {
-		in := jobs.ResizeInput{Source: samplePhoto, OutputDir: t.TempDir(), Widths: []int{400}, Quality: q}
+		in := jobs.ResizeInput{Source: samplePhoto, OutputDir: filepath.Join(outRoot, fmt.Sprint(q)), Widths: []int{400}, Quality: q}
 		payload, _ := json.Marshal(in)
 		res, err := h.Run(context.Background(), newJob("resize", string(payload)))
 		if err != nil {
@@ -202,5 +207,124 @@ func TestResizeInvalidJSON(t *testing.T) {
 	_, err := jobs.NewResize(jobs.ResizeOptions{}).Run(context.Background(), newJob("resize", "{not json"))
 	if !errors.Is(err, jobs.ErrResizeInput) {
 		t.Fatalf("err = %v, want ErrResizeInput", err)
+	}
+}
+
+// TestResizeRoots: a job reads and writes only within resize.roots,
+// opens only regular files of at most MaxSourceBytes without blocking,
+// and every refusal reads the same, so that a job cannot learn whether a
+// file exists.
+func TestResizeRoots(t *testing.T) {
+	t.Parallel()
+	root, outside := t.TempDir(), t.TempDir()
+	photo, err := os.ReadFile(samplePhoto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(root, "in.jpg"), filepath.Join(outside, "secret.jpg")} {
+		if err := os.WriteFile(p, photo, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	links := map[string]string{
+		"escape.jpg": filepath.Join(outside, "secret.jpg"), // a file outside
+		"escape":     outside,                              // a directory outside
+		"inside.jpg": filepath.Join(root, "in.jpg"),        // a file inside
+	}
+	for name, target := range links {
+		if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fifo := filepath.Join(root, "fifo.jpg") // what /proc/self/fd/1 may be: opening it blocks
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "dir.jpg"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(root, "out")
+	tests := []struct {
+		name, source, outputDir string
+		allowed                 bool
+	}{
+		{"file and output within the root", filepath.Join(root, "in.jpg"), out, true},
+		{"symbolic link within the root", filepath.Join(root, "inside.jpg"), filepath.Join(root, "new", "deep"), true},
+		{"source outside", filepath.Join(outside, "secret.jpg"), out, false},
+		{"missing source outside", filepath.Join(outside, "nope.jpg"), out, false},
+		{"missing source inside", filepath.Join(root, "nope.jpg"), out, false},
+		{"dot-dot escape", filepath.Join(root, "..", filepath.Base(outside), "secret.jpg"), out, false},
+		{"symbolic link escape", filepath.Join(root, "escape.jpg"), out, false},
+		{"source through a linked directory", filepath.Join(root, "escape", "secret.jpg"), out, false},
+		{"FIFO inside the root", fifo, out, false},
+		{"directory inside the root", filepath.Join(root, "dir.jpg"), out, false},
+		{"standard output", "/proc/self/fd/1", out, false},
+		{"a device", "/dev/zero", out, false},
+		{"relative source", "in.jpg", out, false},
+		{"output outside", filepath.Join(root, "in.jpg"), filepath.Join(outside, "out"), false},
+		{"output dot-dot escape", filepath.Join(root, "in.jpg"), root + "/out/../../" + filepath.Base(outside), false},
+		{"output through a linked directory", filepath.Join(root, "in.jpg"), filepath.Join(root, "escape", "sub"), false},
+	}
+	h := jobs.NewResize(jobs.ResizeOptions{Roots: []string{root}})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			payload, _ := json.Marshal(jobs.ResizeInput{Source: tt.source, OutputDir: tt.outputDir, Widths: []int{10}})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				_, err := h.Run(ctx, newJob("resize", string(payload)))
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-ctx.Done():
+				t.Fatalf("resize of %s still running after 10s: it blocks", tt.source)
+			}
+			if tt.allowed {
+				if err != nil {
+					t.Fatalf("resize: %v, want success", err)
+				}
+				return
+			}
+			refused := tt.outputDir
+			if strings.HasPrefix(tt.outputDir, root+string(filepath.Separator)) && !strings.Contains(tt.outputDir, "..") && !strings.Contains(tt.outputDir, "escape") {
+				refused = tt.source
+			}
+			if want := "resize: not allowed: " + refused; err == nil || err.Error() != want {
+				t.Errorf("err = %v, want exactly %q", err, want)
+			}
+			if !errors.Is(err, jobs.ErrNotAllowed) {
+				t.Errorf("err %v is not ErrNotAllowed", err)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(outside, "out")); err == nil {
+		t.Errorf("an output directory was created outside the roots")
+	}
+}
+
+// TestResizeRootsOversize: a source above MaxSourceBytes is refused like
+// any other, before it is read.
+func TestResizeRootsOversize(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	h := jobs.NewResize(jobs.ResizeOptions{Roots: []string{"testdata", root}, MaxSourceBytes: 1000})
+	payload, _ := json.Marshal(jobs.ResizeInput{Source: samplePhoto, OutputDir: root, Widths: []int{10}})
+	_, err := h.Run(context.Background(), newJob("resize", string(payload)))
+	if want := "resize: not allowed: " + samplePhoto; err == nil || err.Error() != want {
+		t.Errorf("err = %v, want exactly %q", err, want)
+	}
+}
+
+// TestResizeNoRoots: without roots every job is refused, naming the key.
+func TestResizeNoRoots(t *testing.T) {
+	t.Parallel()
+	payload, _ := json.Marshal(jobs.ResizeInput{Source: samplePhoto, OutputDir: t.TempDir(), Widths: []int{10}})
+	_, err := jobs.NewResize(jobs.ResizeOptions{}).Run(context.Background(), newJob("resize", string(payload)))
+	if !errors.Is(err, jobs.ErrNotAllowed) || !strings.Contains(err.Error(), "resize.roots") {
+		t.Errorf("err = %v, want not allowed naming resize.roots", err)
 	}
 }

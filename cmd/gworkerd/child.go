@@ -83,6 +83,7 @@ func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *
 		opts := jobs.Options{Logger: log}
 		if cc.Resize != nil {
 			opts.Resize.MaxPixels, opts.Resize.Quality = cc.Resize.MaxPixels, cc.Resize.JPEGQuality
+			opts.Resize.Roots = cc.Resize.Roots
 		}
 		reg, err := jobs.Default(opts)
 		if err != nil {

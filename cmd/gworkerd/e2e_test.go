@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ func TestResizeEndToEnd(t *testing.T) {
 	sample := filepath.Join(root, "jobs", "testdata", "sample.jpg")
 	phpClient := filepath.Join(root, "jobs", "testdata", "client.php")
 	e := newEnv(t, gd.Addr+", "+gs.Addr, "  resize:\n    count: 2\n", 10*time.Second)
+	e.appendConfig(fmt.Sprintf("resize:\n  roots: [%s, %s]\n", filepath.Dir(sample), e.dir))
 	e.must("start")
 	pid := e.masterPid()
 	defer func() { e.run("stop"); reap(pid) }()
@@ -103,6 +105,7 @@ func TestResizeConfig(t *testing.T) {
 	}
 	sample := filepath.Join(root, "jobs", "testdata", "sample.jpg")
 	e := newEnv(t, gs.Addr, "  resize: {}\nresize:\n  max_pixels: 1000\n", 5*time.Second)
+	e.appendConfig(fmt.Sprintf("  roots: [%s, %s]\n", filepath.Dir(sample), e.dir)) // within the resize section
 	e.must("check")
 	e.must("start")
 	pid := e.masterPid()
@@ -210,10 +213,10 @@ func TestResolveResize(t *testing.T) {
 	}
 	plain := load("")
 	set := load("resize:\n  max_pixels: 1000\n  jpeg_quality: 7\n")
-	if got := child(plain["resize"]).Resize; got == nil || *got != (childResize{}) {
+	if got := child(plain["resize"]).Resize; got == nil || !reflect.DeepEqual(*got, childResize{}) {
 		t.Errorf("resize without a section: child resize %+v, want zero (the job's defaults)", got)
 	}
-	if got := child(set["resize"]).Resize; got == nil || *got != (childResize{MaxPixels: 1000, JPEGQuality: 7}) {
+	if got := child(set["resize"]).Resize; got == nil || !reflect.DeepEqual(*got, childResize{MaxPixels: 1000, JPEGQuality: 7}) {
 		t.Errorf("resize: child resize %+v, want max_pixels 1000 jpeg_quality 7", got)
 	}
 	if got := child(set["reverse"]).Resize; got != nil {

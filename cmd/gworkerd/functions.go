@@ -51,8 +51,9 @@ type childConfig struct {
 // childResize carries config.WorkerResize; zero fields take the job's
 // defaults.
 type childResize struct {
-	MaxPixels   int64 `json:"max_pixels,omitempty"`
-	JPEGQuality int   `json:"jpeg_quality,omitempty"`
+	MaxPixels   int64    `json:"max_pixels,omitempty"`
+	JPEGQuality int      `json:"jpeg_quality,omitempty"`
+	Roots       []string `json:"roots,omitempty"`
 }
 
 // resizeFunction is the built-in function the resize section configures.
@@ -198,7 +199,7 @@ func resolve(cfg *config.Worker) (resolved, error) {
 				Msg: "resident applies to a handler file; " + n + " is built in"}
 		}
 		if n == resizeFunction && file.Path == "" {
-			cc.Resize = &childResize{MaxPixels: cfg.Resize.MaxPixels, JPEGQuality: cfg.Resize.JPEGQuality}
+			cc.Resize = &childResize{MaxPixels: cfg.Resize.MaxPixels, JPEGQuality: cfg.Resize.JPEGQuality, Roots: cfg.Resize.Roots}
 		}
 		b, err := json.Marshal(cc)
 		if err != nil {
