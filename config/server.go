@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
@@ -73,6 +74,16 @@ type Server struct {
 	AdminShutdown bool
 	// MaxPayload is the largest packet payload accepted. Default 64 MiB.
 	MaxPayload int64
+	// MaxConnections bounds the open Gearman connections; beyond it a new
+	// connection is closed at once, except for a few more kept for
+	// loopback peers (gearadmin). 0 is unlimited; -1 (default) derives it
+	// from the open-file limit: RLIMIT_NOFILE (after FileDescriptors)
+	// less ReservedFiles, and at most DefaultMaxConnections.
+	MaxConnections int
+	// PacketTimeout bounds how long a connection may take to complete a
+	// packet (or admin line) it has begun; 0 is none. Connections idle
+	// between packets are not affected. Default 30s.
+	PacketTimeout time.Duration
 
 	// Keepalive enables TCP keepalive on accepted connections. With it,
 	// KeepaliveIdle, KeepaliveInterval (seconds) and KeepaliveCount tune
@@ -161,6 +172,14 @@ const (
 	// embedded store in --data-dir (-q builtin keeps jobs in memory only).
 	DefaultQueueType  = "embedded"
 	DefaultMaxPayload = 64 << 20
+	// DefaultMaxConnections caps the --max-connections derived from the
+	// open-file limit.
+	DefaultMaxConnections = 100000
+	// ReservedFiles is what the derived --max-connections leaves of the
+	// open-file limit for listeners, the store, logs and the HTTP endpoint.
+	ReservedFiles = 256
+	// DefaultPacketTimeout is --packet-timeout's default.
+	DefaultPacketTimeout = 30 * time.Second
 	// DefaultHTTPPort is the port of -r http (gearmand's --http-port).
 	DefaultHTTPPort = 8080
 	// DefaultHTTPListen is where the HTTP endpoint listens by default.
@@ -311,6 +330,27 @@ func stringSetter(dst func(*Server) *string, check func(string) (string, error))
 			s = v
 		}
 		*dst(c) = s
+		return nil
+	}
+}
+
+// durationSetter parses a Go duration (a bare number is seconds), >= 0.
+func durationSetter(dst func(*Server) *time.Duration) func(*Server, string, []string) error {
+	return func(c *Server, s string, _ []string) error {
+		s = strings.TrimSpace(s)
+		var d time.Duration
+		if n, err := strconv.ParseFloat(s, 64); err == nil {
+			if math.IsNaN(n) || n > math.MaxInt64/float64(time.Second) {
+				return fmt.Errorf("want a duration such as 30s or 2m, got %q", s)
+			}
+			d = time.Duration(n * float64(time.Second))
+		} else if d, err = time.ParseDuration(s); err != nil {
+			return fmt.Errorf("want a duration such as 30s or 2m, got %q", s)
+		}
+		if d < 0 {
+			return errors.New("want a duration >= 0 (0: none)")
+		}
+		*dst(c) = d
 		return nil
 	}
 }
@@ -565,6 +605,12 @@ func serverKeys() []serverKey {
 		{flag: "max-payload", kind: kindString, def: "64MiB",
 			usage: "largest packet payload accepted (`size`: bytes or K/M/G); larger gets ERROR and the connection is closed",
 			set:   payloadSetter},
+		{flag: "max-connections", kind: kindInt, def: "-1",
+			usage: "most open Gearman connections (`N`); beyond it new ones are closed at once, but 8 more are kept for loopback peers (gearadmin). 0: unlimited; -1: the open-file limit less 256, at most 100000",
+			set:   intSetter(func(c *Server) *int { return &c.MaxConnections }, atLeast(-1))},
+		{flag: "packet-timeout", kind: kindString, def: DefaultPacketTimeout.String(),
+			usage: "`duration` (30s, 2m; a bare number is seconds) a connection has to complete a packet or admin line it has begun, else it is closed; 0: none. Idle connections are not affected",
+			set:   durationSetter(func(c *Server) *time.Duration { return &c.PacketTimeout })},
 		{flag: "keepalive", kind: kindBool, def: "false",
 			usage: "enable TCP keepalive on accepted connections",
 			set:   boolSetter(func(c *Server) *bool { return &c.Keepalive })},

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -102,6 +103,9 @@ func (c *conn) readLoop() {
 	buf := make([]byte, minReadBuf)
 	small := 0
 	h := handler{c: c, s: c.s}
+	// armed: a read deadline is set for the packet being received.
+	armed := false
+	var frames uint64 // h.frames when the deadline was armed
 	for {
 		n, err := c.nc.Read(buf)
 		if n > 0 {
@@ -110,6 +114,18 @@ func (c *conn) readLoop() {
 				return
 			}
 			c.flush()
+			// The deadline runs from the packet's first byte to its end;
+			// idle time between packets has none.
+			// A packet that began after the one the deadline was armed for
+			// gets its own.
+			if pending := c.dec.Pending(); (pending != armed || pending && h.frames != frames) && c.s.opts.PacketTimeout > 0 {
+				var d time.Time
+				if pending {
+					d = time.Now().Add(c.s.opts.PacketTimeout)
+				}
+				_ = c.nc.SetReadDeadline(d)
+				armed, frames = pending, h.frames
+			}
 			switch {
 			case n == len(buf) && len(buf) < maxReadBuf:
 				buf = make([]byte, 2*len(buf))
@@ -124,6 +140,10 @@ func (c *conn) readLoop() {
 			}
 		}
 		if err != nil {
+			if armed && errors.Is(err, os.ErrDeadlineExceeded) {
+				c.logger().WithField("timeout", c.s.opts.PacketTimeout).Info("closing connection: packet not completed in time")
+				return
+			}
 			if !errors.Is(err, net.ErrClosed) {
 				c.logger().WithError(err).Debug("connection closed")
 			}
@@ -321,6 +341,8 @@ type handler struct {
 	// shutdown is set by the shutdown admin command (true: graceful); it
 	// runs once the reply is written.
 	shutdown *bool
+	// frames counts the frames decoded.
+	frames uint64
 }
 
 // feed decodes p and handles every complete frame. It returns false when
@@ -339,6 +361,7 @@ func (h *handler) feed(p []byte) bool {
 		if !ok {
 			continue
 		}
+		h.frames++
 		if len(h.batch) > 0 && !h.batchable(&f) {
 			h.flushBatch()
 		}

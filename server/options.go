@@ -67,7 +67,21 @@ type Options struct {
 	// MaxOutBuffer bounds the bytes queued for one connection before it is
 	// dropped as a slow consumer. Default 64 MiB + 1 MiB.
 	MaxOutBuffer int
+	// MaxConnections bounds the open connections: beyond it an accepted
+	// connection is closed at once, except that LoopbackReserve more are
+	// kept for loopback peers, so that an operator's gearadmin still gets
+	// in. Default 0: unlimited.
+	MaxConnections int
+	// PacketTimeout bounds how long a connection may take to complete a
+	// packet or admin line once its first byte arrived; a connection that
+	// misses it is closed. Idle connections between packets are not
+	// affected. Default 30s; negative for none.
+	PacketTimeout time.Duration
 }
+
+// LoopbackReserve is how many connections beyond MaxConnections are
+// accepted from loopback peers.
+const LoopbackReserve = 8
 
 // DefaultOptions returns the options gserverd runs with when no flag is
 // given: every default, and JobRetries -1 (unlimited).
@@ -101,6 +115,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 30 * time.Second
+	}
+	if o.PacketTimeout == 0 {
+		o.PacketTimeout = 30 * time.Second
 	}
 	if o.MaxOutBuffer <= 0 {
 		o.MaxOutBuffer = 65 << 20

@@ -112,12 +112,21 @@ type Server struct {
 	epochT    clock.Timer
 	epochAt   int64 // unix time epochT is armed for; 0 = unarmed
 	counters  counters
+	refused   refusals
 
 	// adding counts the Store.Adds in flight per record whose key is a
 	// job's unique (several submits can write one such key; a fresh
 	// key has one writer). A job freed meanwhile does not delete that
 	// record: it may be the record of the job the Add will create.
 	adding map[store.Ref]int
+}
+
+// refusals counts the connections refused by MaxConnections since the
+// last log line about them (at most one a second).
+type refusals struct {
+	total    uint64 // since start
+	unlogged uint64
+	lastLog  time.Time
 }
 
 type counters struct {
@@ -162,6 +171,8 @@ func validate(o Options) error {
 		return fmt.Errorf("%w: JobRetries %d (want -1..255)", ErrInvalidOptions, o.JobRetries)
 	case o.WorkerWakeup < 0:
 		return fmt.Errorf("%w: WorkerWakeup %d (want >= 0)", ErrInvalidOptions, o.WorkerWakeup)
+	case o.MaxConnections < 0:
+		return fmt.Errorf("%w: MaxConnections %d (want >= 0, 0 unlimited)", ErrInvalidOptions, o.MaxConnections)
 	case len(o.JobHandlePrefix)+21 >= 64:
 		return fmt.Errorf("%w: JobHandlePrefix %q too long (handles must stay under 64 bytes)", ErrInvalidOptions, o.JobHandlePrefix)
 	}
@@ -233,6 +244,12 @@ func (s *Server) startConn(nc net.Conn) bool {
 	if s.closed {
 		return false
 	}
+	if max := s.opts.MaxConnections; max > 0 && len(s.conns) >= max {
+		if len(s.conns) >= max+LoopbackReserve || !isLoopbackAddr(nc.RemoteAddr()) {
+			s.refuse(nc)
+			return true
+		}
+	}
 	s.nextConn++
 	c := newConn(s, nc, s.nextConn)
 	s.conns[c] = struct{}{}
@@ -240,6 +257,37 @@ func (s *Server) startConn(nc net.Conn) bool {
 	s.connWG.Add(1)
 	go c.readLoop()
 	return true
+}
+
+// refuse closes nc, accepted beyond MaxConnections, and logs about it at
+// most once a second. The caller holds s.mu.
+func (s *Server) refuse(nc net.Conn) {
+	_ = nc.Close()
+	r := &s.refused
+	r.total++
+	r.unlogged++
+	if now := s.clk.Now(); now.Sub(r.lastLog) >= time.Second {
+		s.log.WithFields(logrus.Fields{
+			"refused":         r.unlogged,
+			"refused_total":   r.total,
+			"connections":     len(s.conns),
+			"max_connections": s.opts.MaxConnections,
+		}).Warn("refusing connections: max connections reached")
+		r.lastLog = now
+		r.unlogged = 0
+	}
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.IsLoopback()
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (s *Server) closeListeners() {

@@ -315,5 +315,10 @@ func serverOptions(cfg *config.Server, log logrus.FieldLogger, st store.Store, o
 	o.Store = st
 	o.Version = version()
 	o.VerboseName = cfg.Verbose
+	o.MaxConnections = maxConnections(cfg.MaxConnections)
+	o.PacketTimeout = cfg.PacketTimeout
+	if o.PacketTimeout == 0 {
+		o.PacketTimeout = -1 // none
+	}
 	return o
 }

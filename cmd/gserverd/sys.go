@@ -12,6 +12,22 @@ import (
 	"github.com/gworkerd/gworkerd/config"
 )
 
+// maxConnections resolves --max-connections: -1 derives it from the
+// open-file limit (less config.ReservedFiles, at most
+// config.DefaultMaxConnections, at least 1/2 of the limit); others are
+// kept (0: unlimited).
+func maxConnections(n int) int {
+	if n >= 0 {
+		return n
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return config.DefaultMaxConnections
+	}
+	cur := int(min(lim.Cur, uint64(config.DefaultMaxConnections)+config.ReservedFiles))
+	return max(cur-config.ReservedFiles, cur/2, 1)
+}
+
 // setFileLimit sets RLIMIT_NOFILE to n (-f/--file-descriptors), raising
 // the hard limit too when needed (which needs root).
 func setFileLimit(n int, src config.Source) error {
