@@ -84,22 +84,6 @@ func commandEntry(name string, count int, argv []string, marker, extra string) s
 		name, count, strings.Join(q, ", "), markerVar, marker, extra)
 }
 
-// appendConfig adds top-level keys to the end of the config file.
-func (e *env) appendConfig(text string) {
-	e.t.Helper()
-	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	_, err = f.WriteString(text)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		e.t.Fatal(err)
-	}
-}
-
 // gearmanJob runs one job with the gearman command-line client and
 // decodes worker.php's reply.
 func gearmanJob(t *testing.T, gearman, addr, fn, data string) (workerReply, error) {

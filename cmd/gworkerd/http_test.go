@@ -35,15 +35,7 @@ func TestHTTPScale(t *testing.T) {
 	gd := testpeer.StartGearmand(t)
 	e := newEnv(t, gd.Addr, "  rev:\n    count: 1\n", 5*time.Second)
 	base := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
-	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.WriteString("http_listen: " + base + "\nhttp_token: tok\n")
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.appendConfig("http_listen: " + base + "\nhttp_token: tok\n")
 	e.script("rev", "rev")
 	e.must("start")
 	pid := e.masterPid()
@@ -114,15 +106,7 @@ func TestHTTPLogsAndCounters(t *testing.T) {
 	gd := testpeer.StartGearmand(t)
 	e := newEnv(t, gd.Addr, "  rev:\n    count: 1\n", 5*time.Second)
 	base := "http://127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
-	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.WriteString("http_listen: " + strings.TrimPrefix(base, "http://") + "\nhttp_token: tok\n")
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.appendConfig("http_listen: " + strings.TrimPrefix(base, "http://") + "\nhttp_token: tok\n")
 	e.script("rev", `in=$(cat)
 if [ "$in" = bad ]; then echo "bad input: $in" >&2; exit 1; fi
 printf '%s' "$in" | rev`)

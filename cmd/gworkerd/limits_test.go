@@ -22,15 +22,7 @@ func TestScaleBeyondPerFunctionBound(t *testing.T) {
 	gd := testpeer.StartGearmand(t)
 	e := newEnv(t, gd.Addr, "  reverse: {}\n", 5*time.Second)
 	base := "127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
-	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.WriteString("http_listen: " + base + "\n")
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.appendConfig("http_listen: " + base + "\n")
 	e.must("start")
 	pid := e.masterPid()
 	defer func() { e.run("stop"); reap(pid) }()

@@ -201,6 +201,22 @@ func (e *env) status() supervise.Status {
 	return *resp.Status
 }
 
+// appendConfig adds top-level keys to the end of the config file.
+func (e *env) appendConfig(text string) {
+	e.t.Helper()
+	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	_, err = f.WriteString(text)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (e *env) running(fn string) []int {
 	var pids []int
 	for _, c := range e.status().Children {
