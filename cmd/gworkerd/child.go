@@ -110,11 +110,11 @@ func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *
 			case worker.Connected:
 				ready()
 			case worker.JobStarted:
-				rep.JobStarted(ev.Handle)
+				rep.JobStarted(ev.Handle, ev.Time)
 			case worker.JobDone:
-				rep.JobFinished(ev.Handle, true, nil)
+				rep.JobFinished(ev.Handle, true, nil, ev.Duration)
 			case worker.JobFailed, worker.JobAbandoned:
-				rep.JobFinished(ev.Handle, false, ev.Err)
+				rep.JobFinished(ev.Handle, false, ev.Err, ev.Duration)
 			}
 		},
 	})

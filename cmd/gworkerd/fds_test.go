@@ -79,7 +79,8 @@ func TestInheritedDescriptors(t *testing.T) {
 	}
 
 	// A gworkerd child: 0-2 and the report pipe; whatever else it has it
-	// opened itself, and the pid file is not among them.
+	// opened itself, and neither the pid file nor the job table (mapped
+	// and closed at the start) is among them.
 	for _, fn := range []string{"fds", "reverse"} {
 		child := e.running(fn)[0]
 		dir := "/proc/" + strconv.Itoa(child) + "/fd/"
@@ -93,6 +94,9 @@ func TestInheritedDescriptors(t *testing.T) {
 			target, _ := os.Readlink(dir + ent.Name())
 			if target == pidFile {
 				t.Errorf("%s child %d has the pid file open as fd %d", fn, child, fd)
+			}
+			if strings.Contains(target, "gworkerd-jobs") {
+				t.Errorf("%s child %d keeps the job table's descriptor as fd %d after mapping it", fn, child, fd)
 			}
 			if fd == 3 && !strings.HasPrefix(target, "pipe:") {
 				t.Errorf("%s child %d: fd 3 is %s, want the report pipe", fn, child, target)

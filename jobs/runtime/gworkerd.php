@@ -48,6 +48,11 @@ const GWORKERD_EXIT_USAGE = 2;    // bad arguments, or PATH cannot serve NAME
 // protocol error rather than an allocation of whatever size it claims.
 const GWORKERD_MAX_BODY = 64 << 20;
 
+// Frames up to this size are read and written whole, in one system call
+// each; larger ones field by field, so that a large workload or result
+// is not held twice.
+const GWORKERD_SMALL_FRAME = 64 << 10;
+
 // pecl/gearman's gearman_return_t constants that workers pass to
 // setReturn() and compare returnCode() with, with libgearman's values
 // (checked with php-gearman 2.1.0 on libgearman 1.1). The extension
@@ -443,8 +448,11 @@ function gworkerd_fatal(string $message): void
  */
 function gworkerd_write_frame($out, string $type, string $body): void
 {
-    gworkerd_write_all($out, $type . pack('N', strlen($body)));
-    if ($body !== '') {
+    if (strlen($body) <= GWORKERD_SMALL_FRAME) {
+        // One write (one system call) for the frame: a copy is cheap here.
+        gworkerd_write_all($out, $type . pack('N', strlen($body)) . $body);
+    } else {
+        gworkerd_write_all($out, $type . pack('N', strlen($body)));
         gworkerd_write_all($out, $body);
     }
     if (!fflush($out)) {
@@ -524,6 +532,9 @@ function gworkerd_read_job($in): ?array
     if ($length > GWORKERD_MAX_BODY) {
         gworkerd_fatal("J frame of $length bytes exceeds the 64 MiB limit");
     }
+    if ($length <= GWORKERD_SMALL_FRAME) {
+        return gworkerd_parse_job(gworkerd_read_exact($in, $length));
+    }
     $fields = [];
     $left = $length;
     for ($i = 0; $i < 5; $i++) {
@@ -541,6 +552,36 @@ function gworkerd_read_job($in): ?array
     while ($left > 0) { // fields of later protocol versions
         $left -= strlen(gworkerd_read_exact($in, min($left, 1 << 20)));
     }
+    if (!preg_match('/^[0-9]+$/', $fields[3])) {
+        gworkerd_fatal('J attempt field is not a decimal number');
+    }
+    return $fields;
+}
+
+/**
+ * Parses the body of a small J frame, read whole: the same checks as
+ * gworkerd_read_job's field by field reading.
+ *
+ * @return list<string>
+ */
+function gworkerd_parse_job(string $body): array
+{
+    $fields = [];
+    $at = 0;
+    $length = strlen($body);
+    for ($i = 0; $i < 5; $i++) {
+        if ($length - $at < 4) {
+            gworkerd_fatal("J frame has $i fields, want 5");
+        }
+        $size = unpack('N', $body, $at)[1];
+        $at += 4;
+        if ($size > $length - $at) {
+            gworkerd_fatal("J field $i of $size bytes overruns the frame");
+        }
+        $fields[] = (string) substr($body, $at, $size);
+        $at += $size;
+    }
+    // Bytes after the fifth field belong to later protocol versions.
     if (!preg_match('/^[0-9]+$/', $fields[3])) {
         gworkerd_fatal('J attempt field is not a decimal number');
     }

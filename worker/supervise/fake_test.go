@@ -175,6 +175,7 @@ func (p *fakeProc) Signal(sig os.Signal) error {
 }
 func (p *fakeProc) KillGroup() error    { p.exit(errors.New("signal: killed")); return nil }
 func (p *fakeProc) CloseReports() error { return p.r.Close() }
+func (p *fakeProc) HeldJobs() []string  { return nil }
 
 func (p *fakeProc) signaled() bool {
 	p.mu.Lock()
@@ -295,11 +296,11 @@ func TestFakeMaxIdle(t *testing.T) {
 	s, fs, clk := fakeRun(t, FunctionSpec{Name: "f", Count: 1, MaxIdle: 30 * time.Second}, Options{TickInterval: time.Second})
 	p := nextStart(t, fs)
 	p.rep.Ready()
-	p.rep.JobStarted("H:1")
+	p.rep.JobStarted("H:1", clk.Now())
 	waitFor(t, 5*time.Second, "job seen", func() bool { return children(t, s, "f")[0].CurrentJob == "H:1" })
 	clk.Advance(time.Minute)
 	noStart(t, s, fs)
-	p.rep.JobFinished("H:1", true, nil)
+	p.rep.JobFinished("H:1", true, nil, time.Second)
 	waitFor(t, 5*time.Second, "job done", func() bool { return children(t, s, "f")[0].JobsDone == 1 })
 	clk.Advance(29 * time.Second)
 	noStart(t, s, fs)
@@ -317,8 +318,8 @@ func TestFakeGraceKill(t *testing.T) {
 	p.stubborn = true
 	p.mu.Unlock()
 	p.rep.Ready()
-	p.rep.JobStarted("H:1")
-	p.rep.JobFinished("H:1", true, nil)
+	p.rep.JobStarted("H:1", clk.Now())
+	p.rep.JobFinished("H:1", true, nil, time.Second)
 	repl := nextStart(t, fs) // max_jobs: replacement at once, old asked to stop
 	waitFor(t, 5*time.Second, "old child stopping", func() bool {
 		for _, c := range children(t, s, "f") {
@@ -379,15 +380,15 @@ func TestFakeMetricsCounters(t *testing.T) {
 	p := nextStart(t, fs)
 	p.rep.Ready()
 	waitFor(t, 5*time.Second, "running", func() bool { return children(t, s, "f")[0].State == StateRunning })
-	p.rep.JobStarted("H:1")
+	p.rep.JobStarted("H:1", clk.Now())
 	currentJob(t, s, "H:1")
 	clk.Advance(1500 * time.Millisecond)
-	p.rep.JobFinished("H:1", true, nil)
-	p.rep.JobStarted("H:2")
+	p.rep.JobFinished("H:1", true, nil, 1500*time.Millisecond) // the child's measure
+	p.rep.JobStarted("H:2", clk.Now())
 	currentJob(t, s, "H:2")
 	clk.Advance(200 * time.Millisecond)
-	p.rep.JobFinished("H:2", false, errors.New("boom"))
-	p.rep.JobStarted("H:3")
+	p.rep.JobFinished("H:2", false, errors.New("boom"), 200*time.Millisecond)
+	p.rep.JobStarted("H:3", clk.Now())
 	currentJob(t, s, "H:3")
 	p.exit(errors.New("exit status 2")) // dies holding H:3
 	waitFor(t, 5*time.Second, "backoff", func() bool { return children(t, s, "f")[0].State == StateBackoff })

@@ -256,10 +256,11 @@ func helperWorker(ctx context.Context, rep *Reporter, server, fn string) int {
 					break wait
 				case protocol.JobAssignUniq:
 					handle, data := string(p.Args[0]), string(p.Args[3])
-					rep.JobStarted(handle)
+					started := time.Now()
+					rep.JobStarted(handle, started)
 					result := helperJob(data, term, &stopping)
 					send(protocol.WorkComplete, handle, result)
-					rep.JobFinished(handle, true, nil)
+					rep.JobFinished(handle, true, nil, time.Since(started))
 					rep.Heartbeat()
 					break wait
 				}

@@ -32,8 +32,8 @@ const maxReportLine = 64 << 10
 const (
 	MsgReady     = "ready"     // registered with the servers, serving
 	MsgHeartbeat = "heartbeat" // alive; carries the RSS of the child's process tree
-	MsgJobStart  = "job_start" // a job began (Handle)
-	MsgJobEnd    = "job_end"   // a job ended (Handle, OK)
+	MsgJobStart  = "job_start" // a job began (Handle, At)
+	MsgJobEnd    = "job_end"   // a job ended (Handle, OK, Dur)
 )
 
 // Message is one line of the report pipe, JSON encoded.
@@ -43,21 +43,30 @@ type Message struct {
 	OK     bool   `json:"ok,omitempty"`
 	RSS    int64  `json:"rss,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// At is when a job began (Unix nanoseconds), for job_start.
+	At int64 `json:"at,omitempty"`
+	// Dur is how long a job ran (nanoseconds), for job_end.
+	Dur int64 `json:"dur,omitempty"`
 }
 
 // ReportFlush is how long a Reporter whose Run is active may hold a
-// job_end before writing it.
+// job_start or job_end before writing it.
 const ReportFlush = 20 * time.Millisecond
 
 // Reporter is the child's side of the report pipe. Its methods are safe
 // for concurrent use; a nil *Reporter (no master) ignores every call.
 //
-// While Run is active, a job_end waits for the next message or at most
-// ReportFlush: a child serving short jobs back to back then writes the
-// end of one job and the start of the next in one write, which the
-// master handles at once. A job_start is always written at once, so
-// that the master knows which jobs a child that dies was holding.
+// While Run is active, job_start and job_end messages wait at most
+// ReportFlush, so that a child serving short jobs back to back writes
+// (and wakes the master) a few dozen times a second, not twice a job.
+// A job that starts and ends within one wait is sent as its job_end
+// alone. The messages carry the child's own times (At, Dur), so the
+// master's durations and "running since" do not depend on the wait, and
+// the job table the master passes (see jobtable.go) tells it which jobs
+// a child that dies was holding, job_start sent or not.
 type Reporter struct {
+	jobs *jobTable // nil without one; safe for concurrent use
+
 	mu       sync.Mutex
 	w        io.Writer
 	err      error
@@ -90,10 +99,14 @@ func OpenReporter() *Reporter {
 	// time (see internal/rawio). The master's read end is its own.
 	_ = syscall.SetNonblock(fd, true)
 	f := os.NewFile(uintptr(fd), "gworkerd-report")
+	var r *Reporter
 	if c, ok := rawio.New(f); ok {
-		return NewReporter(c)
+		r = NewReporter(c)
+	} else {
+		r = NewReporter(f)
 	}
-	return NewReporter(f)
+	r.jobs = openJobTable()
+	return r
 }
 
 func (r *Reporter) send(m Message) {
@@ -138,29 +151,40 @@ func (r *Reporter) Flush() {
 // Ready says the child serves its function.
 func (r *Reporter) Ready() { r.send(Message{Type: MsgReady}) }
 
-// JobStarted says a job began.
-func (r *Reporter) JobStarted(handle string) {
+// JobStarted says a job began at at.
+func (r *Reporter) JobStarted(handle string, at time.Time) {
 	if r == nil {
 		return
 	}
+	r.jobs.start(handle) // the master learns of it even if this child dies now
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.pending = append(r.pending, Message{Type: MsgJobStart, Handle: handle})
-	r.flushLocked()
+	r.pending = append(r.pending, Message{Type: MsgJobStart, Handle: handle, At: at.UnixNano()})
+	if !r.batching {
+		r.flushLocked()
+	}
 }
 
-// JobFinished says a job ended; ok is false for WORK_FAIL/EXCEPTION or an
-// abandoned job.
-func (r *Reporter) JobFinished(handle string, ok bool, err error) {
+// JobFinished says a job ended after running dur; ok is false for
+// WORK_FAIL/EXCEPTION or an abandoned job.
+func (r *Reporter) JobFinished(handle string, ok bool, err error, dur time.Duration) {
 	if r == nil {
 		return
 	}
-	m := Message{Type: MsgJobEnd, Handle: handle, OK: ok}
+	m := Message{Type: MsgJobEnd, Handle: handle, OK: ok, Dur: max(int64(dur), 1)}
 	if err != nil {
 		m.Error = err.Error()
 	}
+	r.jobs.end(handle)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// Its job_start not written yet: the job_end says it all.
+	for i := len(r.pending) - 1; i >= 0; i-- {
+		if p := r.pending[i]; p.Type == MsgJobStart && p.Handle == handle {
+			r.pending = append(r.pending[:i], r.pending[i+1:]...)
+			break
+		}
+	}
 	r.pending = append(r.pending, m)
 	if !r.batching {
 		r.flushLocked()
@@ -178,9 +202,9 @@ func (r *Reporter) Heartbeat() {
 	r.send(Message{Type: MsgHeartbeat, RSS: TreeRSS(os.Getpid())})
 }
 
-// Run sends a heartbeat now and every interval, and writes a waiting
-// job_end every ReportFlush, until ctx ends; then it writes what is
-// pending, and job_ends are written at once again.
+// Run sends a heartbeat now and every interval, and writes the waiting
+// job messages every ReportFlush, until ctx ends; then it writes what is
+// pending, and job messages are written at once again.
 func (r *Reporter) Run(ctx context.Context, clk clock.Clock, interval time.Duration) {
 	if r == nil {
 		return

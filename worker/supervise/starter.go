@@ -53,6 +53,10 @@ type Process interface {
 	KillGroup() error
 	// CloseReports closes the read end of the report pipe.
 	CloseReports() error
+	// HeldJobs returns, once Wait has returned, the handles of the jobs
+	// the child's job table says it held when it ended (nil without a
+	// table), and releases the table. It is called once.
+	HeldJobs() []string
 }
 
 // Starter starts children; tests replace it.
@@ -126,17 +130,23 @@ func (s *ExecStarter) Close() {
 func (s *ExecStarter) Start(spec ChildSpec) (Process, error) {
 	s.init()
 	cmd := exec.Command(spec.Path, spec.Args...)
-	var pr, pw *os.File // the report pipe; nil without one
+	var pr, pw, jf *os.File // the report pipe and the job table's fd; nil without
+	var jobs *jobTable
 	if spec.NoReportPipe {
-		cmd.Env = append(withoutEnv(os.Environ(), EnvReportFD), spec.Env...)
+		cmd.Env = append(withoutEnv(withoutEnv(os.Environ(), EnvReportFD), EnvJobsFD), spec.Env...)
 	} else {
 		var err error
 		pr, pw, err = os.Pipe()
 		if err != nil {
 			return nil, fmt.Errorf("supervise: report pipe: %w", err)
 		}
-		cmd.Env = append(append(os.Environ(), spec.Env...), EnvReportFD+"="+strconv.Itoa(ReportFD))
-		cmd.ExtraFiles = []*os.File{pw}
+		if jobs, jf, err = newJobTable(); err != nil {
+			closeFiles(pr, pw)
+			return nil, err
+		}
+		cmd.Env = append(append(os.Environ(), spec.Env...),
+			EnvReportFD+"="+strconv.Itoa(ReportFD), EnvJobsFD+"="+strconv.Itoa(JobsFD))
+		cmd.ExtraFiles = []*os.File{pw, jf}
 	}
 	cmd.Dir = spec.Dir
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
@@ -148,7 +158,8 @@ func (s *ExecStarter) Start(spec ChildSpec) (Process, error) {
 	if spec.User != "" {
 		cred, err := credential(spec.User)
 		if err != nil {
-			closeFiles(pr, pw)
+			closeFiles(pr, pw, jf)
+			jobs.close()
 			return nil, err
 		}
 		attr.Credential = cred
@@ -162,12 +173,13 @@ func (s *ExecStarter) Start(spec ChildSpec) (Process, error) {
 	case <-s.quit:
 		err = ErrStarterClosed
 	}
-	closeFiles(pw) // the child holds its copy
+	closeFiles(pw, jf) // the child holds its copies
 	if err != nil {
 		closeFiles(pr)
+		jobs.close()
 		return nil, fmt.Errorf("supervise: start %s: %w", spec.Function, err)
 	}
-	return &execProcess{cmd: cmd, reports: pr}, nil
+	return &execProcess{cmd: cmd, reports: pr, jobs: jobs}, nil
 }
 
 func closeFiles(fs ...*os.File) {
@@ -204,7 +216,13 @@ func credential(name string) (*syscall.Credential, error) {
 
 type execProcess struct {
 	cmd     *exec.Cmd
-	reports *os.File // nil without a report pipe
+	reports *os.File  // nil without a report pipe
+	jobs    *jobTable // nil without a report pipe
+}
+
+func (p *execProcess) HeldJobs() []string {
+	defer p.jobs.close()
+	return p.jobs.held()
 }
 
 func (p *execProcess) Pid() int                   { return p.cmd.Process.Pid }

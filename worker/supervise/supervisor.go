@@ -790,6 +790,7 @@ func (s *Supervisor) watch(c *child, proc Process) {
 	go func() {
 		defer s.wg.Done()
 		err := proc.Wait()
+		held := proc.HeldJobs()
 		// Whatever the child left in its group (job executables) goes too.
 		_ = proc.KillGroup()
 		select {
@@ -798,7 +799,7 @@ func (s *Supervisor) watch(c *child, proc Process) {
 		}
 		_ = proc.CloseReports()
 		<-readerDone
-		s.send(func() { s.exited(c, proc, err) })
+		s.send(func() { s.exited(c, proc, err, held) })
 	}()
 }
 
@@ -816,13 +817,20 @@ func (s *Supervisor) report(c *child, proc Process, m Message) {
 		c.rss = m.RSS
 		c.heartbeat = now
 	case MsgJobStart:
-		c.current[m.Handle] = now
+		at := now
+		if m.At > 0 {
+			at = time.Unix(0, m.At)
+		}
+		c.current[m.Handle] = at
 		if s.debug() {
 			s.logc(c).WithField("job_handle", m.Handle).Debug("job started")
 		}
 	case MsgJobEnd:
 		since, known := c.current[m.Handle]
 		dur := now.Sub(since)
+		if m.Dur > 0 { // the child's measure; its job_start may not have been sent
+			dur, known = time.Duration(m.Dur), true
+		}
 		if m.Error != "" || s.debug() {
 			l := s.logc(c).WithFields(logrus.Fields{"job_handle": m.Handle, "ok": m.OK})
 			if known {
@@ -1069,18 +1077,28 @@ func exitString(err error) string {
 	return err.Error()
 }
 
-// exited handles the end of c's process.
-func (s *Supervisor) exited(c *child, proc Process, err error) {
+// exited handles the end of c's process; held are the jobs its job
+// table says it held.
+func (s *Supervisor) exited(c *child, proc Process, err error, held []string) {
 	if c.proc != proc {
 		return
 	}
 	s.stopTimer(c)
 	c.lastExit = exitString(err)
 	c.proc = nil
-	if n := len(c.current); n > 0 {
-		s.stats(c.g.spec.Name).jobs[OutcomeLost] += uint64(n)
-		c.current = map[string]time.Time{}
+	// Lost: the jobs held at the end, known from job_start messages or
+	// only from the table (their messages were still waiting).
+	lost := make(map[string]bool, len(c.current)+len(held))
+	for h := range c.current {
+		lost[cutHandle(h)] = true
 	}
+	for _, h := range held {
+		lost[h] = true
+	}
+	if n := len(lost); n > 0 {
+		s.stats(c.g.spec.Name).jobs[OutcomeLost] += uint64(n)
+	}
+	c.current = map[string]time.Time{}
 	s.logc(c).WithFields(logrus.Fields{"exit": c.lastExit, "jobs_done": c.jobsDone}).Info("child exited")
 	if c.retiring || c.replacedBy != nil || s.stopping || c.g.removed || c.g.stopped {
 		s.transition(c, StateExited, c.lastExit)

@@ -455,8 +455,8 @@ func TestReadReports(t *testing.T) {
 	rep := NewReporter(pw)
 	go func() {
 		rep.Ready()
-		rep.JobStarted("H:1")
-		rep.JobFinished("H:1", false, errors.New("boom"))
+		rep.JobStarted("H:1", time.Unix(0, 5))
+		rep.JobFinished("H:1", false, errors.New("boom"), time.Millisecond)
 		rep.Heartbeat()
 		pw.Close()
 	}()
@@ -464,7 +464,8 @@ func TestReadReports(t *testing.T) {
 	if err := readReports(pr, func(ms []Message) { got = append(got, ms...) }); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 4 || got[0].Type != MsgReady || got[1].Handle != "H:1" || got[2].OK || got[2].Error != "boom" || got[3].RSS <= 0 {
+	if len(got) != 4 || got[0].Type != MsgReady || got[1].Handle != "H:1" || got[1].At != 5 ||
+		got[2].OK || got[2].Error != "boom" || got[2].Dur != int64(time.Millisecond) || got[3].RSS <= 0 {
 		t.Errorf("messages = %+v", got)
 	}
 	if err := readReports(strings.NewReader("{bad\n"), func([]Message) {}); err == nil {
@@ -481,8 +482,9 @@ func TestReadReports(t *testing.T) {
 	nilRep.Ready() // no master: ignored
 }
 
-// TestReporterBatches: while Run is active, a job_end waits and goes
-// in one write with the next job_start, which is never held back.
+// TestReporterBatches: while Run is active, job messages wait for the
+// next flush; a job that starts and ends within one wait is sent as its
+// job_end alone, and one still running goes as its job_start.
 func TestReporterBatches(t *testing.T) {
 	t.Parallel()
 	pr, pw := io.Pipe()
@@ -495,20 +497,23 @@ func TestReporterBatches(t *testing.T) {
 		_ = readReports(pr, func(ms []Message) { batches <- ms })
 		close(batches)
 	}()
-	go rep.JobStarted("H:1") // io.Pipe: the write waits for the reader
-	if b := <-batches; len(b) != 1 || b[0].Type != MsgJobStart || b[0].Handle != "H:1" {
-		t.Errorf("first batch = %+v, want H:1's job_start at once", b)
+	t0 := time.Unix(100, 0)
+	rep.JobStarted("H:1", t0) // held
+	rep.JobFinished("H:1", true, nil, 3*time.Millisecond)
+	rep.JobStarted("H:2", t0.Add(time.Second))
+	go rep.Flush() // what Run does every ReportFlush; io.Pipe: the write waits for the reader
+	if b := <-batches; len(b) != 2 || b[0].Type != MsgJobEnd || b[0].Handle != "H:1" || !b[0].OK || b[0].Dur != int64(3*time.Millisecond) ||
+		b[1].Type != MsgJobStart || b[1].Handle != "H:2" || b[1].At != t0.Add(time.Second).UnixNano() {
+		t.Errorf("first batch = %+v, want H:1's job_end alone and H:2's job_start", b)
 	}
-	rep.JobFinished("H:1", true, nil) // held
-	go rep.JobStarted("H:2")
-	if b := <-batches; len(b) != 2 || b[0].Type != MsgJobEnd || b[0].Handle != "H:1" || !b[0].OK ||
-		b[1].Type != MsgJobStart || b[1].Handle != "H:2" {
-		t.Errorf("second batch = %+v, want H:1's job_end and H:2's job_start", b)
-	}
-	rep.JobFinished("H:2", false, errors.New("boom"))
-	go rep.Flush() // what Run does every ReportFlush
+	rep.JobFinished("H:2", false, errors.New("boom"), time.Second)
+	go rep.Flush()
 	if b := <-batches; len(b) != 1 || b[0].Type != MsgJobEnd || b[0].Handle != "H:2" || b[0].Error != "boom" {
-		t.Errorf("third batch = %+v, want H:2's job_end", b)
+		t.Errorf("second batch = %+v, want H:2's job_end", b)
+	}
+	go rep.Ready() // not a job message: at once
+	if b := <-batches; len(b) != 1 || b[0].Type != MsgReady {
+		t.Errorf("third batch = %+v, want ready", b)
 	}
 	pw.Close()
 	if b, ok := <-batches; ok {

@@ -70,11 +70,11 @@ func workerChild() int {
 			case worker.Connected:
 				rep.Ready()
 			case worker.JobStarted:
-				rep.JobStarted(ev.Handle)
+				rep.JobStarted(ev.Handle, ev.Time)
 			case worker.JobDone:
-				rep.JobFinished(ev.Handle, true, nil)
+				rep.JobFinished(ev.Handle, true, nil, ev.Duration)
 			case worker.JobFailed, worker.JobAbandoned:
-				rep.JobFinished(ev.Handle, false, ev.Err)
+				rep.JobFinished(ev.Handle, false, ev.Err, ev.Duration)
 			}
 		},
 	})
