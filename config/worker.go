@@ -143,6 +143,12 @@ type WorkerFunction struct {
 	// MemoryLimit recycles a child whose RSS exceeds it (bytes); 0 means
 	// no limit. The file accepts 512MB, 1GiB, ...
 	MemoryLimit int64
+	// MemoryHardLimit fails the jobs a child runs when its process tree
+	// (job programs and resident handlers included) grows over it during
+	// a job: WORK_EXCEPTION naming the limit, not a requeue, and the
+	// child is replaced. Default: twice MemoryLimit (none without one);
+	// 0 set explicitly: none.
+	MemoryHardLimit int64
 	// Concurrency is the most jobs one child runs at once. Default 1.
 	Concurrency int
 	// FatalAfter gives up (state fatal) after this many consecutive
@@ -490,6 +496,9 @@ func (w *Worker) Function(name string) WorkerFunction {
 	if base.OnTimeout == "" {
 		base.OnTimeout = OnTimeoutRequeue
 	}
+	if !base.set["memory_hard_limit"] && len(base.Command) == 0 {
+		base.MemoryHardLimit = 2 * base.MemoryLimit
+	}
 	return base
 }
 
@@ -525,6 +534,8 @@ func merge(base, f WorkerFunction) WorkerFunction {
 			out.MaxIdle = f.MaxIdle
 		case "memory_limit":
 			out.MemoryLimit = f.MemoryLimit
+		case "memory_hard_limit":
+			out.MemoryHardLimit = f.MemoryHardLimit
 		case "concurrency":
 			out.Concurrency = f.Concurrency
 		case "fatal_after":
@@ -676,6 +687,12 @@ func (w *Worker) Validate() error {
 			return bad("scale_threshold", "must be at least 1")
 		case f.MemoryLimit < 0:
 			return bad("memory_limit", "must not be negative")
+		case f.MemoryHardLimit < 0:
+			return bad("memory_hard_limit", "must not be negative")
+		case f.MemoryHardLimit > 0 && f.MemoryHardLimit < f.MemoryLimit:
+			return bad("memory_hard_limit", fmt.Sprintf("%d is below memory_limit %d", f.MemoryHardLimit, f.MemoryLimit))
+		case len(f.Command) > 0 && f.set["memory_hard_limit"]:
+			return bad("memory_hard_limit", "a command runs its own jobs, which gworkerd cannot fail: use memory_limit")
 		case f.FatalAfter < 0:
 			return bad("fatal_after", "must not be negative")
 		case f.OnTimeout != OnTimeoutRequeue && f.OnTimeout != OnTimeoutFail:
@@ -875,6 +892,8 @@ func (d decoder) function(key, name string, n *yaml.Node) (WorkerFunction, error
 			f.MaxIdle, err = d.duration(sub, v)
 		case "memory_limit":
 			f.MemoryLimit, err = d.bytes(sub, v)
+		case "memory_hard_limit":
+			f.MemoryHardLimit, err = d.bytes(sub, v)
 		case "user":
 			if v.Kind != yaml.ScalarNode {
 				err = d.errf(sub, v, "want a user name")

@@ -52,6 +52,12 @@ functions:
 		t.Fatalf("functions = %d, want 3 (names are case-sensitive)", len(w.Functions))
 	}
 	R := w.Function("Resize")
+	if R.MemoryHardLimit != 512<<20 {
+		t.Errorf("Resize memory_hard_limit = %d, want twice memory_limit", R.MemoryHardLimit)
+	}
+	if w.Function("plain").MemoryHardLimit != 0 {
+		t.Errorf("plain memory_hard_limit = %d without memory_limit, want 0", w.Function("plain").MemoryHardLimit)
+	}
 	if R.Count != 3 || R.MemoryLimit != 256<<20 || R.MaxJobs != 100 || R.Line != 10 || !reflect.DeepEqual(R.Env, map[string]string{"A": "1", "B": "2"}) {
 		t.Errorf("Resize = %+v", R)
 	}
@@ -199,6 +205,9 @@ func TestParseWorkerErrors(t *testing.T) {
 		{"bad top duration", "stop_timeout: never\n", "stop_timeout", 1},
 		{"functions not a map", "functions: [a]\n", "functions", 1},
 		{"zero concurrency", "functions:\n  F:\n    concurrency: 0\n", "functions.F.concurrency", 2},
+		{"hard limit below the limit", "functions:\n  F:\n    memory_limit: 1GB\n    memory_hard_limit: 512MB\n", "functions.F.memory_hard_limit", 2},
+		{"hard limit of a command", "functions:\n  F:\n    command: [w]\n    memory_hard_limit: 1GB\n", "functions.F.memory_hard_limit", 2},
+		{"bad hard limit", "functions:\n  F:\n    memory_hard_limit: lots\n", "functions.F.memory_hard_limit", 3},
 		{"resize not a map", "resize: 5\n", "resize", 1},
 		{"unknown resize key", "resize:\n  max_pixels: 10\n  max_pixel: 10\n", "resize.max_pixel", 3},
 		{"duplicate resize key", "resize:\n  jpeg_quality: 10\n  jpeg_quality: 20\n", "resize.jpeg_quality", 3},

@@ -77,6 +77,12 @@ func Crash(err error) error {
 	return &CrashError{Err: err}
 }
 
+// FailedError is the cause of a job ended by Worker.FailRunning; the job
+// fails with WORK_EXCEPTION Reason.
+type FailedError struct{ Reason string }
+
+func (e *FailedError) Error() string { return e.Reason }
+
 // ErrJobTimeout is the cause of a job that outlived its
 // FunctionConfig.Timeout with TimeoutFails set: it fails with
 // WORK_EXCEPTION "timeout".

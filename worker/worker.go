@@ -63,7 +63,7 @@ type Worker struct {
 	reserved   int           // grabs sent or jobs taken, counted against MaxJobs
 	resChanged chan struct{} // closed by unreserve, for loops waiting on MaxJobs
 	sessions   map[*session]struct{}
-	running    map[*job]struct{}
+	running    map[*job]context.CancelCauseFunc // nil until the job's handler context exists
 	stats      Stats
 	connected  map[string]bool
 }
@@ -105,7 +105,7 @@ func New(opts Options) (*Worker, error) {
 		stopCh:    make(chan struct{}),
 		abortCh:   make(chan struct{}),
 		sessions:  make(map[*session]struct{}),
-		running:   make(map[*job]struct{}),
+		running:   make(map[*job]context.CancelCauseFunc),
 		connected: make(map[string]bool),
 	}, nil
 }
@@ -131,6 +131,27 @@ func normalizeAddr(s string) string {
 // worker between jobs. Safe to call at any time, more than once.
 func (w *Worker) StopGrabbing() {
 	w.stopOnce.Do(func() { close(w.stopCh) })
+}
+
+// FailRunning ends every job running now with WORK_EXCEPTION reason
+// (not retried, not requeued): their handlers' contexts are cancelled
+// with a *FailedError cause, and each job is reported once its handler
+// has returned. It returns how many jobs it ended (a job is ended once). The worker goes on
+// grabbing; a caller that wants the process gone calls StopGrabbing too.
+func (w *Worker) FailRunning(reason string) int {
+	w.mu.Lock()
+	var cancels []context.CancelCauseFunc
+	for j, cancel := range w.running {
+		if cancel != nil {
+			cancels = append(cancels, cancel)
+			w.running[j] = nil // ended once
+		}
+	}
+	w.mu.Unlock()
+	for _, cancel := range cancels {
+		cancel(&FailedError{Reason: reason})
+	}
+	return len(cancels)
 }
 
 // Stats returns a snapshot of the worker's activity.
@@ -290,7 +311,7 @@ func (w *Worker) startJob(s *session, p protocol.Packet) {
 		j.payload = []byte{}
 	}
 	w.mu.Lock()
-	w.running[j] = struct{}{}
+	w.running[j] = nil
 	w.stats.Taken++
 	w.stats.LastActivity = j.started
 	limit := w.opts.MaxJobs > 0 && w.stats.Taken >= w.opts.MaxJobs
@@ -414,8 +435,13 @@ func (w *Worker) runJob(j *job, timed bool) (handed bool) {
 	var (
 		result []byte
 		err    error
-		ctx    = w.jobCtx
+		ctx    context.Context
 	)
+	ctx, failJob := context.WithCancelCause(w.jobCtx)
+	defer failJob(nil)
+	w.mu.Lock()
+	w.running[j] = failJob // FailRunning may end it from now on
+	w.mu.Unlock()
 	switch {
 	case fc.Timeout > 0 && fc.TimeoutFails:
 		var cancel context.CancelFunc
@@ -442,7 +468,13 @@ func (w *Worker) runJob(j *job, timed bool) (handed bool) {
 
 	out := outDone
 	var sendErr error
+	var failed *FailedError
 	switch {
+	case errors.As(context.Cause(ctx), &failed) && w.jobCtx.Err() == nil:
+		// FailRunning: the job is still ours, and fails for its reason.
+		out = outFailed
+		err = fmt.Errorf("worker: job %s: %w", j.handle, failed)
+		handed, sendErr = w.report(j, &timed, protocol.WorkException, []byte(j.handle), []byte(failed.Error()))
 	case errors.Is(context.Cause(ctx), ErrJobTimeout) && w.jobCtx.Err() == nil:
 		// TimeoutFails: the job is still ours, and fails.
 		out = outFailed

@@ -126,6 +126,11 @@ func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); rep.Run(hbCtx, clock.Real{}, time.Second) }()
+	if cc.MemoryHardLimit > 0 {
+		m := memoryCeiling{limit: cc.MemoryHardLimit, rss: func() int64 { return supervise.TreeRSS(os.Getpid()) }, clk: clock.Real{}, log: log}
+		wg.Add(1)
+		go func() { defer wg.Done(); m.watch(hbCtx, w) }()
+	}
 	fallback := time.AfterFunc(readyFallback, ready)
 	defer fallback.Stop()
 	err = w.Run(ctx)

@@ -43,6 +43,9 @@ type childConfig struct {
 	Concurrency  int           `json:"concurrency"`
 	MaxJobs      int           `json:"max_jobs,omitempty"`
 	Env          []string      `json:"env,omitempty"`
+	// MemoryHardLimit fails the jobs running when the child's process
+	// tree grows over it (bytes; 0: none).
+	MemoryHardLimit int64 `json:"memory_hard_limit,omitempty"`
 	// Resize is the resize section, given to the built-in resize only
 	// (a change to it replaces no other child on reload).
 	Resize *childResize `json:"resize,omitempty"`
@@ -185,6 +188,7 @@ func resolve(cfg *config.Worker) (resolved, error) {
 			Function: n, Servers: cfg.Servers, Timeout: f.Timeout, Retries: f.Retries,
 			Concurrency: f.Concurrency, MaxJobs: f.MaxJobs, Env: env, Dir: f.Dir,
 			StartTimeout: f.StartTimeout, TimeoutFails: f.OnTimeout == config.OnTimeoutFail,
+			MemoryHardLimit: f.MemoryHardLimit,
 		}
 		switch file.Kind {
 		case jobs.KindExec:

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"image"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gworkerd/gworkerd/internal/testpeer"
+	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // TestMakeRun runs deploy/run.sh (what `make run` starts) with the built
@@ -178,6 +180,8 @@ func TestMakeRun(t *testing.T) {
 		}
 	}
 
+	poisonDropped(t, "127.0.0.1:"+strconv.Itoa(port), "http://127.0.0.1:"+strconv.Itoa(port+1))
+
 	// Ctrl-C: the terminal sends SIGINT to the whole foreground group.
 	if err := syscall.Kill(-pgid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -239,4 +243,62 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// poisonDropped checks that make run's gserverd gives up on a job that
+// times out again and again (issue 10, item 16): a worker that never
+// answers holds it under CAN_DO_TIMEOUT; after a finite number of runs
+// the client gets WORK_FAIL and the server counts the job as dropped.
+func poisonDropped(t *testing.T, addr, api string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	assigned := make(chan struct{}, 64)
+	go func() { // the stuck worker: takes the job whenever it is back, never answers
+		r := protocol.NewReader(conn, protocol.Limits{})
+		send := func(ty protocol.Type, args ...[]byte) bool {
+			_, err := conn.Write(protocol.AppendPacket(nil, protocol.Req, ty, args...))
+			return err == nil
+		}
+		if !send(protocol.CanDoTimeout, []byte("poison"), []byte("1")) || !send(protocol.GrabJobUniq) {
+			return
+		}
+		for {
+			f, err := r.Next()
+			if err != nil {
+				return
+			}
+			switch f.Packet.Type {
+			case protocol.JobAssignUniq:
+				assigned <- struct{}{}
+				send(protocol.GrabJobUniq)
+			case protocol.NoJob:
+				// Poll: PRE_SLEEP would cancel the server's timer of the
+				// job held (as gearmand does).
+				time.AfterFunc(100*time.Millisecond, func() { send(protocol.GrabJobUniq) })
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	if out, err := testpeer.SubmitJob(ctx, addr, "poison", "x", false, false); !errors.Is(err, testpeer.ErrJobFailed) {
+		t.Fatalf("a job that always times out: %q, %v; want WORK_FAIL once its retries are spent", out, err)
+	}
+	if n := len(assigned); n < 1 || n > 5 {
+		t.Errorf("the stuck job ran %d times before it was dropped, want a few", n)
+	}
+	resp, err := http.Get(api + "/api/v1/server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Dropped uint64 `json:"dropped"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Dropped != 1 {
+		t.Errorf("/api/v1/server dropped = %d (%v), want 1", st.Dropped, err)
+	}
 }
