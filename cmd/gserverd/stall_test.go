@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -113,6 +114,40 @@ func TestBinaryStoreStall(t *testing.T) {
 					t.Fatalf("the submit in flight at SIGTERM: got %v %q, want ERROR %s or the connection closed (never an ack)",
 						f.Packet.Type, f.Packet.Args, protocol.CodeQueueError)
 				}
+			}
+		})
+	}
+}
+
+// TestBinaryStoreStallAtStart: gserverd started while the database does
+// not answer (the proxy stalled) exits with status 1 and one line naming
+// --store-timeout, instead of waiting for the database.
+func TestBinaryStoreStallAtStart(t *testing.T) {
+	t.Parallel()
+	const (
+		storeTimeout = time.Second
+		stallBound   = 30 * storeTimeout
+	)
+	for _, b := range externalBackends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			storetest.RequireTCP(t, b.service, b.addr)
+			q := b.newQueue(t)
+			proxy := storetest.NewProxy(t, b.addr)
+			proxy.Stall()
+			t.Cleanup(proxy.Resume)
+			args := append([]string{"-L", "127.0.0.1", "-p", "0", "--http-listen", "", "--store-timeout", storeTimeout.String()}, q.flags(proxy.Addr())...)
+			p := startBinary(t, nil, args...)
+			select {
+			case <-p.Done():
+			case <-time.After(stallBound):
+				t.Fatalf("gserverd still starting %v after it began, with the database silent (store timeout %v)", stallBound, storeTimeout)
+			}
+			if code := p.Cmd.ProcessState.ExitCode(); code != 1 {
+				t.Errorf("exit status %d, want 1", code)
+			}
+			if out := p.Output(); !strings.Contains(out, "not open within --store-timeout "+storeTimeout.String()) {
+				t.Errorf("output does not name --store-timeout:\n%s", out)
 			}
 		})
 	}
