@@ -104,6 +104,12 @@ type Server struct {
 	MySQL    MySQLQueue
 	Redis    RedisQueue
 
+	// StoreTimeout bounds every call to the job store (connecting at
+	// start, each write and delete, the replay between two jobs); a
+	// background submit whose write misses it gets ERROR QUEUE_ERROR.
+	// 0 is none. Default DefaultStoreTimeout.
+	StoreTimeout time.Duration
+
 	// SSL makes every connection on the Gearman port speak TLS, as
 	// gearmand's --ssl. SSLCertificate and SSLKey (PEM files) are then
 	// required; GEARMAND_SERVER_PEM and GEARMAND_SERVER_KEY override them.
@@ -180,6 +186,8 @@ const (
 	ReservedFiles = 256
 	// DefaultPacketTimeout is --packet-timeout's default.
 	DefaultPacketTimeout = 30 * time.Second
+	// DefaultStoreTimeout is --store-timeout's default.
+	DefaultStoreTimeout = 5 * time.Second
 	// DefaultHTTPPort is the port of -r http (gearmand's --http-port).
 	DefaultHTTPPort = 8080
 	// DefaultHTTPListen is where the HTTP endpoint listens by default.
@@ -632,6 +640,9 @@ func serverKeys() []serverKey {
 		{flag: "sync", kind: kindString, def: "always",
 			usage: "-q embedded: durability `mode`: always (fsync before JOB_CREATED), interval (written before JOB_CREATED, fsync every 100ms: a machine crash loses the last interval, a gserverd crash nothing) or none (written before JOB_CREATED, never fsynced: a machine crash can lose more)",
 			set:   stringSetter(func(c *Server) *string { return &c.Sync }, oneOf("always", "interval", "none"))},
+		{flag: "store-timeout", kind: kindString, def: DefaultStoreTimeout.String(),
+			usage: "`duration` (5s, 1m; a bare number is seconds) each call to the job store may take (a write, a delete, connecting, the replay between two jobs); a background submit whose write misses it gets ERROR QUEUE_ERROR, never JOB_CREATED; 0: none",
+			set:   durationSetter(func(c *Server) *time.Duration { return &c.StoreTimeout })},
 		{flag: "libpq-conninfo", kind: kindString,
 			usage: "-q postgres: libpq connection `string`",
 			set:   stringSetter(func(c *Server) *string { return &c.Postgres.Conninfo }, nil)},

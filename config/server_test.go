@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
@@ -46,7 +47,7 @@ func TestLoadServerDefaults(t *testing.T) {
 		Backlog: 32, JobRetries: -1, QueueType: "embedded", MaxPayload: 64 << 20,
 		MaxConnections: -1, PacketTimeout: DefaultPacketTimeout,
 		KeepaliveIdle: -1, KeepaliveInterval: -1, KeepaliveCount: -1,
-		DataDir: "/home/u/.local/state/gserverd", Sync: "always",
+		DataDir: "/home/u/.local/state/gserverd", Sync: "always", StoreTimeout: DefaultStoreTimeout,
 		Postgres:   PostgresQueue{Table: "queue"},
 		MySQL:      MySQLQueue{Host: "localhost", Port: 3306, Table: "gearman_queue"},
 		Redis:      RedisQueue{Server: "127.0.0.1", Port: 6379, Prefix: "_gear_"},
@@ -117,6 +118,13 @@ func TestLoadServerValues(t *testing.T) {
 					c.MySQL == MySQLQueue{"db", 3307, "u", "pw", "test", "t"} && c.Redis == RedisQueue{"r", 6380, "rp", "p_"} &&
 					c.DataDir == "/d" && c.Sync == "none"
 			}},
+		{name: "store timeout flag", args: []string{"--store-timeout", "1.5"},
+			check: func(c *Server) bool { return c.StoreTimeout == 1500*time.Millisecond }},
+		{name: "store timeout in the file", file: "store_timeout: 2m\n",
+			check: func(c *Server) bool { return c.StoreTimeout == 2*time.Minute },
+			src:   map[string]Source{"store_timeout": {Kind: SourceFile, Line: 1}}},
+		{name: "store timeout off", env: map[string]string{"GSERVERD_STORE_TIMEOUT": "0"},
+			check: func(c *Server) bool { return c.StoreTimeout == 0 }},
 		{name: "verbose names", args: []string{"--verbose", "warning"},
 			check: func(c *Server) bool { return c.Verbose == "WARNING" && c.LogLevel() == logrus.WarnLevel }},
 		{name: "GEARMAND_PORT when -p is not given", env: map[string]string{"GEARMAND_PORT": "4740"},
@@ -215,6 +223,7 @@ func TestLoadServerErrors(t *testing.T) {
 		{"queue type", []string{"-q", "nosql"}, nil, "", `--queue-type: want one of builtin, embedded, postgres, mysql, redis, got "nosql"`},
 		{"gearmand sqlite queue", []string{"-q", "libsqlite3"}, nil, "", `--queue-type: queue type "libsqlite3" is not supported by gserverd; use -q embedded (gserverd queue import --from-gearmand-sqlite moves an old queue)`},
 		{"sync", []string{"--sync", "sometimes"}, nil, "", `--sync: want one of always, interval, none, got "sometimes"`},
+		{"store timeout", []string{"--store-timeout", "-1s"}, nil, "", "--store-timeout: want a duration >= 0 (0: none)"},
 		{"log format", []string{"--log-format", "xml"}, nil, "", `--log-format: want one of text, json, got "xml"`},
 		{"keepalive idle 0", []string{"--keepalive-idle", "0"}, nil, "", "--keepalive-idle: want -1 (system default) or a positive number, got 0"},
 		{"max payload", []string{"--max-payload", "5GiB"}, nil, "", `--max-payload: want 1 byte .. 4GiB-1, got "5GiB"`},

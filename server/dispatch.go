@@ -19,6 +19,10 @@ const (
 	maxTimeout  = 20  // CAN_DO_TIMEOUT digits
 )
 
+// bgCtx is the context of the calls the server makes on its own behalf
+// (to the store, and Shutdown for the admin command); no client cancels
+// them. Store calls get their deadline from store.WithTimeout
+// (Options.StoreTimeout), which New wraps around the store.
 func bgCtx() context.Context { return context.Background() }
 
 // packet handles one binary packet. It returns false when the connection

@@ -54,6 +54,13 @@ type Options struct {
 	// Store persists background jobs; nil keeps every job in memory only
 	// (`-q builtin`).
 	Store store.Store
+	// StoreTimeout bounds every call to Store (store.WithTimeout): an Add
+	// or Delete that takes longer fails (a background submit then gets
+	// ERROR QUEUE_ERROR, never JOB_CREATED), and the replay in New fails
+	// when the store delivers no job for that long. It also bounds how
+	// long Shutdown and Close wait for the store. Default 5s; negative
+	// for none.
+	StoreTimeout time.Duration
 	// Version is what the `version` admin command reports.
 	// Default: "gserverd-dev".
 	Version string
@@ -118,6 +125,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.PacketTimeout == 0 {
 		o.PacketTimeout = 30 * time.Second
+	}
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = 5 * time.Second
 	}
 	if o.MaxOutBuffer <= 0 {
 		o.MaxOutBuffer = 65 << 20

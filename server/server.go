@@ -42,6 +42,13 @@
 //     answered after the job's record is written, as every background
 //     submit is; if the write fails it gets ERROR QUEUE_ERROR and the job
 //     stays a foreground job.
+//   - Every store call has a deadline, Options.StoreTimeout. A
+//     background submit whose Store.Add misses it gets ERROR QUEUE_ERROR,
+//     never JOB_CREATED, and its job is not created; the record may
+//     still reach the database later, so that job can come back at the
+//     next start. A Store.Delete that misses it is logged and the job
+//     is replayed at the next start (at least once). So Shutdown and
+//     Close end even while the database does not answer.
 //   - Function names with a control character (a byte below 0x20, or
 //     0x7f; protocol.ValidFunctionName) are refused, where gearmand
 //     accepts any name: a name such as "x\ny" or "x\ty" forges lines and
@@ -155,7 +162,7 @@ func New(opts Options) (*Server, error) {
 		adding:    make(map[store.Ref]int),
 	}
 	if o.Store != nil {
-		s.meter = newMeteredStore(o.Store, o.Clock)
+		s.meter = newMeteredStore(store.WithTimeout(o.Store, o.StoreTimeout), o.Clock)
 		s.store = s.meter
 		if err := s.replay(context.Background()); err != nil {
 			return nil, err

@@ -90,7 +90,7 @@ func queueCommand(ctx context.Context, args []string, lookupEnv func(string) (st
 	if err != nil {
 		return err
 	}
-	n, err := moveQueue(ctx, action, *file, *fromSQLite, *table, st, stdin, stdout)
+	n, err := moveQueue(ctx, action, *file, *fromSQLite, *table, store.WithTimeout(st, cfg.StoreTimeout), stdin, stdout)
 	if cerr := st.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close the store: %w", cerr)
 	}

@@ -313,6 +313,10 @@ func serverOptions(cfg *config.Server, log logrus.FieldLogger, st store.Store, o
 	o.OnShutdown = onShutdown
 	o.Limits = protocol.Limits{MaxPayload: uint32(cfg.MaxPayload)}
 	o.Store = st
+	o.StoreTimeout = cfg.StoreTimeout
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = -1 // none
+	}
 	o.Version = version()
 	o.VerboseName = cfg.Verbose
 	o.MaxConnections = maxConnections(cfg.MaxConnections)

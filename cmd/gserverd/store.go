@@ -17,9 +17,17 @@ import (
 // in-memory queue (builtin). The embedded store locks its --data-dir, so a
 // second gserverd on the same directory fails here, naming it.
 func openStore(ctx context.Context, cfg *config.Server, log logrus.FieldLogger) (store.Store, error) {
+	if cfg.StoreTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.StoreTimeout)
+		defer cancel()
+	}
 	st, err := open.Store(ctx, storeConfig(cfg, log))
 	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
 		return nil, fmt.Errorf("job store: --data-dir %q is in use by another gserverd (or gserverd queue): %w", cfg.DataDir, err)
+	}
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return nil, fmt.Errorf("job store: not open within --store-timeout %v: %w", cfg.StoreTimeout, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("job store: %w", err)
@@ -45,6 +53,7 @@ func storeConfig(cfg *config.Server, log logrus.FieldLogger) open.Config {
 		RedisPort:     cfg.Redis.Port,
 		RedisPassword: cfg.Redis.Password,
 		RedisPrefix:   cfg.Redis.Prefix,
+		StoreTimeout:  cfg.StoreTimeout,
 		Logger:        log,
 	}
 }

@@ -19,7 +19,9 @@
 // database/sql reconnects by itself; a transaction that fails on a broken
 // connection is retried once. While the server is unreachable Add returns
 // an error (the server answers QUEUE_ERROR), and work resumes when it is
-// back.
+// back. A call ends at its ctx's deadline even while the server does not
+// answer at all (the driver closes the connection); the server gives
+// every call one (store.WithTimeout).
 //
 // Unlike libmysqlclient, host "localhost" is reached over TCP, not the
 // Unix socket.

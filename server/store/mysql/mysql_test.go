@@ -98,6 +98,21 @@ func TestOutage(t *testing.T) {
 	})
 }
 
+// TestStall: with a short deadline on each call, a database that stops
+// answering (packets dropped, not reset) fails Add, Delete and Replay
+// instead of hanging them, and Close still returns.
+func TestStall(t *testing.T) {
+	require(t)
+	table := tableFor(t)
+	storetest.RunStall(t, addr, func(t *testing.T, a string) store.Store {
+		s, err := Open(context.Background(), optsFor(a, table))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
 // TestReplaysGearmandTable makes the table exactly as gearmand 1.1.20's
 // MySQL plugin does and inserts rows with its prepared INSERT, then checks
 // that Replay returns them and that gearmand's INSERT still works after

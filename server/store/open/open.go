@@ -79,6 +79,11 @@ type Config struct {
 	// RedisPrefix is --redis-prefix. Default "_gear_".
 	RedisPrefix string
 
+	// StoreTimeout is --store-timeout. The server puts it on every call
+	// (store.WithTimeout); here it also bounds each round trip of the
+	// redis store. Default 0: the backends' own defaults.
+	StoreTimeout time.Duration
+
 	// Logger receives the store's messages. Default: discard.
 	Logger logrus.FieldLogger
 }
@@ -149,7 +154,8 @@ func Store(ctx context.Context, cfg Config) (store.Store, error) {
 			return nil, fmt.Errorf("--redis-port %d: out of range", cfg.RedisPort)
 		}
 		s, err := redis.Open(ctx, redis.Options{
-			Server: cfg.RedisServer, Port: cfg.RedisPort, Password: cfg.RedisPassword, Prefix: cfg.RedisPrefix, Logger: cfg.Logger,
+			Server: cfg.RedisServer, Port: cfg.RedisPort, Password: cfg.RedisPassword, Prefix: cfg.RedisPrefix,
+			IOTimeout: cfg.StoreTimeout, Logger: cfg.Logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("-q redis (--redis-server %q): %w", orDefault(cfg.RedisServer, "127.0.0.1"), err)

@@ -15,7 +15,10 @@
 // The connection pool reconnects by itself. A statement that fails on a
 // broken connection is retried once on a fresh one; while the database is
 // unreachable Add returns an error (the server answers QUEUE_ERROR), and
-// work resumes when it is back.
+// work resumes when it is back. A call ends at its ctx's deadline even
+// while the database does not answer at all (pgx puts the deadline on the
+// socket); the server gives every call one (store.WithTimeout). Close
+// closes the sockets still open after a second.
 //
 // Limits inherited from gearmand's schema: unique_key is VARCHAR(64) and
 // function_name VARCHAR(255) of valid UTF-8, and when_to_run is a 32-bit
@@ -30,6 +33,7 @@ import (
 	"math"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -83,8 +87,13 @@ type Store struct {
 
 	qUpsert, qDelete, qSelect string
 
-	gate store.Gate
+	conns *connSet
+	gate  store.Gate
 }
+
+// closeGrace is how long Close lets the connections end cleanly before
+// it closes their sockets.
+const closeGrace = time.Second
 
 // Open connects, creates the table if needed and adds the columns gserverd
 // uses to a table gearmand made.
@@ -98,11 +107,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: conninfo: %w", err)
 	}
 	cfg.MaxConns = opts.MaxConns
+	conns := newConnSet()
+	cfg.ConnConfig.DialFunc = conns.dialer(cfg.ConnConfig.DialFunc)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	s := &Store{pool: pool, log: opts.Logger.WithField("store", "postgres")}
+	s := &Store{pool: pool, log: opts.Logger.WithField("store", "postgres"), conns: conns}
 	s.table = pgx.Identifier(strings.Split(opts.Table, ".")).Sanitize()
 	s.qUpsert = "INSERT INTO " + s.table + ` (unique_key, function_name, priority, data, when_to_run, reducer)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -269,11 +280,26 @@ func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 	}, fn)
 }
 
-// Close closes the pool. Calling it again returns nil.
+// Close closes the pool, waiting for the calls in flight. Connections
+// that have not ended after a short grace (a database that does not
+// answer) have their sockets closed. Calling it again returns nil.
 func (s *Store) Close() error {
 	if !s.gate.Close() {
 		return nil
 	}
-	s.pool.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.pool.Close()
+	}()
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+	}
+	s.conns.closeAll()
+	<-done
 	return nil
 }

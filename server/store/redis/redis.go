@@ -23,7 +23,9 @@
 // go-redis reconnects by itself and retries a command that failed on a
 // broken connection (3 times, with backoff). While Redis is unreachable
 // Add returns an error (the server answers QUEUE_ERROR), and work resumes
-// when it is back.
+// when it is back. Every read and write of a command ends at the deadline
+// of the call's ctx (the server gives every call one, store.WithTimeout)
+// and at Options.IOTimeout, even while Redis does not answer at all.
 package redis
 
 import (
@@ -58,6 +60,12 @@ type Options struct {
 	Prefix string
 	// DB is the Redis database number. Default 0.
 	DB int
+	// IOTimeout bounds each read and write of a command on the
+	// connection, besides the deadline of the call's ctx: it is what ends
+	// a round trip of Replay (which makes many) when the ctx is only
+	// cancelled, since go-redis interrupts I/O at deadlines, not at
+	// cancellation. Default 30s.
+	IOTimeout time.Duration
 	// Logger receives connection errors. Default: discard.
 	Logger logrus.FieldLogger
 }
@@ -71,6 +79,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
+	}
+	if o.IOTimeout <= 0 {
+		o.IOTimeout = 30 * time.Second
 	}
 	if o.Logger == nil {
 		l := logrus.New()
@@ -114,9 +125,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		DB:           opts.DB,
 		Protocol:     2,
 		DialTimeout:  5 * time.Second,
-		ReadTimeout:  30 * time.Second,
-		WriteTimeout: 30 * time.Second,
+		ReadTimeout:  opts.IOTimeout,
+		WriteTimeout: opts.IOTimeout,
 		PoolSize:     8,
+		// The deadline of each call's ctx bounds its reads and writes
+		// (store.WithTimeout), not only ReadTimeout and WriteTimeout.
+		ContextTimeoutEnabled: true,
 	})
 	if err := c.Ping(ctx).Err(); err != nil {
 		_ = c.Close()
@@ -206,6 +220,7 @@ func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 		}
 		all = append(all, jobs...)
 		batch = batch[:0]
+		store.Alive(ctx) // no job is delivered before the end: say the reads go on
 		return nil
 	}
 	for iter.Next(ctx) {

@@ -91,6 +91,23 @@ func TestOutage(t *testing.T) {
 	})
 }
 
+// TestStall: with a short deadline on each call, a database that stops
+// answering (packets dropped, not reset) fails Add, Delete and Replay
+// instead of hanging them, and Close still returns.
+func TestStall(t *testing.T) {
+	require(t)
+	prefix := prefixFor(t)
+	storetest.RunStall(t, addr, func(t *testing.T, a string) store.Store {
+		opts := optsFor(a, prefix)
+		opts.IOTimeout = storetest.StallTimeout
+		s, err := Open(context.Background(), opts)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
 // TestReplaysGearmandKeys writes keys exactly as gearmand's redis plugin
 // does (SET PREFIX-FUNCTION-UNIQUE payload) and checks Replay returns them
 // as NORMAL jobs, before the jobs gserverd added, and that Delete removes

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -32,14 +31,19 @@ func RequireTCP(t testing.TB, name, addr string) {
 }
 
 // Proxy is a loopback TCP proxy whose connections a test can cut, to
-// simulate a database that goes away and comes back.
+// simulate a database that goes away and comes back, or stall, to
+// simulate one that stops answering (packets dropped, not reset).
 type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex // guards down and conns
-	down  bool
-	conns map[net.Conn]struct{}
+	mu      sync.Mutex // guards down, stalled, closed and conns
+	resumed *sync.Cond // signalled when stalled or closed changes
+	down    bool
+	stalled bool
+	closed  bool
+	held    int // copiers holding bytes back while stalled
+	conns   map[net.Conn]struct{}
 
 	wg sync.WaitGroup // the accept loop and the copiers
 }
@@ -52,6 +56,7 @@ func NewProxy(t testing.TB, target string) *Proxy {
 		t.Fatal(err)
 	}
 	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.resumed = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
@@ -78,8 +83,54 @@ func (p *Proxy) Restore() {
 	p.mu.Unlock()
 }
 
+// Stall stops forwarding bytes in both directions, on the open
+// connections and on those accepted meanwhile, while keeping every socket
+// open: to both ends the peer has gone silent, as when a network drops
+// packets. Resume forwards what was held back.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	p.stalled = true
+	p.mu.Unlock()
+}
+
+// Resume ends a Stall.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	p.stalled = false
+	p.resumed.Broadcast()
+	p.mu.Unlock()
+}
+
+// Held reports how many connections, one way, have bytes held back by
+// the stall: a peer has sent something that the other end will not get
+// until Resume.
+func (p *Proxy) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
+}
+
+// pass waits while the proxy is stalled; it reports false once the proxy
+// is closed.
+func (p *Proxy) pass() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled && !p.closed {
+		p.held++
+		for p.stalled && !p.closed {
+			p.resumed.Wait()
+		}
+		p.held--
+	}
+	return !p.closed
+}
+
 func (p *Proxy) close() {
 	_ = p.ln.Close()
+	p.mu.Lock()
+	p.closed = true
+	p.resumed.Broadcast()
+	p.mu.Unlock()
 	p.Cut()
 	p.wg.Wait()
 }
@@ -126,9 +177,25 @@ func (p *Proxy) accept() {
 	}
 }
 
+// pipe copies src to dst; while the proxy is stalled it holds what it
+// read and reads no more.
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if !p.pass() {
+				break
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	_ = dst.Close()
 	_ = src.Close()
 	p.untrack(dst)
@@ -181,4 +248,95 @@ func RunOutage(t *testing.T, target string, open func(t *testing.T, addr string)
 			t.Errorf("after the outage, job %s = %s (present %v)", describe(w), describe(g), ok)
 		}
 	}
+}
+
+// StallTimeout is the deadline RunStall puts on each call.
+const StallTimeout = time.Second
+
+// RunStall checks that a store reached through a proxy to target, with a
+// short store.WithTimeout, fails its calls once their deadline passes
+// while the database does not answer (the proxy stalled: sockets open,
+// nothing forwarded), that it works again once the proxy resumes without
+// being reopened, and that Close returns while the database is silent.
+// open must connect to the given address instead of the real one, with
+// StallTimeout for any I/O timeout of its own.
+func RunStall(t *testing.T, target string, open func(t *testing.T, addr string) store.Store) {
+	t.Helper()
+	const timeout = StallTimeout
+	// bound is how long a call may take in all before the test calls it
+	// hung: many times the deadline, for a loaded machine.
+	const bound = 20 * timeout
+	p := NewProxy(t, target)
+	raw := open(t, p.Addr())
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			p.Resume()
+			_ = raw.Close()
+		}
+	})
+	s := store.WithTimeout(raw, timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+
+	// call runs one store call and returns its error, failing the test if
+	// it has not returned within bound.
+	call := func(what string, f func() error) error {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- f() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(bound):
+			t.Fatalf("%s while the database does not answer: no return within %v (store timeout %v)", what, bound, timeout)
+			return nil
+		}
+	}
+
+	before := job("stall", "before", "1")
+	if err := s.Add(ctx, before); err != nil {
+		t.Fatalf("Add before the stall: %v", err)
+	}
+	p.Stall()
+	err := call("Add", func() error { return s.Add(ctx, job("stall", "during", "2")) })
+	if !errors.Is(err, store.ErrTimeout) {
+		t.Fatalf("Add while the database does not answer: %v, want an error wrapping store.ErrTimeout", err)
+	}
+	t.Logf("Add during the stall: %v", err)
+	err = call("Delete", func() error { return s.Delete(ctx, before.Ref()) })
+	if !errors.Is(err, store.ErrTimeout) {
+		t.Fatalf("Delete while the database does not answer: %v, want an error wrapping store.ErrTimeout", err)
+	}
+	err = call("Replay", func() error { return s.Replay(ctx, func(store.Job) error { return nil }) })
+	if !errors.Is(err, store.ErrTimeout) {
+		t.Fatalf("Replay while the database does not answer: %v, want an error wrapping store.ErrTimeout", err)
+	}
+
+	p.Resume()
+	after := job("stall", "after", "3")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := s.Add(ctx, after)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Add after the database answers again still fails: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // retry until the backend reconnects, bounded
+	}
+	got := byRef(replayAll(t, s))
+	for _, w := range []store.Job{before, after} {
+		if g, ok := got[w.Ref()]; !ok || !equalJob(g, w) {
+			t.Errorf("after the stall, job %s = %s (present %v)", describe(w), describe(g), ok)
+		}
+	}
+
+	p.Stall()
+	closed = true
+	if err := call("Close", raw.Close); err != nil {
+		t.Errorf("Close while the database does not answer: %v", err)
+	}
+	p.Resume()
 }
