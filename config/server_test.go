@@ -45,6 +45,7 @@ func TestLoadServerDefaults(t *testing.T) {
 		Port: 4730, LogFile: "stderr", LogFormat: "text", Verbose: "ERROR",
 		Backlog: 32, JobRetries: -1, QueueType: "embedded", MaxPayload: 64 << 20,
 		MaxConnections: -1, PacketTimeout: DefaultPacketTimeout,
+		HTTPMaxStreams: DefaultHTTPMaxStreams, HTTPMetricsFunctions: DefaultHTTPMetricsFunctions,
 		KeepaliveIdle: -1, KeepaliveInterval: -1, KeepaliveCount: -1,
 		DataDir: "/home/u/.local/state/gserverd", Sync: "always",
 		Postgres:   PostgresQueue{Table: "queue"},
