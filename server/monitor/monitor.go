@@ -29,6 +29,13 @@
 // or one of Options.AllowedHosts get 421, whatever their path (DNS
 // rebinding; see httpapi.HostCheck).
 //
+// Bounds, so that cheap input cannot make the endpoint expensive: /metrics
+// has per-function series for the MetricsFunctions busiest functions
+// only, the rest summed as function="_other" (metrics.go); at most
+// MaxEventStreams event streams are open, and each tick of them costs one
+// pass over the functions in all, then each stream only the encoded
+// changes (events.go).
+//
 // A job handle is a path segment: "/api/v1/jobs/H:host:42". POST to
 // /api/v1/jobs/{x} submits a job of function x; GET reads job handle x.
 package monitor
