@@ -269,19 +269,18 @@ func (h *hub) run() {
 	}
 }
 
-// encodeEvent encodes v as one server-sent event named name.
+// encodeEvent encodes v as one server-sent event named name, in one
+// buffer (a snapshot of many functions is large: no second copy).
 func encodeEvent(name string, v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	buf.WriteString("event: " + name + "\ndata: ")
+	if err := json.NewEncoder(&buf).Encode(v); err != nil {
 		// Snapshot and Delta hold only numbers, strings and slices of them.
-		b = []byte(`{}`)
+		buf.Reset()
+		buf.WriteString("event: " + name + "\ndata: {}\n")
 	}
-	buf := make([]byte, 0, len(name)+len(b)+16)
-	buf = append(buf, "event: "...)
-	buf = append(buf, name...)
-	buf = append(buf, "\ndata: "...)
-	buf = append(buf, b...)
-	return append(buf, "\n\n"...)
+	buf.WriteByte('\n') // Encode ended the data line: this ends the event
+	return buf.Bytes()
 }
 
 // WorkerSummary is a worker of an event: server.WorkerInfo with its lists
