@@ -141,6 +141,13 @@ type Server struct {
 	// serves besides IP addresses, localhost and the host of HTTPListen
 	// (DNS rebinding protection). Default none.
 	HTTPAllowedHosts []string
+	// HTTPMaxStreams bounds the open event streams (/api/v1/events) of
+	// the HTTP endpoint; one more gets 503. Default DefaultHTTPMaxStreams.
+	HTTPMaxStreams int
+	// HTTPMetricsFunctions is how many functions, the busiest, get their
+	// own series in /metrics; the others are summed into one series with
+	// function="_other". Default DefaultHTTPMetricsFunctions.
+	HTTPMetricsFunctions int
 
 	sources map[string]Source
 }
@@ -192,6 +199,10 @@ const (
 	DefaultHTTPPort = 8080
 	// DefaultHTTPListen is where the HTTP endpoint listens by default.
 	DefaultHTTPListen = "127.0.0.1:4731"
+	// DefaultHTTPMaxStreams is --http-max-streams' default.
+	DefaultHTTPMaxStreams = 64
+	// DefaultHTTPMetricsFunctions is --http-metrics-functions' default.
+	DefaultHTTPMetricsFunctions = 100
 	// MaxJobRetries is the largest --job-retries value (gearmand HEAD).
 	MaxJobRetries = 255
 )
@@ -713,6 +724,12 @@ func serverKeys() []serverKey {
 				c.HTTPAllowedHosts = l
 				return err
 			}},
+		{flag: "http-max-streams", kind: kindInt, def: strconv.Itoa(DefaultHTTPMaxStreams),
+			usage: "most open event streams (/api/v1/events, one per open dashboard) of the HTTP endpoint (`N`); one more gets 503",
+			set:   intSetter(func(c *Server) *int { return &c.HTTPMaxStreams }, atLeast(1))},
+		{flag: "http-metrics-functions", kind: kindInt, def: strconv.Itoa(DefaultHTTPMetricsFunctions),
+			usage: "how many functions, the busiest (most jobs taken and queued), get their own series in /metrics (`N`); the others are summed as function=\"_other\"",
+			set:   intSetter(func(c *Server) *int { return &c.HTTPMetricsFunctions }, atLeast(1))},
 	}
 }
 

@@ -46,6 +46,7 @@ func TestLoadServerDefaults(t *testing.T) {
 		Port: 4730, LogFile: "stderr", LogFormat: "text", Verbose: "ERROR",
 		Backlog: 32, JobRetries: -1, QueueType: "embedded", MaxPayload: 64 << 20,
 		MaxConnections: -1, PacketTimeout: DefaultPacketTimeout,
+		HTTPMaxStreams: DefaultHTTPMaxStreams, HTTPMetricsFunctions: DefaultHTTPMetricsFunctions,
 		KeepaliveIdle: -1, KeepaliveInterval: -1, KeepaliveCount: -1,
 		DataDir: "/home/u/.local/state/gserverd", Sync: "always", StoreTimeout: DefaultStoreTimeout,
 		Postgres:   PostgresQueue{Table: "queue"},
@@ -254,6 +255,8 @@ func TestLoadServerErrors(t *testing.T) {
 		{"token file and token", []string{"--http-token", "t"}, nil, "http_token_file: /nonexistent/tok\n", "$FILE:1: http_token_file: give the token once: --http-token-file or --http-token (http_token in the file), not both"},
 		{"allowed host with a port", []string{"--http-allowed-hosts", "a.example,b.example:80"}, nil, "", `--http-allowed-hosts: want a host name without port, got "b.example:80"`},
 		{"allowed host url in the file", nil, nil, "http_allowed_hosts: [http://a.example]\n", `$FILE:1: http_allowed_hosts: want a host name without scheme or path, got "http://a.example"`},
+		{"no event stream", []string{"--http-max-streams", "0"}, nil, "", "--http-max-streams: want at least 1, got 0"},
+		{"no function in metrics", nil, nil, "http_metrics_functions: -5\n", "$FILE:1: http_metrics_functions: want at least 1, got -5"},
 		{"ssl in the file without a key", nil, map[string]string{"GEARMAND_SERVER_PEM": "c.pem"}, "ssl: true\n", "$FILE:1: ssl: TLS needs --ssl-key (ssl_key in the file, or GEARMAND_SERVER_KEY)"},
 	}
 	for _, tt := range tests {

@@ -48,6 +48,9 @@ func startHTTP(ctx context.Context, cfg *config.Server, gearman []net.Listener, 
 			Dial:         dial,
 			Version:      version(),
 			MaxPayload:   cfg.MaxPayload,
+
+			MaxEventStreams:  cfg.HTTPMaxStreams,
+			MetricsFunctions: cfg.HTTPMetricsFunctions,
 		}),
 		done: make(chan struct{}),
 	}

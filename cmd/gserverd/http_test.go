@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -102,6 +103,77 @@ func TestBinaryHTTPEndpoint(t *testing.T) {
 	}
 	if v := fams["gserverd_jobs_submitted_total"].GetMetric(); len(v) != 1 || v[0].GetCounter().GetValue() != 1 {
 		t.Errorf("gserverd_jobs_submitted_total = %v, want 1", v)
+	}
+}
+
+// TestBinaryHTTPLimits runs gserverd with --http-metrics-functions 2 and
+// --http-max-streams 1: of 5 functions, /metrics shows the 2 busiest and
+// sums the 3 others as function="_other"; a second event stream gets 503.
+func TestBinaryHTTPLimits(t *testing.T) {
+	t.Parallel()
+	hport := testpeer.FreePort(t)
+	base := "http://127.0.0.1:" + strconv.Itoa(hport)
+	p := testpeer.StartGserverd(t, "-q", "builtin", "--http-listen", "127.0.0.1:"+strconv.Itoa(hport),
+		"--http-metrics-functions", "2", "--http-max-streams", "1")
+	defer p.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(method, path string) *http.Response {
+		t.Helper()
+		r, _ := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader("x"))
+		r.Header.Set("X-Gearman-Background", "true")
+		resp, err := hc.Do(r)
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", method, path, err, p.Output())
+		}
+		return resp
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		resp := get("GET", "/readyz")
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz: %s", resp.Status)
+		}
+	}
+	// f1 gets 3 jobs and f2 2: the busiest; f3..f5 one each.
+	for i, n := range []int{3, 2, 1, 1, 1} {
+		for range n {
+			if resp := get("POST", "/api/v1/jobs/f"+strconv.Itoa(i+1)); resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("submit: %s", resp.Status)
+			} else {
+				resp.Body.Close()
+			}
+		}
+	}
+	resp := get("GET", "/metrics")
+	var tp expfmt.TextParser
+	fams, err := tp.TextToMetricFamilies(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	var got []string
+	for _, m := range fams["gearman_jobs"].GetMetric() {
+		got = append(got, m.GetLabel()[0].GetValue()+"="+strconv.FormatFloat(m.GetGauge().GetValue(), 'g', -1, 64))
+	}
+	if strings.Join(got, ",") != "_other=3,f1=3,f2=2" {
+		t.Errorf("gearman_jobs = %v, want [_other=3 f1=3 f2=2]", got)
+	}
+
+	first := get("GET", "/api/v1/events")
+	defer first.Body.Close()
+	if first.StatusCode != http.StatusOK {
+		t.Fatalf("first event stream: %s", first.Status)
+	}
+	second := get("GET", "/api/v1/events")
+	body, _ := io.ReadAll(second.Body)
+	second.Body.Close()
+	if second.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "--http-max-streams") {
+		t.Errorf("second event stream with --http-max-streams 1: %s %q, want 503 naming the flag", second.Status, body)
 	}
 }
 

@@ -39,16 +39,18 @@ type FunctionInfo struct {
 	OldestWaitSeconds float64 `json:"oldest_wait_seconds"`
 }
 
-// Snapshot is one event of /api/v1/events.
+// Snapshot is the first event of /api/v1/events ("snapshot"), and the
+// one sent to a stream that fell behind; the events between are Deltas.
 type Snapshot struct {
 	// Time is when the snapshot was taken, in Unix milliseconds.
 	Time      int64          `json:"time"`
 	Server    ServerInfo     `json:"server"`
 	Functions []FunctionInfo `json:"functions"`
 	// Workers lists up to maxSnapshotWorkers connections that registered
-	// a function; WorkersTotal counts them all.
-	Workers      []server.WorkerInfo `json:"workers"`
-	WorkersTotal int                 `json:"workers_total"`
+	// a function, each with at most maxWorkerList functions and running
+	// jobs; WorkersTotal counts them all.
+	Workers      []WorkerSummary `json:"workers"`
+	WorkersTotal int             `json:"workers_total"`
 }
 
 // maxSnapshotWorkers bounds the workers sent with each event.
@@ -95,7 +97,7 @@ func (m *Monitor) snapshot() Snapshot {
 			Dropped:       st.Dropped,
 		},
 		Functions:    make([]FunctionInfo, 0, len(st.Functions)),
-		Workers:      workers[:min(len(workers), maxSnapshotWorkers)],
+		Workers:      summarize(workers[:min(len(workers), maxSnapshotWorkers)]),
 		WorkersTotal: len(workers),
 	}
 	for _, f := range st.Functions {

@@ -1,6 +1,9 @@
 package monitor
 
 import (
+	"cmp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +26,8 @@ var (
 		"Jobs in memory (queued, waiting and running).", nil, nil)
 	descRunning = prometheus.NewDesc("gserverd_running_jobs",
 		"Jobs assigned to a worker, all functions.", nil, nil)
+	descFunctions = prometheus.NewDesc("gserverd_functions",
+		"Functions the server knows; the busiest have their own series, the others are summed as function=\"_other\".", nil, nil)
 
 	descSubmitted  = counterDesc("submitted", "Jobs created (coalesced submits not counted).")
 	descCompleted  = counterDesc("completed", "Jobs ended by WORK_COMPLETE.")
@@ -66,7 +71,7 @@ type collector struct{ m *Monitor }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descQueued, descFnRunning, descFnWorkers, descConnections, descJobs, descRunning,
+		descQueued, descFnRunning, descFnWorkers, descConnections, descJobs, descRunning, descFunctions,
 		descSubmitted, descCompleted, descFailed, descExceptions, descRequeued, descTimedOut, descDropped,
 		descGearmanJobs, descGearmanRunning, descGearmanWaiting, descGearmanWorkers,
 		descOldest, descMaxQueue, descWait, descRun, descStoreLatency, descStoreBatch, descStoreErrors,
@@ -82,10 +87,97 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if src == nil {
 		return // replay still running: no figures yet
 	}
-	collectStats(ch, src.Stats(), time.Now())
+	collectStats(ch, src.Stats(), time.Now(), c.m.opts.MetricsFunctions)
 }
 
-func collectStats(ch chan<- prometheus.Metric, st server.Stats, now time.Time) {
+// OtherFunctions is the function label of the series that sums the
+// functions beyond Options.MetricsFunctions. A function of that very
+// name is always summed there.
+const OtherFunctions = "_other"
+
+// busiest splits fns into the n busiest, in their order in fns, and the
+// others. Busy is the jobs a function has had: those its workers took
+// (the wait histogram's count) and those queued now; ties go to more
+// workers, then to the lesser name. The ranking is by what the server
+// did, not by what it holds at this instant, so the same functions keep
+// their series from one scrape to the next.
+func busiest(fns []server.FunctionStats, n int) (top, rest []server.FunctionStats) {
+	if len(fns) <= n && !slices.ContainsFunc(fns, func(f server.FunctionStats) bool { return f.Name == OtherFunctions }) {
+		return fns, nil
+	}
+	jobs := func(f *server.FunctionStats) uint64 { return f.Wait.Count + uint64(f.High+f.Normal+f.Low) }
+	idx := make([]int, 0, len(fns))
+	for i := range fns {
+		if fns[i].Name != OtherFunctions {
+			idx = append(idx, i)
+		}
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		fa, fb := &fns[a], &fns[b]
+		if c := cmp.Compare(jobs(fb), jobs(fa)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(fb.Workers, fa.Workers); c != 0 {
+			return c
+		}
+		return strings.Compare(fa.Name, fb.Name)
+	})
+	keep := make([]bool, len(fns))
+	for _, i := range idx[:min(n, len(idx))] {
+		keep[i] = true
+	}
+	top = make([]server.FunctionStats, 0, min(n, len(fns)))
+	rest = make([]server.FunctionStats, 0, len(fns)-len(top))
+	for i := range fns {
+		if keep[i] {
+			top = append(top, fns[i])
+		} else {
+			rest = append(rest, fns[i])
+		}
+	}
+	return top, rest
+}
+
+// sumFunctions sums fns into one FunctionStats named OtherFunctions: the
+// jobs, workers and histograms added, the oldest queued job the oldest
+// of all, MaxQueue left zero (a sum of limits means nothing).
+func sumFunctions(fns []server.FunctionStats) server.FunctionStats {
+	o := server.FunctionStats{Name: OtherFunctions}
+	for _, f := range fns {
+		o.High += f.High
+		o.Normal += f.Normal
+		o.Low += f.Low
+		o.Running += f.Running
+		o.Workers += f.Workers
+		if !f.OldestQueued.IsZero() && (o.OldestQueued.IsZero() || f.OldestQueued.Before(o.OldestQueued)) {
+			o.OldestQueued = f.OldestQueued
+		}
+		o.Wait = addHistogram(o.Wait, f.Wait)
+		o.Run = addHistogram(o.Run, f.Run)
+	}
+	return o
+}
+
+// addHistogram returns a+b; a histogram with other bounds than the sum's
+// adds only to its count and sum.
+func addHistogram(a, b server.Histogram) server.Histogram {
+	if a.Bounds == nil {
+		a.Bounds = b.Bounds
+		a.Counts = make([]uint64, len(b.Bounds))
+	}
+	if slices.Equal(a.Bounds, b.Bounds) {
+		for i := range min(len(a.Counts), len(b.Counts)) {
+			a.Counts[i] += b.Counts[i]
+		}
+	}
+	a.Count += b.Count
+	a.Sum += b.Sum
+	return a
+}
+
+// collectStats sends the metrics of st: per function for the n busiest,
+// the others summed as function="_other".
+func collectStats(ch chan<- prometheus.Metric, st server.Stats, now time.Time, n int) {
 	gauge := func(d *prometheus.Desc, v int, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
@@ -102,7 +194,12 @@ func collectStats(ch chan<- prometheus.Metric, st server.Stats, now time.Time) {
 	counter(descRequeued, st.Requeued)
 	counter(descTimedOut, st.TimedOut)
 	counter(descDropped, st.Dropped)
-	for _, f := range st.Functions {
+	gauge(descFunctions, len(st.Functions))
+	top, rest := busiest(st.Functions, n)
+	if len(rest) > 0 {
+		top = append(top, sumFunctions(rest))
+	}
+	for _, f := range top {
 		gauge(descQueued, f.High, f.Name, "high")
 		gauge(descQueued, f.Normal, f.Name, "normal")
 		gauge(descQueued, f.Low, f.Name, "low")
@@ -118,8 +215,10 @@ func collectStats(ch chan<- prometheus.Metric, st server.Stats, now time.Time) {
 			age = max(0, now.Sub(f.OldestQueued).Seconds())
 		}
 		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age, f.Name)
-		for i, p := range []string{"high", "normal", "low"} {
-			gauge(descMaxQueue, f.MaxQueue[i], f.Name, p)
+		if f.Name != OtherFunctions {
+			for i, p := range []string{"high", "normal", "low"} {
+				gauge(descMaxQueue, f.MaxQueue[i], f.Name, p)
+			}
 		}
 		ch <- constHistogram(descWait, f.Wait, f.Name)
 		ch <- constHistogram(descRun, f.Run, f.Name)

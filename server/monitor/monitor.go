@@ -18,7 +18,7 @@
 //	POST /api/v1/jobs/{handle}/cancel  as `cancel job`: CancelResult, 404 when unknown
 //	GET  /api/v1/functions/{function}/unique/{unique}  server.JobInfo by unique ID
 //	POST /api/v1/functions/{function}/maxqueue  ?n= or ?high=&normal=&low=: MaxQueueResult
-//	GET  /api/v1/events            server-sent events, one Snapshot per interval
+//	GET  /api/v1/events            server-sent events: a Snapshot, then one Delta per interval
 //	POST /api/v1/jobs/{function}   submit a job (gearmand's HTTP headers)
 //	GET  /                         the dashboard
 //
@@ -28,6 +28,13 @@
 // whose Host is a name other than localhost, the name of Options.Listen
 // or one of Options.AllowedHosts get 421, whatever their path (DNS
 // rebinding; see httpapi.HostCheck).
+//
+// Bounds, so that cheap input cannot make the endpoint expensive: /metrics
+// has per-function series for the MetricsFunctions busiest functions
+// only, the rest summed as function="_other" (metrics.go); at most
+// MaxEventStreams event streams are open, and each tick of them costs one
+// pass over the functions in all, then each stream only the encoded
+// changes (events.go).
 //
 // A job handle is a path segment: "/api/v1/jobs/H:host:42". POST to
 // /api/v1/jobs/{x} submits a job of function x; GET reads job handle x.
@@ -84,6 +91,13 @@ type Options struct {
 	Version string
 	// EventInterval is the period of /api/v1/events. Default 1s.
 	EventInterval time.Duration
+	// MaxEventStreams bounds the open /api/v1/events streams; one more
+	// gets 503 (--http-max-streams). Default DefaultMaxEventStreams.
+	MaxEventStreams int
+	// MetricsFunctions is how many functions, the busiest, get their own
+	// series in /metrics; the others are summed into function="_other"
+	// (--http-metrics-functions). Default DefaultMetricsFunctions.
+	MetricsFunctions int
 	// MaxPayload bounds a submitted job's body. Default 64 MiB.
 	MaxPayload int64
 }
@@ -107,8 +121,20 @@ func (o Options) withDefaults() Options {
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = 64 << 20
 	}
+	if o.MaxEventStreams <= 0 {
+		o.MaxEventStreams = DefaultMaxEventStreams
+	}
+	if o.MetricsFunctions <= 0 {
+		o.MetricsFunctions = DefaultMetricsFunctions
+	}
 	return o
 }
+
+// Defaults of Options.
+const (
+	DefaultMaxEventStreams  = 64
+	DefaultMetricsFunctions = 100
+)
 
 type discard struct{}
 
@@ -124,6 +150,8 @@ type Monitor struct {
 	hs      *http.Server
 	// submitter submits POST /api/v1/jobs/{function} to GearmanAddr.
 	submitter *gearhttp.Submitter
+	// hub feeds the event streams.
+	hub *hub
 
 	// mu guards src and stopping.
 	mu       sync.RWMutex
@@ -148,6 +176,7 @@ func New(opts Options) *Monitor {
 			MaxPayload: o.MaxPayload,
 		},
 	}
+	m.hub = newHub(m.Snapshot, o.EventInterval, o.MaxEventStreams, m.done)
 	m.handler = m.routes()
 	m.hs = &http.Server{
 		Handler:           m.handler,
@@ -189,11 +218,13 @@ func (m *Monitor) Serve(ln net.Listener) error {
 	return err
 }
 
+// stop ends the event streams and their hub.
 func (m *Monitor) stop() {
 	m.mu.Lock()
 	m.stopping = true
 	m.mu.Unlock()
 	m.doneOnce.Do(func() { close(m.done) })
+	m.hub.close()
 }
 
 // Shutdown ends event streams, stops accepting and waits for the other

@@ -1,6 +1,9 @@
 // gserverd dashboard: reads /api/v1/events (server-sent events, read with
 // fetch so that the bearer token can be sent), draws the throughput chart
-// by hand on a canvas and fills the functions table. No external resource.
+// by hand on a canvas and fills the functions table. The stream sends a
+// "snapshot" first (and again after the page fell behind), then a "delta"
+// per second with only the functions that changed: the table is patched
+// row by row. No external resource.
 "use strict";
 (function () {
   const { $, setStatus, cell } = Dash;
@@ -9,9 +12,14 @@
   let last = null; // previous snapshot, for rates
   const auth = Dash.auth("gserverd-token");
   const headers = auth.headers;
-  const stream = () => Dash.follow("/api/v1/events", auth, (name, data) => apply(JSON.parse(data)));
+  const stream = () => Dash.follow("/api/v1/events", auth, (name, data) => apply(name, JSON.parse(data)));
 
-  function apply(snap) {
+  // fnRows maps a function's name to its table row; waiting holds the rows
+  // whose oldest job waits, with the wait as of the event that sent it.
+  const fnRows = new Map();
+  const waiting = new Map();
+
+  function apply(name, snap) {
     const s = snap.server;
     for (const k of ["submitted", "completed", "failed", "running", "jobs", "connections"]) {
       $("t-" + k).textContent = s[k];
@@ -27,8 +35,12 @@
     }
     last = snap;
     drawChart();
-    drawTable(snap.functions);
-    drawWorkers(snap.workers || [], snap.workers_total || 0);
+    if (name === "snapshot") {
+      fnRows.clear();
+      waiting.clear();
+    }
+    patchTable(snap.time, snap.functions || [], snap.removed || []);
+    if (snap.workers) drawWorkers(snap.workers, snap.workers_total || 0);
   }
 
   function emptyRow(cols, text) {
@@ -53,27 +65,46 @@
       cell(tr, w.client_id || "–");
       cell(tr, w.id);
       cell(tr, w.ip);
-      cell(tr, w.functions.join(" "), "text");
-      cell(tr, w.running.length ? w.running.join(" ") : (w.sleeping ? "sleeping" : "0"), "text");
+      cell(tr, w.functions.join(" ") + more(w.functions.length, w.functions_total), "text");
+      cell(tr, w.running.length ? w.running.join(" ") + more(w.running.length, w.running_total) : (w.sleeping ? "sleeping" : "0"), "text");
       return tr;
     });
     $("w-total").textContent = total > ws.length ? "showing " + ws.length + " of " + total : "";
     $("workers").tBodies[0].replaceChildren(...(rows.length ? rows : [emptyRow(5, "no worker connected")]));
   }
 
-  function drawTable(fns) {
+  // more says how many entries of a list the server left out.
+  function more(shown, total) {
+    return total > shown ? " … (" + total + ")" : "";
+  }
+
+  // patchTable replaces or appends the rows of fns, drops those of
+  // removed, and ages the rows whose jobs wait (time: the event's, ms).
+  function patchTable(time, fns, removed) {
     const tb = $("functions").tBodies[0];
-    const rows = [];
+    if (fnRows.size === 0) tb.replaceChildren();
+    for (const n of removed) {
+      const tr = fnRows.get(n);
+      if (tr) tr.remove();
+      fnRows.delete(n);
+      waiting.delete(n);
+    }
     for (const f of fns) {
       const tr = document.createElement("tr");
       tr.dataset.function = f.name;
       for (const v of [f.name, f.high, f.normal, f.low, f.running, f.workers, age(f.oldest_wait_seconds)]) {
         cell(tr, v);
       }
-      rows.push(tr);
+      const old = fnRows.get(f.name);
+      if (old) old.replaceWith(tr); else tb.appendChild(tr);
+      fnRows.set(f.name, tr);
+      if (f.oldest_wait_seconds > 0) waiting.set(f.name, { tr, wait: f.oldest_wait_seconds, time });
+      else waiting.delete(f.name);
     }
-    if (rows.length === 0) rows.push(emptyRow(7, "no function yet"));
-    tb.replaceChildren(...rows);
+    for (const w of waiting.values()) {
+      w.tr.lastChild.textContent = age(w.wait + (time - w.time) / 1000);
+    }
+    if (fnRows.size === 0) tb.replaceChildren(emptyRow(7, "no function yet"));
   }
 
   function drawChart() {
