@@ -21,8 +21,7 @@ GCLIENT=$BIN/gclient
 [ "$PORT" = 4730 ] || GCLIENT="$GCLIENT --servers $SERVERS"
 
 # --job-retries 3: a job whose worker dies or times out is run at most 3
-# times, then dropped (its client gets WORK_FAIL; /api/v1/server and /metrics
-# count it).
+# times, then dropped (its client gets WORK_FAIL; the dashboard counts it).
 "$BIN/gserverd" -L 127.0.0.1 -p "$PORT" --http-listen "127.0.0.1:$((PORT + 1))" \
 	--data-dir "$RUN/data" --log-file "$RUN/gserverd.log" --verbose INFO --job-retries 3 &
 SERVER=$!

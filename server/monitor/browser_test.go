@@ -14,6 +14,7 @@ import (
 
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/protocol"
+	"github.com/gworkerd/gworkerd/server"
 	"github.com/gworkerd/gworkerd/server/monitor"
 )
 
@@ -46,7 +47,8 @@ func TestDashboardInChromium(t *testing.T) {
 	if err != nil {
 		testpeer.Missing(t, "chromium", "chromium")
 	}
-	e := start(t, monitor.Options{Token: "tok", EventInterval: 100 * time.Millisecond}, true)
+	e := startWith(t, monitor.Options{Token: "tok", EventInterval: 100 * time.Millisecond}, true,
+		func(o *server.Options) { o.JobRetries = 1 })
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),
@@ -133,6 +135,20 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	if ji, ok := e.srv.Job(doomed); ok {
 		t.Fatalf("job cancelled from the page is still there: %+v", ji)
+	}
+	// A job whose worker dies holding it, with --job-retries 1: dropped,
+	// and the page counts it.
+	if err := chromedp.Do(ctx, poll(`document.getElementById("t-dropped").textContent === "0"`)); err != nil {
+		t.Fatalf("dropped count not shown: %v", err)
+	}
+	dying := e.dial(t)
+	dying.send(protocol.CanDo, "dropme")
+	gclientSubmit(t, e.gearman, "dropme", "poison")
+	dying.send(protocol.GrabJobUniq)
+	dying.expect(protocol.JobAssignUniq)
+	_ = dying.nc.Close()
+	if err := chromedp.Do(ctx, poll(`document.getElementById("t-dropped").textContent === "1"`)); err != nil {
+		t.Fatalf("dropped job not counted on the page: %v (server: %+v)", err, e.srv.Stats())
 	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {

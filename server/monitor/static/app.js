@@ -21,7 +21,7 @@
 
   function apply(name, snap) {
     const s = snap.server;
-    for (const k of ["submitted", "completed", "failed", "running", "jobs", "connections"]) {
+    for (const k of ["submitted", "completed", "failed", "dropped", "running", "jobs", "connections"]) {
       $("t-" + k).textContent = s[k];
     }
     if (last) {
