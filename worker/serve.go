@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -143,142 +144,146 @@ func (w *Worker) drain(s *session) {
 
 // loop grabs and sleeps on one connection. It returns nil when the worker
 // stops grabbing, or the connection's error.
+//
+// With one server, the loop keeps up to Concurrency grabs in flight (the
+// replies come in order) and jobs ending hand their slot over to a grab
+// sent with their result (handOver), so that a worker with several slots
+// keeps them busy over one connection. With several servers it keeps one
+// in flight, and the servers take turns.
 func (w *Worker) loop(ctx context.Context, s *session, log logrus.FieldLogger) error {
-	bg := context.Background()
+	maxInflight := 1
+	if len(w.opts.Servers) == 1 {
+		maxInflight = w.opts.Concurrency
+	}
+	// booked, while not nil, is closed when a MaxJobs reservation frees.
+	var booked <-chan struct{}
 	for {
-		// 1. A free slot (Concurrency bounds the jobs held on all servers)
-		// and a reservation against MaxJobs; or a job ending on this
-		// connection has sent the grab with its result (handOver).
-		grabbed, first, stop, err := w.acquire(ctx, s, log)
-		if stop || err != nil {
-			return err
-		}
-
-		// 2. Ask for a job.
-		if !grabbed {
-			if err := s.send(bg, protocol.GrabJobUniq); err != nil {
-				w.release()
-				return err
+		inflight := s.inFlight()
+		stopping := w.stopping(ctx)
+		if inflight == 0 {
+			if stopping && s.leaveIfIdle() {
+				return nil
 			}
-		}
-		assigned := false
-	reply:
-		for {
-			var p protocol.Packet
-			if first != nil {
-				p, first = *first, nil
-			} else {
-				select {
-				case p = <-s.frames:
-				case <-s.readDone:
-					w.release()
-					return s.err()
+			if s.noJobSeen() {
+				// 3. Nothing to do: sleep until a NOOP (or the poll interval).
+				if stop, err := w.idle(ctx, s, log); stop || err != nil {
+					return w.leave(s, err)
 				}
+				continue
 			}
-			switch p.Type {
-			case protocol.JobAssignUniq, protocol.JobAssign:
-				w.startJob(s, p)
-				assigned = true
-				break reply
-			case protocol.NoJob:
-				w.release()
-				break reply
-			default:
-				w.unexpected(p, log)
-			}
-		}
-		if assigned {
-			continue
 		}
 
-		// 3. Nothing to do: sleep until a NOOP (or the poll interval).
-		if w.stopping(ctx) {
-			return nil
+		// 1. A free slot (Concurrency bounds the jobs held on all servers)
+		// for one more grab; 2. the replies.
+		var slots chan struct{}
+		if !stopping && booked == nil && inflight < maxInflight && !s.noJobSeen() {
+			slots = w.slots
 		}
-		if s.timed.Load() > 0 {
-			// PRE_SLEEP would cancel the server's CAN_DO_TIMEOUT timer of
-			// the job we hold (gearmand does, and so does gserverd): poll
-			// with GRAB instead while such a job runs.
-			if stop, err := w.pause(ctx, s, timedPoll, log); stop || err != nil {
-				return err
+		var ctxDone <-chan struct{}
+		var stopCh chan struct{}
+		if !stopping {
+			ctxDone, stopCh = ctx.Done(), w.stopCh
+		}
+		if inflight == 0 {
+			s.park(&w.idleLoops)
+		}
+		select {
+		case slots <- struct{}{}:
+			s.unpark(&w.idleLoops)
+			changed, err := w.sendGrab(s)
+			if err != nil {
+				return w.leave(s, err)
 			}
-			continue
-		}
-		if err := s.send(bg, protocol.PreSleep); err != nil {
-			return err
-		}
-		if stop, err := w.sleep(ctx, s, log); stop || err != nil {
-			return err
+			booked = changed
+		case <-booked:
+			s.unpark(&w.idleLoops)
+			booked = nil
+		case p := <-s.frames:
+			s.unpark(&w.idleLoops)
+			w.reply(s, p, log)
+		case <-ctxDone:
+			s.unpark(&w.idleLoops)
+		case <-stopCh:
+			s.unpark(&w.idleLoops)
+		case <-s.readDone:
+			s.unpark(&w.idleLoops)
+			return w.leave(s, s.err())
 		}
 	}
 }
 
-// acquire takes a slot and a MaxJobs reservation, consuming stray packets
-// meanwhile. stop is true when the worker stops grabbing. grabbed is true
-// when a job ending on s took the loop's turn instead (handOver): its
-// slot and reservation pass to the loop and a GRAB_JOB_UNIQ is in flight;
-// first, if not nil, is a packet read meanwhile, maybe the reply.
-func (w *Worker) acquire(ctx context.Context, s *session, log logrus.FieldLogger) (grabbed bool, first *protocol.Packet, stop bool, err error) {
-	for {
-		var (
-			slot, dead bool
-			p          *protocol.Packet
-		)
-		s.park(&w.idleLoops)
-		select {
-		case w.slots <- struct{}{}:
-			slot = true
-		case <-s.handed: // handOver cleared parked
-			return true, nil, false, nil
-		case <-ctx.Done():
-			stop = true
-		case <-w.stopCh:
-			stop = true
-		case f := <-s.frames:
-			p = &f
-		case <-s.readDone:
-			dead = true
-		}
-		if !s.unpark(&w.idleLoops) {
-			// A job took the turn as we woke: its grab is in flight, and
-			// its reply comes first once the job has ended (a dead
-			// connection: the reply wait sees readDone).
-			<-s.handed
-			if slot {
-				<-w.slots
-			}
-			return true, p, false, nil
-		}
-		switch {
-		case stop:
-			return false, nil, true, nil
-		case dead:
-			return false, nil, false, s.err()
-		case p != nil:
-			w.unexpected(*p, log)
-			continue
-		}
-		if w.stopping(ctx) {
-			<-w.slots
-			return false, nil, true, nil
-		}
-		ok, changed := w.reserve()
-		if ok {
-			return false, nil, false, nil
-		}
-		// MaxJobs is booked by grabs in flight on other connections: wait
-		// for one of them to come back empty, or for the stop.
+// sendGrab books the slot just taken against MaxJobs and sends a grab.
+// When MaxJobs is booked by grabs in flight, it gives the slot back and
+// returns a channel closed when one of them comes back empty.
+func (w *Worker) sendGrab(s *session) (booked <-chan struct{}, err error) {
+	ok, changed := w.reserve()
+	if !ok {
 		<-w.slots
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return false, nil, true, nil
-		case <-w.stopCh:
-			return false, nil, true, nil
-		case <-s.readDone:
-			return false, nil, false, s.err()
-		}
+		return changed, nil
 	}
+	if err := s.grab(context.Background(), nil, nil); err != nil {
+		if errors.Is(err, errGrabNotSent) {
+			w.release()
+		}
+		return nil, err
+	}
+	return nil, nil
+}
+
+// reply handles a packet read on s: the reply to the oldest grab in
+// flight (a job to start, or NO_JOB), or a stray packet.
+func (w *Worker) reply(s *session, p protocol.Packet, log logrus.FieldLogger) {
+	switch p.Type {
+	case protocol.JobAssignUniq, protocol.JobAssign, protocol.NoJob:
+		done, ok := s.popGrab()
+		if !ok {
+			w.unexpected(p, log)
+			return
+		}
+		if done != nil {
+			<-done // the job that sent the grab has ended and been counted
+		}
+		if p.Type == protocol.NoJob {
+			w.release()
+			s.setNoJob()
+			return
+		}
+		w.startJob(s, p)
+	default:
+		w.unexpected(p, log)
+	}
+}
+
+// idle is the loop's step 3, once every grab came back and one was
+// empty: it sleeps until a NOOP after PRE_SLEEP, or polls while a job
+// with a CAN_DO_TIMEOUT runs (PRE_SLEEP would cancel the server's timer
+// of that job: gearmand does, and so does gserverd). No job hands a grab
+// over meanwhile.
+func (w *Worker) idle(ctx context.Context, s *session, log logrus.FieldLogger) (stop bool, err error) {
+	if w.stopping(ctx) {
+		return false, nil // the loop leaves once nothing is in flight
+	}
+	if s.timed.Load() > 0 {
+		stop, err = w.pause(ctx, s, timedPoll, log)
+		s.clearNoJob()
+		return stop, err
+	}
+	s.startSleep()
+	defer s.endSleep()
+	if err := s.send(context.Background(), protocol.PreSleep); err != nil {
+		return false, err
+	}
+	return w.sleep(ctx, s, log)
+}
+
+// leave gives s up after err (nil: the worker stops): the slots and
+// reservations of the grabs in flight are released, as their replies
+// will not be read.
+func (w *Worker) leave(s *session, err error) error {
+	for range s.dropGrabs() {
+		w.release()
+	}
+	return err
 }
 
 // release gives back a slot and a reservation after NO_JOB or a failure.

@@ -39,15 +39,26 @@ type session struct {
 	// timed counts those of them whose function has a CAN_DO_TIMEOUT.
 	timed atomic.Int32
 
-	// gmu guards parked, which is true while the server loop waits in
-	// acquire for a slot with no grab in flight. A job ending on this
-	// connection may then take the loop's turn (Worker.handOver): it
-	// clears parked, sends GRAB_JOB_UNIQ in the same write as its result,
-	// and puts a token in handed (capacity 1) once it has ended. Lock
-	// order: gmu, then Worker.mu.
-	gmu    sync.Mutex
+	// gmu guards the fields below. Lock order: wmu, gmu, Worker.mu.
+	gmu sync.Mutex
+	// grabs has one entry per GRAB_JOB_UNIQ in flight, in the order they
+	// were written: nil for one the server loop sent, or the channel that
+	// the job which sent it with its result (Worker.handOver) closes once
+	// it has ended, so that the loop takes the reply only then: the end
+	// of one job comes before the start of the next in events and stats.
+	grabs []chan struct{}
+	// parked is true while the loop waits for a slot with no grab in
+	// flight.
 	parked bool
-	handed chan struct{}
+	// noJob is true from a NO_JOB until the loop's next sleep: no grab
+	// is handed over meanwhile, so that the loop can PRE_SLEEP.
+	noJob bool
+	// sleeping is true while the loop waits for a NOOP after PRE_SLEEP:
+	// no grab may go out then.
+	sleeping bool
+	// gone is set when the loop has given up the connection (dropGrabs):
+	// a grab is no longer recorded.
+	gone bool
 }
 
 func newSession(addr string, conn net.Conn) *session {
@@ -58,7 +69,6 @@ func newSession(addr string, conn net.Conn) *session {
 		frames:   make(chan protocol.Packet),
 		readDone: make(chan struct{}),
 		closed:   make(chan struct{}),
-		handed:   make(chan struct{}, 1),
 	}
 	if raw, ok := rawio.New(conn); ok {
 		s.rw = raw
@@ -106,20 +116,113 @@ func (s *session) send(ctx context.Context, t protocol.Type, args ...[]byte) err
 	return s.write(ctx, protocol.AppendPacket(nil, protocol.Req, t, args...))
 }
 
-// sendThenGrab writes one request packet followed by GRAB_JOB_UNIQ, in
-// one write.
-func (s *session) sendThenGrab(ctx context.Context, t protocol.Type, args ...[]byte) error {
+// grab writes GRAB_JOB_UNIQ, after pre (whole request packets, or nil)
+// in the same write, and records it in grabs with done (see grabs).
+func (s *session) grab(ctx context.Context, pre []byte, done chan struct{}) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	buf := protocol.AppendPacket(nil, protocol.Req, t, args...)
-	return s.write(ctx, protocol.AppendPacket(buf, protocol.Req, protocol.GrabJobUniq))
+	buf := protocol.AppendPacket(pre, protocol.Req, protocol.GrabJobUniq)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.gmu.Lock()
+	if s.gone {
+		s.gmu.Unlock()
+		return errGrabNotSent
+	}
+	s.grabs = append(s.grabs, done)
+	s.gmu.Unlock()
+	return s.writeLocked(ctx, buf)
+}
+
+// errGrabNotSent: the loop has left the connection; nothing was written
+// or recorded.
+var errGrabNotSent = errors.New("worker: connection given up")
+
+// inFlight returns how many grabs wait for their reply.
+func (s *session) inFlight() int {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	return len(s.grabs)
+}
+
+// popGrab takes the oldest grab in flight, for its reply; ok is false
+// when none is.
+func (s *session) popGrab() (done chan struct{}, ok bool) {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	if len(s.grabs) == 0 {
+		return nil, false
+	}
+	done = s.grabs[0]
+	s.grabs[0] = nil
+	s.grabs = s.grabs[1:]
+	return done, true
+}
+
+// dropGrabs gives the connection up: it forgets the grabs in flight and
+// returns how many there were; later grabs are refused.
+func (s *session) dropGrabs() int {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	n := len(s.grabs)
+	s.grabs, s.gone = nil, true
+	return n
+}
+
+// startSleep marks the loop asleep (no grab is in flight: the loop has
+// none, and no job hands one over while noJob is set) and clears noJob.
+func (s *session) startSleep() {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	s.sleeping, s.noJob = true, false
+}
+
+func (s *session) endSleep() {
+	s.gmu.Lock()
+	s.sleeping = false
+	s.gmu.Unlock()
+}
+
+func (s *session) clearNoJob() {
+	s.gmu.Lock()
+	s.noJob = false
+	s.gmu.Unlock()
+}
+
+func (s *session) noJobSeen() bool {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	return s.noJob
+}
+
+// leaveIfIdle gives the connection up (see dropGrabs) when no grab is in
+// flight, and reports whether it did.
+func (s *session) leaveIfIdle() bool {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	if len(s.grabs) > 0 {
+		return false
+	}
+	s.gone = true
+	return true
+}
+
+func (s *session) setNoJob() {
+	s.gmu.Lock()
+	s.noJob = true
+	s.gmu.Unlock()
 }
 
 // write writes buf, whole request packets, under wmu.
 func (s *session) write(ctx context.Context, buf []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.writeLocked(ctx, buf)
+}
+
+// writeLocked is write with wmu held.
+func (s *session) writeLocked(ctx context.Context, buf []byte) error {
 	select {
 	case <-s.closed:
 		return ErrConnClosed
@@ -138,8 +241,8 @@ func (s *session) write(ctx context.Context, buf []byte) error {
 	return nil
 }
 
-// park marks the server loop as waiting for a slot; idle counts the
-// parked loops of the worker.
+// park marks the server loop as waiting for a slot with no grab in
+// flight; idle counts the parked loops of the worker.
 func (s *session) park(idle *atomic.Int32) {
 	s.gmu.Lock()
 	s.parked = true
@@ -147,17 +250,14 @@ func (s *session) park(idle *atomic.Int32) {
 	s.gmu.Unlock()
 }
 
-// unpark clears parked. It returns false when a job took the loop's turn
-// meanwhile: a grab is then in flight and a token comes in handed.
-func (s *session) unpark(idle *atomic.Int32) bool {
+// unpark clears parked, if set.
+func (s *session) unpark(idle *atomic.Int32) {
 	s.gmu.Lock()
-	defer s.gmu.Unlock()
-	if !s.parked {
-		return false
+	if s.parked {
+		s.parked = false
+		idle.Add(-1)
 	}
-	s.parked = false
-	idle.Add(-1)
-	return true
+	s.gmu.Unlock()
 }
 
 // close closes the connection; the reader goroutine then exits. It is safe

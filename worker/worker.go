@@ -328,13 +328,13 @@ func (w *Worker) startJob(s *session, p protocol.Packet) {
 	s.active.Add(1)
 	w.jobs.Add(1)
 	go func() {
-		handed := w.runJob(j, timed)
+		done := w.runJob(j, timed)
 		s.active.Done()
 		w.jobs.Done()
-		if handed {
+		if done != nil {
 			// The job is reported and counted: the loop may take the
-			// grab's reply now.
-			s.handed <- struct{}{} // capacity 1, empty since handOver
+			// reply of the grab it sent now; its slot passed to that grab.
+			close(done)
 		} else {
 			<-w.slots
 		}
@@ -342,13 +342,13 @@ func (w *Worker) startJob(s *session, p protocol.Packet) {
 }
 
 // handOver is called by a job goroutine about to report its result on s.
-// When the worker goes on grabbing and s's loop is the only one waiting
-// for a slot, the job takes the loop's turn: it books a reservation,
-// clears parked and returns true; the caller then sends GRAB_JOB_UNIQ in
-// the same write as the result, and once the job is counted and its
-// events emitted puts a token in s.handed: its slot passes to the loop,
-// which reads the grab's reply only then. With other loops waiting the slot is released as usual, so
-// that the servers take turns.
+// When the worker goes on grabbing and s's loop may take more jobs, the
+// job books a reservation for the next one and returns true: the caller
+// then sends GRAB_JOB_UNIQ in the same write as its result, and its slot
+// passes to that grab. With one server, that is whenever the loop is not
+// asleep (PRE_SLEEP) or about to be (a NO_JOB came); with several, only
+// when s's loop is the only one waiting for a slot, so that the servers
+// take turns.
 func (w *Worker) handOver(s *session) bool {
 	select {
 	case <-w.runDone:
@@ -359,37 +359,52 @@ func (w *Worker) handOver(s *session) bool {
 	}
 	s.gmu.Lock()
 	defer s.gmu.Unlock()
-	if !s.parked || w.idleLoops.Load() != 1 {
+	if s.sleeping || s.noJob {
+		return false
+	}
+	multi := len(w.opts.Servers) > 1
+	if multi && (!s.parked || w.idleLoops.Load() != 1) {
 		return false
 	}
 	if ok, _ := w.reserve(); !ok {
 		return false
 	}
-	s.parked = false
-	w.idleLoops.Add(-1)
+	if multi { // the loop's turn is taken: it has a grab in flight now
+		s.parked = false
+		w.idleLoops.Add(-1)
+	}
 	return true
 }
 
 // report sends a job's result packet, with the next GRAB_JOB_UNIQ when
-// handOver allows. The job's CAN_DO_TIMEOUT count (timed) is dropped
-// before a grab goes out (the loop may PRE_SLEEP once its reply is in,
-// after the server has the result), else after the write.
-func (w *Worker) report(j *job, timed *bool, t protocol.Type, args ...[]byte) (handed bool, err error) {
+// handOver allows; then done is the channel runJob's caller closes once
+// the job has ended (see session.grabs), else nil. The job's
+// CAN_DO_TIMEOUT count (timed) is dropped before a grab goes out (the
+// loop may PRE_SLEEP once its reply is in, after the server has the
+// result), else after the write.
+func (w *Worker) report(j *job, timed *bool, t protocol.Type, args ...[]byte) (done chan struct{}, err error) {
 	s := j.sess
 	if !w.handOver(s) {
-		return false, s.send(w.jobCtx, t, args...)
+		return nil, s.send(w.jobCtx, t, args...)
 	}
 	if *timed {
 		s.timed.Add(-1)
 		*timed = false
 	}
-	if err := s.sendThenGrab(w.jobCtx, t, args...); err != nil {
-		// The loop waits for the grab's reply: make sure it sees the end
-		// of the connection instead.
+	done = make(chan struct{})
+	switch err := s.grab(w.jobCtx, protocol.AppendPacket(nil, protocol.Req, t, args...), done); {
+	case errors.Is(err, errGrabNotSent):
+		// The loop has left: the slot stays with the job, which gives
+		// it back, and the reservation goes.
+		w.unreserve()
+		return nil, err
+	case err != nil:
+		// Recorded: the loop waits for the grab's reply; make sure it
+		// sees the end of the connection instead (and releases the slot).
 		s.close()
-		return true, err
+		return done, err
 	}
-	return true, nil
+	return done, nil
 }
 
 // logEnabled says whether log would emit at level; for loggers other than
@@ -414,9 +429,9 @@ const (
 )
 
 // runJob runs j and reports how it ended. timed says j counts in
-// j.sess.timed, which runJob drops. handed is true when the job's slot
-// passed to its server loop (handOver).
-func (w *Worker) runJob(j *job, timed bool) (handed bool) {
+// j.sess.timed, which runJob drops. handed is not nil when the job's
+// slot passed to a grab it sent (handOver): the caller closes it.
+func (w *Worker) runJob(j *job, timed bool) (handed chan struct{}) {
 	defer func() {
 		if timed {
 			j.sess.timed.Add(-1)
