@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -136,8 +137,7 @@ retry:
 		switch {
 		case !sub.Background:
 			if !existing.cancelled {
-				existing.clients = append(existing.clients, c)
-				c.attached = append(c.attached, existing)
+				s.attach(existing, c)
 			}
 		case s.store != nil && existing.key() == "":
 			// A background submit makes a job that is not stored (a
@@ -164,8 +164,7 @@ retry:
 		x.reducer = string(reducer)
 	}
 	if !sub.Background {
-		j.clients = append(j.clients, c)
-		c.attached = append(c.attached, j)
+		s.attach(j, c)
 	}
 	h.replyCreated(j.id)
 	s.enqueue(j, s.clk.Now())
@@ -228,9 +227,7 @@ func (h *handler) canDo(name []byte, timeout time.Duration) {
 	}
 	s, c := h.s, h.c
 	s.mu.Lock()
-	fn := s.function(name)
-	c.abilities = append(c.abilities, ability{fn: fn, timeout: timeout})
-	fn.workers = append(fn.workers, c)
+	s.addAbility(c, s.function(name), timeout)
 	s.mu.Unlock()
 }
 
@@ -269,60 +266,92 @@ func (h *handler) cantDo(name []byte) {
 // requeues the jobs of fn it holds. Called with s.mu held.
 func (h *handler) dropAbility(fn *function) {
 	s, c := h.s, h.c
-	kept := c.abilities[:0]
-	for _, a := range c.abilities {
-		if a.fn != fn {
-			kept = append(kept, a)
+	if a := c.abil[fn]; a != nil {
+		s.removeAbility(a)
+	}
+	for j := c.running.head; j != nil; {
+		next := j.next
+		if j.fn == fn {
+			s.requeue(j, h) // removes j from c.running
 		}
+		j = next
 	}
-	for i := len(kept); i < len(c.abilities); i++ {
-		c.abilities[i] = ability{}
-	}
-	c.abilities = kept
-	if c.rr >= len(kept) {
-		c.rr = 0
-	}
-	for {
-		i := indexConn(fn.workers, c)
-		if i < 0 {
-			break
-		}
-		fn.workers = removeConn(fn.workers, c)
-	}
-	for i := 0; i < len(c.running); {
-		j := c.running[i]
-		if j.fn != fn {
-			i++
-			continue
-		}
-		s.requeue(j, h) // removes j from c.running
-	}
-}
-
-func indexConn(list []*conn, c *conn) int {
-	for i, x := range list {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func (h *handler) resetAbilities() {
-	s, c := h.s, h.c
+	s := h.s
 	s.mu.Lock()
-	for len(c.abilities) > 0 {
-		h.dropAbility(c.abilities[0].fn)
-	}
+	h.release(false)
 	s.mu.Unlock()
 	h.flushDeletes()
+}
+
+// cleanupChunk bounds the steps (a registration removed, a job requeued,
+// a client detached) done in one hold of Server.mu while a connection
+// resets its abilities or goes away, whatever it had piled up: the lock is
+// released between chunks so that other connections are served meanwhile.
+const cleanupChunk = 256
+
+// release removes the connection's registrations and requeues the jobs
+// it runs; with detach, it also detaches it from the jobs it waits for
+// (queued foreground jobs nobody waits for any more are removed). It
+// works in chunks of at most cleanupChunk steps and releases s.mu between
+// them. Called with s.mu held, returns with it held. Only the
+// connection's reader calls it, so that the connection gains nothing new
+// meanwhile.
+func (h *handler) release(detach bool) {
+	s := h.s
+	for !h.releaseSome(detach) {
+		s.mu.Unlock()
+		h.flushDeletes()
+		runtime.Gosched()
+		s.mu.Lock()
+	}
+}
+
+// releaseSome does at most cleanupChunk steps of release and reports
+// whether it is done. Called with s.mu held.
+func (h *handler) releaseSome(detach bool) bool {
+	s, c := h.s, h.c
+	steps := 0
+	defer func() { s.cleanup.observe(steps) }()
+	for ; steps < cleanupChunk; steps++ {
+		switch {
+		case c.abilHead != nil:
+			s.removeAbility(c.abilHead)
+		case c.running.head != nil:
+			s.requeue(c.running.head, h) // removes it from c.running
+		case detach && c.attached.head != nil:
+			a := c.attached.head
+			j := a.j
+			s.detach(a)
+			if j.nclients == 0 && !j.bg && j.state != stRunning {
+				s.free(j, h)
+			}
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// holdStats records the largest chunk of cleanup steps done in one hold
+// of Server.mu (tests check the bound).
+type holdStats struct {
+	chunks   uint64 // chunks done
+	maxSteps int    // most steps in one chunk
+}
+
+func (hs *holdStats) observe(steps int) {
+	hs.chunks++
+	hs.maxSteps = max(hs.maxSteps, steps)
 }
 
 func (h *handler) preSleep() {
 	s, c := h.s, h.c
 	s.mu.Lock()
 	c.sleeping = true
-	for _, j := range c.running {
+	for j := c.running.head; j != nil; j = j.next {
 		j.stopTimer()
 	}
 	if !c.noopSent && !s.draining && s.hasWork(c) {
@@ -482,7 +511,7 @@ func (h *handler) getStatusUnique(unique []byte) {
 		var nb, db, cb [10]byte
 		num := strconv.AppendUint(nb[:0], uint64(j.num), 10)
 		den := strconv.AppendUint(db[:0], uint64(j.den), 10)
-		cnt := strconv.AppendUint(cb[:0], uint64(len(j.clients)), 10)
+		cnt := strconv.AppendUint(cb[:0], uint64(j.nclients), 10)
 		buf = protocol.AppendPacket(buf, protocol.Res, protocol.StatusResUnique, unique, one, boolArg(j.state == stRunning), num, den, cnt)
 	}
 	c.endOut(buf, false)
@@ -503,7 +532,9 @@ func (h *handler) option(name []byte) {
 
 // dropConn removes a closed connection: jobs it ran are requeued, jobs it
 // waited for lose it as a client (queued foreground jobs nobody waits for
-// any more are removed at once), its registrations go away.
+// any more are removed at once), its registrations go away. This happens
+// in bounded chunks (release): the connection is gone from the listings
+// at once, its registrations and attachments soon after.
 func (s *Server) dropConn(c *conn) {
 	h := handler{s: s, c: c}
 	c.kill()
@@ -514,20 +545,7 @@ func (s *Server) dropConn(c *conn) {
 	}
 	c.gone = true
 	delete(s.conns, c)
-	for len(c.abilities) > 0 {
-		h.dropAbility(c.abilities[0].fn)
-	}
-	for len(c.running) > 0 {
-		s.requeue(c.running[0], &h)
-	}
-	for len(c.attached) > 0 {
-		j := c.attached[len(c.attached)-1]
-		c.attached = c.attached[:len(c.attached)-1]
-		j.clients = removeConn(j.clients, c)
-		if len(j.clients) == 0 && !j.bg && j.state != stRunning {
-			s.free(j, &h)
-		}
-	}
+	h.release(true)
 	s.mu.Unlock()
 	h.flushDeletes()
 }

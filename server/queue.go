@@ -3,6 +3,7 @@ package server
 import (
 	"container/heap"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/gworkerd/gworkerd/internal/clock"
@@ -12,13 +13,18 @@ import (
 
 // job is one job in memory. All fields are guarded by Server.mu.
 type job struct {
-	id      uint64
-	fn      *function
-	unique  string
-	data    string
-	clients []*conn // attached foreground clients, oldest first
-	worker  *conn   // the connection running it, nil when not running
-	// queue links, while state == stQueued.
+	id     uint64
+	fn     *function
+	unique string
+	data   string
+	// clients lists the attached foreground clients, oldest first
+	// (links.go); nclients counts their submits, nconns the connections.
+	clients  attachList
+	nclients int
+	nconns   int32
+	worker   *conn // the connection running it, nil when not running
+	// links in fn.queues while state == stQueued, in worker.running
+	// while stRunning.
 	prev, next *job
 	ext        *jobExt // rarely used fields; nil for most jobs
 	// since is when the job was last queued (stQueued) or assigned
@@ -46,6 +52,10 @@ type jobExt struct {
 	// joining counts the background submits coalesced into this unstored
 	// job whose Store.Add is in flight (batch.go, joinStored).
 	joining int
+
+	// byConn finds the attachment of a client connection when the job
+	// has more than smallClients of them (links.go).
+	byConn map[*conn]*attachment
 }
 
 func (j *job) x() *jobExt {
@@ -135,12 +145,16 @@ type function struct {
 	queued  [3]int // queued per priority, epoch jobs not yet due included
 	running int
 	total   int // every job of the function (queued, waiting, running)
-	workers []*conn
-	wake    int // rotation start for wake-ups
-	uniq    map[string]*job
-	max     [3]int // maxqueue per priority; 0 = unlimited
-	wait    hist   // seconds from queued to assigned
-	run     hist   // seconds from assigned to the final WORK_* packet
+	// workers are the registrations of the function, one per connection
+	// (links.go); nworkers counts CAN_DOs, duplicates included, as
+	// gearmand's worker_count does.
+	workers  []*ability
+	nworkers int
+	wake     int // rotation start for wake-ups
+	uniq     map[string]*job
+	max      [3]int // maxqueue per priority; 0 = unlimited
+	wait     hist   // seconds from queued to assigned
+	run      hist   // seconds from assigned to the final WORK_* packet
 }
 
 func (s *Server) function(name []byte) *function {
@@ -198,7 +212,8 @@ func (s *Server) unlink(j *job) {
 		j.fn.queued[j.prio]--
 	case stRunning:
 		w := j.worker
-		w.running = removeJob(w.running, j)
+		w.running.remove(j)
+		w.nrunning--
 		j.worker = nil
 		j.fn.running--
 		s.running--
@@ -218,10 +233,7 @@ func (s *Server) unlink(j *job) {
 // reference, if it has one, for the caller to delete outside the lock.
 func (s *Server) free(j *job, h *handler) {
 	s.unlink(j)
-	for _, c := range j.clients {
-		c.attached = removeJob(c.attached, j)
-	}
-	j.clients = nil
+	s.detachAll(j)
 	delete(s.jobs, j.id)
 	if s.jobsPeak >= shrinkPeak && len(s.jobs) <= s.jobsPeak/64 {
 		s.shrink()
@@ -278,29 +290,6 @@ func (s *Server) shrink() {
 	}()
 }
 
-func removeJob(list []*job, j *job) []*job {
-	for i, x := range list {
-		if x == j {
-			last := len(list) - 1
-			list[i] = list[last]
-			list[last] = nil
-			return list[:last]
-		}
-	}
-	return list
-}
-
-func removeConn(list []*conn, c *conn) []*conn {
-	for i, x := range list {
-		if x == c {
-			copy(list[i:], list[i+1:])
-			list[len(list)-1] = nil
-			return list[:len(list)-1]
-		}
-	}
-	return list
-}
-
 // wakeWorkers sends NOOP to sleeping workers of fn that have not been
 // woken yet: at most Options.WorkerWakeup of them (0 = all), starting at a
 // rotating position so that wake-ups are spread out.
@@ -314,7 +303,7 @@ func (s *Server) wakeWorkers(fn *function) {
 	start := fn.wake % n
 	for i := 0; i < n; i++ {
 		idx := (start + i) % n
-		w := fn.workers[idx]
+		w := fn.workers[idx].c
 		if !w.sleeping || w.noopSent {
 			continue
 		}
@@ -333,7 +322,7 @@ func (s *Server) wakeWorkers(fn *function) {
 
 // hasWork reports whether a job is runnable now for one of c's functions.
 func (s *Server) hasWork(c *conn) bool {
-	for _, a := range c.abilities {
+	for a := c.abilHead; a != nil; a = a.next {
 		q := &a.fn.queues
 		if q[0].head != nil || q[1].head != nil || q[2].head != nil {
 			return true
@@ -345,21 +334,27 @@ func (s *Server) hasWork(c *conn) bool {
 // grab takes the next job for worker c: the highest priority over all of
 // its functions, functions of equal priority served round-robin.
 func (s *Server) grab(c *conn) *job {
-	n := len(c.abilities)
-	if n == 0 || s.draining {
+	if c.abilHead == nil || s.draining {
 		return nil
 	}
+	start := c.rr
+	if start == nil {
+		start = c.abilHead
+	}
 	for p := range 3 {
-		for i := 0; i < n; i++ {
-			idx := (c.rr + i) % n
-			fn := c.abilities[idx].fn
-			j := fn.queues[p].head
-			if j == nil {
-				continue
+		a := start
+		for {
+			if j := a.fn.queues[p].head; j != nil {
+				c.rr = a.next
+				s.assign(j, c)
+				return j
 			}
-			c.rr = (idx + 1) % n
-			s.assign(j, c)
-			return j
+			if a = a.next; a == nil {
+				a = c.abilHead
+			}
+			if a == start {
+				break
+			}
 		}
 	}
 	return nil
@@ -376,7 +371,8 @@ func (s *Server) assign(j *job, c *conn) {
 	j.gen++
 	j.fn.running++
 	s.running++
-	c.running = append(c.running, j)
+	c.running.push(j)
+	c.nrunning++
 	if d := c.timeoutFor(j.fn); d > 0 {
 		id, gen := j.id, j.gen
 		j.x().timer = s.clk.AfterFunc(d, func() { s.timeout(id, gen) })
@@ -385,10 +381,8 @@ func (s *Server) assign(j *job, c *conn) {
 
 // timeoutFor returns the CAN_DO_TIMEOUT of the newest registration of fn.
 func (c *conn) timeoutFor(fn *function) time.Duration {
-	for i := len(c.abilities) - 1; i >= 0; i-- {
-		if c.abilities[i].fn == fn {
-			return c.abilities[i].timeout
-		}
+	if a := c.abil[fn]; a != nil {
+		return a.timeout
 	}
 	return 0
 }
@@ -415,7 +409,7 @@ func (s *Server) timeout(id uint64, gen uint16) {
 // limit the job is dropped and its clients get WORK_FAIL.
 func (s *Server) requeue(j *job, h *handler) {
 	s.unlink(j)
-	if j.cancelled || (!j.bg && len(j.clients) == 0) {
+	if j.cancelled || (!j.bg && j.nclients == 0) {
 		s.free(j, h)
 		return
 	}
@@ -436,9 +430,11 @@ func (s *Server) requeue(j *job, h *handler) {
 }
 
 // sendToClients sends a packet about j to every attached client, newest
-// first as gearmand does. args are the arguments after the handle.
+// first as gearmand does, once per submit (a client that submitted the
+// job twice gets it twice, as from gearmand). args are the arguments
+// after the handle.
 func (s *Server) sendToClients(j *job, t protocol.Type, args [][]byte, cur *conn) {
-	if len(j.clients) == 0 {
+	if j.clients.head == nil {
 		return
 	}
 	hsize := s.handleLen(j.id) // the size of a WORK_FAIL
@@ -446,23 +442,41 @@ func (s *Server) sendToClients(j *job, t protocol.Type, args [][]byte, cur *conn
 	for _, a := range args {
 		full += 1 + len(a)
 	}
-	for i := len(j.clients) - 1; i >= 0; i-- {
-		c := j.clients[i]
+	for a := j.clients.tail; a != nil; a = a.jprev {
+		c := a.c
 		typ := t
 		if t == protocol.WorkException && !c.exceptions {
 			typ = protocol.WorkFail
 		}
 		buf := c.beginOut()
+		if c.dead {
+			c.endOut(buf, false)
+			continue
+		}
 		size := full
 		if typ == protocol.WorkFail {
 			size = hsize
 		}
+		start := len(buf)
 		buf = protocol.AppendHeader(buf, protocol.Res, typ, size)
 		buf = s.appendHandle(buf, j.id)
 		if typ != protocol.WorkFail {
 			for _, a := range args {
 				buf = append(buf, 0)
 				buf = append(buf, a...)
+			}
+		}
+		// The copies for duplicate submits: at most the output bound
+		// (endOut drops a connection beyond it).
+		if a.n > 1 {
+			end := len(buf)
+			one := end - start
+			copies := min(a.n-1, (s.opts.MaxOutBuffer-len(buf))/one+1)
+			if copies > 0 {
+				buf = slices.Grow(buf, copies*one)
+				for range copies {
+					buf = append(buf, buf[start:end]...)
+				}
 			}
 		}
 		c.endOut(buf, c != cur)

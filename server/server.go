@@ -15,6 +15,14 @@
 // Lock order: Server.mu, then conn.wmu. Server.lnMu is never held with
 // either. The store is never called with Server.mu held.
 //
+// No packet makes the server work under Server.mu in proportion to what
+// one connection sent before: duplicate registrations and duplicate
+// attachments are counted, not stored twice (links.go), and every link
+// between a connection and the rest goes in O(1). A connection with much
+// state (many functions, running jobs or awaited jobs) that resets its
+// abilities or goes away is cleaned up in chunks of at most cleanupChunk
+// steps, with the lock released between chunks.
+//
 // # Choices where gearmand gives no answer
 //
 // Beyond PROTOCOL.md section 0:
@@ -42,6 +50,14 @@
 //     answered after the job's record is written, as every background
 //     submit is; if the write fails it gets ERROR QUEUE_ERROR and the job
 //     stays a foreground job.
+//   - A duplicate CAN_DO (or CAN_DO_TIMEOUT) of a function on one
+//     connection is stored once: it counts in the WORKERS column of
+//     `status` and `prioritystatus` as in gearmand, but `workers` lists
+//     the function once per connection where gearmand lists it once per
+//     CAN_DO, dispatch serves it as one function in the round-robin, and
+//     the newest CAN_DO's timeout applies. CANT_DO removes them all, as in
+//     gearmand. Duplicate foreground submits of one job on one connection
+//     are stored once too and still get one reply per submit.
 //   - Function names with a control character (a byte below 0x20, or
 //     0x7f; protocol.ValidFunctionName) are refused, where gearmand
 //     accepts any name: a name such as "x\ny" or "x\ty" forges lines and
@@ -113,6 +129,7 @@ type Server struct {
 	epochAt   int64 // unix time epochT is armed for; 0 = unarmed
 	counters  counters
 	refused   refusals
+	cleanup   holdStats // cleanup chunks (dispatch.go, release)
 
 	// adding counts the Store.Adds in flight per record whose key is a
 	// job's unique (several submits can write one such key; a fresh
@@ -449,7 +466,7 @@ func (s *Server) Stats() Stats {
 			Normal:   f.queued[protocol.Normal],
 			Low:      f.queued[protocol.Low],
 			Running:  f.running,
-			Workers:  len(f.workers),
+			Workers:  f.nworkers,
 			MaxQueue: f.max,
 			Wait:     f.wait.snapshot(),
 			Run:      f.run.snapshot(),
