@@ -287,6 +287,7 @@ func (s *Server) dropFunction(name string) string {
 			return protocol.ReplyFunctionHasQueued
 		}
 		delete(s.funcs, f.name)
+		delete(s.bigUniq, f)
 		s.funcOrder = append(s.funcOrder[:i], s.funcOrder[i+1:]...)
 		return protocol.ReplyOK
 	}

@@ -294,3 +294,40 @@ func TestCleanupInBoundedChunks(t *testing.T) {
 	}
 }
 
+// TestShrinkRebuildsOnlyBigUniqueMaps: once the server drains, shrink
+// rebuilds the unique maps that grew big and no other, so that its cost
+// under the lock does not grow with the number of functions; the jobs
+// left stay found by their uniques.
+func TestShrinkRebuildsOnlyBigUniqueMaps(t *testing.T) {
+	t.Parallel()
+	s, err := New(DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	big := s.function([]byte("big"))
+	var jobs []*job
+	for i := range bigUniq + 10 {
+		jobs = append(jobs, s.newJob(big, "u"+strconv.Itoa(i), "", protocol.Normal, true))
+	}
+	for i := range 1000 {
+		s.newJob(s.function([]byte("small"+strconv.Itoa(i))), "v", "", protocol.Normal, true)
+	}
+	if _, ok := s.bigUniq[big]; !ok || len(s.bigUniq) != 1 {
+		t.Fatalf("big unique maps: %d, want only the function big's", len(s.bigUniq))
+	}
+	for _, j := range jobs[5:] {
+		s.free(j, nil)
+	}
+	s.closed = true // no memory release in the background
+	s.shrink()
+	if len(s.bigUniq) != 0 || big.uniqPeak != 5 {
+		t.Errorf("after shrink: %d big unique maps, peak %d; want 0 and 5", len(s.bigUniq), big.uniqPeak)
+	}
+	for _, j := range jobs[:5] {
+		if big.uniq[j.unique] != j {
+			t.Errorf("unique %q lost by shrink", j.unique)
+		}
+	}
+}

@@ -152,6 +152,8 @@ type function struct {
 	nworkers int
 	wake     int // rotation start for wake-ups
 	uniq     map[string]*job
+	// uniqPeak is the largest len(uniq) since the map was last rebuilt.
+	uniqPeak int
 	max      [3]int // maxqueue per priority; 0 = unlimited
 	wait     hist   // seconds from queued to assigned
 	run      hist   // seconds from assigned to the final WORK_* packet
@@ -179,6 +181,12 @@ func (s *Server) newJob(fn *function, unique, data string, prio protocol.Priorit
 	fn.total++
 	if unique != "" {
 		fn.uniq[uniqKey(unique, data)] = j
+		if n := len(fn.uniq); n > fn.uniqPeak {
+			fn.uniqPeak = n
+			if n == bigUniq {
+				s.bigUniq[fn] = struct{}{}
+			}
+		}
 	}
 	s.counters.submitted++
 	return j
@@ -257,8 +265,13 @@ func (s *Server) free(j *job, h *handler) {
 // maps and gives memory back to the OS (Go maps never shrink).
 const shrinkPeak = 1 << 16
 
-// shrink rebuilds the job and unique maps at their current size, and
-// returns freed memory to the OS in the background.
+// bigUniq is the size from which a function's unique map is rebuilt by
+// shrink (smaller ones waste little): shrink visits only those, not every
+// function.
+const bigUniq = 1 << 10
+
+// shrink rebuilds the job map and the big unique maps at their current
+// size, and returns freed memory to the OS in the background.
 func (s *Server) shrink() {
 	jobs := make(map[uint64]*job, len(s.jobs))
 	for id, j := range s.jobs {
@@ -266,12 +279,16 @@ func (s *Server) shrink() {
 	}
 	s.jobs = jobs
 	s.jobsPeak = len(jobs)
-	for _, f := range s.funcOrder {
+	for f := range s.bigUniq {
 		u := make(map[string]*job, len(f.uniq))
 		for k, j := range f.uniq {
 			u[k] = j
 		}
 		f.uniq = u
+		f.uniqPeak = len(u)
+		if len(u) < bigUniq {
+			delete(s.bigUniq, f)
+		}
 	}
 	if len(s.future) == 0 {
 		s.future = nil

@@ -116,7 +116,8 @@ type Server struct {
 	conns     map[*conn]struct{}
 	nextConn  uint64
 	funcs     map[string]*function
-	funcOrder []*function // listing order of status/prioritystatus
+	funcOrder []*function            // listing order of status/prioritystatus
+	bigUniq   map[*function]struct{} // functions whose unique map grew big (queue.go, shrink)
 	jobs      map[uint64]*job
 	jobsPeak  int  // largest len(jobs) since the map was last rebuilt
 	releasing bool // a memory release runs
@@ -168,6 +169,7 @@ func New(opts Options) (*Server, error) {
 		quit:      make(chan struct{}),
 		conns:     make(map[*conn]struct{}),
 		funcs:     make(map[string]*function),
+		bigUniq:   make(map[*function]struct{}),
 		jobs:      make(map[uint64]*job),
 		adding:    make(map[store.Ref]int),
 	}
