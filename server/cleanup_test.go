@@ -147,8 +147,8 @@ func TestDuplicatesStoredOnce(t *testing.T) {
 	ts.mu.Lock()
 	steps := ts.cleanup.maxSteps
 	ts.mu.Unlock()
-	if steps > 2 {
-		t.Errorf("cleanup of one registration and one attachment took %d steps, want at most 2", steps)
+	if steps > 3 {
+		t.Errorf("cleanup of one registration and one attachment took %d steps, want at most 3", steps)
 	}
 }
 
@@ -211,18 +211,21 @@ func TestDuplicateAttachmentsManyClients(t *testing.T) {
 }
 
 // TestCleanupInBoundedChunks (issue 10, item 6): a connection with many
-// distinct registrations, running jobs and attachments that resets its
-// abilities or goes away is cleaned up in chunks of at most cleanupChunk
-// steps per hold of the server lock, however much it had piled up.
+// distinct registrations, running jobs and attachments that gives up a
+// function (CANT_DO), all of them (RESET_ABILITIES) or goes away is
+// cleaned up in chunks of at most cleanupChunk steps per hold of the
+// server lock, however much it had piled up.
 func TestCleanupInBoundedChunks(t *testing.T) {
 	t.Parallel()
-	const fns, running, attached = 1500, 300, 1500
+	const fns, running, attached = 1500, 600, 1500
 	tests := []struct {
-		name  string
-		reset bool // RESET_ABILITIES, then disconnect
+		name   string
+		action protocol.Type // before the disconnect; 0 for none
+		args   []string
 	}{
 		{name: "Disconnect"},
-		{name: "ResetAbilities", reset: true},
+		{name: "CantDo", action: protocol.CantDo, args: []string{"run"}},
+		{name: "ResetAbilities", action: protocol.ResetAbilities},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,17 +263,24 @@ func TestCleanupInBoundedChunks(t *testing.T) {
 				t.Fatalf("before: %d running, %d jobs; want %d and %d", st.Running, st.Jobs, running, running+attached)
 			}
 
-			steps := fns + 1 + running
-			if tt.reset {
-				fl.send(protocol.ResetAbilities)
+			chunks := func() holdStats {
+				ts.mu.Lock()
+				defer ts.mu.Unlock()
+				return ts.cleanup
+			}
+			if tt.action != 0 {
+				before := chunks()
+				fl.send(tt.action, tt.args...)
 				fl.sync()
-				st := ts.Stats()
+				st, after := ts.Stats(), chunks()
 				if st.Running != 0 || st.Requeued != running || statusOf(ts.Server, "run").Workers != 0 {
-					t.Fatalf("after RESET_ABILITIES: %d running, %d requeued, %d workers of run; want 0, %d, 0",
-						st.Running, st.Requeued, statusOf(ts.Server, "run").Workers, running)
+					t.Fatalf("after %v: %d running, %d requeued, %d workers of run; want 0, %d, 0",
+						tt.action, st.Running, st.Requeued, statusOf(ts.Server, "run").Workers, running)
 				}
-			} else {
-				steps += attached
+				if after.maxSteps > cleanupChunk || after.chunks-before.chunks < running/cleanupChunk {
+					t.Errorf("%v of %d running jobs: %d chunks, at most %d steps in one; want at least %d chunks of at most %d",
+						tt.action, running, after.chunks-before.chunks, after.maxSteps, running/cleanupChunk, cleanupChunk)
+				}
 			}
 			_ = fl.nc.Close()
 			waitFor(t, "the connection's state to go", func() bool {
@@ -281,9 +291,8 @@ func TestCleanupInBoundedChunks(t *testing.T) {
 			if st := ts.Stats(); st.Requeued != running {
 				t.Errorf("requeued %d, want %d", st.Requeued, running)
 			}
-			ts.mu.Lock()
-			cl := ts.cleanup
-			ts.mu.Unlock()
+			steps := fns + 1 + running + attached // at least
+			cl := chunks()
 			if cl.maxSteps > cleanupChunk || cleanupChunk*4 > steps {
 				t.Errorf("most steps in one hold of the lock: %d, want at most %d (of %d steps)", cl.maxSteps, cleanupChunk, steps)
 			}

@@ -48,8 +48,7 @@ type conn struct {
 	abil               map[*function]*ability
 	abilHead, abilTail *ability
 	rr                 *ability   // round-robin start in grab; nil = abilHead
-	running            jobList    // jobs assigned to this connection
-	nrunning           int        // jobs in running
+	nrunning           int        // jobs assigned to this connection (in the abilities' running lists)
 	attached           attachList // foreground jobs this connection waits for
 	nattached          int        // distinct jobs in attached
 	sleeping           bool

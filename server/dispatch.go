@@ -254,54 +254,38 @@ func (h *handler) canDoTimeout(name, t []byte) {
 func (h *handler) cantDo(name []byte) {
 	s := h.s
 	s.mu.Lock()
-	fn := s.funcs[string(name)]
-	if fn != nil {
-		h.dropAbility(fn)
+	if fn := s.funcs[string(name)]; fn != nil {
+		h.release(fn, false)
 	}
 	s.mu.Unlock()
 	h.flushDeletes()
 }
 
-// dropAbility removes every registration of fn from the connection and
-// requeues the jobs of fn it holds. Called with s.mu held.
-func (h *handler) dropAbility(fn *function) {
-	s, c := h.s, h.c
-	if a := c.abil[fn]; a != nil {
-		s.removeAbility(a)
-	}
-	for j := c.running.head; j != nil; {
-		next := j.next
-		if j.fn == fn {
-			s.requeue(j, h) // removes j from c.running
-		}
-		j = next
-	}
-}
-
 func (h *handler) resetAbilities() {
 	s := h.s
 	s.mu.Lock()
-	h.release(false)
+	h.release(nil, false)
 	s.mu.Unlock()
 	h.flushDeletes()
 }
 
 // cleanupChunk bounds the steps (a registration removed, a job requeued,
 // a client detached) done in one hold of Server.mu while a connection
-// resets its abilities or goes away, whatever it had piled up: the lock is
+// gives up functions or goes away, whatever it had piled up: the lock is
 // released between chunks so that other connections are served meanwhile.
 const cleanupChunk = 256
 
-// release removes the connection's registrations and requeues the jobs
-// it runs; with detach, it also detaches it from the jobs it waits for
+// release removes the connection's registration of fn (of every function
+// when fn is nil) and requeues the jobs of it the connection runs; with
+// detach, it also detaches the connection from the jobs it waits for
 // (queued foreground jobs nobody waits for any more are removed). It
 // works in chunks of at most cleanupChunk steps and releases s.mu between
 // them. Called with s.mu held, returns with it held. Only the
 // connection's reader calls it, so that the connection gains nothing new
 // meanwhile.
-func (h *handler) release(detach bool) {
+func (h *handler) release(fn *function, detach bool) {
 	s := h.s
-	for !h.releaseSome(detach) {
+	for !h.releaseSome(fn, detach) {
 		s.mu.Unlock()
 		h.flushDeletes()
 		runtime.Gosched()
@@ -311,16 +295,22 @@ func (h *handler) release(detach bool) {
 
 // releaseSome does at most cleanupChunk steps of release and reports
 // whether it is done. Called with s.mu held.
-func (h *handler) releaseSome(detach bool) bool {
+func (h *handler) releaseSome(fn *function, detach bool) bool {
 	s, c := h.s, h.c
 	steps := 0
 	defer func() { s.cleanup.observe(steps) }()
 	for ; steps < cleanupChunk; steps++ {
+		a := c.abilHead
+		if fn != nil {
+			a = c.abil[fn]
+		}
 		switch {
-		case c.abilHead != nil:
-			s.removeAbility(c.abilHead)
-		case c.running.head != nil:
-			s.requeue(c.running.head, h) // removes it from c.running
+		case a != nil && a.widx >= 0:
+			s.unregister(a) // counted and woken no more
+		case a != nil && a.running.head != nil:
+			s.requeue(a.running.head, h) // removes it from a.running
+		case a != nil:
+			s.removeAbility(a)
 		case detach && c.attached.head != nil:
 			a := c.attached.head
 			j := a.j
@@ -351,8 +341,10 @@ func (h *handler) preSleep() {
 	s, c := h.s, h.c
 	s.mu.Lock()
 	c.sleeping = true
-	for j := c.running.head; j != nil; j = j.next {
-		j.stopTimer()
+	for a := c.abilHead; a != nil && c.nrunning > 0; a = a.next {
+		for j := a.running.head; j != nil; j = j.next {
+			j.stopTimer()
+		}
 	}
 	if !c.noopSent && !s.draining && s.hasWork(c) {
 		c.noopSent = true
@@ -545,7 +537,7 @@ func (s *Server) dropConn(c *conn) {
 	}
 	c.gone = true
 	delete(s.conns, c)
-	h.release(true)
+	h.release(nil, true)
 	s.mu.Unlock()
 	h.flushDeletes()
 }

@@ -229,8 +229,10 @@ func (s *Server) Workers(workersOnly bool) []WorkerInfo {
 			w.Functions = append(w.Functions, a.fn.name)
 		}
 		slices.SortFunc(w.Functions, strings.Compare)
-		for j := c.running.head; j != nil; j = j.next {
-			w.Running = append(w.Running, s.handleString(j.id))
+		for a := c.abilHead; a != nil; a = a.next {
+			for j := a.running.head; j != nil; j = j.next {
+				w.Running = append(w.Running, s.handleString(j.id))
+			}
 		}
 		slices.Sort(w.Running)
 		out = append(out, w)

@@ -22,7 +22,10 @@ type ability struct {
 	fn      *function
 	timeout time.Duration // of the newest CAN_DO; 0 = none
 	n       int           // CAN_DOs counted (duplicates included)
-	widx    int           // index in fn.workers
+	widx    int           // index in fn.workers; -1 once unregistered
+	// running lists the jobs of fn that c runs (linked through job.prev
+	// and job.next). An ability is removed only once it is empty.
+	running jobList
 	// prev and next link c's registrations, oldest first.
 	prev, next *ability
 }
@@ -51,10 +54,14 @@ func (s *Server) addAbility(c *conn, fn *function, timeout time.Duration) {
 	fn.workers = append(fn.workers, a)
 }
 
-// removeAbility removes every registration a stands for. It does not
-// touch the jobs c runs.
-func (s *Server) removeAbility(a *ability) {
-	c, fn := a.c, a.fn
+// unregister takes a out of its function's workers: the function counts
+// it no more and wakes it no more. The connection keeps it (and the jobs
+// it runs) until removeAbility.
+func (s *Server) unregister(a *ability) {
+	if a.widx < 0 {
+		return
+	}
+	fn := a.fn
 	fn.nworkers -= a.n
 	last := len(fn.workers) - 1
 	moved := fn.workers[last]
@@ -65,7 +72,15 @@ func (s *Server) removeAbility(a *ability) {
 	if len(fn.workers) == 0 && cap(fn.workers) > 64 {
 		fn.workers = nil
 	}
-	delete(c.abil, fn)
+	a.widx = -1
+}
+
+// removeAbility removes every registration a stands for. Its running
+// list must be empty (requeue its jobs first).
+func (s *Server) removeAbility(a *ability) {
+	c := a.c
+	s.unregister(a)
+	delete(c.abil, a.fn)
 	if c.rr == a {
 		c.rr = a.next
 	}

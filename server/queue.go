@@ -23,8 +23,8 @@ type job struct {
 	nclients int
 	nconns   int32
 	worker   *conn // the connection running it, nil when not running
-	// links in fn.queues while state == stQueued, in worker.running
-	// while stRunning.
+	// links in fn.queues while state == stQueued, in the running list
+	// of the worker's ability of fn while stRunning (links.go).
 	prev, next *job
 	ext        *jobExt // rarely used fields; nil for most jobs
 	// since is when the job was last queued (stQueued) or assigned
@@ -220,7 +220,7 @@ func (s *Server) unlink(j *job) {
 		j.fn.queued[j.prio]--
 	case stRunning:
 		w := j.worker
-		w.running.remove(j)
+		w.abil[j.fn].running.remove(j)
 		w.nrunning--
 		j.worker = nil
 		j.fn.running--
@@ -363,7 +363,7 @@ func (s *Server) grab(c *conn) *job {
 		for {
 			if j := a.fn.queues[p].head; j != nil {
 				c.rr = a.next
-				s.assign(j, c)
+				s.assign(j, a)
 				return j
 			}
 			if a = a.next; a == nil {
@@ -377,8 +377,10 @@ func (s *Server) grab(c *conn) *job {
 	return nil
 }
 
-// assign hands a queued job to worker c and arms its CAN_DO_TIMEOUT.
-func (s *Server) assign(j *job, c *conn) {
+// assign hands a queued job of a.fn to worker a.c and arms its
+// CAN_DO_TIMEOUT.
+func (s *Server) assign(j *job, a *ability) {
+	c := a.c
 	s.unlink(j)
 	now := s.clk.Now().UnixNano()
 	j.fn.wait.observeDuration(time.Duration(now - j.since))
@@ -388,20 +390,12 @@ func (s *Server) assign(j *job, c *conn) {
 	j.gen++
 	j.fn.running++
 	s.running++
-	c.running.push(j)
+	a.running.push(j)
 	c.nrunning++
-	if d := c.timeoutFor(j.fn); d > 0 {
+	if d := a.timeout; d > 0 {
 		id, gen := j.id, j.gen
 		j.x().timer = s.clk.AfterFunc(d, func() { s.timeout(id, gen) })
 	}
-}
-
-// timeoutFor returns the CAN_DO_TIMEOUT of the newest registration of fn.
-func (c *conn) timeoutFor(fn *function) time.Duration {
-	if a := c.abil[fn]; a != nil {
-		return a.timeout
-	}
-	return 0
 }
 
 // timeout is the CAN_DO_TIMEOUT timer of one assignment.
