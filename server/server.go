@@ -19,9 +19,10 @@
 // one connection sent before: duplicate registrations and duplicate
 // attachments are counted, not stored twice (links.go), and every link
 // between a connection and the rest goes in O(1). A connection with much
-// state (many functions, running jobs or awaited jobs) that resets its
-// abilities or goes away is cleaned up in chunks of at most cleanupChunk
-// steps, with the lock released between chunks.
+// state (many functions, running jobs or awaited jobs) that gives up
+// functions (CANT_DO, RESET_ABILITIES) or goes away is cleaned up in
+// chunks of at most cleanupChunk steps, with the lock released between
+// chunks.
 //
 // # Choices where gearmand gives no answer
 //
