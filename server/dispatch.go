@@ -312,9 +312,9 @@ func (h *handler) releaseSome(fn *function, detach bool) bool {
 		case a != nil:
 			s.removeAbility(a)
 		case detach && c.attached.head != nil:
-			a := c.attached.head
-			j := a.j
-			s.detach(a)
+			at := c.attached.head
+			j := at.j
+			s.detach(at)
 			if j.nclients == 0 && !j.bg && j.state != stRunning {
 				s.free(j, h)
 			}
