@@ -137,7 +137,7 @@ func (s *Server) adminStatus() string {
 		b = append(b, '\t')
 		b = strconv.AppendInt(b, int64(f.running), 10)
 		b = append(b, '\t')
-		b = strconv.AppendInt(b, int64(len(f.workers)), 10)
+		b = strconv.AppendInt(b, int64(f.nworkers), 10)
 		b = append(b, '\n')
 	}
 	s.mu.Unlock()
@@ -154,7 +154,7 @@ func (s *Server) adminPriorityStatus() string {
 			b = strconv.AppendInt(b, int64(f.queued[p]), 10)
 		}
 		b = append(b, '\t')
-		b = strconv.AppendInt(b, int64(len(f.workers)), 10)
+		b = strconv.AppendInt(b, int64(f.nworkers), 10)
 		b = append(b, '\n')
 	}
 	s.mu.Unlock()
@@ -179,9 +179,9 @@ func (s *Server) adminWorkers() string {
 		b = append(b, ' ')
 		b = append(b, c.clientID...)
 		b = append(b, " :"...)
-		for i := len(c.abilities) - 1; i >= 0; i-- {
+		for a := c.abilTail; a != nil; a = a.prev {
 			b = append(b, ' ')
-			b = append(b, c.abilities[i].fn.name...)
+			b = append(b, a.fn.name...)
 		}
 		b = append(b, '\n')
 	}
@@ -250,10 +250,7 @@ func (h *handler) cancelJob(handle string) string {
 		return protocol.ReplyUnknownJob
 	}
 	s.sendToClients(j, protocol.WorkFail, nil, h.c)
-	for _, c := range j.clients {
-		c.attached = removeJob(c.attached, j)
-	}
-	j.clients = nil
+	s.detachAll(j)
 	if j.state == stRunning {
 		j.cancelled = true
 		if j.unique != "" {
@@ -283,13 +280,14 @@ func (s *Server) dropFunction(name string) string {
 		if !strings.EqualFold(f.name, name) {
 			continue
 		}
-		if len(f.workers) > 0 || f.running > 0 {
+		if f.nworkers > 0 || f.running > 0 {
 			return protocol.ReplyFunctionBusy
 		}
 		if f.total > 0 {
 			return protocol.ReplyFunctionHasQueued
 		}
 		delete(s.funcs, f.name)
+		delete(s.bigUniq, f)
 		s.funcOrder = append(s.funcOrder[:i], s.funcOrder[i+1:]...)
 		return protocol.ReplyOK
 	}

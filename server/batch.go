@@ -114,7 +114,7 @@ func (h *handler) joinStored(j *job) {
 	if err != nil {
 		if x.joining == 0 && x.key == "" {
 			j.bg = false
-			if alive && len(j.clients) == 0 && j.state != stRunning {
+			if alive && j.nclients == 0 && j.state != stRunning {
 				s.free(j, h)
 			}
 		}

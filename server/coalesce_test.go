@@ -54,7 +54,7 @@ func (ts *testServer) jobState(fn, unique string) (ok, bg bool, clients int) {
 		return false, false, 0
 	}
 	j := f.uniq[unique]
-	return true, j.bg, len(j.clients)
+	return true, j.bg, j.nclients
 }
 
 // TestCoalescedBackgroundWritesFirst (issue 10): a SUBMIT_JOB_BG that

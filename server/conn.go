@@ -42,13 +42,18 @@ type conn struct {
 	// Guarded by Server.mu.
 	clientID   string
 	exceptions bool
-	abilities  []ability // registration order; duplicates kept
-	rr         int       // round-robin start in abilities
-	running    []*job    // jobs assigned to this connection
-	attached   []*job    // foreground jobs this connection waits for
-	sleeping   bool
-	noopSent   bool
-	gone       bool // removed from the server
+	// abil finds the registrations (links.go) by function; abilHead and
+	// abilTail list them in the order of their first CAN_DO. nil until
+	// the first CAN_DO.
+	abil               map[*function]*ability
+	abilHead, abilTail *ability
+	rr                 *ability   // round-robin start in grab; nil = abilHead
+	nrunning           int        // jobs assigned to this connection (in the abilities' running lists)
+	attached           attachList // foreground jobs this connection waits for
+	nattached          int        // distinct jobs in attached
+	sleeping           bool
+	noopSent           bool
+	gone               bool // removed from the server
 
 	// Guarded by wmu.
 	wmu     sync.Mutex
@@ -57,12 +62,6 @@ type conn struct {
 	writing bool   // someone is writing out
 	dead    bool   // connection closed or being closed
 	closing bool   // close once the pending output is written
-}
-
-// ability is one CAN_DO registration.
-type ability struct {
-	fn      *function
-	timeout time.Duration // CAN_DO_TIMEOUT; 0 = none
 }
 
 func newConn(s *Server, nc net.Conn, id uint64) *conn {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -140,8 +141,7 @@ retry:
 		switch {
 		case !sub.Background:
 			if !existing.cancelled {
-				existing.clients = append(existing.clients, c)
-				c.attached = append(c.attached, existing)
+				s.attach(existing, c)
 			}
 		case s.store != nil && existing.key() == "":
 			// A background submit makes a job that is not stored (a
@@ -168,8 +168,7 @@ retry:
 		x.reducer = string(reducer)
 	}
 	if !sub.Background {
-		j.clients = append(j.clients, c)
-		c.attached = append(c.attached, j)
+		s.attach(j, c)
 	}
 	h.replyCreated(j.id)
 	s.enqueue(j, s.clk.Now())
@@ -232,9 +231,7 @@ func (h *handler) canDo(name []byte, timeout time.Duration) {
 	}
 	s, c := h.s, h.c
 	s.mu.Lock()
-	fn := s.function(name)
-	c.abilities = append(c.abilities, ability{fn: fn, timeout: timeout})
-	fn.workers = append(fn.workers, c)
+	s.addAbility(c, s.function(name), timeout)
 	s.mu.Unlock()
 }
 
@@ -261,73 +258,97 @@ func (h *handler) canDoTimeout(name, t []byte) {
 func (h *handler) cantDo(name []byte) {
 	s := h.s
 	s.mu.Lock()
-	fn := s.funcs[string(name)]
-	if fn != nil {
-		h.dropAbility(fn)
+	if fn := s.funcs[string(name)]; fn != nil {
+		h.release(fn, false)
 	}
 	s.mu.Unlock()
 	h.flushDeletes()
-}
-
-// dropAbility removes every registration of fn from the connection and
-// requeues the jobs of fn it holds. Called with s.mu held.
-func (h *handler) dropAbility(fn *function) {
-	s, c := h.s, h.c
-	kept := c.abilities[:0]
-	for _, a := range c.abilities {
-		if a.fn != fn {
-			kept = append(kept, a)
-		}
-	}
-	for i := len(kept); i < len(c.abilities); i++ {
-		c.abilities[i] = ability{}
-	}
-	c.abilities = kept
-	if c.rr >= len(kept) {
-		c.rr = 0
-	}
-	for {
-		i := indexConn(fn.workers, c)
-		if i < 0 {
-			break
-		}
-		fn.workers = removeConn(fn.workers, c)
-	}
-	for i := 0; i < len(c.running); {
-		j := c.running[i]
-		if j.fn != fn {
-			i++
-			continue
-		}
-		s.requeue(j, h) // removes j from c.running
-	}
-}
-
-func indexConn(list []*conn, c *conn) int {
-	for i, x := range list {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func (h *handler) resetAbilities() {
-	s, c := h.s, h.c
+	s := h.s
 	s.mu.Lock()
-	for len(c.abilities) > 0 {
-		h.dropAbility(c.abilities[0].fn)
-	}
+	h.release(nil, false)
 	s.mu.Unlock()
 	h.flushDeletes()
+}
+
+// cleanupChunk bounds the steps (a registration removed, a job requeued,
+// a client detached) done in one hold of Server.mu while a connection
+// gives up functions or goes away, whatever it had piled up: the lock is
+// released between chunks so that other connections are served meanwhile.
+const cleanupChunk = 256
+
+// release removes the connection's registration of fn (of every function
+// when fn is nil) and requeues the jobs of it the connection runs; with
+// detach, it also detaches the connection from the jobs it waits for
+// (queued foreground jobs nobody waits for any more are removed). It
+// works in chunks of at most cleanupChunk steps and releases s.mu between
+// them. Called with s.mu held, returns with it held. Only the
+// connection's reader calls it, so that the connection gains nothing new
+// meanwhile.
+func (h *handler) release(fn *function, detach bool) {
+	s := h.s
+	for !h.releaseSome(fn, detach) {
+		s.mu.Unlock()
+		h.flushDeletes()
+		runtime.Gosched()
+		s.mu.Lock()
+	}
+}
+
+// releaseSome does at most cleanupChunk steps of release and reports
+// whether it is done. Called with s.mu held.
+func (h *handler) releaseSome(fn *function, detach bool) bool {
+	s, c := h.s, h.c
+	steps := 0
+	defer func() { s.cleanup.observe(steps) }()
+	for ; steps < cleanupChunk; steps++ {
+		a := c.abilHead
+		if fn != nil {
+			a = c.abil[fn]
+		}
+		switch {
+		case a != nil && a.widx >= 0:
+			s.unregister(a) // counted and woken no more
+		case a != nil && a.running.head != nil:
+			s.requeue(a.running.head, h) // removes it from a.running
+		case a != nil:
+			s.removeAbility(a)
+		case detach && c.attached.head != nil:
+			at := c.attached.head
+			j := at.j
+			s.detach(at)
+			if j.nclients == 0 && !j.bg && j.state != stRunning {
+				s.free(j, h)
+			}
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// holdStats records the largest chunk of cleanup steps done in one hold
+// of Server.mu (tests check the bound).
+type holdStats struct {
+	chunks   uint64 // chunks done
+	maxSteps int    // most steps in one chunk
+}
+
+func (hs *holdStats) observe(steps int) {
+	hs.chunks++
+	hs.maxSteps = max(hs.maxSteps, steps)
 }
 
 func (h *handler) preSleep() {
 	s, c := h.s, h.c
 	s.mu.Lock()
 	c.sleeping = true
-	for _, j := range c.running {
-		j.stopTimer()
+	for a := c.abilHead; a != nil && c.nrunning > 0; a = a.next {
+		for j := a.running.head; j != nil; j = j.next {
+			j.stopTimer()
+		}
 	}
 	if !c.noopSent && !s.draining && s.hasWork(c) {
 		c.noopSent = true
@@ -486,7 +507,7 @@ func (h *handler) getStatusUnique(unique []byte) {
 		var nb, db, cb [10]byte
 		num := strconv.AppendUint(nb[:0], uint64(j.num), 10)
 		den := strconv.AppendUint(db[:0], uint64(j.den), 10)
-		cnt := strconv.AppendUint(cb[:0], uint64(len(j.clients)), 10)
+		cnt := strconv.AppendUint(cb[:0], uint64(j.nclients), 10)
 		buf = protocol.AppendPacket(buf, protocol.Res, protocol.StatusResUnique, unique, one, boolArg(j.state == stRunning), num, den, cnt)
 	}
 	c.endOut(buf, false)
@@ -507,7 +528,9 @@ func (h *handler) option(name []byte) {
 
 // dropConn removes a closed connection: jobs it ran are requeued, jobs it
 // waited for lose it as a client (queued foreground jobs nobody waits for
-// any more are removed at once), its registrations go away.
+// any more are removed at once), its registrations go away. This happens
+// in bounded chunks (release): the connection is gone from the listings
+// at once, its registrations and attachments soon after.
 func (s *Server) dropConn(c *conn) {
 	h := handler{s: s, c: c}
 	c.kill()
@@ -518,20 +541,7 @@ func (s *Server) dropConn(c *conn) {
 	}
 	c.gone = true
 	delete(s.conns, c)
-	for len(c.abilities) > 0 {
-		h.dropAbility(c.abilities[0].fn)
-	}
-	for len(c.running) > 0 {
-		s.requeue(c.running[0], &h)
-	}
-	for len(c.attached) > 0 {
-		j := c.attached[len(c.attached)-1]
-		c.attached = c.attached[:len(c.attached)-1]
-		j.clients = removeConn(j.clients, c)
-		if len(j.clients) == 0 && !j.bg && j.state != stRunning {
-			s.free(j, &h)
-		}
-	}
+	h.release(nil, true)
 	s.mu.Unlock()
 	h.flushDeletes()
 }

@@ -67,6 +67,9 @@ func fuzzSeeds() [][]byte {
 			req(protocol.GetStatusUnique, "u"), req(protocol.OptionReq, "exceptions"), req(protocol.SetClientID, "me")),
 		[]byte("status\nworkers\r\nshow jobs\nshow unique jobs\nprioritystatus\ncancel job H:fuzz:1\nmaxqueue f 1 2 3\ndrop function f\ncreate function g\n"),
 		req(protocol.WorkException, "H:fuzz:1", "x"),
+		cat(req(protocol.CanDo, "f"), req(protocol.CanDo, "f"), req(protocol.SubmitJob, "f", "u", "d"),
+			req(protocol.SubmitJob, "f", "u", "d"), req(protocol.GrabJob), req(protocol.CanDo, "g"), req(protocol.CantDo, "f"),
+			req(protocol.GrabJob), req(protocol.WorkData, "H:fuzz:1", "x"), req(protocol.CanDoTimeout, "f", "5")),
 		cat(req(protocol.CanDo, "x\ny"), req(protocol.SubmitJobBg, "x\ty", "", "d"), []byte("create function a\x01b\nmaxqueue a\tb 1\n")),
 	}
 }
@@ -103,8 +106,8 @@ func FuzzServerFeed(f *testing.F) {
 		}
 		total := 0
 		for _, fn := range s.funcOrder {
-			if fn.running != 0 || len(fn.workers) != 0 {
-				t.Fatalf("function %q: running %d workers %d", fn.name, fn.running, len(fn.workers))
+			if fn.running != 0 || len(fn.workers) != 0 || fn.nworkers != 0 {
+				t.Fatalf("function %q: running %d workers %d (%d registrations)", fn.name, fn.running, fn.nworkers, len(fn.workers))
 			}
 			total += fn.total
 			if !protocol.ValidFunctionName([]byte(fn.name)) {

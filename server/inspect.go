@@ -150,7 +150,7 @@ func (s *Server) jobInfo(j *job) JobInfo {
 		State:       stateName(j.state),
 		Background:  j.bg,
 		Size:        len(j.data),
-		Clients:     len(j.clients),
+		Clients:     j.nclients,
 		Numerator:   j.num,
 		Denominator: j.den,
 		Retries:     int(j.retries),
@@ -215,7 +215,7 @@ func (s *Server) Workers(workersOnly bool) []WorkerInfo {
 	defer s.mu.Unlock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
-		if workersOnly && len(c.abilities) == 0 {
+		if workersOnly && c.abilHead == nil {
 			continue
 		}
 		conns = append(conns, c)
@@ -224,17 +224,15 @@ func (s *Server) Workers(workersOnly bool) []WorkerInfo {
 	out := make([]WorkerInfo, 0, len(conns))
 	for _, c := range conns {
 		w := WorkerInfo{ID: c.id, IP: c.ip, ClientID: c.clientID, Sleeping: c.sleeping,
-			Functions: []string{}, Running: []string{}, Waiting: len(c.attached)}
-		seen := map[string]bool{}
-		for i := len(c.abilities) - 1; i >= 0; i-- {
-			if n := c.abilities[i].fn.name; !seen[n] {
-				seen[n] = true
-				w.Functions = append(w.Functions, n)
-			}
+			Functions: []string{}, Running: []string{}, Waiting: c.nattached}
+		for a := c.abilHead; a != nil; a = a.next {
+			w.Functions = append(w.Functions, a.fn.name)
 		}
 		slices.SortFunc(w.Functions, strings.Compare)
-		for _, j := range c.running {
-			w.Running = append(w.Running, s.handleString(j.id))
+		for a := c.abilHead; a != nil; a = a.next {
+			for j := a.running.head; j != nil; j = j.next {
+				w.Running = append(w.Running, s.handleString(j.id))
+			}
 		}
 		slices.Sort(w.Running)
 		out = append(out, w)

@@ -3,6 +3,7 @@ package server
 import (
 	"container/heap"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/gworkerd/gworkerd/internal/clock"
@@ -12,13 +13,18 @@ import (
 
 // job is one job in memory. All fields are guarded by Server.mu.
 type job struct {
-	id      uint64
-	fn      *function
-	unique  string
-	data    string
-	clients []*conn // attached foreground clients, oldest first
-	worker  *conn   // the connection running it, nil when not running
-	// queue links, while state == stQueued.
+	id     uint64
+	fn     *function
+	unique string
+	data   string
+	// clients lists the attached foreground clients, oldest first
+	// (links.go); nclients counts their submits, nconns the connections.
+	clients  attachList
+	nclients int
+	nconns   int32
+	worker   *conn // the connection running it, nil when not running
+	// links in fn.queues while state == stQueued, in the running list
+	// of the worker's ability of fn while stRunning (links.go).
 	prev, next *job
 	ext        *jobExt // rarely used fields; nil for most jobs
 	// since is when the job was last queued (stQueued) or assigned
@@ -46,6 +52,10 @@ type jobExt struct {
 	// joining counts the background submits coalesced into this unstored
 	// job whose Store.Add is in flight (batch.go, joinStored).
 	joining int
+
+	// byConn finds the attachment of a client connection when the job
+	// has more than smallClients of them (links.go).
+	byConn map[*conn]*attachment
 }
 
 func (j *job) x() *jobExt {
@@ -135,12 +145,18 @@ type function struct {
 	queued  [3]int // queued per priority, epoch jobs not yet due included
 	running int
 	total   int // every job of the function (queued, waiting, running)
-	workers []*conn
-	wake    int // rotation start for wake-ups
-	uniq    map[string]*job
-	max     [3]int // maxqueue per priority; 0 = unlimited
-	wait    hist   // seconds from queued to assigned
-	run     hist   // seconds from assigned to the final WORK_* packet
+	// workers are the registrations of the function, one per connection
+	// (links.go); nworkers counts CAN_DOs, duplicates included, as
+	// gearmand's worker_count does.
+	workers  []*ability
+	nworkers int
+	wake     int // rotation start for wake-ups
+	uniq     map[string]*job
+	// uniqPeak is the largest len(uniq) since the map was last rebuilt.
+	uniqPeak int
+	max      [3]int // maxqueue per priority; 0 = unlimited
+	wait     hist   // seconds from queued to assigned
+	run      hist   // seconds from assigned to the final WORK_* packet
 }
 
 func (s *Server) function(name []byte) *function {
@@ -165,6 +181,12 @@ func (s *Server) newJob(fn *function, unique, data string, prio protocol.Priorit
 	fn.total++
 	if unique != "" {
 		fn.uniq[uniqKey(unique, data)] = j
+		if n := len(fn.uniq); n > fn.uniqPeak {
+			fn.uniqPeak = n
+			if n == bigUniq {
+				s.bigUniq[fn] = struct{}{}
+			}
+		}
 	}
 	s.counters.submitted++
 	return j
@@ -198,7 +220,8 @@ func (s *Server) unlink(j *job) {
 		j.fn.queued[j.prio]--
 	case stRunning:
 		w := j.worker
-		w.running = removeJob(w.running, j)
+		w.abil[j.fn].running.remove(j)
+		w.nrunning--
 		j.worker = nil
 		j.fn.running--
 		s.running--
@@ -218,10 +241,7 @@ func (s *Server) unlink(j *job) {
 // reference, if it has one, for the caller to delete outside the lock.
 func (s *Server) free(j *job, h *handler) {
 	s.unlink(j)
-	for _, c := range j.clients {
-		c.attached = removeJob(c.attached, j)
-	}
-	j.clients = nil
+	s.detachAll(j)
 	delete(s.jobs, j.id)
 	if s.jobsPeak >= shrinkPeak && len(s.jobs) <= s.jobsPeak/64 {
 		s.shrink()
@@ -245,8 +265,13 @@ func (s *Server) free(j *job, h *handler) {
 // maps and gives memory back to the OS (Go maps never shrink).
 const shrinkPeak = 1 << 16
 
-// shrink rebuilds the job and unique maps at their current size, and
-// returns freed memory to the OS in the background.
+// bigUniq is the size from which a function's unique map is rebuilt by
+// shrink (smaller ones waste little): shrink visits only those, not every
+// function.
+const bigUniq = 1 << 10
+
+// shrink rebuilds the job map and the big unique maps at their current
+// size, and returns freed memory to the OS in the background.
 func (s *Server) shrink() {
 	jobs := make(map[uint64]*job, len(s.jobs))
 	for id, j := range s.jobs {
@@ -254,12 +279,16 @@ func (s *Server) shrink() {
 	}
 	s.jobs = jobs
 	s.jobsPeak = len(jobs)
-	for _, f := range s.funcOrder {
+	for f := range s.bigUniq {
 		u := make(map[string]*job, len(f.uniq))
 		for k, j := range f.uniq {
 			u[k] = j
 		}
 		f.uniq = u
+		f.uniqPeak = len(u)
+		if len(u) < bigUniq {
+			delete(s.bigUniq, f)
+		}
 	}
 	if len(s.future) == 0 {
 		s.future = nil
@@ -278,29 +307,6 @@ func (s *Server) shrink() {
 	}()
 }
 
-func removeJob(list []*job, j *job) []*job {
-	for i, x := range list {
-		if x == j {
-			last := len(list) - 1
-			list[i] = list[last]
-			list[last] = nil
-			return list[:last]
-		}
-	}
-	return list
-}
-
-func removeConn(list []*conn, c *conn) []*conn {
-	for i, x := range list {
-		if x == c {
-			copy(list[i:], list[i+1:])
-			list[len(list)-1] = nil
-			return list[:len(list)-1]
-		}
-	}
-	return list
-}
-
 // wakeWorkers sends NOOP to sleeping workers of fn that have not been
 // woken yet: at most Options.WorkerWakeup of them (0 = all), starting at a
 // rotating position so that wake-ups are spread out.
@@ -314,7 +320,7 @@ func (s *Server) wakeWorkers(fn *function) {
 	start := fn.wake % n
 	for i := 0; i < n; i++ {
 		idx := (start + i) % n
-		w := fn.workers[idx]
+		w := fn.workers[idx].c
 		if !w.sleeping || w.noopSent {
 			continue
 		}
@@ -333,7 +339,7 @@ func (s *Server) wakeWorkers(fn *function) {
 
 // hasWork reports whether a job is runnable now for one of c's functions.
 func (s *Server) hasWork(c *conn) bool {
-	for _, a := range c.abilities {
+	for a := c.abilHead; a != nil; a = a.next {
 		q := &a.fn.queues
 		if q[0].head != nil || q[1].head != nil || q[2].head != nil {
 			return true
@@ -345,28 +351,36 @@ func (s *Server) hasWork(c *conn) bool {
 // grab takes the next job for worker c: the highest priority over all of
 // its functions, functions of equal priority served round-robin.
 func (s *Server) grab(c *conn) *job {
-	n := len(c.abilities)
-	if n == 0 || s.draining {
+	if c.abilHead == nil || s.draining {
 		return nil
 	}
+	start := c.rr
+	if start == nil {
+		start = c.abilHead
+	}
 	for p := range 3 {
-		for i := 0; i < n; i++ {
-			idx := (c.rr + i) % n
-			fn := c.abilities[idx].fn
-			j := fn.queues[p].head
-			if j == nil {
-				continue
+		a := start
+		for {
+			if j := a.fn.queues[p].head; j != nil {
+				c.rr = a.next
+				s.assign(j, a)
+				return j
 			}
-			c.rr = (idx + 1) % n
-			s.assign(j, c)
-			return j
+			if a = a.next; a == nil {
+				a = c.abilHead
+			}
+			if a == start {
+				break
+			}
 		}
 	}
 	return nil
 }
 
-// assign hands a queued job to worker c and arms its CAN_DO_TIMEOUT.
-func (s *Server) assign(j *job, c *conn) {
+// assign hands a queued job of a.fn to worker a.c and arms its
+// CAN_DO_TIMEOUT.
+func (s *Server) assign(j *job, a *ability) {
+	c := a.c
 	s.unlink(j)
 	now := s.clk.Now().UnixNano()
 	j.fn.wait.observeDuration(time.Duration(now - j.since))
@@ -376,21 +390,12 @@ func (s *Server) assign(j *job, c *conn) {
 	j.gen++
 	j.fn.running++
 	s.running++
-	c.running = append(c.running, j)
-	if d := c.timeoutFor(j.fn); d > 0 {
+	a.running.push(j)
+	c.nrunning++
+	if d := a.timeout; d > 0 {
 		id, gen := j.id, j.gen
 		j.x().timer = s.clk.AfterFunc(d, func() { s.timeout(id, gen) })
 	}
-}
-
-// timeoutFor returns the CAN_DO_TIMEOUT of the newest registration of fn.
-func (c *conn) timeoutFor(fn *function) time.Duration {
-	for i := len(c.abilities) - 1; i >= 0; i-- {
-		if c.abilities[i].fn == fn {
-			return c.abilities[i].timeout
-		}
-	}
-	return 0
 }
 
 // timeout is the CAN_DO_TIMEOUT timer of one assignment.
@@ -415,7 +420,7 @@ func (s *Server) timeout(id uint64, gen uint16) {
 // limit the job is dropped and its clients get WORK_FAIL.
 func (s *Server) requeue(j *job, h *handler) {
 	s.unlink(j)
-	if j.cancelled || (!j.bg && len(j.clients) == 0) {
+	if j.cancelled || (!j.bg && j.nclients == 0) {
 		s.free(j, h)
 		return
 	}
@@ -436,9 +441,11 @@ func (s *Server) requeue(j *job, h *handler) {
 }
 
 // sendToClients sends a packet about j to every attached client, newest
-// first as gearmand does. args are the arguments after the handle.
+// first as gearmand does, once per submit (a client that submitted the
+// job twice gets it twice, as from gearmand). args are the arguments
+// after the handle.
 func (s *Server) sendToClients(j *job, t protocol.Type, args [][]byte, cur *conn) {
-	if len(j.clients) == 0 {
+	if j.clients.head == nil {
 		return
 	}
 	hsize := s.handleLen(j.id) // the size of a WORK_FAIL
@@ -446,23 +453,41 @@ func (s *Server) sendToClients(j *job, t protocol.Type, args [][]byte, cur *conn
 	for _, a := range args {
 		full += 1 + len(a)
 	}
-	for i := len(j.clients) - 1; i >= 0; i-- {
-		c := j.clients[i]
+	for a := j.clients.tail; a != nil; a = a.jprev {
+		c := a.c
 		typ := t
 		if t == protocol.WorkException && !c.exceptions {
 			typ = protocol.WorkFail
 		}
 		buf := c.beginOut()
+		if c.dead {
+			c.endOut(buf, false)
+			continue
+		}
 		size := full
 		if typ == protocol.WorkFail {
 			size = hsize
 		}
+		start := len(buf)
 		buf = protocol.AppendHeader(buf, protocol.Res, typ, size)
 		buf = s.appendHandle(buf, j.id)
 		if typ != protocol.WorkFail {
 			for _, a := range args {
 				buf = append(buf, 0)
 				buf = append(buf, a...)
+			}
+		}
+		// The copies for duplicate submits: at most the output bound
+		// (endOut drops a connection beyond it).
+		if a.n > 1 {
+			end := len(buf)
+			one := end - start
+			copies := min(a.n-1, (s.opts.MaxOutBuffer-len(buf))/one+1)
+			if copies > 0 {
+				buf = slices.Grow(buf, copies*one)
+				for range copies {
+					buf = append(buf, buf[start:end]...)
+				}
 			}
 		}
 		c.endOut(buf, c != cur)

@@ -15,6 +15,15 @@
 // Lock order: Server.mu, then conn.wmu. Server.lnMu is never held with
 // either. The store is never called with Server.mu held.
 //
+// No packet makes the server work under Server.mu in proportion to what
+// one connection sent before: duplicate registrations and duplicate
+// attachments are counted, not stored twice (links.go), and every link
+// between a connection and the rest goes in O(1). A connection with much
+// state (many functions, running jobs or awaited jobs) that gives up
+// functions (CANT_DO, RESET_ABILITIES) or goes away is cleaned up in
+// chunks of at most cleanupChunk steps, with the lock released between
+// chunks.
+//
 // # Choices where gearmand gives no answer
 //
 // Beyond PROTOCOL.md section 0:
@@ -49,6 +58,14 @@
 //     next start. A Store.Delete that misses it is logged and the job
 //     is replayed at the next start (at least once). So Shutdown and
 //     Close end even while the database does not answer.
+//   - A duplicate CAN_DO (or CAN_DO_TIMEOUT) of a function on one
+//     connection is stored once: it counts in the WORKERS column of
+//     `status` and `prioritystatus` as in gearmand, but `workers` lists
+//     the function once per connection where gearmand lists it once per
+//     CAN_DO, dispatch serves it as one function in the round-robin, and
+//     the newest CAN_DO's timeout applies. CANT_DO removes them all, as in
+//     gearmand. Duplicate foreground submits of one job on one connection
+//     are stored once too and still get one reply per submit.
 //   - Function names with a control character (a byte below 0x20, or
 //     0x7f; protocol.ValidFunctionName) are refused, where gearmand
 //     accepts any name: a name such as "x\ny" or "x\ty" forges lines and
@@ -107,7 +124,8 @@ type Server struct {
 	conns     map[*conn]struct{}
 	nextConn  uint64
 	funcs     map[string]*function
-	funcOrder []*function // listing order of status/prioritystatus
+	funcOrder []*function            // listing order of status/prioritystatus
+	bigUniq   map[*function]struct{} // functions whose unique map grew big (queue.go, shrink)
 	jobs      map[uint64]*job
 	jobsPeak  int  // largest len(jobs) since the map was last rebuilt
 	releasing bool // a memory release runs
@@ -120,6 +138,7 @@ type Server struct {
 	epochAt   int64 // unix time epochT is armed for; 0 = unarmed
 	counters  counters
 	refused   refusals
+	cleanup   holdStats // cleanup chunks (dispatch.go, release)
 
 	// adding counts the Store.Adds in flight per record whose key is a
 	// job's unique (several submits can write one such key; a fresh
@@ -158,6 +177,7 @@ func New(opts Options) (*Server, error) {
 		quit:      make(chan struct{}),
 		conns:     make(map[*conn]struct{}),
 		funcs:     make(map[string]*function),
+		bigUniq:   make(map[*function]struct{}),
 		jobs:      make(map[uint64]*job),
 		adding:    make(map[store.Ref]int),
 	}
@@ -456,7 +476,7 @@ func (s *Server) Stats() Stats {
 			Normal:   f.queued[protocol.Normal],
 			Low:      f.queued[protocol.Low],
 			Running:  f.running,
-			Workers:  len(f.workers),
+			Workers:  f.nworkers,
 			MaxQueue: f.max,
 			Wait:     f.wait.snapshot(),
 			Run:      f.run.snapshot(),
