@@ -628,7 +628,7 @@ func serverKeys() []serverKey {
 			usage: "most open Gearman connections (`N`); beyond it new ones are closed at once, but 8 more are kept for loopback peers (gearadmin). 0: unlimited; -1: the open-file limit less 256, at most 100000",
 			set:   intSetter(func(c *Server) *int { return &c.MaxConnections }, atLeast(-1))},
 		{flag: "packet-timeout", kind: kindString, def: DefaultPacketTimeout.String(),
-			usage: "`duration` (30s, 2m; a bare number is seconds) a connection has to complete a packet or admin line it has begun, else it is closed; 0: none. Idle connections are not affected",
+			usage: "`duration` (30s, 2m; a bare number is seconds) a connection has to complete a packet or admin line it has begun (or, with --ssl, its TLS handshake), else it is closed; 0: none. Idle connections are not affected",
 			set:   durationSetter(func(c *Server) *time.Duration { return &c.PacketTimeout })},
 		{flag: "keepalive", kind: kindBool, def: "false",
 			usage: "enable TCP keepalive on accepted connections",

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -94,11 +95,39 @@ func (c *conn) isLoopback() bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// handshake completes the TLS handshake of a TLS connection within
+// Options.PacketTimeout, as the first packet of a plain connection must
+// be completed: a client that starts a handshake and stalls cannot hold
+// the connection (and a slot of --max-connections) for ever. It reports
+// whether the connection may be read.
+func (c *conn) handshake() bool {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	if d := c.s.opts.PacketTimeout; d > 0 {
+		_ = tc.SetDeadline(time.Now().Add(d))
+		defer tc.SetDeadline(time.Time{})
+	}
+	if err := tc.Handshake(); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.logger().WithField("timeout", c.s.opts.PacketTimeout).Info("closing connection: TLS handshake not completed in time")
+		} else {
+			c.logger().WithError(err).Debug("TLS handshake failed")
+		}
+		return false
+	}
+	return true
+}
+
 // readLoop is the connection's reader goroutine: it owns the decoder and
 // exits when the connection fails or is closed.
 func (c *conn) readLoop() {
 	defer c.s.connWG.Done()
 	defer c.s.dropConn(c)
+	if !c.handshake() {
+		return
+	}
 	buf := make([]byte, minReadBuf)
 	small := 0
 	h := handler{c: c, s: c.s}

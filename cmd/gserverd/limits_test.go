@@ -139,7 +139,8 @@ func TestBinaryPacketTimeout(t *testing.T) {
 	if n, err := text.Read(make([]byte, 64)); !errors.Is(err, io.EOF) {
 		t.Fatalf("half admin line: read %d bytes, %v; want EOF", n, err)
 	}
-	if !strings.Contains(p.Output(), "packet not completed in time") {
-		t.Errorf("no log line about the packet timeout")
-	}
+	// The log reaches us through a pipe: wait for it.
+	eventually(t, "the log line about the packet timeout", func() bool {
+		return strings.Contains(p.Output(), "packet not completed in time")
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -242,5 +243,45 @@ func TestBinaryTLSErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want non-zero and %q", code, errOut, tc.want)
 			}
 		})
+	}
+}
+
+// A TLS client that starts its handshake and stalls is closed after
+// --packet-timeout, like a plain client that stalls inside a packet
+// (issue 10, item 8): it cannot hold a connection for ever.
+func TestBinaryTLSHandshakeTimeout(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := newTestCA(t, "gworkerd test CA")
+	srvCert, srvKey := ca.issue(t, "localhost", x509.ExtKeyUsageServerAuth)
+	p := logOnFailure(t, startGserverd(t, "-q", "builtin", "--ssl", "--packet-timeout", "1s",
+		"--ssl-certificate", writeFile(t, dir, "server.pem", srvCert),
+		"--ssl-key", writeFile(t, dir, "server.key", srvKey)))
+	stalled := dialOpen(t, p.Addr)
+	if _, err := stalled.Write([]byte{0x16, 0x03, 0x01}); err != nil { // 3 bytes of a ClientHello record header
+		t.Fatal(err)
+	}
+	_ = stalled.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if n, err := stalled.Read(make([]byte, 64)); !errors.Is(err, io.EOF) {
+		t.Fatalf("stalled handshake: read %d bytes, %v; want EOF (closed by the server)", n, err)
+	}
+	// The log reaches us through a pipe: wait for it.
+	eventually(t, "the log line about the handshake timeout", func() bool {
+		return strings.Contains(p.Output(), "TLS handshake not completed in time")
+	})
+	// A client that completes its handshake is served as before.
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	c, err := tls.Dial("tcp", p.Addr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	if err != nil {
+		t.Fatalf("TLS dial: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, "version\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "OK ") {
+		t.Fatalf("version over TLS: %q, %v", line, err)
 	}
 }
