@@ -230,24 +230,7 @@ func RunOutage(t *testing.T, target string, open func(t *testing.T, addr string)
 	}
 	t.Logf("Add during outage: %v", err)
 	p.Restore()
-	after := store.Job{Function: "outage", Key: "after", Priority: 1, Data: []byte("3")}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := s.Add(ctx, after)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Add after the database came back still fails: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond) // retry until the backend reconnects, bounded
-	}
-	got := byRef(replayAll(t, s))
-	for _, w := range []store.Job{before, after} {
-		if g, ok := got[w.Ref()]; !ok || !equalJob(g, w) {
-			t.Errorf("after the outage, job %s = %s (present %v)", describe(w), describe(g), ok)
-		}
-	}
+	recovered(ctx, t, s, "the outage", before, store.Job{Function: "outage", Key: "after", Priority: 1, Data: []byte("3")})
 }
 
 // StallTimeout is the deadline RunStall puts on each call.
@@ -314,24 +297,7 @@ func RunStall(t *testing.T, target string, open func(t *testing.T, addr string) 
 	}
 
 	p.Resume()
-	after := job("stall", "after", "3")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := s.Add(ctx, after)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Add after the database answers again still fails: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond) // retry until the backend reconnects, bounded
-	}
-	got := byRef(replayAll(t, s))
-	for _, w := range []store.Job{before, after} {
-		if g, ok := got[w.Ref()]; !ok || !equalJob(g, w) {
-			t.Errorf("after the stall, job %s = %s (present %v)", describe(w), describe(g), ok)
-		}
-	}
+	recovered(ctx, t, s, "the stall", before, job("stall", "after", "3"))
 
 	p.Stall()
 	closed = true
@@ -339,4 +305,28 @@ func RunStall(t *testing.T, target string, open func(t *testing.T, addr string) 
 		t.Errorf("Close while the database does not answer: %v", err)
 	}
 	p.Resume()
+}
+
+// recovered adds after once the database answers again (retrying while
+// the backend reconnects, bounded) and checks that before, stored ahead
+// of the fault (what), and after are both there.
+func recovered(ctx context.Context, t *testing.T, s store.Store, what string, before, after store.Job) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := s.Add(ctx, after)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Add after %s still fails: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond) // retry until the backend reconnects, bounded
+	}
+	got := byRef(replayAll(t, s))
+	for _, w := range []store.Job{before, after} {
+		if g, ok := got[w.Ref()]; !ok || !equalJob(g, w) {
+			t.Errorf("after %s, job %s = %s (present %v)", what, describe(w), describe(g), ok)
+		}
+	}
 }
