@@ -103,6 +103,16 @@ type Options struct {
 	SyncInterval time.Duration
 	// MaxBatch bounds the jobs and refs of one group commit. Default 4096.
 	MaxBatch int
+	// Headroom is the free space, beyond what flushing the log needs,
+	// that the store keeps on its filesystem: an Add that would leave
+	// less fails with ErrNoSpace (a Delete only below a quarter of it),
+	// so that pebble never meets a full disk. Default 8 MiB.
+	Headroom int64
+	// AcceptDamage opens a store whose write-ahead log is damaged,
+	// dropping the jobs stored from the damage on (they are counted in
+	// an error-level message). Default false: Open returns a
+	// *DamageError.
+	AcceptDamage bool
 	// Logger receives the store's and pebble's messages. Default: a
 	// logger that discards everything.
 	Logger logrus.FieldLogger
@@ -117,6 +127,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 4096
+	}
+	if o.Headroom <= 0 {
+		o.Headroom = 8 << 20
 	}
 	if o.Logger == nil {
 		l := logrus.New()
@@ -153,9 +166,13 @@ type Store struct {
 	// wal defers the log's fsyncs (Sync: interval and none); nil with
 	// Sync: always.
 	wal *walFS
+	// space tells the free space and the current log's; see room.
+	space *spaceFS
 
 	// Owned by run.
-	seq uint64
+	seq      uint64
+	failed   error           // set once pebble failed a commit: ErrFailed
+	flushing <-chan struct{} // the flush room asked for, until it is done
 
 	commits atomic.Uint64 // group commits written, for Stats
 	writes  atomic.Uint64 // jobs added and refs deleted in them
@@ -193,20 +210,27 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: create %s: %w", opts.Dir, err)
 	}
+	if err := checkLogs(opts.Dir, opts.AcceptDamage, opts.Logger); err != nil {
+		return nil, err
+	}
+	space := newSpaceFS(vfs.Default, opts.Dir)
 	popts := &pebble.Options{
 		Logger:       pebbleLogger{opts.Logger},
-		MemTableSize: 64 << 20,
-		// The plain OS filesystem: pebble's default wraps it in a disk
+		MemTableSize: memTableSize,
+		// Not pebble's default FS: that wraps the OS filesystem in a disk
 		// health checker whose goroutine outlives a failed Open.
-		FS: vfs.Default,
+		FS: space,
 	}
 	var wal *walFS
 	if opts.Sync != SyncAlways {
-		wal = newWALFS(vfs.Default, opts.Sync == SyncInterval)
+		wal = newWALFS(space, opts.Sync == SyncInterval)
 		popts.FS = wal
 	}
-	db, err := pebble.Open(opts.Dir, popts)
+	db, err := openPebble(opts.Dir, popts)
 	if err != nil {
+		if isNoSpace(err) {
+			return nil, fmt.Errorf("embedded: open %s: the filesystem is full; free some space: %w", opts.Dir, err)
+		}
 		return nil, fmt.Errorf("embedded: open %s: %w", opts.Dir, err)
 	}
 	s := &Store{
@@ -214,8 +238,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts: opts,
 		log:  opts.Logger.WithField("store", "embedded"),
 		reqs: make(chan *request, 1024),
-		stop: make(chan struct{}),
-		wal:  wal,
+		stop:  make(chan struct{}),
+		wal:   wal,
+		space: space,
 	}
 	if s.seq, err = s.lastSeq(); err != nil {
 		_ = db.Close()
@@ -229,6 +254,29 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s.log.WithFields(logrus.Fields{"dir": opts.Dir, "sync": opts.Sync}).Info("store opened")
 	return s, nil
+}
+
+// memTableSize is pebble's memtable size: the most job data held in
+// memory (and in one log file) before it is flushed to a table.
+const memTableSize = 64 << 20
+
+// openPebble is pebble.Open; a panic in it (pebble panics on some I/O
+// errors, and Logger.Fatalf panics) becomes an error.
+func openPebble(dir string, popts *pebble.Options) (db *pebble.DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError(p)
+		}
+	}()
+	return pebble.Open(dir, popts)
+}
+
+// panicError turns a recovered panic value into an error.
+func panicError(p any) error {
+	if err, ok := p.(error); ok {
+		return fmt.Errorf("pebble: %w", err)
+	}
+	return fmt.Errorf("pebble: %v", p)
 }
 
 // KeepsAddOrder reports that Replay returns jobs in add order.
@@ -346,7 +394,25 @@ func (s *Store) run() {
 }
 
 // commit writes one group of requests as one pebble batch. Run only.
-func (s *Store) commit(reqs []*request) error {
+//
+// Pebble cannot recover from a failed write of its log: it calls
+// Logger.Fatalf (which panics), or panics itself when it cannot start a
+// new log. commit checks the free space first (room), so that a full
+// disk fails the Add with ErrNoSpace and pebble never sees it; a panic
+// that still happens (another program filled the disk in between, an
+// I/O error) is recovered here and fails this and every later write with
+// ErrFailed, while the server keeps serving the jobs it holds.
+func (s *Store) commit(reqs []*request) (err error) {
+	if s.failed != nil {
+		return s.failed
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.failed = fmt.Errorf("%w: %w", ErrFailed, panicError(p))
+			s.log.WithError(s.failed).Error("store write failed; no more writes until gserverd restarts")
+			err = s.failed
+		}
+	}()
 	b := s.db.NewBatch()
 	defer b.Close()
 	// seqs holds the index entries changed in this batch: seq, or 0 for deleted.
@@ -411,6 +477,13 @@ func (s *Store) commit(reqs []*request) error {
 			seqs[string(ik)] = 0
 		}
 	}
+	adds := false
+	for _, r := range reqs {
+		adds = adds || len(r.jobs) > 0
+	}
+	if err := s.room(int64(b.Len()), adds); err != nil {
+		return err
+	}
 	// pebble.Sync in every mode: Commit returns once the log writer has
 	// written the batch with write(2). With Sync: interval and none, the
 	// fsync that would follow is deferred or skipped (walfs.go).
@@ -426,6 +499,64 @@ func (s *Store) commit(reqs []*request) error {
 	}
 	s.writes.Add(n)
 	return nil
+}
+
+// room returns ErrNoSpace when the filesystem lacks room for a batch of
+// n bytes (adds says whether it adds jobs) and for what pebble needs
+// after it: flushing the unflushed log to a table (about the log's live
+// size), compacting level 0 (its size), and Options.Headroom beyond.
+// Deletes may go further, down to a quarter of the headroom: they are
+// small and are how space comes back. Under pressure, room also asks
+// pebble to flush its memtable, which turns a log of mostly deleted jobs
+// into a small table and lets the log's space be reused. Run only.
+func (s *Store) room(n int64, adds bool) error {
+	free, _, err := s.space.free()
+	if err != nil {
+		return nil // cannot tell; let pebble try
+	}
+	// The log's record framing: 11 bytes per 32 KiB block, one block of
+	// padding at worst.
+	n += n/(32<<10)*11 + 32<<10
+	avail := free - max(0, n-s.space.logSlack())
+	if avail >= 2*memTableSize+2*s.opts.Headroom+n {
+		return nil // plenty: skip the metrics
+	}
+	m := s.db.Metrics()
+	walLive := int64(m.WAL.Size)
+	need := walLive + n + int64(m.Levels[0].Size) + s.opts.Headroom
+	if avail < need {
+		s.flushUnder(free, walLive)
+	}
+	if !adds {
+		need = s.opts.Headroom / 4
+	}
+	if avail < need {
+		return ErrNoSpace
+	}
+	return nil
+}
+
+// flushUnder starts a flush of the memtable when the log holds enough to
+// be worth it, the filesystem has room to write the table, and no flush
+// it asked for is still running. Run only.
+func (s *Store) flushUnder(free, walLive int64) {
+	if s.flushing != nil {
+		select {
+		case <-s.flushing:
+			s.flushing = nil
+		default:
+			return
+		}
+	}
+	if walLive < 256<<10 || free < walLive+1<<20 {
+		return
+	}
+	ch, err := s.db.AsyncFlush()
+	if err != nil {
+		s.log.WithError(err).Warn("store flush failed")
+		return
+	}
+	s.flushing = ch
 }
 
 // syncer fsyncs the log every SyncInterval (Sync: interval).
@@ -498,11 +629,22 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.mu.Unlock()
 	s.wg.Wait()
-	if err := s.db.Close(); err != nil {
+	if err := closePebble(s.db); err != nil {
 		return fmt.Errorf("embedded: close: %w", err)
 	}
 	s.log.Info("store closed")
 	return nil
+}
+
+// closePebble is db.Close; a panic in it (after a failed commit) becomes
+// an error.
+func closePebble(db *pebble.DB) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError(p)
+		}
+	}()
+	return db.Close()
 }
 
 // pebbleLogger routes pebble's messages to logrus at debug level.
@@ -510,7 +652,16 @@ type pebbleLogger struct{ l logrus.FieldLogger }
 
 func (p pebbleLogger) Infof(format string, args ...any) { p.l.Debugf("pebble: "+format, args...) }
 
+// Fatalf logs at error level and panics: pebble calls it when it cannot
+// go on (a failed commit: the code after the call assumes it does not
+// return). Store.commit recovers the panic of a commit.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Errorf("pebble: "+format, args...)
-	panic(fmt.Sprintf("pebble: "+format, args...))
+	msg := fmt.Sprintf(format, args...)
+	p.l.Errorf("pebble: %s", msg)
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			panic(fmt.Errorf("%s: %w", msg, err))
+		}
+	}
+	panic(errors.New(msg))
 }

@@ -1,0 +1,196 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gworkerd/gworkerd/server/store"
+)
+
+// smallFS mounts a tmpfs of size bytes and returns its directory; it is
+// unmounted at the end of the test. It skips the test when not root.
+func smallFS(t *testing.T, size int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: mounting a small tmpfs needs root (CI runs as root)")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Skipf("SKIP: cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// fillDisk writes a file in dir until the filesystem is full and returns
+// its path.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "ballast")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fill the disk: %v", err)
+			}
+			return path
+		}
+	}
+}
+
+// TestFullDisk fills a small filesystem with jobs: the Adds that do not
+// fit fail with ErrNoSpace (pebble never sees the full disk, so the
+// process survives), deletes still work and free the space, Adds work
+// again after them, and every job acknowledged and not deleted is there
+// after a reopen.
+func TestFullDisk(t *testing.T) {
+	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncNone} {
+		t.Run(string(mode), func(t *testing.T) { testFullDisk(t, mode) })
+	}
+}
+
+func testFullDisk(t *testing.T, mode SyncMode) {
+	dir := filepath.Join(smallFS(t, 48<<20), "store")
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Dir: dir, Sync: mode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+
+	data := make([]byte, 16<<10)
+	var seq uint64
+	add := func() (store.Job, error) {
+		seq++
+		j := store.Job{Function: "f", Key: store.NewKey(time.Unix(0, 0), seq), Data: data}
+		return j, s.Add(ctx, j)
+	}
+	// Fill: every Add is acknowledged or refused with ErrNoSpace.
+	var acked []store.Job
+	refused := 0
+	for refused < 50 {
+		j, err := add()
+		switch {
+		case err == nil:
+			acked = append(acked, j)
+		case errors.Is(err, ErrNoSpace) && errors.Is(err, syscall.ENOSPC):
+			refused++
+		default:
+			t.Fatalf("Add of job %d: %v, want nil or ErrNoSpace", seq, err)
+		}
+		if len(acked) > 10000 {
+			t.Fatal("10,000 jobs of 16 KiB fit in a 48 MiB filesystem")
+		}
+	}
+	if len(acked) < 100 {
+		t.Fatalf("only %d jobs of 16 KiB were stored in 48 MiB", len(acked))
+	}
+	t.Logf("%d jobs stored before the disk was full", len(acked))
+
+	// Drain: deleting every job works, and frees the space.
+	for i := 0; i < len(acked); i += 100 {
+		var refs []store.Ref
+		for _, j := range acked[i:min(i+100, len(acked))] {
+			refs = append(refs, j.Ref())
+		}
+		if err := s.Delete(ctx, refs...); err != nil {
+			t.Fatalf("Delete on a full disk: %v", err)
+		}
+	}
+	// New Adds succeed once the space is back: the store has pebble
+	// flush the log of deleted jobs in the background; poll until then.
+	var again []store.Job
+	refused = 0
+	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	full := 0 // refusals once the disk is full again
+	for full < 50 {
+		j, err := add()
+		switch {
+		case err == nil:
+			again = append(again, j)
+		case errors.Is(err, ErrNoSpace) && len(again) >= len(acked)/2:
+			full++
+		case errors.Is(err, ErrNoSpace) && time.Now().Before(deadline):
+			refused++
+			<-tick.C
+		default:
+			t.Fatalf("Add after the drain (%d stored, %d refused): %v", len(again), refused, err)
+		}
+	}
+	t.Logf("%d jobs stored after the drain (%d refused while the space came back)", len(again), refused)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(ctx, Options{Dir: dir, Sync: mode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Count(ctx); err != nil || n != len(again) {
+		t.Fatalf("after a reopen: %d jobs (%v), want the %d acknowledged and not deleted", n, err, len(again))
+	}
+}
+
+// TestOpenOnFullDisk opens a store with jobs in its log on a filesystem
+// that another file filled: Open fails with an error that says so (opening
+// flushes the log to a table, which needs space), without a panic; once
+// space is back it opens with every job.
+func TestOpenOnFullDisk(t *testing.T) {
+	root := smallFS(t, 16<<20)
+	dir := filepath.Join(root, "store")
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := s.Add(ctx, store.Job{Function: "f", Key: store.NewKey(time.Unix(0, 0), uint64(i+1)), Data: make([]byte, 1000)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ballast := fillDisk(t, root)
+	s, err = Open(ctx, Options{Dir: dir})
+	if err == nil {
+		_ = s.Close()
+		t.Fatal("Open on a full disk succeeded; want an ENOSPC error")
+	}
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "filesystem is full") {
+		t.Fatalf("Open on a full disk: %v; want ENOSPC and \"filesystem is full\"", err)
+	}
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(ctx, Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("Open once space is back: %v", err)
+	}
+	defer func() { _ = s.Close() }()
+	if n, err := s.Count(ctx); err != nil || n != 100 {
+		t.Fatalf("Count = %d, %v; want 100", n, err)
+	}
+	if err := s.Add(ctx, store.Job{Function: "f", Key: "new", Data: []byte("x")}); err != nil {
+		t.Fatalf("Add once space is back: %v", err)
+	}
+}
