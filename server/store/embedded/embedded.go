@@ -234,10 +234,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("embedded: open %s: %w", opts.Dir, err)
 	}
 	s := &Store{
-		db:   db,
-		opts: opts,
-		log:  opts.Logger.WithField("store", "embedded"),
-		reqs: make(chan *request, 1024),
+		db:    db,
+		opts:  opts,
+		log:   opts.Logger.WithField("store", "embedded"),
+		reqs:  make(chan *request, 1024),
 		stop:  make(chan struct{}),
 		wal:   wal,
 		space: space,
