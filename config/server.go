@@ -99,7 +99,12 @@ type Server struct {
 	DataDir string
 	// Sync is the embedded store's durability: always (default),
 	// interval or none.
-	Sync     string
+	Sync string
+	// AcceptStoreDamage opens an embedded store whose write-ahead log is
+	// damaged, without the jobs stored from the damage on. Default false:
+	// gserverd refuses to start, naming the file.
+	AcceptStoreDamage bool
+
 	Postgres PostgresQueue
 	MySQL    MySQLQueue
 	Redis    RedisQueue
@@ -632,6 +637,9 @@ func serverKeys() []serverKey {
 		{flag: "sync", kind: kindString, def: "always",
 			usage: "-q embedded: durability `mode`: always (fsync before JOB_CREATED), interval (written before JOB_CREATED, fsync every 100ms: a machine crash loses the last interval, a gserverd crash nothing) or none (written before JOB_CREATED, never fsynced: a machine crash can lose more)",
 			set:   stringSetter(func(c *Server) *string { return &c.Sync }, oneOf("always", "interval", "none"))},
+		{flag: "accept-store-damage", kind: kindBool, def: "false",
+			usage: "-q embedded: start even though the store's write-ahead log is damaged, losing the jobs stored from the damage on (without it gserverd refuses to start and names the file)",
+			set:   boolSetter(func(c *Server) *bool { return &c.AcceptStoreDamage })},
 		{flag: "libpq-conninfo", kind: kindString,
 			usage: "-q postgres: libpq connection `string`",
 			set:   stringSetter(func(c *Server) *string { return &c.Postgres.Conninfo }, nil)},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/server/store"
+	"github.com/gworkerd/gworkerd/server/store/embedded"
 	"github.com/gworkerd/gworkerd/server/store/open"
 )
 
@@ -20,6 +21,10 @@ func openStore(ctx context.Context, cfg *config.Server, log logrus.FieldLogger) 
 	st, err := open.Store(ctx, storeConfig(cfg, log))
 	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
 		return nil, fmt.Errorf("job store: --data-dir %q is in use by another gserverd (or gserverd queue): %w", cfg.DataDir, err)
+	}
+	var de *embedded.DamageError
+	if errors.As(err, &de) {
+		return nil, fmt.Errorf("job store: %w; to start without those jobs, run with --accept-store-damage", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("job store: %w", err)
@@ -33,6 +38,7 @@ func storeConfig(cfg *config.Server, log logrus.FieldLogger) open.Config {
 		QueueType:     cfg.QueueType,
 		DataDir:       cfg.DataDir,
 		Sync:          cfg.Sync,
+		AcceptDamage:  cfg.AcceptStoreDamage,
 		LibpqConninfo: cfg.Postgres.Conninfo,
 		LibpqTable:    cfg.Postgres.Table,
 		MySQLHost:     cfg.MySQL.Host,

@@ -77,7 +77,28 @@ func checkLogs(dir string, accept bool, log logrus.FieldLogger) error {
 			l.Error("store log damaged: readable records follow an unreadable part; refusing to open the store")
 			return &DamageError{File: path, Offset: sc.offset, LostJobs: sc.lost, Err: sc.err}
 		}
-		l.Error("store log damaged: opening the store without the jobs stored from the damage on, as told")
+		l.WithField("copy", path+".damaged").Error("store log damaged: opening the store without the jobs stored from the damage on, as told; the log as found is kept in copy")
+		if err := cutLog(path, sc.offset); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cutLog keeps a copy of the log at path in path+".damaged" and truncates
+// the log at offset, so that pebble reads it to the damage and no
+// further (it refuses a log that is not the newest and does not end
+// cleanly).
+func cutLog(path string, offset int64) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("embedded: keep a copy of the damaged log: %w", err)
+	}
+	if err := os.WriteFile(path+".damaged", b, 0o600); err != nil {
+		return fmt.Errorf("embedded: keep a copy of the damaged log: %w", err)
+	}
+	if err := os.Truncate(path, offset); err != nil {
+		return fmt.Errorf("embedded: cut the damaged log: %w", err)
 	}
 	return nil
 }
