@@ -165,9 +165,10 @@ func TestBinaryFullDisk(t *testing.T) {
 }
 
 // TestBinaryStartOnFullDisk: gserverd started on a store whose disk
-// another file filled exits 1 with one line that says the filesystem is
-// full (no panic, no crash loop of stack traces); once space is back it
-// starts with every job.
+// another file filled comes up serving (the store read-only, said at
+// error level): its jobs can be drained, submits get QUEUE_ERROR; once
+// space is back submits are acknowledged again, and after a restart only
+// the new job is there (the drained ones were deleted).
 func TestBinaryStartOnFullDisk(t *testing.T) {
 	t.Parallel()
 	root := smallTmpfs(t, 16<<20)
@@ -195,23 +196,32 @@ func TestBinaryStartOnFullDisk(t *testing.T) {
 		t.Fatalf("fill the disk: %v", err)
 	}
 
-	_, errOut, code := runBinary(t, nil, append([]string{"-L", "127.0.0.1", "-p", "0", "--log-file", "stderr"}, args...)...)
-	var fatal []string
-	for _, l := range strings.Split(strings.TrimSpace(errOut), "\n") {
-		if strings.HasPrefix(l, "gserverd: ") || strings.Contains(l, "panic") || strings.Contains(l, "goroutine ") {
-			fatal = append(fatal, l)
-		}
+	p = startGserverd(t, args...)
+	if !strings.Contains(p.Output(), "level=error") || !strings.Contains(p.Output(), "filesystem is full") {
+		t.Errorf("no error-level line saying the filesystem is full:\n%s", p.Output())
 	}
-	if code != 1 || len(fatal) != 1 || !strings.Contains(fatal[0], "filesystem is full") {
-		t.Fatalf("start on a full disk: exit %d, lines %q; want exit 1 and one line saying the filesystem is full\n%s", code, fatal, errOut)
+	rc = dialRaw(t, p.Addr)
+	if code := submitBg(rc, "full", "new", "x"); code != protocol.CodeQueueError {
+		t.Fatalf("submit on a full disk: %q, want QUEUE_ERROR", code)
+	}
+	if done := drainUniques(t, p.Addr, "full"); len(done) != 100 {
+		t.Fatalf("drained %d jobs on a full disk, want 100", len(done))
 	}
 
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, "a submit is acknowledged once space is back", func() bool {
+		code := submitBg(rc, "full", "new", "x")
+		if code != "" && code != protocol.CodeQueueError {
+			t.Fatalf("submit once space is back: ERROR %s", code)
+		}
+		return code == ""
+	})
+	p.Stop()
 	p = startGserverd(t, args...)
-	if n := queueTotal(t, p.Addr, "full"); n != 100 {
-		t.Fatalf("after space came back: %d jobs, want 100", n)
+	if done := drainUniques(t, p.Addr, "full"); len(done) != 1 || done["new"] != 1 {
+		t.Fatalf("after a restart: jobs %v, want only the new one", done)
 	}
 }
 

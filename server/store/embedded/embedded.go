@@ -49,6 +49,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,9 +152,14 @@ func (o Options) validate() error {
 
 // Store is the embedded store. It is safe for concurrent use.
 type Store struct {
-	db   *pebble.DB
 	opts Options
 	log  logrus.FieldLogger
+
+	// db is the database. run replaces it when it reopens a read-only
+	// store (reopen); Replay holds dbMu (R) while it reads. Lock order:
+	// mu, then dbMu.
+	dbMu sync.RWMutex
+	db   *pebble.DB
 
 	reqs chan *request // Add/Delete -> run
 
@@ -173,6 +179,9 @@ type Store struct {
 	seq      uint64
 	failed   error           // set once pebble failed a commit: ErrFailed
 	flushing <-chan struct{} // the flush room asked for, until it is done
+	readOnly bool            // opened read-only on a full disk; see reopen
+	held     []store.Ref     // deletes taken while read-only
+	tried    time.Time       // the last reopen attempt
 
 	commits atomic.Uint64 // group commits written, for Stats
 	writes  atomic.Uint64 // jobs added and refs deleted in them
@@ -214,34 +223,34 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	space := newSpaceFS(vfs.Default, opts.Dir)
-	popts := &pebble.Options{
-		Logger:       pebbleLogger{opts.Logger},
-		MemTableSize: memTableSize,
-		// Not pebble's default FS: that wraps the OS filesystem in a disk
-		// health checker whose goroutine outlives a failed Open.
-		FS: space,
+	s := &Store{
+		opts:  opts,
+		log:   opts.Logger.WithField("store", "embedded"),
+		reqs:  make(chan *request, 1024),
+		stop:  make(chan struct{}),
+		space: space,
 	}
-	var wal *walFS
 	if opts.Sync != SyncAlways {
-		wal = newWALFS(space, opts.Sync == SyncInterval)
-		popts.FS = wal
+		s.wal = newWALFS(space, opts.Sync == SyncInterval)
 	}
-	db, err := openPebble(opts.Dir, popts)
-	if err != nil {
+	db, err := openPebble(opts.Dir, s.pebbleOptions(false))
+	if err != nil && isNoSpace(err) {
+		// Opening writes the replayed log to a table; read-only, it does
+		// not. The store serves its jobs and takes writes once there is
+		// room (reopen).
+		var roErr error
+		if db, roErr = openPebble(opts.Dir, s.pebbleOptions(true)); roErr == nil {
+			s.readOnly = true
+			s.log.WithError(err).WithField("dir", opts.Dir).Error("the store's filesystem is full: store opened read-only; adds fail until space is freed")
+		}
+	}
+	if err != nil && !s.readOnly {
 		if isNoSpace(err) {
 			return nil, fmt.Errorf("embedded: open %s: the filesystem is full; free some space: %w", opts.Dir, err)
 		}
 		return nil, fmt.Errorf("embedded: open %s: %w", opts.Dir, err)
 	}
-	s := &Store{
-		db:    db,
-		opts:  opts,
-		log:   opts.Logger.WithField("store", "embedded"),
-		reqs:  make(chan *request, 1024),
-		stop:  make(chan struct{}),
-		wal:   wal,
-		space: space,
-	}
+	s.db = db
 	if s.seq, err = s.lastSeq(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -254,6 +263,22 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s.log.WithFields(logrus.Fields{"dir": opts.Dir, "sync": opts.Sync}).Info("store opened")
 	return s, nil
+}
+
+// pebbleOptions returns the options of the store's pebble database.
+func (s *Store) pebbleOptions(readOnly bool) *pebble.Options {
+	popts := &pebble.Options{
+		Logger:       pebbleLogger{s.opts.Logger},
+		MemTableSize: memTableSize,
+		ReadOnly:     readOnly,
+		// Not pebble's default FS: that wraps the OS filesystem in a disk
+		// health checker whose goroutine outlives a failed Open.
+		FS: s.space,
+	}
+	if s.wal != nil {
+		popts.FS = s.wal
+	}
+	return popts
 }
 
 // memTableSize is pebble's memtable size: the most job data held in
@@ -385,12 +410,85 @@ func (s *Store) run() {
 				break drain
 			}
 		}
+		if s.readOnly && !s.reopen() {
+			for _, r := range pending {
+				r.done <- s.hold(r)
+			}
+			clear(pending)
+			continue
+		}
 		err := s.commit(pending)
 		for _, r := range pending {
 			r.done <- err
 		}
 		clear(pending)
 	}
+}
+
+// hold answers a request to a read-only store: an Add fails with
+// ErrNoSpace; a Delete is kept in memory and written once the store is
+// writable again (a crash before that replays the job: at least once, as
+// with any delete not yet committed). Run only.
+func (s *Store) hold(r *request) error {
+	if s.failed != nil {
+		return s.failed
+	}
+	if len(r.jobs) > 0 {
+		return ErrNoSpace
+	}
+	s.held = append(s.held, r.refs...)
+	return nil
+}
+
+// reopen makes a read-only store writable when its filesystem has room
+// for opening it (the logs it replays, written to a table, and the
+// headroom); it tries at most once a second. On failure the store stays
+// read-only. Run only.
+func (s *Store) reopen() bool {
+	if s.failed != nil || time.Since(s.tried) < time.Second {
+		return false
+	}
+	s.tried = time.Now()
+	free, _, err := s.space.free()
+	if err != nil || free < logBytes(s.opts.Dir)+s.opts.Headroom {
+		return false
+	}
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if err := closePebble(s.db); err != nil {
+		s.log.WithError(err).Warn("store: close the read-only database")
+	}
+	db, err := openPebble(s.opts.Dir, s.pebbleOptions(false))
+	if err == nil {
+		s.db, s.readOnly = db, false
+		s.log.Info("store writable again")
+		if len(s.held) > 0 {
+			if err := s.commit([]*request{{refs: s.held}}); err != nil {
+				s.log.WithError(err).WithField("jobs", len(s.held)).Error("store: delete failed")
+			}
+			s.held = nil
+		}
+		return true
+	}
+	s.log.WithError(err).Warn("store: still cannot open writable")
+	if s.db, err = openPebble(s.opts.Dir, s.pebbleOptions(true)); err != nil {
+		s.db = nil
+		s.failed = fmt.Errorf("%w: reopen read-only: %w", ErrFailed, err)
+		s.log.WithError(s.failed).Error("store failed; no more writes until gserverd restarts")
+	}
+	return false
+}
+
+// logBytes returns the size of the write-ahead logs in dir.
+func logBytes(dir string) int64 {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	var n int64
+	for _, l := range logs {
+		if st, err := os.Stat(l); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
 }
 
 // commit writes one group of requests as one pebble batch. Run only.
@@ -586,6 +684,11 @@ func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 	if s.closed {
 		return store.ErrClosed
 	}
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return ErrFailed
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: jobPrefix, UpperBound: []byte("k")})
 	if err != nil {
 		return fmt.Errorf("embedded: replay: %w", err)
@@ -629,6 +732,9 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.mu.Unlock()
 	s.wg.Wait()
+	if s.db == nil {
+		return nil
+	}
 	if err := closePebble(s.db); err != nil {
 		return fmt.Errorf("embedded: close: %w", err)
 	}
