@@ -735,6 +735,12 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
+	if s.failed != nil {
+		// Pebble panicked holding its own mutex: its Close would block
+		// for ever. The database is left to the end of the process.
+		s.log.WithError(s.failed).Warn("store closed without closing the failed database")
+		return nil
+	}
 	if err := closePebble(s.db); err != nil {
 		return fmt.Errorf("embedded: close: %w", err)
 	}

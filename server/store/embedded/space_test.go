@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -220,5 +222,89 @@ func TestOpenOnFullDisk(t *testing.T) {
 	}
 	if len(keys) != 51 || keys[0] != key(50) || keys[50] != "new" {
 		t.Fatalf("after a reopen: %d jobs (first %q), want the 50 not deleted and the new one", len(keys), keys[:min(len(keys), 1)])
+	}
+}
+
+// writeErrorChild is set in the environment of the test binary that
+// TestWriteErrorFailsWrites runs to do the work.
+const writeErrorChild = "GWORKERD_EMBEDDED_WRITE_ERROR"
+
+// TestWriteErrorFailsWrites makes pebble fail a write that the free-space
+// check cannot foresee: the filesystem runs out of inodes, so the new log
+// of a memtable switch cannot be created. Pebble panics inside the
+// commit; the store recovers it, fails that Add and every later write
+// with ErrFailed, and the process lives on with its jobs readable. The
+// failed database cannot be closed (pebble panicked holding its lock),
+// so the test runs in a child process.
+func TestWriteErrorFailsWrites(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: mounting a small tmpfs needs root (CI runs as root)")
+	}
+	if os.Getenv(writeErrorChild) == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestWriteErrorFailsWrites$", "-test.v")
+		cmd.Env = append(os.Environ(), writeErrorChild+"=1")
+		out, err := cmd.CombinedOutput()
+		switch {
+		case strings.Contains(string(out), "--- SKIP: TestWriteErrorFailsWrites"):
+			t.Skipf("child skipped:\n%s", out)
+		case err != nil || !strings.Contains(string(out), "--- PASS: TestWriteErrorFailsWrites"):
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		t.Logf("child:\n%s", out)
+		return
+	}
+	root := t.TempDir()
+	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=64m,nr_inodes=64"); err != nil {
+		t.Skipf("SKIP: cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() {
+		// Detached: the failed database keeps its files open.
+		if err := unix.Unmount(root, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", root, err)
+		}
+	})
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Dir: filepath.Join(root, "store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	for i := 0; ; i++ { // use up the inodes
+		f, err := os.Create(filepath.Join(root, fmt.Sprint("inode", i)))
+		if err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+		f.Close()
+	}
+	data := make([]byte, 4<<10)
+	acked := 0
+	for i := 0; ; i++ {
+		err := s.Add(ctx, store.Job{Function: "f", Key: store.NewKey(time.Unix(0, 0), uint64(i+1)), Data: data})
+		if err == nil {
+			acked++
+			if acked > 20000 {
+				t.Fatal("80 MB of jobs stored without a new log file")
+			}
+			continue
+		}
+		if !errors.Is(err, ErrFailed) {
+			t.Fatalf("Add when the log cannot be switched: %v, want ErrFailed", err)
+		}
+		t.Logf("%d jobs stored, then: %v", acked, err)
+		break
+	}
+	if err := s.Add(ctx, store.Job{Function: "f", Key: "later", Data: data}); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Add after the failure: %v, want ErrFailed", err)
+	}
+	if err := s.Delete(ctx, store.Ref{Function: "f", Key: "later"}); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Delete after the failure: %v, want ErrFailed", err)
+	}
+	if n, err := s.Count(ctx); err != nil || n < acked {
+		t.Fatalf("Count after the failure = %d, %v; want at least the %d acknowledged", n, err, acked)
 	}
 }
