@@ -40,6 +40,30 @@
 // once its job is on disk (with Sync: always), or at least written to the
 // kernel with write(2) (with Sync: interval and none, whose fsyncs
 // walFS defers or skips; see walfs.go).
+//
+// # A full disk
+//
+// Pebble cannot survive a failed write of its log (it calls
+// Logger.Fatalf, or panics, and its commit pipeline is broken after it).
+// So the writer checks the free space before every commit (Store.room,
+// space.go): an Add that would leave less than pebble needs to flush and
+// compact, plus Options.Headroom, fails with ErrNoSpace, and pebble never
+// meets the full disk. Deletes may go further; under pressure the writer
+// has pebble flush its memtable, so that the log of deleted jobs is
+// reused. A failure nobody could foresee (another program filling the
+// disk between check and write, no inodes left, an I/O error) is
+// recovered in the writer: that write and every later one fail with
+// ErrFailed, reads go on, and a restart reopens the store. Opened on a
+// full disk (opening writes the replayed log to a table), the store opens
+// read-only instead: Adds fail with ErrNoSpace, Deletes are held in
+// memory, and the writer reopens it writable once there is room.
+//
+// # A damaged log
+//
+// Before pebble opens the store, its write-ahead logs are read (damage.go):
+// readable records after an unreadable part are damage, not the torn tail
+// of a crash, and Open returns a *DamageError counting the jobs that would
+// be lost, unless Options.AcceptDamage.
 package embedded
 
 import (
