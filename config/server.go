@@ -99,7 +99,12 @@ type Server struct {
 	DataDir string
 	// Sync is the embedded store's durability: always (default),
 	// interval or none.
-	Sync     string
+	Sync string
+	// AcceptStoreDamage opens an embedded store whose write-ahead log is
+	// damaged, without the jobs stored from the damage on. Default false:
+	// gserverd refuses to start, naming the file.
+	AcceptStoreDamage bool
+
 	Postgres PostgresQueue
 	MySQL    MySQLQueue
 	Redis    RedisQueue
@@ -654,6 +659,9 @@ func serverKeys() []serverKey {
 		{flag: "store-timeout", kind: kindString, def: DefaultStoreTimeout.String(),
 			usage: "`duration` (5s, 1m; a bare number is seconds) each call to the job store may take (a write, a delete, connecting, the replay between two jobs); a background submit whose write misses it gets ERROR QUEUE_ERROR, never JOB_CREATED; 0: none",
 			set:   durationSetter(func(c *Server) *time.Duration { return &c.StoreTimeout })},
+		{flag: "accept-store-damage", kind: kindBool, def: "false",
+			usage: "-q embedded: start even though the store's write-ahead log is damaged, losing the jobs stored from the damage on (without it gserverd refuses to start and names the file)",
+			set:   boolSetter(func(c *Server) *bool { return &c.AcceptStoreDamage })},
 		{flag: "libpq-conninfo", kind: kindString,
 			usage: "-q postgres: libpq connection `string`",
 			set:   stringSetter(func(c *Server) *string { return &c.Postgres.Conninfo }, nil)},

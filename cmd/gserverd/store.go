@@ -10,6 +10,7 @@ import (
 
 	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/server/store"
+	"github.com/gworkerd/gworkerd/server/store/embedded"
 	"github.com/gworkerd/gworkerd/server/store/open"
 )
 
@@ -29,6 +30,10 @@ func openStore(ctx context.Context, cfg *config.Server, log logrus.FieldLogger) 
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return nil, fmt.Errorf("job store: not open within --store-timeout %v: %w", cfg.StoreTimeout, err)
 	}
+	var de *embedded.DamageError
+	if errors.As(err, &de) {
+		return nil, fmt.Errorf("job store: %w; to start without those jobs, run with --accept-store-damage", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("job store: %w", err)
 	}
@@ -41,6 +46,7 @@ func storeConfig(cfg *config.Server, log logrus.FieldLogger) open.Config {
 		QueueType:     cfg.QueueType,
 		DataDir:       cfg.DataDir,
 		Sync:          cfg.Sync,
+		AcceptDamage:  cfg.AcceptStoreDamage,
 		LibpqConninfo: cfg.Postgres.Conninfo,
 		LibpqTable:    cfg.Postgres.Table,
 		MySQLHost:     cfg.MySQL.Host,

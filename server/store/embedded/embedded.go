@@ -40,6 +40,30 @@
 // once its job is on disk (with Sync: always), or at least written to the
 // kernel with write(2) (with Sync: interval and none, whose fsyncs
 // walFS defers or skips; see walfs.go).
+//
+// # A full disk
+//
+// Pebble cannot survive a failed write of its log (it calls
+// Logger.Fatalf, or panics, and its commit pipeline is broken after it).
+// So the writer checks the free space before every commit (Store.room,
+// space.go): an Add that would leave less than pebble needs to flush and
+// compact, plus Options.Headroom, fails with ErrNoSpace, and pebble never
+// meets the full disk. Deletes may go further; under pressure the writer
+// has pebble flush its memtable, so that the log of deleted jobs is
+// reused. A failure nobody could foresee (another program filling the
+// disk between check and write, no inodes left, an I/O error) is
+// recovered in the writer: that write and every later one fail with
+// ErrFailed, reads go on, and a restart reopens the store. Opened on a
+// full disk (opening writes the replayed log to a table), the store opens
+// read-only instead: Adds fail with ErrNoSpace, Deletes are held in
+// memory, and the writer reopens it writable once there is room.
+//
+// # A damaged log
+//
+// Before pebble opens the store, its write-ahead logs are read (damage.go):
+// readable records after an unreadable part are damage, not the torn tail
+// of a crash, and Open returns a *DamageError counting the jobs that would
+// be lost, unless Options.AcceptDamage.
 package embedded
 
 import (
@@ -49,6 +73,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,6 +128,16 @@ type Options struct {
 	SyncInterval time.Duration
 	// MaxBatch bounds the jobs and refs of one group commit. Default 4096.
 	MaxBatch int
+	// Headroom is the free space, beyond what flushing the log needs,
+	// that the store keeps on its filesystem: an Add that would leave
+	// less fails with ErrNoSpace (a Delete only below a quarter of it),
+	// so that pebble never meets a full disk. Default 8 MiB.
+	Headroom int64
+	// AcceptDamage opens a store whose write-ahead log is damaged,
+	// dropping the jobs stored from the damage on (they are counted in
+	// an error-level message). Default false: Open returns a
+	// *DamageError.
+	AcceptDamage bool
 	// Logger receives the store's and pebble's messages. Default: a
 	// logger that discards everything.
 	Logger logrus.FieldLogger
@@ -117,6 +152,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 4096
+	}
+	if o.Headroom <= 0 {
+		o.Headroom = 8 << 20
 	}
 	if o.Logger == nil {
 		l := logrus.New()
@@ -138,9 +176,14 @@ func (o Options) validate() error {
 
 // Store is the embedded store. It is safe for concurrent use.
 type Store struct {
-	db   *pebble.DB
 	opts Options
 	log  logrus.FieldLogger
+
+	// db is the database. run replaces it when it reopens a read-only
+	// store (reopen); Replay holds dbMu (R) while it reads. Lock order:
+	// mu, then dbMu.
+	dbMu sync.RWMutex
+	db   *pebble.DB
 
 	reqs chan *request // Add/Delete -> run
 
@@ -153,9 +196,16 @@ type Store struct {
 	// wal defers the log's fsyncs (Sync: interval and none); nil with
 	// Sync: always.
 	wal *walFS
+	// space tells the free space and the current log's; see room.
+	space *spaceFS
 
 	// Owned by run.
-	seq uint64
+	seq      uint64
+	failed   error           // set once pebble failed a commit: ErrFailed
+	flushing <-chan struct{} // the flush room asked for, until it is done
+	readOnly bool            // opened read-only on a full disk; see reopen
+	held     []store.Ref     // deletes taken while read-only
+	tried    time.Time       // the last reopen attempt
 
 	commits atomic.Uint64 // group commits written, for Stats
 	writes  atomic.Uint64 // jobs added and refs deleted in them
@@ -193,30 +243,38 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: create %s: %w", opts.Dir, err)
 	}
-	popts := &pebble.Options{
-		Logger:       pebbleLogger{opts.Logger},
-		MemTableSize: 64 << 20,
-		// The plain OS filesystem: pebble's default wraps it in a disk
-		// health checker whose goroutine outlives a failed Open.
-		FS: vfs.Default,
+	if err := checkLogs(opts.Dir, opts.AcceptDamage, opts.Logger); err != nil {
+		return nil, err
 	}
-	var wal *walFS
+	space := newSpaceFS(vfs.Default, opts.Dir)
+	s := &Store{
+		opts:  opts,
+		log:   opts.Logger.WithField("store", "embedded"),
+		reqs:  make(chan *request, 1024),
+		stop:  make(chan struct{}),
+		space: space,
+	}
 	if opts.Sync != SyncAlways {
-		wal = newWALFS(vfs.Default, opts.Sync == SyncInterval)
-		popts.FS = wal
+		s.wal = newWALFS(space, opts.Sync == SyncInterval)
 	}
-	db, err := pebble.Open(opts.Dir, popts)
-	if err != nil {
+	db, err := openPebble(opts.Dir, s.pebbleOptions(false))
+	if err != nil && isNoSpace(err) {
+		// Opening writes the replayed log to a table; read-only, it does
+		// not. The store serves its jobs and takes writes once there is
+		// room (reopen).
+		var roErr error
+		if db, roErr = openPebble(opts.Dir, s.pebbleOptions(true)); roErr == nil {
+			s.readOnly = true
+			s.log.WithError(err).WithField("dir", opts.Dir).Error("the store's filesystem is full: store opened read-only; adds fail until space is freed")
+		}
+	}
+	if err != nil && !s.readOnly {
+		if isNoSpace(err) {
+			return nil, fmt.Errorf("embedded: open %s: the filesystem is full; free some space: %w", opts.Dir, err)
+		}
 		return nil, fmt.Errorf("embedded: open %s: %w", opts.Dir, err)
 	}
-	s := &Store{
-		db:   db,
-		opts: opts,
-		log:  opts.Logger.WithField("store", "embedded"),
-		reqs: make(chan *request, 1024),
-		stop: make(chan struct{}),
-		wal:  wal,
-	}
+	s.db = db
 	if s.seq, err = s.lastSeq(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -229,6 +287,45 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s.log.WithFields(logrus.Fields{"dir": opts.Dir, "sync": opts.Sync}).Info("store opened")
 	return s, nil
+}
+
+// pebbleOptions returns the options of the store's pebble database.
+func (s *Store) pebbleOptions(readOnly bool) *pebble.Options {
+	popts := &pebble.Options{
+		Logger:       pebbleLogger{s.opts.Logger},
+		MemTableSize: memTableSize,
+		ReadOnly:     readOnly,
+		// Not pebble's default FS: that wraps the OS filesystem in a disk
+		// health checker whose goroutine outlives a failed Open.
+		FS: s.space,
+	}
+	if s.wal != nil {
+		popts.FS = s.wal
+	}
+	return popts
+}
+
+// memTableSize is pebble's memtable size: the most job data held in
+// memory (and in one log file) before it is flushed to a table.
+const memTableSize = 64 << 20
+
+// openPebble is pebble.Open; a panic in it (pebble panics on some I/O
+// errors, and Logger.Fatalf panics) becomes an error.
+func openPebble(dir string, popts *pebble.Options) (db *pebble.DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError(p)
+		}
+	}()
+	return pebble.Open(dir, popts)
+}
+
+// panicError turns a recovered panic value into an error.
+func panicError(p any) error {
+	if err, ok := p.(error); ok {
+		return fmt.Errorf("pebble: %w", err)
+	}
+	return fmt.Errorf("pebble: %v", p)
 }
 
 // KeepsAddOrder reports that Replay returns jobs in add order.
@@ -337,6 +434,13 @@ func (s *Store) run() {
 				break drain
 			}
 		}
+		if s.readOnly && !s.reopen() {
+			for _, r := range pending {
+				r.done <- s.hold(r)
+			}
+			clear(pending)
+			continue
+		}
 		err := s.commit(pending)
 		for _, r := range pending {
 			r.done <- err
@@ -345,8 +449,92 @@ func (s *Store) run() {
 	}
 }
 
+// hold answers a request to a read-only store: an Add fails with
+// ErrNoSpace; a Delete is kept in memory and written once the store is
+// writable again (a crash before that replays the job: at least once, as
+// with any delete not yet committed). Run only.
+func (s *Store) hold(r *request) error {
+	if s.failed != nil {
+		return s.failed
+	}
+	if len(r.jobs) > 0 {
+		return ErrNoSpace
+	}
+	s.held = append(s.held, r.refs...)
+	return nil
+}
+
+// reopen makes a read-only store writable when its filesystem has room
+// for opening it (the logs it replays, written to a table, and the
+// headroom); it tries at most once a second. On failure the store stays
+// read-only. Run only.
+func (s *Store) reopen() bool {
+	if s.failed != nil || time.Since(s.tried) < time.Second {
+		return false
+	}
+	s.tried = time.Now()
+	free, _, err := s.space.free()
+	if err != nil || free < logBytes(s.opts.Dir)+s.opts.Headroom {
+		return false
+	}
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if err := closePebble(s.db); err != nil {
+		s.log.WithError(err).Warn("store: close the read-only database")
+	}
+	db, err := openPebble(s.opts.Dir, s.pebbleOptions(false))
+	if err == nil {
+		s.db, s.readOnly = db, false
+		s.log.Info("store writable again")
+		if len(s.held) > 0 {
+			if err := s.commit([]*request{{refs: s.held}}); err != nil {
+				s.log.WithError(err).WithField("jobs", len(s.held)).Error("store: delete failed")
+			}
+			s.held = nil
+		}
+		return true
+	}
+	s.log.WithError(err).Warn("store: still cannot open writable")
+	if s.db, err = openPebble(s.opts.Dir, s.pebbleOptions(true)); err != nil {
+		s.db = nil
+		s.failed = fmt.Errorf("%w: reopen read-only: %w", ErrFailed, err)
+		s.log.WithError(s.failed).Error("store failed; no more writes until gserverd restarts")
+	}
+	return false
+}
+
+// logBytes returns the size of the write-ahead logs in dir.
+func logBytes(dir string) int64 {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	var n int64
+	for _, l := range logs {
+		if st, err := os.Stat(l); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
+}
+
 // commit writes one group of requests as one pebble batch. Run only.
-func (s *Store) commit(reqs []*request) error {
+//
+// Pebble cannot recover from a failed write of its log: it calls
+// Logger.Fatalf (which panics), or panics itself when it cannot start a
+// new log. commit checks the free space first (room), so that a full
+// disk fails the Add with ErrNoSpace and pebble never sees it; a panic
+// that still happens (another program filled the disk in between, an
+// I/O error) is recovered here and fails this and every later write with
+// ErrFailed, while the server keeps serving the jobs it holds.
+func (s *Store) commit(reqs []*request) (err error) {
+	if s.failed != nil {
+		return s.failed
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.failed = fmt.Errorf("%w: %w", ErrFailed, panicError(p))
+			s.log.WithError(s.failed).Error("store write failed; no more writes until gserverd restarts")
+			err = s.failed
+		}
+	}()
 	b := s.db.NewBatch()
 	defer b.Close()
 	// seqs holds the index entries changed in this batch: seq, or 0 for deleted.
@@ -411,6 +599,13 @@ func (s *Store) commit(reqs []*request) error {
 			seqs[string(ik)] = 0
 		}
 	}
+	adds := false
+	for _, r := range reqs {
+		adds = adds || len(r.jobs) > 0
+	}
+	if err := s.room(int64(b.Len()), adds); err != nil {
+		return err
+	}
 	// pebble.Sync in every mode: Commit returns once the log writer has
 	// written the batch with write(2). With Sync: interval and none, the
 	// fsync that would follow is deferred or skipped (walfs.go).
@@ -426,6 +621,64 @@ func (s *Store) commit(reqs []*request) error {
 	}
 	s.writes.Add(n)
 	return nil
+}
+
+// room returns ErrNoSpace when the filesystem lacks room for a batch of
+// n bytes (adds says whether it adds jobs) and for what pebble needs
+// after it: flushing the unflushed log to a table (about the log's live
+// size), compacting level 0 (its size), and Options.Headroom beyond.
+// Deletes may go further, down to a quarter of the headroom: they are
+// small and are how space comes back. Under pressure, room also asks
+// pebble to flush its memtable, which turns a log of mostly deleted jobs
+// into a small table and lets the log's space be reused. Run only.
+func (s *Store) room(n int64, adds bool) error {
+	free, _, err := s.space.free()
+	if err != nil {
+		return nil // cannot tell; let pebble try
+	}
+	// The log's record framing: 11 bytes per 32 KiB block, one block of
+	// padding at worst.
+	n += n/(32<<10)*11 + 32<<10
+	avail := free - max(0, n-s.space.logSlack())
+	if avail >= 2*memTableSize+2*s.opts.Headroom+n {
+		return nil // plenty: skip the metrics
+	}
+	m := s.db.Metrics()
+	walLive := int64(m.WAL.Size)
+	need := walLive + n + int64(m.Levels[0].Size) + s.opts.Headroom
+	if avail < need {
+		s.flushUnder(free, walLive)
+	}
+	if !adds {
+		need = s.opts.Headroom / 4
+	}
+	if avail < need {
+		return ErrNoSpace
+	}
+	return nil
+}
+
+// flushUnder starts a flush of the memtable when the log holds enough to
+// be worth it, the filesystem has room to write the table, and no flush
+// it asked for is still running. Run only.
+func (s *Store) flushUnder(free, walLive int64) {
+	if s.flushing != nil {
+		select {
+		case <-s.flushing:
+			s.flushing = nil
+		default:
+			return
+		}
+	}
+	if walLive < 256<<10 || free < walLive+1<<20 {
+		return
+	}
+	ch, err := s.db.AsyncFlush()
+	if err != nil {
+		s.log.WithError(err).Warn("store flush failed")
+		return
+	}
+	s.flushing = ch
 }
 
 // syncer fsyncs the log every SyncInterval (Sync: interval).
@@ -454,6 +707,11 @@ func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 	defer s.mu.RUnlock()
 	if s.closed {
 		return store.ErrClosed
+	}
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return ErrFailed
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: jobPrefix, UpperBound: []byte("k")})
 	if err != nil {
@@ -498,11 +756,31 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.mu.Unlock()
 	s.wg.Wait()
-	if err := s.db.Close(); err != nil {
+	if s.db == nil {
+		return nil
+	}
+	if s.failed != nil {
+		// Pebble panicked holding its own mutex: its Close would block
+		// for ever. The database is left to the end of the process.
+		s.log.WithError(s.failed).Warn("store closed without closing the failed database")
+		return nil
+	}
+	if err := closePebble(s.db); err != nil {
 		return fmt.Errorf("embedded: close: %w", err)
 	}
 	s.log.Info("store closed")
 	return nil
+}
+
+// closePebble is db.Close; a panic in it (after a failed commit) becomes
+// an error.
+func closePebble(db *pebble.DB) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError(p)
+		}
+	}()
+	return db.Close()
 }
 
 // pebbleLogger routes pebble's messages to logrus at debug level.
@@ -510,7 +788,16 @@ type pebbleLogger struct{ l logrus.FieldLogger }
 
 func (p pebbleLogger) Infof(format string, args ...any) { p.l.Debugf("pebble: "+format, args...) }
 
+// Fatalf logs at error level and panics: pebble calls it when it cannot
+// go on (a failed commit: the code after the call assumes it does not
+// return). Store.commit recovers the panic of a commit.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Errorf("pebble: "+format, args...)
-	panic(fmt.Sprintf("pebble: "+format, args...))
+	msg := fmt.Sprintf(format, args...)
+	p.l.Errorf("pebble: %s", msg)
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			panic(fmt.Errorf("%s: %w", msg, err))
+		}
+	}
+	panic(errors.New(msg))
 }

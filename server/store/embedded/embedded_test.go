@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 		helperProcess(dir)
 		return
 	}
+	if os.Getenv(writeErrorChild) != "" {
+		os.Exit(m.Run()) // a failed pebble is never closed: no leak check
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -48,6 +48,10 @@ type Config struct {
 	// Sync is --sync: always, interval or none. Default "always". See
 	// embedded.SyncMode for what each risks.
 	Sync string
+	// AcceptDamage is --accept-store-damage: open an embedded store whose
+	// write-ahead log is damaged, without the jobs stored from the damage
+	// on. Default false: Store fails with the *embedded.DamageError.
+	AcceptDamage bool
 	// SyncInterval is --sync-interval, the fsync period of --sync
 	// interval. Default 100ms.
 	SyncInterval time.Duration
@@ -120,7 +124,7 @@ func Store(ctx context.Context, cfg Config) (store.Store, error) {
 		if cfg.SyncInterval < 0 {
 			return nil, fmt.Errorf("--sync-interval %v: must not be negative", cfg.SyncInterval)
 		}
-		s, err := embedded.Open(ctx, embedded.Options{Dir: dir, Sync: mode, SyncInterval: cfg.SyncInterval, Logger: cfg.Logger})
+		s, err := embedded.Open(ctx, embedded.Options{Dir: dir, Sync: mode, SyncInterval: cfg.SyncInterval, AcceptDamage: cfg.AcceptDamage, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("--data-dir %q: %w", dir, err)
 		}

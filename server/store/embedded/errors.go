@@ -1,0 +1,45 @@
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// ErrNoSpace is returned by Add (and, on a filesystem fuller still, by
+// Delete) when the store's filesystem lacks the room the write and
+// pebble's own work after it (flushing the log, compacting) need. Nothing
+// was written; the same call succeeds once space is freed. It matches
+// syscall.ENOSPC with errors.Is.
+var ErrNoSpace = fmt.Errorf("embedded: not enough free space: %w", syscall.ENOSPC)
+
+// ErrFailed is returned by every write after pebble failed a commit: the
+// database cannot take writes any more until it is opened again.
+var ErrFailed = errors.New("embedded: store failed after a write error; restart to reopen it")
+
+// DamageError is returned by Open when a write-ahead log is damaged: valid
+// records follow an unreadable part, so opening the store would drop
+// every job written from the damage on. Options.AcceptDamage opens it
+// anyway.
+type DamageError struct {
+	// File is the damaged log.
+	File string
+	// Offset is where reading stopped.
+	Offset int64
+	// LostJobs is the number of jobs added in the part of the log that
+	// would be dropped (some may have been deleted later), or -1 when it
+	// cannot be told.
+	LostJobs int
+	// Err is what the reader found at Offset.
+	Err error
+}
+
+func (e *DamageError) Error() string {
+	lost := "an unknown number of"
+	if e.LostJobs >= 0 {
+		lost = fmt.Sprint(e.LostJobs)
+	}
+	return fmt.Sprintf("embedded: write-ahead log %s is damaged at offset %d (%v): %s jobs stored after it would be lost", e.File, e.Offset, e.Err, lost)
+}
+
+func (e *DamageError) Unwrap() error { return e.Err }
