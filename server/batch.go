@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/sirupsen/logrus"
+
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server/store"
 )
@@ -120,7 +122,7 @@ func (h *handler) joinStored(j *job) {
 		}
 		s.mu.Unlock()
 		h.flushDeletes()
-		s.log.WithError(err).WithFields(map[string]any{"conn_id": c.id, "function": rec.Function}).Error("store: add failed")
+		s.logAddFailed(err, logrus.Fields{"conn_id": c.id, "function": rec.Function})
 		c.sendError(protocol.CodeQueueError, textStoreFailed)
 		return
 	}
@@ -174,7 +176,7 @@ func (h *handler) flushBatch() {
 	}
 	if err != nil {
 		s.mu.Unlock()
-		s.log.WithError(err).WithField("conn_id", c.id).Error("store: add failed")
+		s.logAddFailed(err, logrus.Fields{"conn_id": c.id})
 		for range h.batch {
 			c.sendError(protocol.CodeQueueError, textStoreFailed)
 		}

@@ -137,7 +137,8 @@ type Server struct {
 	epochT    clock.Timer
 	epochAt   int64 // unix time epochT is armed for; 0 = unarmed
 	counters  counters
-	refused   refusals
+	refused   logLimit  // connections refused by MaxConnections
+	addFailed logLimit  // background submits refused because the store failed
 	cleanup   holdStats // cleanup chunks (dispatch.go, release)
 
 	// adding counts the Store.Adds in flight per record whose key is a
@@ -145,14 +146,6 @@ type Server struct {
 	// key has one writer). A job freed meanwhile does not delete that
 	// record: it may be the record of the job the Add will create.
 	adding map[store.Ref]int
-}
-
-// refusals counts the connections refused by MaxConnections since the
-// last log line about them (at most one a second).
-type refusals struct {
-	total    uint64 // since start
-	unlogged uint64
-	lastLog  time.Time
 }
 
 type counters struct {
@@ -290,19 +283,26 @@ func (s *Server) startConn(nc net.Conn) bool {
 // most once a second. The caller holds s.mu.
 func (s *Server) refuse(nc net.Conn) {
 	_ = nc.Close()
-	r := &s.refused
-	r.total++
-	r.unlogged++
-	if now := s.clk.Now(); now.Sub(r.lastLog) >= time.Second {
+	if n, total, ok := s.refused.hit(s.clk.Now()); ok {
 		s.log.WithFields(logrus.Fields{
-			"refused":         r.unlogged,
-			"refused_total":   r.total,
+			"refused":         n,
+			"refused_total":   total,
 			"connections":     len(s.conns),
 			"max_connections": s.opts.MaxConnections,
 		}).Warn("refusing connections: max connections reached")
-		r.lastLog = now
-		r.unlogged = 0
 	}
+}
+
+// logAddFailed logs a failed Store.Add of a background submit, at most
+// once a second (with how many failed since the last line): on a full
+// disk or with the database gone every submit fails.
+func (s *Server) logAddFailed(err error, fields logrus.Fields) {
+	n, total, ok := s.addFailed.hit(s.clk.Now())
+	if !ok {
+		return
+	}
+	fields["failed"], fields["failed_total"] = n, total
+	s.log.WithError(err).WithFields(fields).Error("store: add failed; background submits get ERROR QUEUE_ERROR")
 }
 
 func isLoopbackAddr(a net.Addr) bool {

@@ -125,6 +125,14 @@ func TestBinaryFullDisk(t *testing.T) {
 			t.Fatalf("acknowledged job %s was not drained", u)
 		}
 	}
+	// The refusals are logged, but not one line each: at most one a
+	// second, with their count.
+	eventually(t, "the log line about the failed writes", func() bool {
+		return strings.Contains(p.Output(), "store: add failed")
+	})
+	if n := strings.Count(p.Output(), "store: add failed"); n >= refused {
+		t.Errorf("%d log lines for %d refused submits, want them summed", n, refused)
+	}
 
 	// Space comes back (the store flushes its log of done jobs): submits
 	// are acknowledged again.
