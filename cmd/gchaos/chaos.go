@@ -63,18 +63,18 @@ func fullSizes() sizes {
 
 func quickSizes() sizes {
 	return sizes{
-		window:            32,
-		crashLoad:         time.Second,
+		window:            16,
+		crashLoad:         400 * time.Millisecond,
 		crashKills:        1,
 		crashConns:        2,
-		crashGearmandLoad: time.Second,
+		crashGearmandLoad: 400 * time.Millisecond,
 		diskSize:          "4m",
 		diskPayload:       1024,
 		diskRefusals:      50,
 		diskLoad:          10 * time.Second,
 		diskRefill:        100,
 		stallBefore:       300 * time.Millisecond,
-		stallFor:          1500 * time.Millisecond,
+		stallFor:          time.Second,
 		stallAfter:        300 * time.Millisecond,
 		stallTimeout:      500 * time.Millisecond,
 		floodCanDo:        2000,
@@ -99,7 +99,9 @@ func (ch *chaos) logf(format string, args ...any) {
 	fmt.Fprintf(ch.log, "gchaos: "+format+"\n", args...)
 }
 
-func (ch *chaos) run(ctx context.Context) {
+// run runs the scenarios and returns their results, in the order printed.
+func (ch *chaos) run(ctx context.Context) []*result {
+	var out []*result
 	for _, s := range ch.cfg.scenarios {
 		var rs []func(context.Context) *result
 		switch s {
@@ -122,14 +124,16 @@ func (ch *chaos) run(ctx context.Context) {
 		}
 		for _, f := range rs {
 			if ctx.Err() != nil {
-				return
+				return out
 			}
 			start := time.Now()
 			r := f(ctx)
 			r.note("%s", time.Since(start).Round(100*time.Millisecond))
 			fmt.Fprintln(ch.out, r.String())
+			out = append(out, r)
 		}
 	}
+	return out
 }
 
 // tempDir makes a fresh directory under cfg.tmpDir; the caller removes it.

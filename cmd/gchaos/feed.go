@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -30,9 +29,6 @@ type feed struct {
 	ids     *atomic.Int64 // next job number, shared by every feed of a scenario
 	limit   int64         // no job number at or beyond it is submitted; 0: none
 }
-
-// errStopped ends a session whose feed was told to stop.
-var errStopped = errors.New("gchaos: feed stopped")
 
 // run submits until stop is closed (or the limit is reached) and then
 // waits, at most grace, for the replies still due.

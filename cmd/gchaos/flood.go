@@ -212,7 +212,9 @@ func scrape(ctx context.Context, url string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("gchaos: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("gchaos: %w", err)
 	}

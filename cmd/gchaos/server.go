@@ -152,8 +152,9 @@ func (s *server) noteExit() string {
 }
 
 // keyLine picks the line of a server's output that says why it ended: a
-// panic, else the first line naming an error or fatal condition, else the
-// last line; shortened.
+// panic, else the first line naming an error or fatal condition or
+// starting with the program's name (gserverd's one-line exit reason),
+// else the last line; shortened.
 func keyLine(out string) string {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	pick := lines[len(lines)-1]
@@ -167,7 +168,8 @@ func keyLine(out string) string {
 	if !found {
 		for _, l := range lines {
 			low := strings.ToLower(l)
-			if strings.Contains(low, "error") || strings.Contains(low, "fatal") {
+			if strings.Contains(low, "error") || strings.Contains(low, "fatal") ||
+				strings.HasPrefix(l, "gserverd:") || strings.HasPrefix(l, "gearmand:") {
 				pick = l
 				break
 			}

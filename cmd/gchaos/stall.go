@@ -21,12 +21,12 @@ import (
 func (ch *chaos) storeStall(ctx context.Context) *result {
 	sz := ch.sizes
 	r := &result{scenario: "store-stall", server: "gserverd postgres --store-timeout " + sz.stallTimeout.String()}
-	if c, err := net.DialTimeout("tcp", ch.cfg.pgAddr, 2*time.Second); err != nil {
+	c, err := net.DialTimeout("tcp", ch.cfg.pgAddr, 2*time.Second)
+	if err != nil {
 		r.note("not run: PostgreSQL not reachable at %s: %v", ch.cfg.pgAddr, err)
 		return r
-	} else {
-		_ = c.Close()
 	}
+	_ = c.Close()
 	table := "gchaos_" + strconv.Itoa(os.Getpid()) + "_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
 	defer ch.dropTable(table)
 	px, err := newProxy(ch.cfg.pgAddr)
