@@ -16,6 +16,7 @@ type sizes struct {
 	crashLoad  time.Duration // submitting phase, kills spread over it
 	crashKills int
 	crashConns int // half with distinct uniques, half with empty ones
+	crashRate  int // jobs/s of the submitting phase (all connections)
 	// crashGearmandLoad is gearmand's submitting phase: its SQLite queue
 	// takes a few hundred jobs a second, so it has a shorter phase.
 	crashGearmandLoad time.Duration
@@ -39,10 +40,11 @@ type sizes struct {
 func fullSizes() sizes {
 	return sizes{
 		window:            256,
-		crashLoad:         14 * time.Second,
+		crashLoad:         12 * time.Second,
 		crashKills:        6,
 		crashConns:        4,
-		crashGearmandLoad: 14 * time.Second,
+		crashRate:         8000,
+		crashGearmandLoad: 12 * time.Second,
 		diskSize:          "16m",
 		diskPayload:       1024,
 		diskRefusals:      2000,
@@ -55,7 +57,7 @@ func fullSizes() sizes {
 		floodCanDo:        200_000,
 		floodSubmits:      100_000,
 		floodDistinct:     100_000,
-		floodSettle:       40 * time.Second,
+		floodSettle:       30 * time.Second,
 		grace:             15 * time.Second,
 		drainBound:        60 * time.Second,
 	}
@@ -67,6 +69,7 @@ func quickSizes() sizes {
 		crashLoad:         400 * time.Millisecond,
 		crashKills:        1,
 		crashConns:        2,
+		crashRate:         10000,
 		crashGearmandLoad: 400 * time.Millisecond,
 		diskSize:          "4m",
 		diskPayload:       1024,

@@ -39,7 +39,8 @@ func (ch *chaos) crashGearmand(ctx context.Context) *result {
 }
 
 // crash submits over crashConns pipelined connections (every other one
-// with distinct uniques, the rest with empty ones) for loadFor, SIGKILLs
+// with distinct uniques, the rest with empty ones), at most crashRate
+// jobs a second, for loadFor, SIGKILLs
 // the server crashKills times spread over it and restarts it on the same
 // data each time, then drains everything with raw workers.
 func (ch *chaos) crash(ctx context.Context, r *result, s *server, loadFor time.Duration) {
@@ -53,7 +54,9 @@ func (ch *chaos) crash(ctx context.Context, r *result, s *server, loadFor time.D
 	led := newLedger()
 	var ids atomic.Int64
 	by := startBystander(ctx, s.addr)
-	ld := startLoad(ctx, newFeed(fn, s, led, &ids, sz.crashConns, 100, sz.window), sz.grace)
+	f := newFeed(fn, s, led, &ids, sz.crashConns, 100, sz.window)
+	f.rate = sz.crashRate
+	ld := startLoad(ctx, f, sz.grace)
 	every := loadFor / time.Duration(sz.crashKills+1)
 	kills := 0
 	for range sz.crashKills {

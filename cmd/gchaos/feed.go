@@ -28,24 +28,32 @@ type feed struct {
 	led     *ledger
 	ids     *atomic.Int64 // next job number, shared by every feed of a scenario
 	limit   int64         // no job number at or beyond it is submitted; 0: none
+	// rate paces the submits of all connections together, in jobs per
+	// second (the n-th job of the feed goes out no sooner than n/rate
+	// after the start), so that a scenario's drain stays short; 0: as
+	// fast as the server acknowledges.
+	rate  int
+	start time.Time // set by run
 }
 
 // run submits until stop is closed (or the limit is reached) and then
 // waits, at most grace, for the replies still due.
 func (f *feed) run(ctx context.Context, stop <-chan struct{}, grace time.Duration) {
+	f.start = time.Now()
+	base := f.ids.Load()
 	var wg sync.WaitGroup
 	for _, uniq := range f.uniques {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f.conn(ctx, stop, uniq, grace)
+			f.conn(ctx, stop, uniq, base, grace)
 		}()
 	}
 	wg.Wait()
 }
 
 // conn runs one connection's sessions until the feed stops.
-func (f *feed) conn(ctx context.Context, stop <-chan struct{}, uniq bool, grace time.Duration) {
+func (f *feed) conn(ctx context.Context, stop <-chan struct{}, uniq bool, base int64, grace time.Duration) {
 	retry := time.NewTicker(20 * time.Millisecond) // redial while the server restarts
 	defer retry.Stop()
 	for {
@@ -61,7 +69,7 @@ func (f *feed) conn(ctx context.Context, stop <-chan struct{}, uniq bool, grace 
 		}
 		if addr := f.addr(); addr != "" {
 			if c, err := dial(ctx, addr); err == nil {
-				if f.session(ctx, c, stop, uniq, grace) {
+				if f.session(ctx, c, stop, uniq, base, grace) {
 					return
 				}
 			}
@@ -79,7 +87,7 @@ func (f *feed) conn(ctx context.Context, stop <-chan struct{}, uniq bool, grace 
 // session submits on one connection. It reports true when the feed
 // stopped and the replies were collected, false when the connection
 // broke first.
-func (f *feed) session(ctx context.Context, c *conn, stop <-chan struct{}, uniq bool, grace time.Duration) bool {
+func (f *feed) session(ctx context.Context, c *conn, stop <-chan struct{}, uniq bool, base int64, grace time.Duration) bool {
 	defer c.close()
 	pending := make(chan int, f.window) // job numbers in flight, oldest first
 	var finishing atomic.Bool
@@ -130,6 +138,25 @@ func (f *feed) session(ctx context.Context, c *conn, stop <-chan struct{}, uniq 
 		if f.limit > 0 && int64(id) >= f.limit {
 			break
 		}
+		if due := f.due(int64(id) - base); time.Until(due) > time.Millisecond {
+			if c.flush() != nil {
+				return broken()
+			}
+			t := time.NewTimer(time.Until(due))
+			select {
+			case <-t.C:
+			case <-stop:
+				t.Stop()
+				return f.finish(c, pending, &finishing, empty, &emptyOnce, readErr, grace)
+			case <-readErr:
+				t.Stop()
+				readErr <- nil
+				return broken()
+			case <-ctx.Done():
+				t.Stop()
+				return broken()
+			}
+		}
 		select {
 		case pending <- id:
 		default:
@@ -167,6 +194,14 @@ func (f *feed) session(ctx context.Context, c *conn, stop <-chan struct{}, uniq 
 		}
 	}
 	return f.finish(c, pending, &finishing, empty, &emptyOnce, readErr, grace)
+}
+
+// due returns when the n-th job of the feed may go out under its rate.
+func (f *feed) due(n int64) time.Time {
+	if f.rate <= 0 {
+		return time.Time{}
+	}
+	return f.start.Add(time.Duration(n) * time.Second / time.Duration(f.rate))
 }
 
 // finish flushes what is buffered and waits, at most grace, for the

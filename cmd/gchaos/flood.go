@@ -22,8 +22,8 @@ const floodBound = 3 * time.Minute
 // duplicate CAN_DO of one function and floodSubmits duplicate foreground
 // SUBMIT_JOB (one unique), reads the replies, and disconnects, after
 // another has sent floodDistinct CAN_DO of distinct names and, while it
-// was still connected, /metrics was scraped once (gserverd). The status
-// after the disconnect is waited for at most floodSettle. A bystander
+// was still connected, /metrics was scraped once (gserverd). After each
+// disconnect an admin status is timed (at most floodSettle). A bystander
 // times round trips all along.
 func (ch *chaos) flood(ctx context.Context, name string) *result {
 	sz := ch.sizes
@@ -91,6 +91,9 @@ func (ch *chaos) flood(ctx context.Context, name string) *result {
 		r.note("/metrics %.1fMiB in %v", float64(n)/(1<<20), time.Since(start).Round(time.Millisecond))
 	}
 	c.close()
+	if !ch.settle(ctx, r, s, "distinct") {
+		return r
+	}
 
 	// The duplicates, then the disconnect.
 	start = time.Now()
@@ -118,18 +121,23 @@ func (ch *chaos) flood(ctx context.Context, name string) *result {
 		return r
 	}
 	r.note("%dk dup CAN_DO + %dk dup SUBMIT_JOB taken in %v", sz.floodCanDo/1000, sz.floodSubmits/1000, time.Since(start).Round(time.Millisecond))
-	// The disconnect's clean-up: an admin status after it, bounded.
-	start = time.Now()
-	sctx, cancel := context.WithTimeout(ctx, sz.floodSettle)
-	_, err = queuedAt(sctx, s.addr(), "flood-fg")
-	cancel()
-	if err != nil {
-		r.note("STATUS NOT ANSWERED %v after the disconnect (%v)", time.Since(start).Round(time.Millisecond), err)
-		return r
-	}
-	r.note("status after the disconnect %v", time.Since(start).Round(time.Millisecond))
-
+	ch.settle(ctx, r, s, "duplicates")
 	return r
+}
+
+// settle times an admin status on a new connection right after a flooding
+// connection went away (the server cleans up after it), waiting at most
+// floodSettle; false when it got no answer in time.
+func (ch *chaos) settle(ctx context.Context, r *result, s *server, what string) bool {
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, ch.sizes.floodSettle)
+	defer cancel()
+	if _, err := queuedAt(sctx, s.addr(), "flood-fg"); err != nil {
+		r.note("STATUS NOT ANSWERED %v after the %s disconnect (%v)", time.Since(start).Round(time.Millisecond), what, err)
+		return false
+	}
+	r.note("status after the %s disconnect %v", what, time.Since(start).Round(time.Millisecond))
+	return true
 }
 
 // hostile dials addr, writes what send adds (flushing it), then an
