@@ -26,6 +26,10 @@ type sizes struct {
 	diskRefusals int    // refusals that end the first phase
 	diskLoad     time.Duration
 	diskRefill   int // jobs submitted once space is back
+	// diskDrainBound bounds the drain on the full disk: gearmand's SQLite
+	// queue cannot delete a completed job there and hands it out again
+	// and again.
+	diskDrainBound time.Duration
 
 	stallBefore, stallFor, stallAfter time.Duration
 	stallTimeout                      time.Duration // gserverd's --store-timeout
@@ -46,10 +50,11 @@ func fullSizes() sizes {
 		crashRate:         8000,
 		crashGearmandLoad: 12 * time.Second,
 		diskSize:          "16m",
-		diskPayload:       1024,
-		diskRefusals:      2000,
+		diskPayload:       8 << 10,
+		diskRefusals:      500,
 		diskLoad:          30 * time.Second,
-		diskRefill:        5000,
+		diskRefill:        500,
+		diskDrainBound:    10 * time.Second,
 		stallBefore:       3 * time.Second,
 		stallFor:          5 * time.Second,
 		stallAfter:        3 * time.Second,
@@ -76,6 +81,7 @@ func quickSizes() sizes {
 		diskRefusals:      50,
 		diskLoad:          10 * time.Second,
 		diskRefill:        100,
+		diskDrainBound:    10 * time.Second,
 		stallBefore:       300 * time.Millisecond,
 		stallFor:          time.Second,
 		stallAfter:        300 * time.Millisecond,
@@ -116,7 +122,10 @@ func (ch *chaos) run(ctx context.Context) []*result {
 				rs = append(rs, ch.crashGearmand)
 			}
 		case "disk-full":
-			rs = append(rs, ch.diskFull)
+			rs = append(rs, func(ctx context.Context) *result { return ch.diskFull(ctx, "gserverd") })
+			if ch.cfg.gearmand != "" {
+				rs = append(rs, func(ctx context.Context) *result { return ch.diskFull(ctx, "gearmand") })
+			}
 		case "store-stall":
 			rs = append(rs, ch.storeStall)
 		case "flood":

@@ -87,11 +87,9 @@ func (ch *chaos) crash(ctx context.Context, r *result, s *server, loadFor time.D
 		}
 	}
 	if r.err == nil {
-		dctx, cancel := context.WithTimeout(ctx, sz.drainBound)
-		if err := drain(dctx, s.addr(), fn, 2, led); err != nil {
+		if err := ch.drainBounded(ctx, r, s, fn, led, ch.sizes.drainBound); err != nil {
 			r.err = err
 		}
-		cancel()
 	}
 	r.probes = by.stop()
 	c := led.counts()

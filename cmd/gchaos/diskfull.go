@@ -14,17 +14,21 @@ import (
 
 // ballastSize is the file written on the tmpfs beside the store and
 // removed to give the space back.
-const ballastSize = 2 << 20
+const ballastSize = 4 << 20
 
-// diskFull runs gserverd's embedded store (--sync interval) on a small
-// tmpfs: it submits until the server refuses diskRefusals submits (or
-// dies, or diskLoad has passed), drains, frees space (removes a ballast
-// file), submits diskRefill more, restarts the server (SIGTERM) and
-// drains again. Every acknowledged job must come out of one of the
+// diskFull runs a server's persistent queue on a small tmpfs (gserverd's
+// embedded store with --sync interval, or gearmand's SQLite queue): it
+// submits (distinct uniques) until the server refuses diskRefusals
+// submits (or dies, or diskLoad has passed), drains, frees space (removes
+// a ballast file), submits diskRefill more, restarts the server (SIGTERM)
+// and drains again. Every acknowledged job must come out of one of the
 // drains.
-func (ch *chaos) diskFull(ctx context.Context) *result {
+func (ch *chaos) diskFull(ctx context.Context, name string) *result {
 	sz := ch.sizes
-	r := &result{scenario: "disk-full", server: "gserverd embedded tmpfs " + sz.diskSize}
+	r := &result{scenario: "disk-full", server: "gserverd embedded, tmpfs " + sz.diskSize}
+	if name == "gearmand" {
+		r.server = "gearmand -q libsqlite3, tmpfs " + sz.diskSize
+	}
 	mnt, err := ch.tempDir("diskfull")
 	if err != nil {
 		r.err = err
@@ -51,7 +55,10 @@ func (ch *chaos) diskFull(ctx context.Context) *result {
 		}
 	}
 	const fn = "chaos-disk"
-	s := newServer("gserverd", ch.cfg.gserverd, "-q", "embedded", "--sync", "interval", "--data-dir", filepath.Join(mnt, "data"), "--http-listen", "")
+	s := newServer(name, ch.cfg.gserverd, "-q", "embedded", "--sync", "interval", "--data-dir", filepath.Join(mnt, "data"), "--http-listen", "")
+	if name == "gearmand" {
+		s = newServer(name, ch.cfg.gearmand, "-q", "libsqlite3", "--libsqlite3-db", filepath.Join(mnt, "queue.db"))
+	}
 	defer s.close()
 	if err := s.start(ctx); err != nil {
 		r.err = err
@@ -72,7 +79,7 @@ func (ch *chaos) diskFull(ctx context.Context) *result {
 	}()
 
 	// Phase 1: fill the disk.
-	ld := startLoad(ctx, newFeed(fn, s, led, &ids, 2, sz.diskPayload, 64), sz.grace)
+	ld := startLoad(ctx, diskFeed(fn, s, led, &ids, sz.diskPayload), sz.grace)
 	tick := time.NewTicker(20 * time.Millisecond) // watching the ledger and the process
 	deadline := time.NewTimer(sz.diskLoad)
 	died := false
@@ -113,16 +120,22 @@ fill:
 		}
 	}
 
-	// Phase 2: drain what was acknowledged.
-	if err := ch.drainBounded(ctx, s, fn, led); err != nil {
-		r.err = err
-		return r
+	// Phase 2: drain what was acknowledged, the disk still full.
+	if err := ch.drainBounded(ctx, r, s, fn, led, sz.diskDrainBound); err != nil {
+		r.note("DRAIN ON THE FULL DISK INCOMPLETE after %v: %s", sz.diskDrainBound, startError(err))
+		if !s.alive() {
+			freeSpace()
+			if err := s.start(ctx); err != nil {
+				r.err = fmt.Errorf("restart with space freed: %w", err)
+				return r
+			}
+		}
 	}
 	r.note("drained %d on the full disk", led.counts().Drained)
 
 	// Phase 3: space back, submit again.
 	freeSpace()
-	f := newFeed(fn, s, led, &ids, 2, sz.diskPayload, 64)
+	f := diskFeed(fn, s, led, &ids, sz.diskPayload)
 	f.limit = ids.Load() + int64(sz.diskRefill)
 	ld = startLoad(ctx, f, sz.grace)
 	select {
@@ -144,17 +157,28 @@ fill:
 		r.err = fmt.Errorf("restart: %w", err)
 		return r
 	}
-	if err := ch.drainBounded(ctx, s, fn, led); err != nil {
+	if err := ch.drainBounded(ctx, r, s, fn, led, sz.diskDrainBound); err != nil {
 		r.err = err
 	}
 	return r
 }
 
-// drainBounded drains fn on s within drainBound.
-func (ch *chaos) drainBounded(ctx context.Context, s *server, fn string, led *ledger) error {
-	dctx, cancel := context.WithTimeout(ctx, ch.sizes.drainBound)
+// drainBounded drains fn on s with two workers within bound, and notes
+// in r how often the server dropped a worker's connection, and whether it
+// died.
+func (ch *chaos) drainBounded(ctx context.Context, r *result, s *server, fn string, led *ledger, bound time.Duration) error {
+	dctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	return drain(dctx, s.addr(), fn, 2, led)
+	var drops atomic.Int64
+	err := drain(dctx, s.addr(), fn, 2, led, &drops)
+	if n := drops.Load(); n > 0 {
+		r.note("draining workers' connections closed or refused %d times", n)
+		drops.Store(0)
+	}
+	if !s.alive() {
+		r.note("SERVER DIED during the drain: %s", s.noteExit())
+	}
+	return err
 }
 
 // startError returns the telling line of a failed start: the server's
@@ -165,4 +189,12 @@ func startError(err error) string {
 		return keyLine(out)
 	}
 	return keyLine(msg)
+}
+
+// diskFeed is the disk-full scenario's feed: two connections, distinct
+// uniques (gearmand's SQLite queue keeps one row per unique).
+func diskFeed(fn string, s *server, led *ledger, ids *atomic.Int64, payload int) *feed {
+	f := newFeed(fn, s, led, ids, 2, payload, 64)
+	f.uniques = []bool{true, true}
+	return f
 }

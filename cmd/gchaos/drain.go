@@ -19,7 +19,9 @@ var errDrainBound = errors.New("drain incomplete")
 // job they are given (WORK_COMPLETE answers each), until a worker that
 // got NO_JOB sees in the admin status that fn has no job left, or ctx
 // ends (the error then wraps errDrainBound and says how many were left).
-func drain(ctx context.Context, addr, fn string, n int, led *ledger) error {
+// A worker whose connection the server closes connects again, as a real
+// worker does; drops counts those reconnections.
+func drain(ctx context.Context, addr, fn string, n int, led *ledger, drops *atomic.Int64) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -32,7 +34,7 @@ func drain(ctx context.Context, addr, fn string, n int, led *ledger) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := drainWorker(ctx, addr, fn, led)
+			err := drainWorker(ctx, addr, fn, led, drops)
 			if err == nil {
 				finished.Store(true)
 			}
@@ -53,19 +55,56 @@ func drain(ctx context.Context, addr, fn string, n int, led *ledger) error {
 	return firstErr
 }
 
-// drainWorker is one worker: GRAB_JOB, JOB_ASSIGN, WORK_COMPLETE. On
-// NO_JOB it asks the admin status whether fn still has jobs (held by
-// another worker, or not yet visible): if none, the drain is done;
-// otherwise it sends PRE_SLEEP and grabs again on NOOP or after 200ms.
-func drainWorker(ctx context.Context, addr, fn string, led *ledger) error {
+// drainWorker runs one worker's sessions until the drain is done or ctx
+// ends.
+func drainWorker(ctx context.Context, addr, fn string, led *ledger, drops *atomic.Int64) error {
+	retry := time.NewTicker(20 * time.Millisecond) // a worker's reconnection pace
+	defer retry.Stop()
+	for {
+		err := drainSession(ctx, addr, fn, led)
+		var broke errBroken
+		if !errors.As(err, &broke) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (last: %v)", errDrainBound, err)
+		}
+		drops.Add(1)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", errDrainBound, err)
+		case <-retry.C:
+		}
+	}
+}
+
+// errBroken is a worker connection the server closed, broke or refused.
+type errBroken struct{ err error }
+
+func (e errBroken) Error() string { return e.err.Error() }
+func (e errBroken) Unwrap() error { return e.err }
+
+// drainSession is one worker connection: GRAB_JOB, JOB_ASSIGN,
+// WORK_COMPLETE. On NO_JOB it asks the admin status whether fn still has
+// jobs (held by another worker, or not yet visible): if none, the drain
+// is done; otherwise it sends PRE_SLEEP and grabs again on NOOP or after
+// 200ms.
+func drainSession(ctx context.Context, addr, fn string, led *ledger) error {
 	c, err := dial(ctx, addr)
 	if err != nil {
-		return err
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", errDrainBound, err)
+		}
+		return errBroken{err} // the server is there, the worker tries again
 	}
 	defer c.close()
 	stop := context.AfterFunc(ctx, c.close)
 	defer stop()
 	bound := func(err error) error {
+		var ne *net.OpError
+		if errors.As(err, &ne) && ctx.Err() == nil {
+			err = errBroken{err} // a write on a connection the server closed
+		}
 		if ctx.Err() != nil {
 			left, qerr := queuedAt(context.Background(), addr, fn)
 			if qerr != nil {
@@ -91,7 +130,7 @@ func drainWorker(ctx context.Context, addr, fn string, led *ledger) error {
 				}
 				continue
 			}
-			return bound(fmt.Errorf("gchaos: worker read: %w", err))
+			return bound(errBroken{fmt.Errorf("gchaos: worker read: %w", err)})
 		}
 		if fr.Text {
 			return fmt.Errorf("gchaos: worker got text line %q", fr.Line)

@@ -9,8 +9,9 @@
 //     and gearmand's SQLite queue take pipelined SUBMIT_JOB_BG (empty and
 //     distinct uniques) and are SIGKILLed several times, each restarted on
 //     its data; then a raw worker drains everything.
-//   - disk-full: gserverd's embedded store on a small tmpfs: submits
-//     until refused, drain, space freed, submits again, restart, drain.
+//   - disk-full: gserverd's embedded store and gearmand's SQLite queue
+//     on a small tmpfs: submits until refused, drain, space freed,
+//     submits again, restart, drain.
 //   - store-stall: gserverd on PostgreSQL through a proxy that stops
 //     forwarding for a few seconds mid-load.
 //   - flood: one connection sends duplicate CAN_DO and duplicate

@@ -72,7 +72,7 @@ func (ch *chaos) storeStall(ctx context.Context) *result {
 			return r
 		}
 	}
-	if err := ch.drainBounded(ctx, s, fn, led); err != nil {
+	if err := ch.drainBounded(ctx, r, s, fn, led, ch.sizes.drainBound); err != nil {
 		r.err = err
 	}
 	return r
