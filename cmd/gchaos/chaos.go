@@ -22,6 +22,7 @@ type sizes struct {
 	crashGearmandLoad time.Duration
 
 	diskSize     string // tmpfs size
+	diskBallast  int    // bytes of the file written beside the store and removed to give space back
 	diskPayload  int    // workload bytes
 	diskRefusals int    // refusals that end the first phase
 	diskLoad     time.Duration
@@ -50,6 +51,7 @@ func fullSizes() sizes {
 		crashRate:         8000,
 		crashGearmandLoad: 12 * time.Second,
 		diskSize:          "16m",
+		diskBallast:       4 << 20,
 		diskPayload:       8 << 10,
 		diskRefusals:      500,
 		diskLoad:          30 * time.Second,
@@ -77,6 +79,7 @@ func quickSizes() sizes {
 		crashRate:         10000,
 		crashGearmandLoad: 400 * time.Millisecond,
 		diskSize:          "4m",
+		diskBallast:       1 << 20,
 		diskPayload:       1024,
 		diskRefusals:      50,
 		diskLoad:          10 * time.Second,

@@ -12,10 +12,6 @@ import (
 	"time"
 )
 
-// ballastSize is the file written on the tmpfs beside the store and
-// removed to give the space back.
-const ballastSize = 4 << 20
-
 // diskFull runs a server's persistent queue on a small tmpfs (gserverd's
 // embedded store with --sync interval, or gearmand's SQLite queue): it
 // submits (distinct uniques) until the server refuses diskRefusals
@@ -45,7 +41,7 @@ func (ch *chaos) diskFull(ctx context.Context, name string) *result {
 		}
 	}()
 	ballast := filepath.Join(mnt, "ballast")
-	if err := os.WriteFile(ballast, make([]byte, ballastSize), 0o600); err != nil {
+	if err := os.WriteFile(ballast, make([]byte, sz.diskBallast), 0o600); err != nil {
 		r.err = fmt.Errorf("write the ballast: %w", err)
 		return r
 	}

@@ -177,18 +177,22 @@ func TestResultLine(t *testing.T) {
 	r := &result{scenario: "crash", server: "gserverd embedded --sync always",
 		counts: &counts{Acked: 10, Lost: 1, LostEmpty: 1, Dups: 2, Refused: 3, Codes: map[string]int{"QUEUE_ERROR": 3}, Drained: 11, RefusedRan: 1, Unacked: 2},
 		probes: probes{worst: 1500 * time.Microsecond, worstStatus: 3 * time.Second, cutStatus: true, trips: 9}, peak: 64 << 20}
-	r.note("6 SIGKILLs")
+	r.note("6 SIGKILLs\n  and more")
 	r.err = errors.New("boom")
 	got := r.String()
 	for _, want := range []string{"crash ", "gserverd embedded --sync always", "acked=10 ", "lost=1 ", "dups=2 ", "refused=3 ",
 		"worst-latency=1.5ms ", "(status >3s)", "peak-rss=64MiB", "lost: 1 with empty unique, 0 with distinct",
-		"1 REFUSED YET RAN", "errors QUEUE_ERROR:3", "6 SIGKILLs", "9 probes", "FAILED: boom"} {
+		"1 REFUSED YET RAN", "errors QUEUE_ERROR:3", "6 SIGKILLs and more", "9 probes", "FAILED: boom"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("line lacks %q:\n%s", want, got)
 		}
 	}
 	if strings.Contains(got, "\n") {
 		t.Errorf("line has a newline: %q", got)
+	}
+	r.err = errors.New("loadgen: server did not start: gserverd -p 1 exited: level=info x\npanic: no space left on device\n\ngoroutine 1:\n\tf.go:1")
+	if got := r.String(); strings.Contains(got, "\n") || !strings.Contains(got, "FAILED: panic: no space left on device") {
+		t.Errorf("line with a start error: %q, want one line with the panic", got)
 	}
 	flood := (&result{scenario: "flood", server: "gearmand", acked: 5}).String()
 	for _, want := range []string{"acked=5 ", "lost=- ", "worst-latency=- ", "peak-rss=-"} {

@@ -63,12 +63,14 @@ func (r *result) String() string {
 			notes = append(notes, fmt.Sprintf("%d foreign jobs drained", c.Foreign))
 		}
 	}
-	notes = append(notes, r.notes...)
+	for _, n := range r.notes {
+		notes = append(notes, oneLine(n))
+	}
 	if r.probes.trips > 0 {
 		notes = append(notes, fmt.Sprintf("%d probes", r.probes.trips))
 	}
 	if r.err != nil {
-		notes = append(notes, "FAILED: "+r.err.Error())
+		notes = append(notes, "FAILED: "+oneLine(startError(r.err)))
 	}
 	if len(notes) > 0 {
 		b.WriteString(" (" + strings.Join(notes, "; ") + ")")
@@ -92,3 +94,7 @@ func latency(d time.Duration, cut bool) string {
 	}
 	return s
 }
+
+// oneLine keeps a note on the result's line: its whitespace, newlines
+// included, collapsed.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
