@@ -4,12 +4,12 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 60s
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench fuzz lint
+.PHONY: help build run test bench chaos fuzz lint
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build gserverd, gworkerd, gclient and gbench into ./bin
+build: ## build gserverd, gworkerd, gclient, gbench and gchaos into ./bin
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
 
@@ -21,6 +21,9 @@ test: build ## run the whole suite with -race (interop peers: see .ci/run)
 
 bench: build ## measure gserverd against gearmand, and gworkerd's worker hosting, in the same run (BENCHFLAGS=-quick for a smoke test)
 	$(BIN)/gbench -gserverd $(BIN)/gserverd -gworkerd $(BIN)/gworkerd $(BENCHFLAGS)
+
+chaos: build ## fault scenarios (crash, disk-full, store-stall, flood) at scale, one line each, with gearmand where it applies; not in make test (CHAOSFLAGS=-quick)
+	$(BIN)/gchaos -gserverd $(BIN)/gserverd $(CHAOSFLAGS)
 
 fuzz: ## run every fuzz target of the module for $(FUZZTIME) each
 	@set -e; for pkg in $$($(GO) list ./...); do \
