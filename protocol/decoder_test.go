@@ -437,6 +437,58 @@ func TestDecoderPayloadLimitDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// TestDecoderLargePayloadAllocations (issue 10, memory): a payload that
+// arrives in socket-sized pieces is assembled with allocations that add up
+// to less than three times its size (append's growth by a quarter made
+// about six), and the buffer ends exactly as large as the payload.
+func TestDecoderLargePayloadAllocations(t *testing.T) {
+	tests := []struct {
+		name  string
+		size  int
+		piece int
+	}{
+		{"24 MiB in 64 KiB pieces", 24 << 20, 64 << 10},
+		{"just over 16 MiB in 1 MiB pieces", 16<<20 + 1, 1 << 20},
+		{"9 MiB in 4 KiB pieces", 9 << 20, 4 << 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := bytes.Repeat([]byte("x"), tt.size-len("f\x00u\x00"))
+			pkt := AppendPacket(nil, Req, SubmitJobBg, []byte("f"), []byte("u"), data)
+			d := NewDecoder(Limits{})
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			var got []byte
+			for off := 0; off < len(pkt); {
+				end := min(off+tt.piece, len(pkt))
+				p := pkt[off:end]
+				for len(p) > 0 {
+					n, f, ok, err := d.Next(p)
+					if err != nil {
+						t.Fatalf("Next: %v", err)
+					}
+					p = p[n:]
+					if ok {
+						got = f.Packet.Args[2]
+					}
+				}
+				off = end
+			}
+			runtime.ReadMemStats(&after)
+			if !bytes.Equal(got, data) {
+				t.Fatalf("payload of %d bytes decoded as %d bytes", len(data), len(got))
+			}
+			if c := cap(d.buf); c != tt.size {
+				t.Errorf("buffer capacity %d, want the payload size %d", c, tt.size)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > uint64(3*tt.size) {
+				t.Errorf("allocated %d bytes (%.1fx) for a %d-byte payload, want at most 3x", grew, float64(grew)/float64(tt.size), tt.size)
+			}
+		})
+	}
+}
+
 // Checklist (B) "the 8 KiB bound on NUL-terminated arguments".
 func TestDecoderArgsLimit(t *testing.T) {
 	t.Parallel()
