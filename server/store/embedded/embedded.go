@@ -369,7 +369,6 @@ func (s *Store) commit(reqs []*request) error {
 		}
 		return binary.BigEndian.Uint64(v), nil
 	}
-	var buf []byte
 	for _, r := range reqs {
 		for i := range r.jobs {
 			j := &r.jobs[i]
@@ -384,8 +383,13 @@ func (s *Store) commit(reqs []*request) error {
 				}
 			}
 			seq++
-			buf = encodeJob(buf[:0], j)
-			if err := b.Set(jobKey(seq), buf, nil); err != nil {
+			// Encoded in place: a large payload is copied once, into
+			// the batch (issue 10, memory).
+			k := jobKey(seq)
+			op := b.SetDeferred(len(k), encodedLen(j))
+			copy(op.Key, k)
+			encodeJob(op.Value[:0], j)
+			if err := op.Finish(); err != nil {
 				return fmt.Errorf("embedded: add job %q: %w", j.Key, err)
 			}
 			if err := b.Set(ik, binary.BigEndian.AppendUint64(nil, seq), nil); err != nil {
