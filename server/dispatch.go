@@ -156,6 +156,15 @@ retry:
 		return
 	}
 
+	if s.memoryFull(jobMemory(len(unique), len(data), isDash(unique))) {
+		s.mu.Unlock()
+		if len(h.batch) > 0 {
+			h.flushBatch()
+			goto retry
+		}
+		h.refuseMemory(fname)
+		return
+	}
 	if sub.Background && s.store != nil {
 		h.queueSubmit(fn, unique, data, sub, when, reducer)
 		s.mu.Unlock()
@@ -175,8 +184,27 @@ retry:
 	s.mu.Unlock()
 }
 
+func isDash(unique []byte) bool { return len(unique) == 1 && unique[0] == '-' }
+
+// refuseMemory answers a submit refused by Options.MaxQueueMemory, and
+// logs the first refusal since a submit last created a job.
+func (h *handler) refuseMemory(fname []byte) {
+	s := h.s
+	s.mu.Lock()
+	first := !s.memFull
+	s.memFull = true
+	s.counters.refusedMemory++
+	mem := s.mem
+	s.mu.Unlock()
+	if first {
+		s.log.WithFields(map[string]any{"conn_id": h.c.id, "function": string(fname), "queue_memory": mem,
+			"max_queue_memory": s.opts.MaxQueueMemory}).Warn("queue memory bound reached: refusing new jobs with QUEUE_ERROR")
+	}
+	h.c.sendError(protocol.CodeQueueError, textMemoryFull)
+}
+
 func uniqKeyBytes(unique, data []byte) string {
-	if len(unique) == 1 && unique[0] == '-' {
+	if isDash(unique) {
 		return "\x00" + string(data)
 	}
 	return string(unique)
@@ -199,7 +227,7 @@ func (j *job) record() store.Job {
 	return store.Job{
 		Function: j.fn.name,
 		Priority: int(j.prio),
-		Data:     []byte(j.data),
+		Data:     readOnlyBytes(j.data),
 		When:     j.when(),
 		Reducer:  j.reducer(),
 	}
