@@ -166,18 +166,22 @@ func (d *Decoder) Next(p []byte) (n int, f Frame, ok bool, err error) {
 }
 
 // growPayload makes room in buf for n more bytes of a payload of size
-// bytes. It doubles the capacity, as far as the payload goes and no more:
-// the allocations for a payload of any size add up to less than twice
-// its size, and the buffer is never larger than it. (append alone grows
-// a large slice by a quarter at a time: the garbage of a 50 MiB payload
-// read in socket-sized pieces was about 240 MiB, issue 10.) Memory still
-// follows the bytes that arrived, never the announced size alone.
+// bytes. It doubles the capacity, and takes the whole size once a
+// quarter of it has arrived: the allocations for a payload of any size
+// add up to at most twice its size, and the buffer is never larger than
+// the payload. (append alone grows a large slice by a quarter at a time:
+// the garbage of a 50 MiB payload read in socket-sized pieces was about
+// 240 MiB, issue 10.) Memory still follows the bytes that arrived (at
+// most four times as much), never the announced size alone.
 func growPayload(buf []byte, n, size int) []byte {
 	need := len(buf) + n
 	if need <= cap(buf) {
 		return buf
 	}
 	c := max(2*cap(buf), need, minPayloadBuf)
+	if 4*need >= size {
+		c = size
+	}
 	c = min(c, size)
 	nb := make([]byte, len(buf), c)
 	copy(nb, buf)

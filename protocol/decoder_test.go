@@ -439,8 +439,8 @@ func TestDecoderPayloadLimitDoesNotAllocate(t *testing.T) {
 
 // TestDecoderLargePayloadAllocations (issue 10, memory): a payload that
 // arrives in socket-sized pieces is assembled with allocations that add up
-// to less than three times its size (append's growth by a quarter made
-// about six), and the buffer ends exactly as large as the payload.
+// to at most twice its size (append's growth by a quarter made about
+// five), and the buffer ends exactly as large as the payload.
 func TestDecoderLargePayloadAllocations(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -450,6 +450,7 @@ func TestDecoderLargePayloadAllocations(t *testing.T) {
 		{"24 MiB in 64 KiB pieces", 24 << 20, 64 << 10},
 		{"just over 16 MiB in 1 MiB pieces", 16<<20 + 1, 1 << 20},
 		{"9 MiB in 4 KiB pieces", 9 << 20, 4 << 10},
+		{"just under 32 MiB in 64 KiB pieces", 32<<20 - 1, 64 << 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -482,8 +483,9 @@ func TestDecoderLargePayloadAllocations(t *testing.T) {
 			if c := cap(d.buf); c != tt.size {
 				t.Errorf("buffer capacity %d, want the payload size %d", c, tt.size)
 			}
-			if grew := after.TotalAlloc - before.TotalAlloc; grew > uint64(3*tt.size) {
-				t.Errorf("allocated %d bytes (%.1fx) for a %d-byte payload, want at most 3x", grew, float64(grew)/float64(tt.size), tt.size)
+			// The payload, the buffers it outgrew and a little slack.
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > uint64(2*tt.size+64<<10) {
+				t.Errorf("allocated %d bytes (%.2fx) for a %d-byte payload, want at most 2x", grew, float64(grew)/float64(tt.size), tt.size)
 			}
 		})
 	}
