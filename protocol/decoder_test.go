@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -64,10 +66,12 @@ type ownFrame struct {
 	Magic Magic
 	Type  Type
 	Args  []string
+	// Skipped: the payload was refused by the admit function.
+	Skipped bool
 }
 
 func own(f Frame) ownFrame {
-	o := ownFrame{Text: f.Text, Line: string(f.Line)}
+	o := ownFrame{Text: f.Text, Line: string(f.Line), Skipped: f.Skipped}
 	if !f.Text {
 		o.Magic, o.Type = f.Packet.Magic, f.Packet.Type
 		for _, a := range f.Packet.Args {
@@ -488,6 +492,43 @@ func TestDecoderLargePayloadAllocations(t *testing.T) {
 				t.Errorf("allocated %d bytes (%.2fx) for a %d-byte payload, want at most 2x", grew, float64(grew)/float64(tt.size), tt.size)
 			}
 		})
+	}
+}
+
+// TestDecoderAdmit (issue 10, memory): a payload the admit function
+// refuses is read and discarded without being buffered, at every split
+// offset, and the packets after it decode normally; payloads up to the
+// minimum are not asked about.
+func TestDecoderAdmit(t *testing.T) {
+	big := AppendPacketString(nil, Req, SubmitJobBg, "f", "u", strings.Repeat("x", 3000))
+	small := AppendPacketString(nil, Req, SubmitJob, "f", "", "tiny")
+	stream := slices.Concat(big, small, []byte("status\n"), big)
+	want := []ownFrame{
+		{Magic: Req, Type: SubmitJobBg, Skipped: true},
+		{Magic: Req, Type: SubmitJob, Args: []string{"f", "", "tiny"}},
+		{Text: true, Line: "status"},
+		{Magic: Req, Type: SubmitJobBg, Skipped: true},
+	}
+	for cut := 0; cut <= len(stream); cut++ {
+		d := NewDecoder(Limits{})
+		var asked []uint32
+		d.SetAdmit(100, func(typ Type, size uint32) bool {
+			asked = append(asked, size)
+			return typ != SubmitJobBg
+		})
+		got, err := feed(d, stream[:cut], stream[cut:])
+		if err != nil {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("cut %d: frames\n got %v\nwant %v", cut, got, want)
+		}
+		if !reflect.DeepEqual(asked, []uint32{uint32(len(big) - HeaderSize), uint32(len(big) - HeaderSize)}) {
+			t.Fatalf("cut %d: admit asked about sizes %v, want the two big payloads only", cut, asked)
+		}
+		if c := cap(d.buf); c > 64 {
+			t.Fatalf("cut %d: buffer grew to %d bytes for refused payloads", cut, c)
+		}
 	}
 }
 
