@@ -64,7 +64,7 @@ func (h *handler) queueSubmit(fn *function, unique, data []byte, sub protocol.Su
 	}
 	if p.dupOf < 0 {
 		// One copy of the payload serves the record and then the job.
-		p.data = string(data)
+		p.data = h.payload(data)
 		p.mem = jobMemory(len(unique), len(data), isDash(unique))
 		h.s.mem += p.mem
 		p.rec = store.Job{

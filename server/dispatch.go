@@ -118,6 +118,7 @@ func (h *handler) submit(p *protocol.Packet, sub protocol.SubmitInfo) {
 	// before it, so that replies keep the order of the requests.
 retry:
 	s.mu.Lock()
+	s.unreserve(c) // the payload is here: the job's memory replaces it
 	fn := s.function(fname)
 	var existing *job
 	if len(unique) > 0 {
@@ -170,7 +171,7 @@ retry:
 		s.mu.Unlock()
 		return
 	}
-	j := s.newJob(fn, string(unique), string(data), sub.Priority, sub.Background)
+	j := s.newJob(fn, string(unique), h.payload(data), sub.Priority, sub.Background)
 	if when != 0 || len(reducer) > 0 {
 		x := j.x()
 		x.when = when
@@ -569,6 +570,7 @@ func (s *Server) dropConn(c *conn) {
 	}
 	c.gone = true
 	delete(s.conns, c)
+	s.unreserve(c)
 	h.release(nil, true)
 	s.mu.Unlock()
 	h.flushDeletes()

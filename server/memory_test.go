@@ -105,3 +105,55 @@ func (ts *testServer) queued(fn string) int {
 	}
 	return 0
 }
+
+// TestMaxQueueMemoryInFlight (issue 10, item 7): a large submit payload
+// counts against Options.MaxQueueMemory from its header on, before it is
+// received whole, so that many clients sending large jobs at once cannot
+// make the server buffer more than the bound: a submit beyond it is read
+// and discarded, and answered ERROR QUEUE_ERROR. A connection that goes
+// in the middle of a payload gives its reservation back.
+func TestMaxQueueMemoryInFlight(t *testing.T) {
+	t.Parallel()
+	const size = 150 << 10 // over bigFrameSize: reserved from the header on
+	for _, withStore := range []bool{false, true} {
+		name := "builtin"
+		if withStore {
+			name = "store"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, func(o *Options) {
+				o.MaxQueueMemory = 200 << 10 // room for one such job
+				if withStore {
+					o.Store = newMemStore()
+				}
+			})
+			job := protocol.AppendPacketString(nil, protocol.Req, protocol.SubmitJobBg, "f", "", strings.Repeat("d", size))
+			a, b := ts.dial(t), ts.dial(t)
+			a.write(job[:len(job)/2]) // the header and half the payload
+			waitFor(t, "the first payload's reservation", func() bool { return ts.Stats().QueueMemory >= size })
+
+			b.write(job)
+			b.expectError(protocol.CodeQueueError, textMemoryFull)
+			b.sync() // the discarded payload left the stream in step
+
+			a.write(job[len(job)/2:])
+			a.expectType(protocol.JobCreated)
+			if got, want := ts.Stats().QueueMemory, jobMemory(0, size, false); got != want {
+				t.Fatalf("queue memory %d with one job held, want %d", got, want)
+			}
+
+			// A connection that goes mid-payload gives its reservation back.
+			w := ts.worker(t, "f")
+			h, _, _ := w.grab()
+			w.send(protocol.WorkComplete, h, "")
+			w.sync()
+			c := ts.dial(t)
+			c.write(job[:len(job)/2])
+			waitFor(t, "the reservation", func() bool { return ts.Stats().QueueMemory >= size })
+			_ = c.nc.Close()
+			waitFor(t, "the reservation to end", func() bool { return ts.Stats().QueueMemory == 0 })
+			b.submit(protocol.SubmitJobBg, "f", "", strings.Repeat("d", size))
+		})
+	}
+}
