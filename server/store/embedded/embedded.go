@@ -48,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -324,8 +325,9 @@ func (s *Store) run() {
 	for r := range s.reqs {
 		pending = append(pending[:0], r)
 		n := len(r.jobs) + len(r.refs)
+		size := requestSize(r)
 	drain:
-		for n < s.opts.MaxBatch {
+		for n < s.opts.MaxBatch && size < maxGroupBytes {
 			select {
 			case r, ok := <-s.reqs:
 				if !ok {
@@ -333,6 +335,7 @@ func (s *Store) run() {
 				}
 				pending = append(pending, r)
 				n += len(r.jobs) + len(r.refs)
+				size += requestSize(r)
 			default:
 				break drain
 			}
@@ -345,9 +348,47 @@ func (s *Store) run() {
 	}
 }
 
+// maxGroupBytes ends a group commit once its requests hold this many
+// bytes: large jobs are committed one by one (issue 10, memory: a pebble
+// batch grows by doubling, and five 60 MiB jobs in one group took
+// about 1 GB of batches).
+const maxGroupBytes = 4 << 20
+
+// requestSize estimates the bytes r adds to a pebble batch: the
+// encoded jobs, and for each job or ref an index entry and keys.
+func requestSize(r *request) int {
+	const overhead = 64 // per batch entry: kind, lengths, a job key
+	n := 0
+	for i := range r.jobs {
+		j := &r.jobs[i]
+		n += encodedLen(j) + 3*overhead + len(j.Function) + len(j.Key)
+	}
+	for _, ref := range r.refs {
+		n += 2*overhead + len(ref.Function) + len(ref.Key)
+	}
+	return n
+}
+
+// newBatch returns the batch for reqs: allocated at its final size
+// when it is large, so that pebble does not grow it by doubling, with a
+// copy at every step.
+func (s *Store) newBatch(reqs []*request) *pebble.Batch {
+	size := 12 // batch header
+	for _, r := range reqs {
+		size += requestSize(r)
+	}
+	if size <= 1<<20 {
+		return s.db.NewBatch()
+	}
+	// pebble rounds the first entry's room up to a power of two and
+	// reallocates a smaller buffer; the power of two at or above size
+	// is never smaller.
+	return s.db.NewBatchWithSize(1 << bits.Len(uint(size-1)))
+}
+
 // commit writes one group of requests as one pebble batch. Run only.
 func (s *Store) commit(reqs []*request) error {
-	b := s.db.NewBatch()
+	b := s.newBatch(reqs)
 	defer b.Close()
 	// seqs holds the index entries changed in this batch: seq, or 0 for deleted.
 	seqs := map[string]uint64{}
