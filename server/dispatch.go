@@ -188,7 +188,7 @@ retry:
 func isDash(unique []byte) bool { return len(unique) == 1 && unique[0] == '-' }
 
 // refuseMemory answers a submit refused by Options.MaxQueueMemory, and
-// logs the first refusal since a submit last created a job.
+// logs the first refusal since memory was last well below the bound.
 func (h *handler) refuseMemory(fname []byte) {
 	s := h.s
 	s.mu.Lock()

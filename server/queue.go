@@ -176,10 +176,6 @@ func (s *Server) newJob(fn *function, unique, data string, prio protocol.Priorit
 	j := &job{id: s.nextJob, fn: fn, unique: unique, data: data, prio: uint8(prio), bg: bg}
 	s.jobs[j.id] = j
 	s.mem += jobMemory(len(unique), len(data), unique == "-")
-	if s.memFull {
-		s.memFull = false
-		s.log.WithField("queue_memory", s.mem).Info("queue memory below its bound again: accepting new jobs")
-	}
 	if len(s.jobs) > s.jobsPeak {
 		s.jobsPeak = len(s.jobs)
 	}
@@ -273,6 +269,10 @@ func (s *Server) free(j *job, h *handler) {
 	s.detachAll(j)
 	delete(s.jobs, j.id)
 	s.mem -= jobMemory(len(j.unique), len(j.data), j.unique == "-")
+	if lim := s.opts.MaxQueueMemory; s.memFull && s.mem <= lim-lim/8 {
+		s.memFull = false
+		s.log.WithField("queue_memory", s.mem).Info("queue memory well below its bound again")
+	}
 	if s.jobsPeak >= shrinkPeak && len(s.jobs) <= s.jobsPeak/64 {
 		s.shrink()
 	}

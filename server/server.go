@@ -138,7 +138,7 @@ type Server struct {
 	// submits waiting for their Store.Add, as jobMemory counts it
 	// (Options.MaxQueueMemory).
 	mem       int64
-	memFull   bool // a submit was refused for mem and none created a job since
+	memFull   bool // a submit was refused for mem, and mem did not fall to 7/8 of the bound since
 	releasing bool // a memory release runs
 	bgWG      sync.WaitGroup
 	nextJob   uint64
