@@ -85,6 +85,9 @@ func (o ownFrame) String() string {
 	if o.Text {
 		return fmt.Sprintf("text %q", o.Line)
 	}
+	if o.Skipped {
+		return fmt.Sprintf("%s %s skipped", o.Magic, o.Type)
+	}
 	return fmt.Sprintf("%s %s %q", o.Magic, o.Type, o.Args)
 }
 
