@@ -86,9 +86,11 @@ type Options struct {
 	PacketTimeout time.Duration
 	// MaxQueueMemory bounds the memory held by the jobs the server keeps
 	// (queued, waiting for their epoch and running, foreground and
-	// background) and by background submits waiting for their Store.Add,
-	// counted as payload, unique and a fixed overhead of 256 bytes per job
-	// (the payload twice for unique "-").
+	// background), by background submits waiting for their Store.Add,
+	// and by submit payloads over 64 KiB from their header on, while
+	// they arrive; counted as payload, unique and a fixed overhead of 256
+	// bytes per job (the payload twice for unique "-"). A large payload
+	// beyond the bound is read and discarded without being buffered.
 	// A submit that would create a job beyond it gets ERROR QUEUE_ERROR
 	// ("Job queue is full: memory bound"), never JOB_CREATED; a submit
 	// that joins an existing job (same unique) is not refused. Jobs

@@ -80,7 +80,9 @@
 //     killed by the OOM killer). A submit that would create a job beyond
 //     it gets ERROR QUEUE_ERROR "Job queue is full: memory bound", never
 //     JOB_CREATED, and creates nothing; one that joins an existing job
-//     (same unique) is accepted. Submits succeed again as jobs end.
+//     (same unique) is accepted. Submits succeed again as jobs end. A
+//     payload over 64 KiB counts from its header on, and beyond the
+//     bound is discarded as it arrives, never buffered.
 package server
 
 import (
