@@ -84,6 +84,12 @@ type Server struct {
 	// packet (or admin line) it has begun; 0 is none. Connections idle
 	// between packets are not affected. Default 30s.
 	PacketTimeout time.Duration
+	// MaxQueueMemory bounds the memory of the jobs the server holds
+	// (payload, unique and a fixed overhead each): beyond it a submit
+	// that would create a job gets ERROR QUEUE_ERROR. 0 is unlimited; -1
+	// (default, "auto") derives it: a quarter of the cgroup memory limit
+	// when the process has one, else of the physical memory.
+	MaxQueueMemory int64
 
 	// Keepalive enables TCP keepalive on accepted connections. With it,
 	// KeepaliveIdle, KeepaliveInterval (seconds) and KeepaliveCount tune
@@ -512,6 +518,19 @@ func payloadSetter(c *Server, s string, _ []string) error {
 	return nil
 }
 
+func queueMemorySetter(c *Server, s string, _ []string) error {
+	if strings.EqualFold(strings.TrimSpace(s), "auto") {
+		c.MaxQueueMemory = -1
+		return nil
+	}
+	n, err := parseServerSize(s)
+	if err != nil {
+		return fmt.Errorf("want auto, 0 (unlimited) or a size like 512MiB, got %q", s)
+	}
+	c.MaxQueueMemory = n
+	return nil
+}
+
 // parseServerSize parses 4096, 64K, 64KiB, 64MB, 1G ... (powers of 1024).
 func parseServerSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)
@@ -632,6 +651,9 @@ func serverKeys() []serverKey {
 		{flag: "max-connections", kind: kindInt, def: "-1",
 			usage: "most open Gearman connections (`N`); beyond it new ones are closed at once, but 8 more are kept for loopback peers (gearadmin). 0: unlimited; -1: the open-file limit less 256, at most 100000",
 			set:   intSetter(func(c *Server) *int { return &c.MaxConnections }, atLeast(-1))},
+		{flag: "max-queue-memory", kind: kindString, def: "auto",
+			usage: "most memory the jobs held may take (`size`: bytes or K/M/G; payload, unique and 256 bytes per job); beyond it a new job's submit gets ERROR QUEUE_ERROR. 0: unlimited; auto: 1/4 of the cgroup memory limit, else of the physical memory",
+			set:   queueMemorySetter},
 		{flag: "packet-timeout", kind: kindString, def: DefaultPacketTimeout.String(),
 			usage: "`duration` (30s, 2m; a bare number is seconds) a connection has to complete a packet or admin line it has begun (or, with --ssl, its TLS handshake), else it is closed; 0: none. Idle connections are not affected",
 			set:   durationSetter(func(c *Server) *time.Duration { return &c.PacketTimeout })},

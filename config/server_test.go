@@ -45,7 +45,7 @@ func TestLoadServerDefaults(t *testing.T) {
 	want := &Server{
 		Port: 4730, LogFile: "stderr", LogFormat: "text", Verbose: "ERROR",
 		Backlog: 32, JobRetries: -1, QueueType: "embedded", MaxPayload: 64 << 20,
-		MaxConnections: -1, PacketTimeout: DefaultPacketTimeout,
+		MaxConnections: -1, PacketTimeout: DefaultPacketTimeout, MaxQueueMemory: -1,
 		HTTPMaxStreams: DefaultHTTPMaxStreams, HTTPMetricsFunctions: DefaultHTTPMetricsFunctions,
 		KeepaliveIdle: -1, KeepaliveInterval: -1, KeepaliveCount: -1,
 		DataDir: "/home/u/.local/state/gserverd", Sync: "always", StoreTimeout: DefaultStoreTimeout,
@@ -119,6 +119,13 @@ func TestLoadServerValues(t *testing.T) {
 					c.MySQL == MySQLQueue{"db", 3307, "u", "pw", "test", "t"} && c.Redis == RedisQueue{"r", 6380, "rp", "p_"} &&
 					c.DataDir == "/d" && c.Sync == "none"
 			}},
+		{name: "max queue memory flag", args: []string{"--max-queue-memory", "512MiB"},
+			check: func(c *Server) bool { return c.MaxQueueMemory == 512<<20 }},
+		{name: "max queue memory in the file", file: "max_queue_memory: 0\n",
+			check: func(c *Server) bool { return c.MaxQueueMemory == 0 },
+			src:   map[string]Source{"max_queue_memory": {Kind: SourceFile, Line: 1}}},
+		{name: "max queue memory auto", env: map[string]string{"GSERVERD_MAX_QUEUE_MEMORY": "Auto"},
+			check: func(c *Server) bool { return c.MaxQueueMemory == -1 }},
 		{name: "store timeout flag", args: []string{"--store-timeout", "1.5"},
 			check: func(c *Server) bool { return c.StoreTimeout == 1500*time.Millisecond }},
 		{name: "store timeout in the file", file: "store_timeout: 2m\n",
@@ -228,6 +235,7 @@ func TestLoadServerErrors(t *testing.T) {
 		{"log format", []string{"--log-format", "xml"}, nil, "", `--log-format: want one of text, json, got "xml"`},
 		{"keepalive idle 0", []string{"--keepalive-idle", "0"}, nil, "", "--keepalive-idle: want -1 (system default) or a positive number, got 0"},
 		{"max payload", []string{"--max-payload", "5GiB"}, nil, "", `--max-payload: want 1 byte .. 4GiB-1, got "5GiB"`},
+		{"max queue memory", []string{"--max-queue-memory", "lots"}, nil, "", `--max-queue-memory: want auto, 0 (unlimited) or a size like 512MiB, got "lots"`},
 		{"max payload unit", []string{"--max-payload", "5X"}, nil, "", `--max-payload: want a size like 65536 or 64MiB, got "5X"`},
 		{"table name", []string{"--mysql-table", "q; drop"}, nil, "", `--mysql-table: want a table name of letters, digits and _, got "q; drop"`},
 		{"empty listen", []string{"-L", ""}, nil, "", "--listen: empty address"},

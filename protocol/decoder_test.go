@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -64,10 +66,12 @@ type ownFrame struct {
 	Magic Magic
 	Type  Type
 	Args  []string
+	// Skipped: the payload was refused by the admit function.
+	Skipped bool
 }
 
 func own(f Frame) ownFrame {
-	o := ownFrame{Text: f.Text, Line: string(f.Line)}
+	o := ownFrame{Text: f.Text, Line: string(f.Line), Skipped: f.Skipped}
 	if !f.Text {
 		o.Magic, o.Type = f.Packet.Magic, f.Packet.Type
 		for _, a := range f.Packet.Args {
@@ -80,6 +84,9 @@ func own(f Frame) ownFrame {
 func (o ownFrame) String() string {
 	if o.Text {
 		return fmt.Sprintf("text %q", o.Line)
+	}
+	if o.Skipped {
+		return fmt.Sprintf("%s %s skipped", o.Magic, o.Type)
 	}
 	return fmt.Sprintf("%s %s %q", o.Magic, o.Type, o.Args)
 }
@@ -434,6 +441,97 @@ func TestDecoderPayloadLimitDoesNotAllocate(t *testing.T) {
 	}
 	if c := cap(d.buf); c > 64<<10 {
 		t.Errorf("decoder buffer cap %d after 100 bytes", c)
+	}
+}
+
+// TestDecoderLargePayloadAllocations (issue 10, memory): a payload that
+// arrives in socket-sized pieces is assembled with allocations that add up
+// to at most twice its size (append's growth by a quarter made about
+// five), and the buffer ends exactly as large as the payload.
+func TestDecoderLargePayloadAllocations(t *testing.T) {
+	tests := []struct {
+		name  string
+		size  int
+		piece int
+	}{
+		{"24 MiB in 64 KiB pieces", 24 << 20, 64 << 10},
+		{"just over 16 MiB in 1 MiB pieces", 16<<20 + 1, 1 << 20},
+		{"9 MiB in 4 KiB pieces", 9 << 20, 4 << 10},
+		{"just under 32 MiB in 64 KiB pieces", 32<<20 - 1, 64 << 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := bytes.Repeat([]byte("x"), tt.size-len("f\x00u\x00"))
+			pkt := AppendPacket(nil, Req, SubmitJobBg, []byte("f"), []byte("u"), data)
+			d := NewDecoder(Limits{})
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			var got []byte
+			for off := 0; off < len(pkt); {
+				end := min(off+tt.piece, len(pkt))
+				p := pkt[off:end]
+				for len(p) > 0 {
+					n, f, ok, err := d.Next(p)
+					if err != nil {
+						t.Fatalf("Next: %v", err)
+					}
+					p = p[n:]
+					if ok {
+						got = f.Packet.Args[2]
+					}
+				}
+				off = end
+			}
+			runtime.ReadMemStats(&after)
+			if !bytes.Equal(got, data) {
+				t.Fatalf("payload of %d bytes decoded as %d bytes", len(data), len(got))
+			}
+			if c := cap(d.buf); c != tt.size {
+				t.Errorf("buffer capacity %d, want the payload size %d", c, tt.size)
+			}
+			// The payload, the buffers it outgrew and a little slack.
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > uint64(2*tt.size+64<<10) {
+				t.Errorf("allocated %d bytes (%.2fx) for a %d-byte payload, want at most 2x", grew, float64(grew)/float64(tt.size), tt.size)
+			}
+		})
+	}
+}
+
+// TestDecoderAdmit (issue 10, memory): a payload the admit function
+// refuses is read and discarded without being buffered, at every split
+// offset, and the packets after it decode normally; payloads up to the
+// minimum are not asked about.
+func TestDecoderAdmit(t *testing.T) {
+	big := AppendPacketString(nil, Req, SubmitJobBg, "f", "u", strings.Repeat("x", 3000))
+	small := AppendPacketString(nil, Req, SubmitJob, "f", "", "tiny")
+	stream := slices.Concat(big, small, []byte("status\n"), big)
+	want := []ownFrame{
+		{Magic: Req, Type: SubmitJobBg, Skipped: true},
+		{Magic: Req, Type: SubmitJob, Args: []string{"f", "", "tiny"}},
+		{Text: true, Line: "status"},
+		{Magic: Req, Type: SubmitJobBg, Skipped: true},
+	}
+	for cut := 0; cut <= len(stream); cut++ {
+		d := NewDecoder(Limits{})
+		var asked []uint32
+		d.SetAdmit(100, func(typ Type, size uint32) bool {
+			asked = append(asked, size)
+			return typ != SubmitJobBg
+		})
+		got, err := feed(d, stream[:cut], stream[cut:])
+		if err != nil {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("cut %d: frames\n got %v\nwant %v", cut, got, want)
+		}
+		if !reflect.DeepEqual(asked, []uint32{uint32(len(big) - HeaderSize), uint32(len(big) - HeaderSize)}) {
+			t.Fatalf("cut %d: admit asked about sizes %v, want the two big payloads only", cut, asked)
+		}
+		if c := cap(d.buf); c > 64 {
+			t.Fatalf("cut %d: buffer grew to %d bytes for refused payloads", cut, c)
+		}
 	}
 }
 

@@ -143,3 +143,35 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecoderAdmit feeds arbitrary bytes to a decoder whose admit
+// function refuses some payloads, and checks that whole and cut input
+// give the same frames and error, and that a skipped packet has no
+// arguments.
+func FuzzDecoderAdmit(f *testing.F) {
+	for _, p := range allValid() {
+		f.Add(p, uint16(5))
+	}
+	f.Add(AppendPacketString(nil, Req, SubmitJobBg, "f", "u", strings.Repeat("x", 40)), uint16(20))
+	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
+		dec := func() *Decoder {
+			d := NewDecoder(fuzzLimits)
+			d.SetAdmit(16, func(typ Type, size uint32) bool { return (uint32(typ)+size)%2 == 0 })
+			return d
+		}
+		whole, errWhole := fuzzFeed(t, dec(), data)
+		at := int(cut) % (len(data) + 1)
+		split, errSplit := fuzzFeed(t, dec(), data[:at], data[at:])
+		if !equalFrames(whole, split) {
+			t.Fatalf("cut at %d: frames differ\nwhole %v\nsplit %v", at, whole, split)
+		}
+		if (errWhole == nil) != (errSplit == nil) || (errWhole != nil && !sameSentinel(errWhole, errSplit)) {
+			t.Fatalf("cut at %d: errors differ: %v / %v", at, errWhole, errSplit)
+		}
+		for _, fr := range whole {
+			if fr.Skipped && len(fr.Args) != 0 {
+				t.Fatalf("skipped %v has arguments", fr)
+			}
+		}
+	})
+}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"unsafe"
+
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/protocol"
@@ -23,6 +25,11 @@ type pendingSubmit struct {
 	prio   protocol.Priority
 	dupOf  int // index of an earlier entry with the same (function, unique), or -1
 	ukey   string
+	// data is the payload, shared by rec.Data (not a copy, see
+	// readOnlyBytes); mem is what it counts in Server.mem until the job
+	// is created or the submit fails (entries with dupOf < 0 only).
+	data string
+	mem  int64
 }
 
 // batchable reports whether frame f may join the pending batch.
@@ -58,17 +65,27 @@ func (h *handler) queueSubmit(fn *function, unique, data []byte, sub protocol.Su
 		}
 	}
 	if p.dupOf < 0 {
+		// One copy of the payload serves the record and then the job.
+		p.data = h.payload(data)
+		p.mem = jobMemory(len(unique), len(data), isDash(unique))
+		h.s.mem += p.mem
 		p.rec = store.Job{
 			Function: fn.name,
 			Key:      h.s.storeKey(p.unique),
 			Priority: int(sub.Priority),
-			Data:     append([]byte(nil), data...),
+			Data:     readOnlyBytes(p.data),
 			When:     when,
 			Reducer:  string(reducer),
 		}
 		h.s.beginAdd(p.rec, p.unique)
 	}
 	h.batch = append(h.batch, p)
+}
+
+// readOnlyBytes returns the bytes of s without copying them, for a
+// store.Job's Data: stores never modify it (store.Store.Add).
+func readOnlyBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 // beginAdd and endAdd bracket a Store.Add of rec, a record of a job with
@@ -172,6 +189,7 @@ func (h *handler) flushBatch() {
 	for i := range h.batch {
 		if p := &h.batch[i]; p.dupOf < 0 {
 			s.endAdd(p.rec, p.unique)
+			s.mem -= p.mem // the job created below counts it again
 		}
 	}
 	if err != nil {
@@ -208,7 +226,7 @@ func (h *handler) flushBatch() {
 				continue
 			}
 		}
-		j := s.newJob(p.fn, p.unique, string(p.rec.Data), p.prio, true)
+		j := s.newJob(p.fn, p.unique, p.data, p.prio, true)
 		x := j.x()
 		x.key = p.rec.Key
 		x.when = p.rec.When

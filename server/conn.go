@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/sirupsen/logrus"
 
@@ -23,6 +24,9 @@ const (
 	bigFrameSize = 64 << 10 // after a frame this large, the decoder is replaced
 )
 
+// A frame over bigFrameSize must not fit in the read buffer (handler.owned).
+var _ [bigFrameSize - maxReadBuf]struct{}
+
 // conn is one client, worker or admin connection.
 type conn struct {
 	s  *Server
@@ -32,6 +36,10 @@ type conn struct {
 
 	// Owned by the reader goroutine.
 	dec *protocol.Decoder
+	// reserved is the part of Server.mem held for the large submit
+	// payload being received (admit); owned by the reader goroutine,
+	// changed with Server.mu held.
+	reserved int64
 
 	// raw is the socket for non-blocking writes (nil for TLS and other
 	// wrapped connections).
@@ -74,7 +82,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	if sc, ok := nc.(syscall.Conn); ok {
 		raw, _ = sc.SyscallConn()
 	}
-	return &conn{
+	c := &conn{
 		s:          s,
 		nc:         nc,
 		raw:        raw,
@@ -82,8 +90,46 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		ip:         ip,
 		clientID:   "-",
 		exceptions: s.opts.Exceptions,
-		dec:        protocol.NewDecoder(s.lim),
 	}
+	c.dec = c.newDecoder()
+	return c
+}
+
+// newDecoder returns a decoder for c that, under Options.MaxQueueMemory,
+// asks admit about every submit payload over bigFrameSize.
+func (c *conn) newDecoder() *protocol.Decoder {
+	d := protocol.NewDecoder(c.s.lim)
+	if c.s.opts.MaxQueueMemory > 0 {
+		d.SetAdmit(bigFrameSize, c.admit)
+	}
+	return d
+}
+
+// admit reserves the memory of a large submit payload before it is
+// received, so that payloads in flight count against
+// Options.MaxQueueMemory as the jobs do; beyond the bound it refuses,
+// and the payload is discarded as it arrives (the submit then gets
+// ERROR QUEUE_ERROR: handler.feed). The reservation ends when the
+// submit is handled (submit, feed) or the connection goes (dropConn).
+func (c *conn) admit(t protocol.Type, size uint32) bool {
+	if _, ok := t.Submit(); !ok {
+		return true
+	}
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.memoryFull(int64(size)) {
+		return false
+	}
+	s.mem += int64(size)
+	c.reserved += int64(size)
+	return true
+}
+
+// unreserve ends c's reservation. Called with s.mu held.
+func (s *Server) unreserve(c *conn) {
+	s.mem -= c.reserved
+	c.reserved = 0
 }
 
 func (c *conn) logger() logrus.FieldLogger {
@@ -371,6 +417,22 @@ type handler struct {
 	shutdown *bool
 	// frames counts the frames decoded.
 	frames uint64
+	// owned is set while the packet being handled has its payload in a
+	// decoder buffer that feed drops after it (a frame over
+	// bigFrameSize): the handler may keep those bytes without a copy
+	// (payload).
+	owned bool
+}
+
+// payload returns the bytes of b, the last argument of the packet being
+// handled, as a string: without copying them when the buffer is the
+// handler's to keep (a large payload: one copy fewer of it in memory),
+// else a copy.
+func (h *handler) payload(b []byte) string {
+	if h.owned && len(b) > 0 {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
 }
 
 // feed decodes p and handles every complete frame. It returns false when
@@ -397,10 +459,27 @@ func (h *handler) feed(p []byte) bool {
 		if f.Text {
 			keep = h.text(f.Line)
 		} else {
+			// A slice of the read buffer (at most maxReadBuf) is never
+			// this large: such a payload is in the decoder's buffer.
+			big := len(f.Packet.Args) > 0 && cap(f.Packet.Args[len(f.Packet.Args)-1]) > bigFrameSize
+			h.owned = big
+			if f.Skipped {
+				// A submit payload refused by admit: memory is full.
+				h.flushBatch()
+				h.refuseMemory(nil)
+				continue
+			}
 			keep = h.packet(&f.Packet)
-			if len(f.Packet.Args) > 0 && cap(f.Packet.Args[len(f.Packet.Args)-1]) > bigFrameSize {
-				// Give a large payload buffer back.
-				c.dec = protocol.NewDecoder(h.s.lim)
+			h.owned = false
+			if c.reserved != 0 { // the submit returned before it took it
+				h.s.mu.Lock()
+				h.s.unreserve(c)
+				h.s.mu.Unlock()
+			}
+			if big {
+				// Give a large payload buffer back (or leave it to the
+				// job that keeps it).
+				c.dec = c.newDecoder()
 			}
 		}
 		if !keep {

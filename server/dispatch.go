@@ -118,6 +118,7 @@ func (h *handler) submit(p *protocol.Packet, sub protocol.SubmitInfo) {
 	// before it, so that replies keep the order of the requests.
 retry:
 	s.mu.Lock()
+	s.unreserve(c) // the payload is here: the job's memory replaces it
 	fn := s.function(fname)
 	var existing *job
 	if len(unique) > 0 {
@@ -156,12 +157,21 @@ retry:
 		return
 	}
 
+	if s.memoryFull(jobMemory(len(unique), len(data), isDash(unique))) {
+		s.mu.Unlock()
+		if len(h.batch) > 0 {
+			h.flushBatch()
+			goto retry
+		}
+		h.refuseMemory(fname)
+		return
+	}
 	if sub.Background && s.store != nil {
 		h.queueSubmit(fn, unique, data, sub, when, reducer)
 		s.mu.Unlock()
 		return
 	}
-	j := s.newJob(fn, string(unique), string(data), sub.Priority, sub.Background)
+	j := s.newJob(fn, string(unique), h.payload(data), sub.Priority, sub.Background)
 	if when != 0 || len(reducer) > 0 {
 		x := j.x()
 		x.when = when
@@ -175,8 +185,27 @@ retry:
 	s.mu.Unlock()
 }
 
+func isDash(unique []byte) bool { return len(unique) == 1 && unique[0] == '-' }
+
+// refuseMemory answers a submit refused by Options.MaxQueueMemory, and
+// logs the first refusal since memory was last well below the bound.
+func (h *handler) refuseMemory(fname []byte) {
+	s := h.s
+	s.mu.Lock()
+	first := !s.memFull
+	s.memFull = true
+	s.counters.refusedMemory++
+	mem := s.mem
+	s.mu.Unlock()
+	if first {
+		s.log.WithFields(map[string]any{"conn_id": h.c.id, "function": string(fname), "queue_memory": mem,
+			"max_queue_memory": s.opts.MaxQueueMemory}).Warn("queue memory bound reached: refusing new jobs with QUEUE_ERROR")
+	}
+	h.c.sendError(protocol.CodeQueueError, textMemoryFull)
+}
+
 func uniqKeyBytes(unique, data []byte) string {
-	if len(unique) == 1 && unique[0] == '-' {
+	if isDash(unique) {
 		return "\x00" + string(data)
 	}
 	return string(unique)
@@ -199,7 +228,7 @@ func (j *job) record() store.Job {
 	return store.Job{
 		Function: j.fn.name,
 		Priority: int(j.prio),
-		Data:     []byte(j.data),
+		Data:     readOnlyBytes(j.data),
 		When:     j.when(),
 		Reducer:  j.reducer(),
 	}
@@ -541,6 +570,7 @@ func (s *Server) dropConn(c *conn) {
 	}
 	c.gone = true
 	delete(s.conns, c)
+	s.unreserve(c)
 	h.release(nil, true)
 	s.mu.Unlock()
 	h.flushDeletes()

@@ -17,4 +17,5 @@ const (
 	textArgsTooLarge    = "NUL-terminated arguments larger than 8 KiB"
 	textTooFewArgs      = "Packet has too few arguments"
 	textStoreFailed     = "QUEUE_ERROR"
+	textMemoryFull      = "Job queue is full: memory bound"
 )

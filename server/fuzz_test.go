@@ -85,6 +85,7 @@ func FuzzServerFeed(f *testing.F) {
 		o := DefaultOptions()
 		o.JobHandlePrefix = "H:fuzz"
 		o.Clock = newFakeClock()
+		o.MaxQueueMemory = 4 << 10 // a few jobs: some submits are refused
 		s, err := New(o)
 		if err != nil {
 			t.Fatal(err)
@@ -116,6 +117,13 @@ func FuzzServerFeed(f *testing.F) {
 		}
 		if total != len(s.jobs) {
 			t.Fatalf("functions count %d jobs, server holds %d", total, len(s.jobs))
+		}
+		var mem int64
+		for _, j := range s.jobs {
+			mem += jobMemory(len(j.unique), len(j.data), j.unique == "-")
+		}
+		if s.mem != mem {
+			t.Fatalf("queue memory counted %d, the jobs held take %d", s.mem, mem)
 		}
 	})
 }

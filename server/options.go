@@ -84,6 +84,19 @@ type Options struct {
 	// misses it is closed. Idle connections between packets are not
 	// affected. Default 30s; negative for none.
 	PacketTimeout time.Duration
+	// MaxQueueMemory bounds the memory held by the jobs the server keeps
+	// (queued, waiting for their epoch and running, foreground and
+	// background), by background submits waiting for their Store.Add,
+	// and by submit payloads over 64 KiB from their header on, while
+	// they arrive; counted as payload, unique and a fixed overhead of 256
+	// bytes per job (the payload twice for unique "-"). A large payload
+	// beyond the bound is read and discarded without being buffered.
+	// A submit that would create a job beyond it gets ERROR QUEUE_ERROR
+	// ("Job queue is full: memory bound"), never JOB_CREATED; a submit
+	// that joins an existing job (same unique) is not refused. Jobs
+	// replayed from the Store at start are counted, never refused.
+	// Default 0: unlimited.
+	MaxQueueMemory int64
 }
 
 // LoopbackReserve is how many connections beyond MaxConnections are

@@ -175,6 +175,7 @@ func (s *Server) newJob(fn *function, unique, data string, prio protocol.Priorit
 	s.nextJob++
 	j := &job{id: s.nextJob, fn: fn, unique: unique, data: data, prio: uint8(prio), bg: bg}
 	s.jobs[j.id] = j
+	s.mem += jobMemory(len(unique), len(data), unique == "-")
 	if len(s.jobs) > s.jobsPeak {
 		s.jobsPeak = len(s.jobs)
 	}
@@ -190,6 +191,30 @@ func (s *Server) newJob(fn *function, unique, data string, prio protocol.Priorit
 	}
 	s.counters.submitted++
 	return j
+}
+
+// jobOverhead is what JobMemory counts for a job beside its payload and
+// unique: the job, its entries in the server's maps and lists, its
+// handle (a queued 100-byte job costs about 300 bytes in all).
+const jobOverhead = 256
+
+// jobMemory is the memory Options.MaxQueueMemory counts for a job with
+// a unique and a payload of these lengths: both, a fixed overhead, and
+// the payload again for unique "-" (dash), whose coalescing key is the
+// payload.
+func jobMemory(unique, data int, dash bool) int64 {
+	n := int64(jobOverhead + unique + data)
+	if dash {
+		n += int64(1 + data)
+	}
+	return n
+}
+
+// memoryFull reports whether a new job of this much memory would take
+// the server beyond Options.MaxQueueMemory. Called with s.mu held.
+func (s *Server) memoryFull(n int64) bool {
+	lim := s.opts.MaxQueueMemory
+	return lim > 0 && s.mem+n > lim
 }
 
 // enqueue puts a job that is not running into its queue, or into the
@@ -243,6 +268,11 @@ func (s *Server) free(j *job, h *handler) {
 	s.unlink(j)
 	s.detachAll(j)
 	delete(s.jobs, j.id)
+	s.mem -= jobMemory(len(j.unique), len(j.data), j.unique == "-")
+	if lim := s.opts.MaxQueueMemory; s.memFull && s.mem <= lim-lim/8 {
+		s.memFull = false
+		s.log.WithField("queue_memory", s.mem).Info("queue memory well below its bound again")
+	}
 	if s.jobsPeak >= shrinkPeak && len(s.jobs) <= s.jobsPeak/64 {
 		s.shrink()
 	}

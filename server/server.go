@@ -75,6 +75,14 @@
 //     answer "ERR INVALID_FUNCTION_NAME ...". Spaces, UTF-8 and the empty
 //     name stay valid, as in gearmand. Jobs replayed from a store keep
 //     their names.
+//   - Options.MaxQueueMemory bounds the memory of the jobs held (payload,
+//     unique and a fixed overhead each; gearmand has no such bound and is
+//     killed by the OOM killer). A submit that would create a job beyond
+//     it gets ERROR QUEUE_ERROR "Job queue is full: memory bound", never
+//     JOB_CREATED, and creates nothing; one that joins an existing job
+//     (same unique) is accepted. Submits succeed again as jobs end. A
+//     payload over 64 KiB counts from its header on, and beyond the
+//     bound is discarded as it arrives, never buffered.
 package server
 
 import (
@@ -127,7 +135,12 @@ type Server struct {
 	funcOrder []*function            // listing order of status/prioritystatus
 	bigUniq   map[*function]struct{} // functions whose unique map grew big (queue.go, shrink)
 	jobs      map[uint64]*job
-	jobsPeak  int  // largest len(jobs) since the map was last rebuilt
+	jobsPeak  int // largest len(jobs) since the map was last rebuilt
+	// mem is the memory of the jobs in jobs and of the background
+	// submits waiting for their Store.Add, as jobMemory counts it
+	// (Options.MaxQueueMemory).
+	mem       int64
+	memFull   bool // a submit was refused for mem, and mem did not fall to 7/8 of the bound since
 	releasing bool // a memory release runs
 	bgWG      sync.WaitGroup
 	nextJob   uint64
@@ -150,6 +163,7 @@ type Server struct {
 
 type counters struct {
 	submitted, completed, failed, exceptions, requeued, timedOut, dropped uint64
+	refusedMemory                                                         uint64
 }
 
 // New validates opts and returns a server. When opts.Store is set, every
@@ -191,6 +205,8 @@ func validate(o Options) error {
 		return fmt.Errorf("%w: JobRetries %d (want -1..255)", ErrInvalidOptions, o.JobRetries)
 	case o.WorkerWakeup < 0:
 		return fmt.Errorf("%w: WorkerWakeup %d (want >= 0)", ErrInvalidOptions, o.WorkerWakeup)
+	case o.MaxQueueMemory < 0:
+		return fmt.Errorf("%w: MaxQueueMemory %d (want >= 0, 0 unlimited)", ErrInvalidOptions, o.MaxQueueMemory)
 	case o.MaxConnections < 0:
 		return fmt.Errorf("%w: MaxConnections %d (want >= 0, 0 unlimited)", ErrInvalidOptions, o.MaxConnections)
 	case len(o.JobHandlePrefix)+21 >= 64:
@@ -424,6 +440,13 @@ type Stats struct {
 	Requeued   uint64 `json:"requeued"`   // jobs put back after a worker left, CANT_DO or a timeout
 	TimedOut   uint64 `json:"timed_out"`  // CAN_DO_TIMEOUT expiries
 	Dropped    uint64 `json:"dropped"`    // jobs dropped at the retry limit
+	// RefusedMemory counts the submits refused by MaxQueueMemory.
+	RefusedMemory uint64 `json:"refused_memory"`
+	// QueueMemory is the memory MaxQueueMemory counts now (jobs and
+	// background submits waiting for the store); MaxQueueMemory is the
+	// bound, 0 for none.
+	QueueMemory    int64 `json:"queue_memory_bytes"`
+	MaxQueueMemory int64 `json:"max_queue_memory_bytes"`
 	// Store describes the writes to the persistent store; nil without one.
 	Store *StoreStats `json:"store,omitempty"`
 }
@@ -468,6 +491,10 @@ func (s *Server) Stats() Stats {
 		Requeued:    s.counters.requeued,
 		TimedOut:    s.counters.timedOut,
 		Dropped:     s.counters.dropped,
+
+		RefusedMemory:  s.counters.refusedMemory,
+		QueueMemory:    s.mem,
+		MaxQueueMemory: s.opts.MaxQueueMemory,
 	}
 	for _, f := range s.funcOrder {
 		fs := FunctionStats{

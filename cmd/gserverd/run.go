@@ -120,6 +120,8 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 	}
 	defer out.Close()
 	log := newLogger(cfg, out)
+	mem, memOK := systemMemoryLimit(hostCgroup())
+	setGoMemoryLimit(mem, memOK, lookupEnv, log)
 
 	tc, err := tlsConfig(cfg)
 	if err != nil {
@@ -177,7 +179,7 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 		default:
 		}
 	}
-	srv, err := server.New(serverOptions(cfg, log, st, onShutdown))
+	srv, err := server.New(serverOptions(cfg, log, st, onShutdown, mem, memOK))
 	if err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
@@ -300,7 +302,7 @@ func waitStop(srv stopper, sigs <-chan os.Signal, adminStop <-chan bool, serveEr
 }
 
 // serverOptions maps the configuration to server.Options.
-func serverOptions(cfg *config.Server, log logrus.FieldLogger, st store.Store, onShutdown func(graceful bool)) server.Options {
+func serverOptions(cfg *config.Server, log logrus.FieldLogger, st store.Store, onShutdown func(graceful bool), mem memLimit, memOK bool) server.Options {
 	o := server.DefaultOptions()
 	o.Logger = log
 	if cfg.JobHandlePrefix != "" {
@@ -320,6 +322,9 @@ func serverOptions(cfg *config.Server, log logrus.FieldLogger, st store.Store, o
 	o.Version = version()
 	o.VerboseName = cfg.Verbose
 	o.MaxConnections = maxConnections(cfg.MaxConnections)
+	o.MaxQueueMemory = maxQueueMemory(cfg.MaxQueueMemory, mem, memOK)
+	log.WithFields(logrus.Fields{"max_queue_memory": o.MaxQueueMemory,
+		"from": describeQueueMemory(cfg.MaxQueueMemory >= 0, mem, memOK)}).Info("queue memory bound")
 	o.PacketTimeout = cfg.PacketTimeout
 	if o.PacketTimeout == 0 {
 		o.PacketTimeout = -1 // none

@@ -36,6 +36,11 @@ var (
 	descRequeued   = counterDesc("requeued", "Jobs put back after a worker left, CANT_DO or a timeout.")
 	descTimedOut   = counterDesc("timed_out", "CAN_DO_TIMEOUT expiries.")
 	descDropped    = counterDesc("dropped", "Jobs dropped at the retry limit.")
+	descRefusedMem = counterDesc("refused_memory", "Submits refused with QUEUE_ERROR by the queue memory bound.")
+	descQueueMem   = prometheus.NewDesc("gserverd_queue_memory_bytes",
+		"Memory of the jobs the server holds (payload, unique, overhead), as --max-queue-memory counts it.", nil, nil)
+	descMaxQueueMem = prometheus.NewDesc("gserverd_max_queue_memory_bytes",
+		"The queue memory bound (--max-queue-memory); 0 means unlimited.", nil, nil)
 
 	descOldest = prometheus.NewDesc("gserverd_function_oldest_queued_seconds",
 		"Age of the oldest queued (due, not running) job per function; 0 when none waits.", []string{"function"}, nil)
@@ -73,6 +78,7 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descQueued, descFnRunning, descFnWorkers, descConnections, descJobs, descRunning, descFunctions,
 		descSubmitted, descCompleted, descFailed, descExceptions, descRequeued, descTimedOut, descDropped,
+		descRefusedMem, descQueueMem, descMaxQueueMem,
 		descGearmanJobs, descGearmanRunning, descGearmanWaiting, descGearmanWorkers,
 		descOldest, descMaxQueue, descWait, descRun, descStoreLatency, descStoreBatch, descStoreErrors,
 	} {
@@ -194,6 +200,9 @@ func collectStats(ch chan<- prometheus.Metric, st server.Stats, now time.Time, n
 	counter(descRequeued, st.Requeued)
 	counter(descTimedOut, st.TimedOut)
 	counter(descDropped, st.Dropped)
+	counter(descRefusedMem, st.RefusedMemory)
+	gauge(descQueueMem, int(st.QueueMemory))
+	gauge(descMaxQueueMem, int(st.MaxQueueMemory))
 	gauge(descFunctions, len(st.Functions))
 	top, rest := busiest(st.Functions, n)
 	if len(rest) > 0 {

@@ -44,7 +44,8 @@ func (j *Job) Ref() Ref { return Ref{Function: j.Function, Key: j.Key} }
 // to the degree the backend's sync setting promises.
 type Store interface {
 	// Add stores jobs. A job whose (Function, Key) is already stored
-	// replaces the stored one.
+	// replaces the stored one. Add must not modify the jobs' Data: the
+	// server shares those bytes with the job it keeps in memory.
 	Add(ctx context.Context, jobs ...Job) error
 	// Delete removes jobs. Deleting a job that is not stored is not an error.
 	Delete(ctx context.Context, refs ...Ref) error

@@ -28,6 +28,17 @@ func encodeJob(b []byte, j *store.Job) []byte {
 	return append(b, j.Data...)
 }
 
+// encodedLen is the length of encodeJob's record of j.
+func encodedLen(j *store.Job) int {
+	uv := func(n int) int {
+		var b [binary.MaxVarintLen64]byte
+		return binary.PutUvarint(b[:], uint64(n)) + n
+	}
+	var b [binary.MaxVarintLen64]byte
+	return 1 + uv(len(j.Function)) + uv(len(j.Key)) + uv(len(j.Reducer)) +
+		binary.PutVarint(b[:], int64(j.Priority)) + binary.PutVarint(b[:], j.When) + len(j.Data)
+}
+
 var errCorrupt = errors.New("corrupt job record")
 
 // decodeJob parses a record made by encodeJob; the job owns its memory.

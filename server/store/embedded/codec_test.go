@@ -13,9 +13,14 @@ func TestCodecRoundTrip(t *testing.T) {
 		{},
 		{Function: "f", Key: "k", Priority: 2, Data: []byte{0, 1, 2}, When: 1700000000, Reducer: "r"},
 		{Function: "f", Key: store.NewKey(time.Unix(0, 0), 7), Priority: 0, When: -1},
+		{Function: string(make([]byte, 200)), Key: string(make([]byte, 300)), Priority: -70, When: 1 << 62, Data: make([]byte, 1<<16)},
 	}
 	for _, j := range tests {
-		got, err := decodeJob(encodeJob(nil, &j))
+		b := encodeJob(nil, &j)
+		if n := encodedLen(&j); n != len(b) {
+			t.Errorf("encodedLen(%+v) = %d, want %d", j, n, len(b))
+		}
+		got, err := decodeJob(b)
 		if err != nil {
 			t.Fatalf("decode(encode(%+v)): %v", j, err)
 		}

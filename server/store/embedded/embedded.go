@@ -72,6 +72,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"sync"
@@ -421,8 +422,9 @@ func (s *Store) run() {
 	for r := range s.reqs {
 		pending = append(pending[:0], r)
 		n := len(r.jobs) + len(r.refs)
+		size := requestSize(r)
 	drain:
-		for n < s.opts.MaxBatch {
+		for n < s.opts.MaxBatch && size < maxGroupBytes {
 			select {
 			case r, ok := <-s.reqs:
 				if !ok {
@@ -430,6 +432,7 @@ func (s *Store) run() {
 				}
 				pending = append(pending, r)
 				n += len(r.jobs) + len(r.refs)
+				size += requestSize(r)
 			default:
 				break drain
 			}
@@ -515,6 +518,44 @@ func logBytes(dir string) int64 {
 	return n
 }
 
+// maxGroupBytes ends a group commit once its requests hold this many
+// bytes: large jobs are committed one by one (issue 10, memory: a pebble
+// batch grows by doubling, and five 60 MiB jobs in one group took
+// about 1 GB of batches).
+const maxGroupBytes = 4 << 20
+
+// requestSize estimates the bytes r adds to a pebble batch: the
+// encoded jobs, and for each job or ref an index entry and keys.
+func requestSize(r *request) int {
+	const overhead = 64 // per batch entry: kind, lengths, a job key
+	n := 0
+	for i := range r.jobs {
+		j := &r.jobs[i]
+		n += encodedLen(j) + 3*overhead + len(j.Function) + len(j.Key)
+	}
+	for _, ref := range r.refs {
+		n += 2*overhead + len(ref.Function) + len(ref.Key)
+	}
+	return n
+}
+
+// newBatch returns the batch for reqs: allocated at its final size
+// when it is large, so that pebble does not grow it by doubling, with a
+// copy at every step.
+func (s *Store) newBatch(reqs []*request) *pebble.Batch {
+	size := 12 // batch header
+	for _, r := range reqs {
+		size += requestSize(r)
+	}
+	if size <= 1<<20 {
+		return s.db.NewBatch()
+	}
+	// pebble rounds the first entry's room up to a power of two and
+	// reallocates a smaller buffer; the power of two at or above size
+	// is never smaller.
+	return s.db.NewBatchWithSize(1 << bits.Len(uint(size-1)))
+}
+
 // commit writes one group of requests as one pebble batch. Run only.
 //
 // Pebble cannot recover from a failed write of its log: it calls
@@ -535,7 +576,7 @@ func (s *Store) commit(reqs []*request) (err error) {
 			err = s.failed
 		}
 	}()
-	b := s.db.NewBatch()
+	b := s.newBatch(reqs)
 	defer b.Close()
 	// seqs holds the index entries changed in this batch: seq, or 0 for deleted.
 	seqs := map[string]uint64{}
@@ -557,7 +598,6 @@ func (s *Store) commit(reqs []*request) (err error) {
 		}
 		return binary.BigEndian.Uint64(v), nil
 	}
-	var buf []byte
 	for _, r := range reqs {
 		for i := range r.jobs {
 			j := &r.jobs[i]
@@ -572,8 +612,13 @@ func (s *Store) commit(reqs []*request) (err error) {
 				}
 			}
 			seq++
-			buf = encodeJob(buf[:0], j)
-			if err := b.Set(jobKey(seq), buf, nil); err != nil {
+			// Encoded in place: a large payload is copied once, into
+			// the batch (issue 10, memory).
+			k := jobKey(seq)
+			op := b.SetDeferred(len(k), encodedLen(j))
+			copy(op.Key, k)
+			encodeJob(op.Value[:0], j)
+			if err := op.Finish(); err != nil {
 				return fmt.Errorf("embedded: add job %q: %w", j.Key, err)
 			}
 			if err := b.Set(ik, binary.BigEndian.AppendUint64(nil, seq), nil); err != nil {
