@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gworkerd/gworkerd/internal/tcpproxy"
 )
 
 // storeStall runs gserverd on PostgreSQL (-q postgres, --store-timeout
@@ -29,15 +31,15 @@ func (ch *chaos) storeStall(ctx context.Context) *result {
 	_ = c.Close()
 	table := "gchaos_" + strconv.Itoa(os.Getpid()) + "_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
 	defer ch.dropTable(table)
-	px, err := newProxy(ch.cfg.pgAddr)
+	px, err := tcpproxy.New(ch.cfg.pgAddr)
 	if err != nil {
 		r.err = err
 		return r
 	}
-	defer px.close()
-	defer px.resume() // before close, so that nothing waits on a stall
+	defer px.Close()
+	defer px.Resume() // before close, so that nothing waits on a stall
 	const fn = "chaos-stall"
-	s := newServer("gserverd", ch.cfg.gserverd, "-q", "postgres", "--libpq-conninfo", ch.conninfo(px.addr()),
+	s := newServer("gserverd", ch.cfg.gserverd, "-q", "postgres", "--libpq-conninfo", ch.conninfo(px.Addr()),
 		"--libpq-table", table, "--store-timeout", sz.stallTimeout.String(), "--http-listen", "")
 	defer s.close()
 	if err := s.start(ctx); err != nil {
@@ -57,10 +59,10 @@ func (ch *chaos) storeStall(ctx context.Context) *result {
 	ld := startLoad(ctx, newFeed(fn, s, led, &ids, 2, 100, 64), sz.grace)
 	wait(ctx, sz.stallBefore)
 	before := led.counts()
-	px.stall()
+	px.Stall()
 	wait(ctx, sz.stallFor)
 	during := led.counts()
-	px.resume()
+	px.Resume()
 	wait(ctx, sz.stallAfter)
 	ld.end()
 	end := led.counts()
