@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,32 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // These tests put gserverd's embedded store on a full disk (a small tmpfs,
 // root only) and on a damaged write-ahead log (issue 10, items 3 and 4).
-
-// smallTmpfs mounts a tmpfs of size bytes, unmounted at the end of the
-// test; without root the test is skipped.
-func smallTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: mounting a small tmpfs needs root (CI runs as root)")
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Skipf("SKIP: cannot mount a tmpfs here: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
 
 // submitBg submits a background job and returns "" for JOB_CREATED or the
 // ERROR code.
@@ -90,7 +69,7 @@ func drainUniques(t *testing.T, addr, fn string) map[string]int {
 // comes back.
 func TestBinaryFullDisk(t *testing.T) {
 	t.Parallel()
-	dir := filepath.Join(smallTmpfs(t, 48<<20), "data")
+	dir := filepath.Join(testpeer.Tmpfs(t, 48<<20), "data")
 	args := []string{"-q", "embedded", "--data-dir", dir}
 	p := startGserverd(t, args...)
 	rc := dialRaw(t, p.Addr)
@@ -179,7 +158,7 @@ func TestBinaryFullDisk(t *testing.T) {
 // the new job is there (the drained ones were deleted).
 func TestBinaryStartOnFullDisk(t *testing.T) {
 	t.Parallel()
-	root := smallTmpfs(t, 16<<20)
+	root := testpeer.Tmpfs(t, 16<<20)
 	dir := filepath.Join(root, "data")
 	args := []string{"-q", "embedded", "--data-dir", dir}
 	p := startGserverd(t, args...)

@@ -14,27 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/server/store"
 )
-
-// smallFS mounts a tmpfs of size bytes and returns its directory; it is
-// unmounted at the end of the test. It skips the test when not root.
-func smallFS(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: mounting a small tmpfs needs root (CI runs as root)")
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Skipf("SKIP: cannot mount a tmpfs here: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
 
 // fillDisk writes a file in dir until the filesystem is full and returns
 // its path.
@@ -69,7 +51,7 @@ func TestFullDisk(t *testing.T) {
 }
 
 func testFullDisk(t *testing.T, mode SyncMode) {
-	dir := filepath.Join(smallFS(t, 48<<20), "store")
+	dir := filepath.Join(testpeer.Tmpfs(t, 48<<20), "store")
 	ctx := context.Background()
 	s, err := Open(ctx, Options{Dir: dir, Sync: mode})
 	if err != nil {
@@ -159,7 +141,7 @@ func testFullDisk(t *testing.T, mode SyncMode) {
 // fail with ErrNoSpace, Deletes are taken; once space is back the store
 // becomes writable, Adds succeed and the deletes are written.
 func TestOpenOnFullDisk(t *testing.T) {
-	root := smallFS(t, 16<<20)
+	root := testpeer.Tmpfs(t, 16<<20)
 	dir := filepath.Join(root, "store")
 	ctx := context.Background()
 	s, err := Open(ctx, Options{Dir: dir})
