@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -221,13 +220,14 @@ func (w *Worker) sendGrab(s *session) (booked <-chan struct{}, err error) {
 		<-w.slots
 		return changed, nil
 	}
-	if err := s.grab(context.Background(), nil, nil); err != nil {
-		if errors.Is(err, errGrabNotSent) {
-			w.release()
+	recorded, err := s.grab(context.Background(), nil, nil)
+	if !recorded {
+		w.release()
+		if err == nil {
+			err = ErrConnClosed // given up: the loop does not grab after that
 		}
-		return nil, err
 	}
-	return nil, nil
+	return nil, err
 }
 
 // reply handles a packet read on s: the reply to the oldest grab in
@@ -268,7 +268,9 @@ func (w *Worker) idle(ctx context.Context, s *session, log logrus.FieldLogger) (
 		s.clearNoJob()
 		return stop, err
 	}
-	s.startSleep()
+	if !s.startSleep() {
+		return false, nil // a job's grab is in flight: its reply first
+	}
 	defer s.endSleep()
 	if err := s.send(context.Background(), protocol.PreSleep); err != nil {
 		return false, err

@@ -117,27 +117,33 @@ func (s *session) send(ctx context.Context, t protocol.Type, args ...[]byte) err
 }
 
 // grab writes GRAB_JOB_UNIQ, after pre (whole request packets, or nil)
-// in the same write, and records it in grabs with done (see grabs).
-func (s *session) grab(ctx context.Context, pre []byte, done chan struct{}) error {
+// in the same write, and records it in grabs with done (see grabs). A
+// grab a job hands over (done not nil) is refused while the loop sleeps
+// or has seen a NO_JOB, and any grab once the loop has given the
+// connection up: then pre alone is written. recorded says whether the
+// grab was; err is the write's.
+//
+// The check and the record are made under gmu, as the loop's decision to
+// sleep (startSleep): a grab is either recorded before the loop decides,
+// which then waits for its reply, or refused.
+func (s *session) grab(ctx context.Context, pre []byte, done chan struct{}) (recorded bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return false, err
 	}
-	buf := protocol.AppendPacket(pre, protocol.Req, protocol.GrabJobUniq)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.gmu.Lock()
-	if s.gone {
+	if s.gone || (done != nil && (s.sleeping || s.noJob)) {
 		s.gmu.Unlock()
-		return errGrabNotSent
+		if len(pre) == 0 {
+			return false, nil
+		}
+		return false, s.writeLocked(ctx, pre)
 	}
 	s.grabs = append(s.grabs, done)
 	s.gmu.Unlock()
-	return s.writeLocked(ctx, buf)
+	return true, s.writeLocked(ctx, protocol.AppendPacket(pre, protocol.Req, protocol.GrabJobUniq))
 }
-
-// errGrabNotSent: the loop has left the connection; nothing was written
-// or recorded.
-var errGrabNotSent = errors.New("worker: connection given up")
 
 // inFlight returns how many grabs wait for their reply.
 func (s *session) inFlight() int {
@@ -170,12 +176,17 @@ func (s *session) dropGrabs() int {
 	return n
 }
 
-// startSleep marks the loop asleep (no grab is in flight: the loop has
-// none, and no job hands one over while noJob is set) and clears noJob.
-func (s *session) startSleep() {
+// startSleep marks the loop asleep and clears noJob, unless a grab is in
+// flight (one a job recorded before it saw noJob): then the loop must
+// read its reply first, and startSleep returns false.
+func (s *session) startSleep() bool {
 	s.gmu.Lock()
 	defer s.gmu.Unlock()
+	if len(s.grabs) > 0 {
+		return false
+	}
 	s.sleeping, s.noJob = true, false
+	return true
 }
 
 func (s *session) endSleep() {

@@ -392,13 +392,15 @@ func (w *Worker) report(j *job, timed *bool, t protocol.Type, args ...[]byte) (d
 		*timed = false
 	}
 	done = make(chan struct{})
-	switch err := s.grab(w.jobCtx, protocol.AppendPacket(nil, protocol.Req, t, args...), done); {
-	case errors.Is(err, errGrabNotSent):
-		// The loop has left: the slot stays with the job, which gives
-		// it back, and the reservation goes.
+	recorded, err := s.grab(w.jobCtx, protocol.AppendPacket(nil, protocol.Req, t, args...), done)
+	if !recorded {
+		// The loop sleeps, saw NO_JOB or left: the result went alone,
+		// the slot stays with the job (which gives it back) and the
+		// reservation goes.
 		w.unreserve()
 		return nil, err
-	case err != nil:
+	}
+	if err != nil {
 		// Recorded: the loop waits for the grab's reply; make sure it
 		// sees the end of the connection instead (and releases the slot).
 		s.close()
