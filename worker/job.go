@@ -62,6 +62,10 @@ type job struct {
 	payload  []byte
 	attempt  int
 	started  time.Time
+	// ctx is the handler's context (a child of Worker.jobCtx); fail ends
+	// it with a cause (FailRunning).
+	ctx  context.Context
+	fail context.CancelCauseFunc
 }
 
 func (j *job) Handle() string   { return j.handle }

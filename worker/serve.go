@@ -157,13 +157,13 @@ func (w *Worker) loop(ctx context.Context, s *session, log logrus.FieldLogger) e
 	// booked, while not nil, is closed when a MaxJobs reservation frees.
 	var booked <-chan struct{}
 	for {
-		inflight := s.inFlight()
+		inflight, noJob := s.state()
 		stopping := w.stopping(ctx)
 		if inflight == 0 {
 			if stopping && s.leaveIfIdle() {
 				return nil
 			}
-			if s.noJobSeen() {
+			if noJob {
 				// 3. Nothing to do: sleep until a NOOP (or the poll interval).
 				if stop, err := w.idle(ctx, s, log); stop || err != nil {
 					return w.leave(s, err)
@@ -175,7 +175,7 @@ func (w *Worker) loop(ctx context.Context, s *session, log logrus.FieldLogger) e
 		// 1. A free slot (Concurrency bounds the jobs held on all servers)
 		// for one more grab; 2. the replies.
 		var slots chan struct{}
-		if !stopping && booked == nil && inflight < maxInflight && !s.noJobSeen() {
+		if !stopping && booked == nil && inflight < maxInflight && !noJob {
 			slots = w.slots
 		}
 		var ctxDone <-chan struct{}

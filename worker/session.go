@@ -145,11 +145,11 @@ func (s *session) grab(ctx context.Context, pre []byte, done chan struct{}) (rec
 	return true, s.writeLocked(ctx, protocol.AppendPacket(pre, protocol.Req, protocol.GrabJobUniq))
 }
 
-// inFlight returns how many grabs wait for their reply.
-func (s *session) inFlight() int {
+// state returns how many grabs wait for their reply, and noJob.
+func (s *session) state() (inflight int, noJob bool) {
 	s.gmu.Lock()
 	defer s.gmu.Unlock()
-	return len(s.grabs)
+	return len(s.grabs), s.noJob
 }
 
 // popGrab takes the oldest grab in flight, for its reply; ok is false
@@ -199,12 +199,6 @@ func (s *session) clearNoJob() {
 	s.gmu.Lock()
 	s.noJob = false
 	s.gmu.Unlock()
-}
-
-func (s *session) noJobSeen() bool {
-	s.gmu.Lock()
-	defer s.gmu.Unlock()
-	return s.noJob
 }
 
 // leaveIfIdle gives the connection up (see dropGrabs) when no grab is in

@@ -63,7 +63,7 @@ type Worker struct {
 	reserved   int           // grabs sent or jobs taken, counted against MaxJobs
 	resChanged chan struct{} // closed by unreserve, for loops waiting on MaxJobs
 	sessions   map[*session]struct{}
-	running    map[*job]context.CancelCauseFunc // nil until the job's handler context exists
+	running    map[*job]context.CancelCauseFunc // a job's FailRunning cancel; nil once used
 	stats      Stats
 	connected  map[string]bool
 }
@@ -310,8 +310,10 @@ func (w *Worker) startJob(s *session, p protocol.Packet) {
 	if j.payload == nil {
 		j.payload = []byte{}
 	}
+	// The handler's context, which FailRunning may end from now on.
+	j.ctx, j.fail = context.WithCancelCause(w.jobCtx)
 	w.mu.Lock()
-	w.running[j] = nil
+	w.running[j] = j.fail
 	w.stats.Taken++
 	w.stats.LastActivity = j.started
 	limit := w.opts.MaxJobs > 0 && w.stats.Taken >= w.opts.MaxJobs
@@ -452,13 +454,9 @@ func (w *Worker) runJob(j *job, timed bool) (handed chan struct{}) {
 	var (
 		result []byte
 		err    error
-		ctx    context.Context
+		ctx    = j.ctx
 	)
-	ctx, failJob := context.WithCancelCause(w.jobCtx)
-	defer failJob(nil)
-	w.mu.Lock()
-	w.running[j] = failJob // FailRunning may end it from now on
-	w.mu.Unlock()
+	defer j.fail(nil)
 	switch {
 	case fc.Timeout > 0 && fc.TimeoutFails:
 		var cancel context.CancelFunc

@@ -246,40 +246,48 @@ func (l *lockedBuffer) String() string {
 }
 
 // poisonDropped checks that make run's gserverd gives up on a job that
-// times out again and again (issue 10, item 16): a worker that never
-// answers holds it under CAN_DO_TIMEOUT; after a finite number of runs
+// times out again and again (issue 10, item 16): stuck workers take it
+// under CAN_DO_TIMEOUT and never answer; after a finite number of runs
 // the client gets WORK_FAIL and the server counts the job as dropped.
 func poisonDropped(t *testing.T, addr, api string) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	assigned := make(chan struct{}, 64)
-	go func() { // the stuck worker: takes the job whenever it is back, never answers
-		r := protocol.NewReader(conn, protocol.Limits{})
-		send := func(ty protocol.Type, args ...[]byte) bool {
-			_, err := conn.Write(protocol.AppendPacket(nil, protocol.Req, ty, args...))
-			return err == nil
+	var (
+		mu     sync.Mutex
+		conns  []net.Conn
+		closed bool
+	)
+	done := make(chan struct{})
+	defer func() { // the workers end when their connections do
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
 		}
-		if !send(protocol.CanDoTimeout, []byte("poison"), []byte("1")) || !send(protocol.GrabJobUniq) {
-			return
-		}
+		closed = true
+		mu.Unlock()
+		<-done
+	}()
+	// Each stuck worker sleeps (PRE_SLEEP) until the server wakes it for
+	// the job, takes it and holds it without answering; then the next
+	// one waits for the job to come back. (A worker that holds a job must
+	// not PRE_SLEEP: that stops the server's timer of the job, as in
+	// gearmand.)
+	go func() {
+		defer close(done)
 		for {
-			f, err := r.Next()
+			conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 			if err != nil {
 				return
 			}
-			switch f.Packet.Type {
-			case protocol.JobAssignUniq:
-				assigned <- struct{}{}
-				send(protocol.GrabJobUniq)
-			case protocol.NoJob:
-				// Poll: PRE_SLEEP would cancel the server's timer of the
-				// job held (as gearmand does).
-				time.AfterFunc(100*time.Millisecond, func() { send(protocol.GrabJobUniq) })
+			mu.Lock()
+			ended := closed
+			conns = append(conns, conn)
+			mu.Unlock()
+			if ended || !stuckWorker(conn) {
+				_ = conn.Close()
+				return
 			}
+			assigned <- struct{}{}
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
@@ -300,5 +308,33 @@ func poisonDropped(t *testing.T, addr, api string) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Dropped != 1 {
 		t.Errorf("/api/v1/server dropped = %d (%v), want 1", st.Dropped, err)
+	}
+}
+
+// stuckWorker registers poison with a 1 s CAN_DO_TIMEOUT on conn, sleeps
+// until it gets the job and returns true once it holds it; false when
+// the connection ends first.
+func stuckWorker(conn net.Conn) bool {
+	send := func(ty protocol.Type, args ...[]byte) bool {
+		_, err := conn.Write(protocol.AppendPacket(nil, protocol.Req, ty, args...))
+		return err == nil
+	}
+	if !send(protocol.CanDoTimeout, []byte("poison"), []byte("1")) || !send(protocol.PreSleep) {
+		return false
+	}
+	r := protocol.NewReader(conn, protocol.Limits{})
+	for {
+		f, err := r.Next()
+		if err != nil {
+			return false
+		}
+		switch f.Packet.Type {
+		case protocol.JobAssignUniq:
+			return true
+		case protocol.Noop:
+			send(protocol.GrabJobUniq)
+		case protocol.NoJob:
+			send(protocol.PreSleep)
+		}
 	}
 }
