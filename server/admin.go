@@ -260,7 +260,7 @@ func (h *handler) cancelJob(handle string) string {
 			}
 		}
 		if k := j.key(); k != "" {
-			h.deletes = append(h.deletes, storeRef{fn: j.fn.name, key: k})
+			h.deletes = append(h.deletes, s.deleteRef(j.fn.name, k))
 			j.ext.key = ""
 		}
 	} else {

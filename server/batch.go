@@ -76,6 +76,7 @@ func (h *handler) queueSubmit(fn *function, unique, data []byte, sub protocol.Su
 			Data:     readOnlyBytes(p.data),
 			When:     when,
 			Reducer:  string(reducer),
+			Version:  h.s.nextVersion(),
 		}
 		h.s.beginAdd(p.rec, p.unique)
 	}
@@ -117,6 +118,7 @@ func (h *handler) joinStored(j *job) {
 	s, c := h.s, h.c
 	rec := j.record()
 	rec.Key = s.storeKey(j.unique)
+	rec.Version = s.nextVersion()
 	x := j.x()
 	x.joining++
 	j.bg = true
@@ -155,7 +157,7 @@ func (h *handler) joinStored(j *job) {
 		// or is about to.
 		shared := rec.Key == j.unique
 		if !shared || (s.adding[rec.Ref()] == 0 && !s.holds(j.fn, j.unique, rec.Key)) {
-			h.deletes = append(h.deletes, storeRef{fn: rec.Function, key: rec.Key})
+			h.deletes = append(h.deletes, s.deleteRef(rec.Function, rec.Key))
 		}
 	}
 	h.replyCreated(j.id)
@@ -219,7 +221,7 @@ func (h *handler) flushBatch() {
 					ex.x().key = p.rec.Key
 				case k != p.rec.Key:
 					// Stored under another fresh key ("-"): ours is spare.
-					h.deletes = append(h.deletes, storeRef{fn: p.rec.Function, key: p.rec.Key})
+					h.deletes = append(h.deletes, s.deleteRef(p.rec.Function, p.rec.Key))
 				}
 				ids[i] = ex.id
 				h.replyCreated(ex.id)

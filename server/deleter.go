@@ -15,15 +15,19 @@ import (
 // while the job runs.
 //
 // Order with adds: an Add of a key whose delete is still pending waits
-// for that delete first (waitFor), so a new job never loses its record to
-// the delete of an older job with the same (function, unique).
+// for that delete first (waitFor). That alone cannot keep a new job's
+// record from the delete of an older job with the same (function,
+// unique): a delete that timed out may still be applied by the database
+// later, after the Add. Deletes are therefore versioned when decided
+// (Server.deleteRef, store.Ref.Version) and never remove a record added
+// after that.
 type deleter struct {
 	st  store.Store
 	log logrus.FieldLogger
 
 	mu      sync.Mutex
 	cond    *sync.Cond
-	pending map[store.Ref]int // queued or in-flight deletes per ref
+	pending map[store.Ref]int // queued or in-flight deletes per ref (Version 0)
 	queue   []store.Ref
 	closed  bool
 	kick    chan struct{}
@@ -47,9 +51,8 @@ func newDeleter(st store.Store, log logrus.FieldLogger) *deleter {
 func (d *deleter) enqueue(refs []storeRef) {
 	d.mu.Lock()
 	for _, r := range refs {
-		ref := store.Ref{Function: r.fn, Key: r.key}
-		d.pending[ref]++
-		d.queue = append(d.queue, ref)
+		d.pending[store.Ref{Function: r.fn, Key: r.key}]++
+		d.queue = append(d.queue, store.Ref{Function: r.fn, Key: r.key, Version: r.version})
 	}
 	d.mu.Unlock()
 	select {
@@ -93,6 +96,7 @@ func (d *deleter) run() {
 			}
 			d.mu.Lock()
 			for _, r := range refs {
+				r.Version = 0
 				if d.pending[r]--; d.pending[r] <= 0 {
 					delete(d.pending, r)
 				}

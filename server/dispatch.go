@@ -223,6 +223,23 @@ func (s *Server) storeKey(unique string) string {
 	return store.NewKey(s.clk.Now(), s.keySeq)
 }
 
+// nextVersion returns a store version above every one given before, for
+// a record about to be added (store.Job.Version) or a delete just decided
+// (store.Ref.Version): a delete then removes the records added before it
+// was decided and never one added after, however late the store applies
+// it. Both are taken under s.mu, where the decisions are made. Called
+// with s.mu held.
+func (s *Server) nextVersion() int64 {
+	s.version++
+	return s.version
+}
+
+// deleteRef returns the store deletion of the record of fn stored under
+// key, versioned now. Called with s.mu held.
+func (s *Server) deleteRef(fn, key string) storeRef {
+	return storeRef{fn: fn, key: key, version: s.nextVersion()}
+}
+
 // record returns the store record of j (without its key).
 func (j *job) record() store.Job {
 	return store.Job{

@@ -28,6 +28,9 @@ func (s *Server) replay(ctx context.Context) error {
 		if prio < protocol.High || prio > protocol.Low {
 			prio = protocol.Normal
 		}
+		if r.Version > s.version {
+			s.version = r.Version
+		}
 		j := s.newJob(fn, unique, string(r.Data), prio, true)
 		x := j.x()
 		x.key = r.Key
@@ -62,11 +65,13 @@ func (s *Server) rekey(ctx context.Context, jobs []*job) error {
 		s.mu.Lock()
 		rec := j.record()
 		rec.Key = s.storeKey("")
+		rec.Version = s.nextVersion()
+		del := store.Ref{Function: rec.Function, Version: s.nextVersion()}
 		s.mu.Unlock()
 		if err := s.store.Add(ctx, rec); err != nil {
 			return fmt.Errorf("server: replay store: re-key %s job with an empty unique: %w", rec.Function, err)
 		}
-		if err := s.store.Delete(ctx, store.Ref{Function: rec.Function}); err != nil {
+		if err := s.store.Delete(ctx, del); err != nil {
 			return fmt.Errorf("server: replay store: delete %s job with an empty key: %w", rec.Function, err)
 		}
 		s.mu.Lock()

@@ -61,7 +61,9 @@ func (m *memStore) Delete(_ context.Context, refs ...store.Ref) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, r := range refs {
-		if _, ok := m.jobs[r]; ok {
+		ver := r.Version
+		r.Version = 0 // the map's key
+		if j, ok := m.jobs[r]; ok && (store.Ref{Version: ver}).Removes(j.Version) {
 			delete(m.jobs, r)
 			m.deletes++
 			for i, o := range m.order {

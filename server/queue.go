@@ -287,7 +287,7 @@ func (s *Server) free(j *job, h *handler) {
 	// record is left to the job that Add creates or joins (if that Add
 	// fails, the record stays: the job may run again after a restart).
 	if k := j.key(); k != "" && h != nil && s.adding[store.Ref{Function: j.fn.name, Key: k}] == 0 {
-		h.deletes = append(h.deletes, storeRef{fn: j.fn.name, key: k})
+		h.deletes = append(h.deletes, s.deleteRef(j.fn.name, k))
 	}
 }
 
@@ -593,8 +593,12 @@ func (s *Server) epochDue() {
 	s.armEpoch()
 }
 
-// storeRef is a store deletion to do outside the lock.
-type storeRef struct{ fn, key string }
+// storeRef is a store deletion to do outside the lock, versioned when it
+// was decided (Server.deleteRef).
+type storeRef struct {
+	fn, key string
+	version int64
+}
 
 func (h *handler) flushDeletes() {
 	if len(h.deletes) == 0 {

@@ -145,6 +145,9 @@ type Server struct {
 	bgWG      sync.WaitGroup
 	nextJob   uint64
 	keySeq    uint64 // sequence for store.NewKey
+	// version is the last store.Job.Version given to a record or a
+	// delete (nextVersion).
+	version int64
 	running   int    // jobs assigned to a worker, all functions
 	future    futureHeap
 	epochT    clock.Timer
@@ -187,6 +190,9 @@ func New(opts Options) (*Server, error) {
 		bigUniq:   make(map[*function]struct{}),
 		jobs:      make(map[uint64]*job),
 		adding:    make(map[store.Ref]int),
+		// Above every version a previous run gave, unless the clock
+		// went back; replay raises it above every stored one.
+		version: time.Now().UnixNano(),
 	}
 	if o.Store != nil {
 		s.meter = newMeteredStore(store.WithTimeout(o.Store, o.StoreTimeout), o.Clock)

@@ -5,6 +5,7 @@
 package tcpproxy
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"sync"
@@ -18,13 +19,17 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu      sync.Mutex // guards down, stalled, closed and conns
-	resumed *sync.Cond // signalled when stalled or closed changes
+	mu      sync.Mutex // guards the fields below
+	resumed *sync.Cond // signalled when stalled, stalledPairs or closed changes
 	down    bool
 	stalled bool
 	closed  bool
 	held    int // copiers holding bytes back while stalled
 	conns   map[net.Conn]struct{}
+	// trigger, when set, stalls the next connection on which the client
+	// sends it (StallOn); stalledPairs are the connections so stalled.
+	trigger      []byte
+	stalledPairs map[*pair]struct{}
 
 	wg sync.WaitGroup // the accept loop and the copiers
 }
@@ -35,7 +40,7 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tcpproxy: %w", err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, stalledPairs: map[*pair]struct{}{}}
 	p.resumed = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.accept()
@@ -72,10 +77,26 @@ func (p *Proxy) Stall() {
 	p.mu.Unlock()
 }
 
-// Resume ends a Stall.
+// StallOn stalls one connection, the next on which the client sends a
+// chunk of bytes containing pattern, as Stall does but for that
+// connection only: that chunk and everything after it, both ways, is held
+// back until Resume, while the other connections, and new ones, carry on.
+// It is a network path that goes silent in the middle of one statement,
+// after the database's client has sent it. A pattern split across two
+// reads is not seen.
+func (p *Proxy) StallOn(pattern []byte) {
+	p.mu.Lock()
+	p.trigger = append([]byte(nil), pattern...)
+	p.mu.Unlock()
+}
+
+// Resume ends a Stall, and the stall of the connections StallOn stalled;
+// a StallOn that has not met its pattern is cancelled.
 func (p *Proxy) Resume() {
 	p.mu.Lock()
 	p.stalled = false
+	p.trigger = nil
+	clear(p.stalledPairs)
 	p.resumed.Broadcast()
 	p.mu.Unlock()
 }
@@ -89,14 +110,27 @@ func (p *Proxy) Held() int {
 	return p.held
 }
 
-// pass waits while the proxy is stalled; it reports false once the proxy
-// is closed.
-func (p *Proxy) pass() bool {
+// pair is one proxied connection: the client's socket and the target's.
+// (Not an empty struct: pointers to those may all be equal.)
+type pair struct{ client net.Conn }
+
+// pass waits while the proxy, or the connection pr, is stalled; chunk is
+// what the copier read, fromClient its direction. It reports false once
+// the proxy is closed.
+func (p *Proxy) pass(pr *pair, chunk []byte, fromClient bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stalled && !p.closed {
+	if fromClient && p.trigger != nil && bytes.Contains(chunk, p.trigger) {
+		p.trigger = nil
+		p.stalledPairs[pr] = struct{}{}
+	}
+	stalled := func() bool {
+		_, ok := p.stalledPairs[pr]
+		return (p.stalled || ok) && !p.closed
+	}
+	if stalled() {
 		p.held++
-		for p.stalled && !p.closed {
+		for stalled() {
 			p.resumed.Wait()
 		}
 		p.held--
@@ -152,21 +186,22 @@ func (p *Proxy) accept() {
 			_ = c.Close()
 			continue
 		}
+		pr := &pair{client: c}
 		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go p.pipe(pr, up, c, true)
+		go p.pipe(pr, c, up, false)
 	}
 }
 
 // pipe copies src to dst; while the proxy is stalled it holds what it
 // read and reads no more.
-func (p *Proxy) pipe(dst, src net.Conn) {
+func (p *Proxy) pipe(pr *pair, dst, src net.Conn, fromClient bool) {
 	defer p.wg.Done()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if !p.pass() {
+			if !p.pass(pr, buf[:n], fromClient) {
 				break
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {

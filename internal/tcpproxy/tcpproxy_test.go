@@ -141,3 +141,88 @@ func TestCut(t *testing.T) {
 		t.Fatalf("after Restore: %v", err)
 	}
 }
+
+// TestStallOn: StallOn holds the connection that sends the pattern (from
+// that chunk on) while the other connections, and new ones, carry on;
+// Resume forwards what was held.
+func TestStallOn(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	p, err := tcpproxy.New(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	echo := func(c net.Conn, msg string) error {
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return err
+		}
+		if string(buf) != msg {
+			t.Errorf("echo: got %q, want %q", buf, msg)
+		}
+		return nil
+	}
+	a, b := dial(), dial()
+	if err := echo(a, "before"); err != nil {
+		t.Fatal(err)
+	}
+	p.StallOn([]byte("DELETE"))
+	if err := echo(b, "insert"); err != nil {
+		t.Fatalf("a chunk without the pattern: %v", err)
+	}
+	if _, err := a.Write([]byte("a DELETE")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for p.Held() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Held() = %d 30s after the pattern was sent, want 1", p.Held())
+		}
+		time.Sleep(time.Millisecond) // poll the condition, bounded
+	}
+	// The other connection, a new one, and the pattern again (StallOn is
+	// one-shot) all pass.
+	if err := echo(b, "b DELETE"); err != nil {
+		t.Fatalf("another open connection while one is stalled: %v", err)
+	}
+	if err := echo(dial(), "new"); err != nil {
+		t.Fatalf("a new connection while one is stalled: %v", err)
+	}
+	_ = a.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	var ne net.Error
+	if n, err := a.Read(make([]byte, 8)); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read on the stalled connection: %d bytes, %v, want a timeout", n, err)
+	}
+	p.Resume()
+	_ = a.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 8)
+	if _, err := io.ReadFull(a, buf); err != nil || string(buf) != "a DELETE" {
+		t.Fatalf("after Resume: got %q, %v, want the held bytes", buf, err)
+	}
+}

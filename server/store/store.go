@@ -28,16 +28,36 @@ type Job struct {
 	When int64
 	// Reducer is the reducer of a SUBMIT_REDUCE_JOB_BACKGROUND job.
 	Reducer string
+	// Version orders the writes of one (Function, Key): the server gives
+	// every record it adds a version above every version it gave before
+	// (also across restarts), so that a Delete can spare the records
+	// added after it was decided (Ref.Version). 0 means none: a record
+	// written by gearmand, by an older gserverd, or by an import. Replay
+	// returns it as stored.
+	Version int64
 }
 
-// Ref names a stored job: (function, key).
+// Ref names a stored job, (function, key), for Delete.
 type Ref struct {
 	Function string
 	Key      string
+	// Version makes the delete conditional: it removes the stored record
+	// only if that record's Job.Version is lower, so a delete that
+	// reaches the store late (a call that timed out on the server's side
+	// but was executed by the database afterwards, or one reordered with
+	// an Add) cannot remove the record of a newer job with the same
+	// reference, added with a higher version. Records without a version
+	// (0) are older than any. A Version of 0 removes the record whatever
+	// its version.
+	Version int64
 }
 
-// Ref returns the job's reference.
+// Ref returns the job's reference (Version 0: unconditional).
 func (j *Job) Ref() Ref { return Ref{Function: j.Function, Key: j.Key} }
+
+// Removes reports whether a Delete of r removes a stored record whose
+// version is stored: the rule every backend applies.
+func (r Ref) Removes(stored int64) bool { return r.Version == 0 || stored < r.Version }
 
 // Store persists background jobs. Implementations are safe for
 // concurrent use. Add and Delete return only once the change is durable
@@ -47,7 +67,9 @@ type Store interface {
 	// replaces the stored one. Add must not modify the jobs' Data: the
 	// server shares those bytes with the job it keeps in memory.
 	Add(ctx context.Context, jobs ...Job) error
-	// Delete removes jobs. Deleting a job that is not stored is not an error.
+	// Delete removes jobs, each only if its stored version is lower than
+	// the ref's Version (see Ref.Version). Deleting a job that is not
+	// stored, or whose stored version is not lower, is not an error.
 	Delete(ctx context.Context, refs ...Ref) error
 	// Replay calls fn for every stored job, in the order they were added
 	// where the backend keeps one. It stops at fn's first error.

@@ -8,13 +8,20 @@ import (
 	"github.com/gworkerd/gworkerd/server/store"
 )
 
-// codecVersion is the first byte of every stored job.
-const codecVersion = 1
+// codecVersion is the first byte of every stored job: 2 since records
+// carry their store.Job.Version; records of format 1 (written by older
+// gserverds, without it) are still read, with Version 0.
+const (
+	codecVersion   = 2
+	codecVersionV1 = 1
+)
 
 // encodeJob appends j's record to b:
 //
-//	version(1) uvarint(len fn) fn uvarint(len key) key uvarint(len reducer) reducer
-//	varint(priority) varint(when) data...
+//	format(1) uvarint(len fn) fn uvarint(len key) key uvarint(len reducer) reducer
+//	varint(priority) varint(when) varint(version) data...
+//
+// Format 1 is the same without varint(version).
 func encodeJob(b []byte, j *store.Job) []byte {
 	b = append(b, codecVersion)
 	b = binary.AppendUvarint(b, uint64(len(j.Function)))
@@ -25,6 +32,7 @@ func encodeJob(b []byte, j *store.Job) []byte {
 	b = append(b, j.Reducer...)
 	b = binary.AppendVarint(b, int64(j.Priority))
 	b = binary.AppendVarint(b, j.When)
+	b = binary.AppendVarint(b, j.Version)
 	return append(b, j.Data...)
 }
 
@@ -36,17 +44,20 @@ func encodedLen(j *store.Job) int {
 	}
 	var b [binary.MaxVarintLen64]byte
 	return 1 + uv(len(j.Function)) + uv(len(j.Key)) + uv(len(j.Reducer)) +
-		binary.PutVarint(b[:], int64(j.Priority)) + binary.PutVarint(b[:], j.When) + len(j.Data)
+		binary.PutVarint(b[:], int64(j.Priority)) + binary.PutVarint(b[:], j.When) +
+		binary.PutVarint(b[:], j.Version) + len(j.Data)
 }
 
 var errCorrupt = errors.New("corrupt job record")
 
-// decodeJob parses a record made by encodeJob; the job owns its memory.
+// decodeJob parses a record made by encodeJob, or by an older gserverd
+// (format 1); the job owns its memory.
 func decodeJob(b []byte) (store.Job, error) {
 	var j store.Job
-	if len(b) == 0 || b[0] != codecVersion {
+	if len(b) == 0 || (b[0] != codecVersion && b[0] != codecVersionV1) {
 		return j, fmt.Errorf("%w: unknown version", errCorrupt)
 	}
+	format := b[0]
 	b = b[1:]
 	str := func() (string, error) {
 		n, k := binary.Uvarint(b)
@@ -82,6 +93,11 @@ func decodeJob(b []byte) (store.Job, error) {
 	j.Priority = int(p)
 	if j.When, err = num(); err != nil {
 		return j, err
+	}
+	if format == codecVersion {
+		if j.Version, err = num(); err != nil {
+			return j, err
+		}
 	}
 	if len(b) > 0 {
 		j.Data = append([]byte(nil), b...)

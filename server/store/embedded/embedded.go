@@ -349,6 +349,29 @@ func indexKey(r store.Ref) []byte {
 	return append(b, r.Key...)
 }
 
+// indexEntry is the value of an index key: the seq of the job's record
+// and its store.Job.Version, 8 bytes big-endian each. Entries written by
+// older gserverds have the seq only (version 0).
+type indexEntry struct {
+	seq     uint64
+	version int64
+}
+
+func (e indexEntry) encode() []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), e.seq)
+	return binary.BigEndian.AppendUint64(b, uint64(e.version))
+}
+
+func decodeIndex(v []byte) (indexEntry, bool) {
+	switch len(v) {
+	case 8:
+		return indexEntry{seq: binary.BigEndian.Uint64(v)}, true
+	case 16:
+		return indexEntry{seq: binary.BigEndian.Uint64(v), version: int64(binary.BigEndian.Uint64(v[8:]))}, true
+	}
+	return indexEntry{}, false
+}
+
 func (s *Store) lastSeq() (uint64, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: jobPrefix, UpperBound: []byte("k")})
 	if err != nil {
@@ -373,7 +396,8 @@ func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
 	return s.do(ctx, &request{jobs: jobs})
 }
 
-// Delete removes jobs; unknown refs are ignored.
+// Delete removes jobs whose stored version is below the ref's
+// (store.Ref.Version); unknown refs are ignored.
 func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
 	return s.do(ctx, &request{refs: refs})
 }
@@ -578,25 +602,26 @@ func (s *Store) commit(reqs []*request) (err error) {
 	}()
 	b := s.newBatch(reqs)
 	defer b.Close()
-	// seqs holds the index entries changed in this batch: seq, or 0 for deleted.
-	seqs := map[string]uint64{}
+	// seqs holds the index entries changed in this batch ({0, 0}: deleted).
+	seqs := map[string]indexEntry{}
 	seq := s.seq
-	lookup := func(ik []byte) (uint64, error) {
+	lookup := func(ik []byte) (indexEntry, error) {
 		if v, ok := seqs[string(ik)]; ok {
 			return v, nil
 		}
 		v, closer, err := s.db.Get(ik)
 		if errors.Is(err, pebble.ErrNotFound) {
-			return 0, nil
+			return indexEntry{}, nil
 		}
 		if err != nil {
-			return 0, err
+			return indexEntry{}, err
 		}
 		defer closer.Close()
-		if len(v) != 8 {
-			return 0, fmt.Errorf("corrupt index entry %x", ik)
+		e, ok := decodeIndex(v)
+		if !ok {
+			return indexEntry{}, fmt.Errorf("corrupt index entry %x", ik)
 		}
-		return binary.BigEndian.Uint64(v), nil
+		return e, nil
 	}
 	for _, r := range reqs {
 		for i := range r.jobs {
@@ -606,8 +631,8 @@ func (s *Store) commit(reqs []*request) (err error) {
 			if err != nil {
 				return fmt.Errorf("embedded: add job %q: %w", j.Key, err)
 			}
-			if old != 0 {
-				if err := b.Delete(jobKey(old), nil); err != nil {
+			if old.seq != 0 {
+				if err := b.Delete(jobKey(old.seq), nil); err != nil {
 					return fmt.Errorf("embedded: add job %q: %w", j.Key, err)
 				}
 			}
@@ -621,10 +646,11 @@ func (s *Store) commit(reqs []*request) (err error) {
 			if err := op.Finish(); err != nil {
 				return fmt.Errorf("embedded: add job %q: %w", j.Key, err)
 			}
-			if err := b.Set(ik, binary.BigEndian.AppendUint64(nil, seq), nil); err != nil {
+			e := indexEntry{seq: seq, version: j.Version}
+			if err := b.Set(ik, e.encode(), nil); err != nil {
 				return fmt.Errorf("embedded: add job %q: %w", j.Key, err)
 			}
-			seqs[string(ik)] = seq
+			seqs[string(ik)] = e
 		}
 		for _, ref := range r.refs {
 			ik := indexKey(ref)
@@ -632,16 +658,16 @@ func (s *Store) commit(reqs []*request) (err error) {
 			if err != nil {
 				return fmt.Errorf("embedded: delete job %q: %w", ref.Key, err)
 			}
-			if old == 0 {
+			if old.seq == 0 || !ref.Removes(old.version) {
 				continue
 			}
-			if err := b.Delete(jobKey(old), nil); err != nil {
+			if err := b.Delete(jobKey(old.seq), nil); err != nil {
 				return fmt.Errorf("embedded: delete job %q: %w", ref.Key, err)
 			}
 			if err := b.Delete(ik, nil); err != nil {
 				return fmt.Errorf("embedded: delete job %q: %w", ref.Key, err)
 			}
-			seqs[string(ik)] = 0
+			seqs[string(ik)] = indexEntry{}
 		}
 	}
 	adds := false

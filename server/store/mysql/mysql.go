@@ -5,9 +5,12 @@
 // The table has gearmand's columns (unique_key, function_name, priority,
 // data, when_to_run, with a unique key on (unique_key, function_name)), so
 // a queue left behind by gearmand's MySQL plugin is replayed, and gearmand
-// can read ours. Two columns are added when missing (to gearmand's tables
-// too, with defaults that keep gearmand's INSERTs working): reducer, and
-// gserverd_seq, an AUTO_INCREMENT that orders replay by add order.
+// can read ours. Three columns are added when missing (to gearmand's
+// tables too, with defaults that keep gearmand's INSERTs working):
+// reducer, gserverd_seq, an AUTO_INCREMENT that orders replay by add
+// order, and gserverd_version, the record's store.Job.Version (0 for rows
+// gearmand or an older gserverd wrote), which a delete compares
+// (store.Ref.Version).
 //
 // Writes use REPLACE, so a duplicate (unique, function) replaces the row
 // (and moves it to the end) instead of failing as gearmand's INSERT does;
@@ -148,10 +151,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	db.SetMaxIdleConns(opts.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{db: db, log: opts.Logger.WithField("store", "mysql"), table: "`" + opts.Table + "`"}
-	s.qReplace = "REPLACE INTO " + s.table + " (unique_key, function_name, priority, data, when_to_run, reducer) VALUES (?, ?, ?, ?, ?, ?)"
-	s.qDelete = "DELETE FROM " + s.table + " WHERE unique_key = ? AND function_name = ?"
+	s.qReplace = "REPLACE INTO " + s.table + " (unique_key, function_name, priority, data, when_to_run, reducer, gserverd_version) VALUES (?, ?, ?, ?, ?, ?, ?)"
+	s.qDelete = "DELETE FROM " + s.table + " WHERE unique_key = ? AND function_name = ? AND (? = 0 OR gserverd_version < ?)"
 	s.qSelect = "SELECT COALESCE(unique_key, ''), COALESCE(function_name, ''), COALESCE(priority, 1), COALESCE(data, ''), " +
-		"COALESCE(when_to_run, 0), COALESCE(reducer, '') FROM " + s.table + " ORDER BY gserverd_seq"
+		"COALESCE(when_to_run, 0), COALESCE(reducer, ''), COALESCE(gserverd_version, 0) FROM " + s.table + " ORDER BY gserverd_seq"
 	if err := s.migrate(ctx, opts.Table); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -160,10 +163,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 }
 
 func (s *Store) migrate(ctx context.Context, name string) error {
-	// gearmand's table (GEARMAN_UNIQUE_SIZE = 64) plus our two columns.
+	// gearmand's table (GEARMAN_UNIQUE_SIZE = 64) plus our three columns.
 	create := "CREATE TABLE IF NOT EXISTS " + s.table + ` (unique_key VARCHAR(64), function_name VARCHAR(255),
  priority INT, data LONGBLOB, when_to_run INT, reducer VARCHAR(255) NOT NULL DEFAULT '',
- gserverd_seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, UNIQUE KEY (unique_key, function_name), UNIQUE KEY gserverd_seq (gserverd_seq))
+ gserverd_seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, gserverd_version BIGINT NOT NULL DEFAULT 0, UNIQUE KEY (unique_key, function_name), UNIQUE KEY gserverd_seq (gserverd_seq))
  DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`
 	if _, err := s.db.ExecContext(ctx, create); err != nil {
 		return fmt.Errorf("mysql: create table %s: %w", name, err)
@@ -191,6 +194,9 @@ func (s *Store) migrate(ctx context.Context, name string) error {
 	}
 	if !have["gserverd_seq"] {
 		alters = append(alters, "ALTER TABLE "+s.table+" ADD COLUMN gserverd_seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, ADD UNIQUE KEY gserverd_seq (gserverd_seq)")
+	}
+	if !have["gserverd_version"] {
+		alters = append(alters, "ALTER TABLE "+s.table+" ADD COLUMN gserverd_version BIGINT NOT NULL DEFAULT 0")
 	}
 	for _, q := range alters {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
@@ -260,7 +266,7 @@ func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
 			if d == nil {
 				d = []byte{}
 			}
-			if _, err := st.ExecContext(ctx, j.Key, j.Function, j.Priority, d, j.When, j.Reducer); err != nil {
+			if _, err := st.ExecContext(ctx, j.Key, j.Function, j.Priority, d, j.When, j.Reducer, j.Version); err != nil {
 				return err
 			}
 		}
@@ -272,7 +278,8 @@ func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
 	return nil
 }
 
-// Delete removes jobs; unknown refs are ignored.
+// Delete removes jobs whose stored version is below the ref's
+// (store.Ref.Version); unknown refs are ignored.
 func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
 	if err := s.gate.Enter(ctx); err != nil {
 		return err
@@ -282,7 +289,7 @@ func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for _, r := range refs {
-			if _, err := tx.ExecContext(ctx, s.qDelete, r.Key, r.Function); err != nil {
+			if _, err := tx.ExecContext(ctx, s.qDelete, r.Key, r.Function, r.Version, r.Version); err != nil {
 				return err
 			}
 		}
@@ -309,7 +316,7 @@ func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 			j    store.Job
 			data []byte
 		)
-		err := rows.Scan(&j.Key, &j.Function, &j.Priority, &data, &j.When, &j.Reducer)
+		err := rows.Scan(&j.Key, &j.Function, &j.Priority, &data, &j.When, &j.Reducer, &j.Version)
 		if len(data) > 0 {
 			j.Data = data
 		}

@@ -4,9 +4,11 @@
 // The table has gearmand's columns (unique_key, function_name, priority,
 // data, when_to_run, with UNIQUE (unique_key, function_name)), so a queue
 // left behind by gearmand's Postgres plugin is replayed, and gearmand can
-// read ours. Two columns are added (to gearmand's tables too, with
-// defaults that keep gearmand's INSERTs working): reducer, and
-// gserverd_seq, which orders replay by add order.
+// read ours. Three columns are added (to gearmand's tables too, with
+// defaults that keep gearmand's INSERTs working): reducer,
+// gserverd_seq, which orders replay by add order, and gserverd_version,
+// the record's store.Job.Version (0 for rows gearmand or an older
+// gserverd wrote), which a delete compares (store.Ref.Version).
 //
 // Writes are upserts, so a duplicate (unique, function) replaces the row
 // instead of failing as gearmand's INSERT does; jobs with an empty unique
@@ -115,13 +117,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s := &Store{pool: pool, log: opts.Logger.WithField("store", "postgres"), conns: conns}
 	s.table = pgx.Identifier(strings.Split(opts.Table, ".")).Sanitize()
-	s.qUpsert = "INSERT INTO " + s.table + ` (unique_key, function_name, priority, data, when_to_run, reducer)
-VALUES ($1, $2, $3, $4, $5, $6)
+	s.qUpsert = "INSERT INTO " + s.table + ` (unique_key, function_name, priority, data, when_to_run, reducer, gserverd_version)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (unique_key, function_name) DO UPDATE SET priority = EXCLUDED.priority, data = EXCLUDED.data,
- when_to_run = EXCLUDED.when_to_run, reducer = EXCLUDED.reducer, gserverd_seq = DEFAULT`
-	s.qDelete = "DELETE FROM " + s.table + " WHERE unique_key = $1 AND function_name = $2"
+ when_to_run = EXCLUDED.when_to_run, reducer = EXCLUDED.reducer, gserverd_seq = DEFAULT,
+ gserverd_version = EXCLUDED.gserverd_version`
+	s.qDelete = "DELETE FROM " + s.table + " WHERE unique_key = $1 AND function_name = $2 AND ($3::BIGINT = 0 OR gserverd_version < $3::BIGINT)"
 	s.qSelect = `SELECT COALESCE(unique_key, ''), COALESCE(function_name, ''), COALESCE(priority, 1),
- COALESCE(data, ''::bytea), COALESCE(when_to_run, 0), COALESCE(reducer, '') FROM ` + s.table + " ORDER BY gserverd_seq"
+ COALESCE(data, ''::bytea), COALESCE(when_to_run, 0), COALESCE(reducer, ''), COALESCE(gserverd_version, 0) FROM ` + s.table + " ORDER BY gserverd_seq"
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -136,6 +139,7 @@ func (s *Store) migrate(ctx context.Context) error {
  priority INTEGER, data BYTEA, when_to_run INTEGER, UNIQUE (unique_key, function_name))`,
 		"ALTER TABLE " + s.table + " ADD COLUMN IF NOT EXISTS reducer TEXT NOT NULL DEFAULT ''",
 		"ALTER TABLE " + s.table + " ADD COLUMN IF NOT EXISTS gserverd_seq BIGSERIAL",
+		"ALTER TABLE " + s.table + " ADD COLUMN IF NOT EXISTS gserverd_version BIGINT NOT NULL DEFAULT 0",
 	}
 	for _, q := range stmts {
 		if err := s.exec(ctx, q); err != nil {
@@ -185,12 +189,12 @@ func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
 		return nil
 	case 1:
 		j := &jobs[0]
-		err = s.exec(ctx, s.qUpsert, j.Key, j.Function, j.Priority, data(j.Data), j.When, j.Reducer)
+		err = s.exec(ctx, s.qUpsert, j.Key, j.Function, j.Priority, data(j.Data), j.When, j.Reducer, j.Version)
 	default:
 		err = s.batch(ctx, func(b *pgx.Batch) {
 			for i := range jobs {
 				j := &jobs[i]
-				b.Queue(s.qUpsert, j.Key, j.Function, j.Priority, data(j.Data), j.When, j.Reducer)
+				b.Queue(s.qUpsert, j.Key, j.Function, j.Priority, data(j.Data), j.When, j.Reducer, j.Version)
 			}
 		})
 	}
@@ -226,7 +230,8 @@ func (s *Store) batch(ctx context.Context, fill func(*pgx.Batch)) error {
 	return err
 }
 
-// Delete removes jobs; unknown refs are ignored.
+// Delete removes jobs whose stored version is below the ref's
+// (store.Ref.Version); unknown refs are ignored.
 func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
 	if err := s.gate.Enter(ctx); err != nil {
 		return err
@@ -236,11 +241,11 @@ func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
 	case 0:
 		return nil
 	case 1:
-		err = s.exec(ctx, s.qDelete, refs[0].Key, refs[0].Function)
+		err = s.exec(ctx, s.qDelete, refs[0].Key, refs[0].Function, refs[0].Version)
 	default:
 		err = s.batch(ctx, func(b *pgx.Batch) {
 			for _, r := range refs {
-				b.Queue(s.qDelete, r.Key, r.Function)
+				b.Queue(s.qDelete, r.Key, r.Function, r.Version)
 			}
 		})
 	}
@@ -271,7 +276,7 @@ func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 			when     int32
 			dataCopy []byte
 		)
-		err := rows.Scan(&j.Key, &j.Function, &prio, &dataCopy, &when, &j.Reducer)
+		err := rows.Scan(&j.Key, &j.Function, &prio, &dataCopy, &when, &j.Reducer, &j.Version)
 		j.Priority, j.When = int(prio), int64(when)
 		if len(dataCopy) > 0 {
 			j.Data = append([]byte(nil), dataCopy...)

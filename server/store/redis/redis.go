@@ -13,7 +13,9 @@
 // The sequence number comes from the counter PREFIX:seq and orders replay
 // by add order (gearmand's keys come first). Add writes all its jobs in
 // one Lua script, atomically; a job with the same reference replaces the
-// stored one. Replay reads every key with SCAN (never KEYS) into memory
+// stored one. Delete is a Lua script too: it compares the stored version
+// with the ref's (store.Ref.Version) and deletes only an older record (a
+// string written by gearmand has none: it is older than any). Replay reads every key with SCAN (never KEYS) into memory
 // and sorts it.
 //
 // Durability is Redis's own: Add returns once Redis has the job in memory.
@@ -101,16 +103,46 @@ type Store struct {
 }
 
 // addScript stores the jobs of one Add: KEYS = job keys..., seq counter;
-// ARGV = 6 fields per job.
+// ARGV = 7 fields per job.
 var addScript = goredis.NewScript(`
 local seqkey = KEYS[#KEYS]
 for i = 1, #KEYS - 1 do
-  local a = (i - 1) * 6
+  local a = (i - 1) * 7
   local s = redis.call('INCR', seqkey)
   redis.call('DEL', KEYS[i])
-  redis.call('HSET', KEYS[i], 'f', ARGV[a+1], 'k', ARGV[a+2], 'p', ARGV[a+3], 'w', ARGV[a+4], 'r', ARGV[a+5], 'd', ARGV[a+6], 's', s)
+  redis.call('HSET', KEYS[i], 'f', ARGV[a+1], 'k', ARGV[a+2], 'p', ARGV[a+3], 'w', ARGV[a+4], 'r', ARGV[a+5], 'd', ARGV[a+6], 's', s, 'v', ARGV[a+7])
 end
 return #KEYS - 1
+`)
+
+// deleteScript deletes the jobs of one Delete: KEYS = job keys, ARGV =
+// their refs' versions in decimal ("0": whatever is stored). A key is
+// deleted when its stored version (v of a hash; 0 for a hash without it
+// or a string) is lower. Versions are compared as digit strings, not as
+// Lua numbers (doubles, which lose the low digits of an int64).
+var deleteScript = goredis.NewScript(`
+local function less(a, b)
+  if #a ~= #b then return #a < #b end
+  for i = 1, #a do
+    local x, y = a:byte(i), b:byte(i)
+    if x ~= y then return x < y end
+  end
+  return false
+end
+local n = 0
+for i = 1, #KEYS do
+  local want = ARGV[i]
+  local del = want == '0'
+  if not del then
+    local cur = '0'
+    if redis.call('TYPE', KEYS[i]).ok == 'hash' then
+      cur = redis.call('HGET', KEYS[i], 'v') or '0'
+    end
+    del = less(cur, want)
+  end
+  if del then n = n + redis.call('DEL', KEYS[i]) end
+end
+return n
 `)
 
 // Open connects to Redis and checks that it answers.
@@ -155,11 +187,14 @@ func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
 		return nil
 	}
 	keys := make([]string, 0, len(jobs)+1)
-	args := make([]any, 0, 6*len(jobs))
+	args := make([]any, 0, 7*len(jobs))
 	for i := range jobs {
 		j := &jobs[i]
+		if j.Version < 0 {
+			return fmt.Errorf("redis: add job %q: negative version %d", j.Key, j.Version)
+		}
 		keys = append(keys, s.key(j.Ref()))
-		args = append(args, j.Function, j.Key, j.Priority, j.When, j.Reducer, j.Data)
+		args = append(args, j.Function, j.Key, j.Priority, j.When, j.Reducer, j.Data, j.Version)
 	}
 	keys = append(keys, s.prefix+":seq")
 	if err := addScript.Run(ctx, s.c, keys, args...).Err(); err != nil {
@@ -168,7 +203,8 @@ func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
 	return nil
 }
 
-// Delete removes jobs; unknown refs are ignored.
+// Delete removes jobs whose stored version is below the ref's
+// (store.Ref.Version), atomically; unknown refs are ignored.
 func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
 	if err := s.gate.Enter(ctx); err != nil {
 		return err
@@ -177,10 +213,15 @@ func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
 		return nil
 	}
 	keys := make([]string, len(refs))
+	args := make([]any, len(refs))
 	for i, r := range refs {
+		if r.Version < 0 {
+			return fmt.Errorf("redis: delete job %q: negative version %d", r.Key, r.Version)
+		}
 		keys[i] = s.key(r)
+		args[i] = r.Version
 	}
-	if err := s.c.Del(ctx, keys...).Err(); err != nil {
+	if err := deleteScript.Run(ctx, s.c, keys, args...).Err(); err != nil {
 		return fmt.Errorf("redis: delete %d jobs: %w", len(refs), err)
 	}
 	return nil
@@ -335,6 +376,11 @@ func fromHash(h map[string]string) (store.Job, int64, error) {
 	seq, err := strconv.ParseInt(h["s"], 10, 64)
 	if err != nil {
 		return j, 0, fmt.Errorf("seq %q: %w", h["s"], err)
+	}
+	if v, ok := h["v"]; ok {
+		if j.Version, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return j, 0, fmt.Errorf("version %q: %w", v, err)
+		}
 	}
 	if d := h["d"]; d != "" {
 		j.Data = []byte(d)

@@ -48,6 +48,7 @@ func Run(t *testing.T, open Opener) {
 		{"AddReplay", testAddReplay},
 		{"Delete", testDelete},
 		{"DeleteUnknown", testDeleteUnknown},
+		{"StaleDelete", testStaleDelete},
 		{"ReplaceDuplicate", testReplaceDuplicate},
 		{"EmptyUniques", testEmptyUniques},
 		{"Fields", testFields},
@@ -112,7 +113,7 @@ func byRef(jobs []store.Job) map[store.Ref]store.Job {
 
 func equalJob(a, b store.Job) bool {
 	return a.Function == b.Function && a.Key == b.Key && a.Priority == b.Priority &&
-		bytes.Equal(a.Data, b.Data) && a.When == b.When && a.Reducer == b.Reducer
+		bytes.Equal(a.Data, b.Data) && a.When == b.When && a.Reducer == b.Reducer && a.Version == b.Version
 }
 
 func describe(j store.Job) string {
@@ -120,7 +121,7 @@ func describe(j store.Job) string {
 	if len(d) > 32 {
 		d = d[:32]
 	}
-	return fmt.Sprintf("{fn=%q key=%q prio=%d when=%d reducer=%q data(%d)=%q}", j.Function, j.Key, j.Priority, j.When, j.Reducer, len(j.Data), d)
+	return fmt.Sprintf("{fn=%q key=%q prio=%d when=%d reducer=%q version=%d data(%d)=%q}", j.Function, j.Key, j.Priority, j.When, j.Reducer, j.Version, len(j.Data), d)
 }
 
 // wantJobs checks that the store holds exactly want (in any order).
@@ -179,6 +180,60 @@ func testDelete(t *testing.T, open Opener) {
 	// A deleted job can be added again.
 	add(t, s, jobs[0])
 	wantJobs(t, s, jobs[0], jobs[2])
+}
+
+// testStaleDelete: a Delete removes a record only if the record's version
+// is lower than the ref's (store.Ref.Version), so a delete that arrives
+// after a newer record with the same reference was added (a call that
+// timed out but ran later) leaves that record; versions survive a
+// reopen and come back from Replay; a record without a version (gearmand,
+// an older gserverd, an import) is older than any; a ref without a
+// version deletes whatever is stored. Versions are int64s near the top of
+// the range, where a float64 would confuse neighbours.
+func testStaleDelete(t *testing.T, open Opener) {
+	s := openT(t, open)
+	ctx := ctxT(t)
+	const base = int64(1)<<62 + 1
+	del := func(refs ...store.Ref) {
+		t.Helper()
+		if err := s.Delete(ctx, refs...); err != nil {
+			t.Fatalf("Delete(%+v): %v", refs, err)
+		}
+	}
+	ref := func(j store.Job, version int64) store.Ref {
+		r := j.Ref()
+		r.Version = version
+		return r
+	}
+	old := job("f", "u", "old")
+	old.Version = base
+	add(t, s, old)
+	// A delete decided after the old Add (version above it) but applied
+	// after the new one: only the old record's version is below it.
+	newer := job("f", "u", "new")
+	newer.Version = base + 2
+	add(t, s, newer)
+	del(ref(old, base+1))
+	wantJobs(t, s, newer)
+	del(ref(newer, base+2)) // equal: not older
+	wantJobs(t, s, newer)
+
+	// In one call with others: each ref is judged on its own.
+	other := job("f", "other", "o")
+	other.Version = base + 3
+	legacy := job("g", "legacy", "written without a version")
+	add(t, s, other, legacy)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s = openT(t, open)
+	wantJobs(t, s, newer, other, legacy)
+	del(ref(newer, base+1), ref(other, base+4), ref(legacy, 1))
+	wantJobs(t, s, newer)
+
+	// A ref without a version deletes a versioned record.
+	del(newer.Ref())
+	wantJobs(t, s)
 }
 
 func testDeleteUnknown(t *testing.T, open Opener) {
