@@ -147,8 +147,8 @@ type Server struct {
 	keySeq    uint64 // sequence for store.NewKey
 	// version is the last store.Job.Version given to a record or a
 	// delete (nextVersion).
-	version int64
-	running   int    // jobs assigned to a worker, all functions
+	version   int64
+	running   int // jobs assigned to a worker, all functions
 	future    futureHeap
 	epochT    clock.Timer
 	epochAt   int64 // unix time epochT is armed for; 0 = unarmed
