@@ -3,6 +3,7 @@ package embedded
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble"
 	"go.uber.org/goleak"
 
 	"github.com/gworkerd/gworkerd/server/store"
@@ -307,5 +309,56 @@ func TestDirectoryLocked(t *testing.T) {
 	if err == nil {
 		_ = s2.Close()
 		t.Fatal("second Open of a directory in use succeeded")
+	}
+}
+
+// TestOlderRecords: jobs written by a gserverd from before versioned
+// deletes (record format 1, 8-byte index entries; the bytes are written
+// out here) replay with Version 0 and are removed by a versioned Delete,
+// as the server deletes them; a record added over one of them is
+// versioned.
+func TestOlderRecords(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := Open(context.Background(), Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// format 1: fn "fn", key "a"/"b", reducer "", priority 1, when 0, data "d".
+	b := s.db.NewBatch()
+	for i, key := range []string{"a", "b"} {
+		seq := uint64(i + 1)
+		rec := []byte{1, 2, 'f', 'n', 1, key[0], 0, 2, 0, 'd'}
+		_ = b.Set(jobKey(seq), rec, nil)
+		_ = b.Set(indexKey(store.Ref{Function: "fn", Key: key}), binary.BigEndian.AppendUint64(nil, seq), nil)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(context.Background(), Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("open a store with format-1 records: %v", err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	got := storetest.ReplayAll(t, s)
+	if len(got) != 2 || got[0].Key != "a" || got[1].Key != "b" || got[0].Version != 0 || string(got[0].Data) != "d" || got[0].Priority != 1 {
+		t.Fatalf("replay of format-1 records = %+v, want fn/a and fn/b, version 0, payload d", got)
+	}
+	if err := s.Delete(ctx, store.Ref{Function: "fn", Key: "a", Version: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(ctx, store.Job{Function: "fn", Key: "b", Priority: 1, Data: []byte("new"), Version: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, store.Ref{Function: "fn", Key: "b", Version: 8}); err != nil {
+		t.Fatal(err)
+	}
+	got = storetest.ReplayAll(t, s)
+	if len(got) != 1 || got[0].Key != "b" || got[0].Version != 9 || string(got[0].Data) != "new" {
+		t.Fatalf("after deleting the old a and a stale delete of the re-added b: %+v, want only b (version 9, payload new)", got)
 	}
 }

@@ -148,11 +148,41 @@ func TestReplaysGearmandKeys(t *testing.T) {
 	if _, ok := m["mail/u2"]; !ok {
 		t.Errorf("gearmand job mail/u2 missing: %v", m)
 	}
-	if err := s.Delete(ctx, store.Ref{Function: "resize", Key: "u1"}); err != nil {
+	// gearmand's keys have no version: older than any versioned delete,
+	// as the server deletes them.
+	if err := s.Delete(ctx, store.Ref{Function: "resize", Key: "u1", Version: 42}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := c.Exists(ctx, prefix+"-resize-u1").Result(); n != 0 {
 		t.Error("Delete left gearmand's key behind")
+	}
+}
+
+// TestOlderHashes: a job hash written by a gserverd from before versioned
+// deletes (no v field) replays with version 0 and is removed by a
+// versioned Delete.
+func TestOlderHashes(t *testing.T) {
+	require(t)
+	ctx := context.Background()
+	prefix := prefixFor(t)
+	c := rawClient(t)
+	if err := c.HSet(ctx, prefix+"-f-old", "f", "f", "k", "old", "p", "2", "w", "0", "r", "", "d", "payload", "s", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, optsFor(addr, prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := storetest.ReplayAll(t, s)
+	if len(got) != 1 || got[0].Key != "old" || got[0].Priority != 2 || string(got[0].Data) != "payload" || got[0].Version != 0 {
+		t.Fatalf("replay of an older gserverd's hash = %+v, want f/old, priority 2, payload, version 0", got)
+	}
+	if err := s.Delete(ctx, store.Ref{Function: "f", Key: "old", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := storetest.ReplayAll(t, s); len(got) != 0 {
+		t.Fatalf("after a versioned delete: %+v, want nothing", got)
 	}
 }
 
