@@ -21,6 +21,8 @@ type memStore struct {
 	adds    int
 	calls   int
 	deletes int
+	// refs are the refs of every Delete call, in order.
+	refs    []store.Ref
 	failAdd error
 	// addHook, when set, runs inside Add (without the store's lock).
 	addHook func()
@@ -60,6 +62,7 @@ func (m *memStore) Add(_ context.Context, jobs ...store.Job) error {
 func (m *memStore) Delete(_ context.Context, refs ...store.Ref) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.refs = append(m.refs, refs...)
 	for _, r := range refs {
 		ver := r.Version
 		r.Version = 0 // the map's key
@@ -437,5 +440,50 @@ func TestDeleteBeforeReAddOfSameKey(t *testing.T) {
 		w.send(protocol.WorkComplete, h2, "")
 		w.sync()
 		waitFor(t, "deleted", func() bool { return st.len() == 0 })
+	}
+}
+
+// TestStoreVersions: the server versions what it writes and deletes
+// (store.Job.Version, store.Ref.Version) so that a delete removes only
+// the records added before it was decided: a job's record, the delete of
+// that job when it completes, and the record of a job resubmitted with
+// the same unique get increasing versions; a server started on records
+// with versions from the future (a clock that went back) gives versions
+// above them.
+func TestStoreVersions(t *testing.T) {
+	t.Parallel()
+	st := newMemStore()
+	const future = int64(1) << 62
+	if err := st.Add(context.Background(), store.Job{Function: "other", Key: "old", Priority: 1, Version: future}); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, func(o *Options) { o.Store = st })
+	c := ts.dial(t)
+	w := ts.worker(t, "v")
+	version := func() int64 {
+		t.Helper()
+		got := st.byFunction("v")
+		if len(got) != 1 {
+			t.Fatalf("stored %+v, want one job of v", got)
+		}
+		return got[0].Version
+	}
+	h := c.submit(protocol.SubmitJobBg, "v", "same", "1")
+	a1 := version()
+	w.grab()
+	w.send(protocol.WorkComplete, h, "")
+	w.sync()
+	waitFor(t, "the completed job's delete", func() bool { return st.len() == 1 })
+	st.mu.Lock()
+	refs := append([]store.Ref(nil), st.refs...)
+	st.mu.Unlock()
+	if len(refs) != 1 || refs[0].Key != "same" {
+		t.Fatalf("deletes %+v, want one of v/same", refs)
+	}
+	d1 := refs[0].Version
+	c.submit(protocol.SubmitJobBg, "v", "same", "2")
+	a2 := version()
+	if !(future < a1 && a1 < d1 && d1 < a2) {
+		t.Fatalf("versions: replayed record %d, first record %d, its delete %d, the record of the resubmit %d; want them increasing", future, a1, d1, a2)
 	}
 }
