@@ -11,6 +11,10 @@
 // written base64-encoded in function_b64, key_b64 or reducer_b64 instead,
 // so every byte survives. A line is at most MaxLine bytes.
 //
+// A record's store.Job.Version is not written: it only orders the
+// server's adds and deletes within one store, so imported jobs have none
+// (0, older than any delete), like the jobs gearmand writes.
+//
 // The SQLite file is read with modernc.org/sqlite, a pure-Go SQLite (no
 // cgo, no sqlite3 program needed), opened read-only.
 package queuefile
