@@ -1,0 +1,202 @@
+package sqlite
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/gworkerd/gworkerd/server/store"
+	"github.com/gworkerd/gworkerd/server/store/storetest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func openT(t *testing.T, opts Options) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestStore(t *testing.T) {
+	var mu sync.Mutex
+	files := map[string]string{}
+	storetest.Run(t, func(t *testing.T) store.Store {
+		mu.Lock()
+		path, ok := files[t.Name()]
+		if !ok {
+			path = filepath.Join(t.TempDir(), "queue.sqlite")
+			files[t.Name()] = path
+		}
+		mu.Unlock()
+		s, err := Open(context.Background(), Options{Path: path})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
+// sqlite3 runs the sqlite3 program on path with script and returns its
+// output; the test is skipped where the program is missing.
+func sqlite3(t *testing.T, path, script string) string {
+	t.Helper()
+	bin, err := exec.LookPath("sqlite3")
+	if err != nil {
+		t.Skip("SKIP: sqlite3 (the program) is not installed; apt-get install sqlite3")
+	}
+	cmd := exec.Command(bin, path)
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3: %v: %s", err, out)
+	}
+	return string(out)
+}
+
+// TestGearmandLayout: a table made and filled the way gearmand 1.1.20's
+// libsqlite3 plugin does (its CREATE TABLE and INSERT OR REPLACE, with the
+// sqlite3 program) is replayed; the rows the store writes have the column
+// types gearmand's replay insists on (TEXT keys, a BLOB payload even when
+// empty, INTEGER priority and when_to_run), and gearmand's INSERT still
+// works on the table after Open added the reducer column.
+func TestGearmandLayout(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "gearmand.sqlite")
+	sqlite3(t, path, `CREATE TABLE jobs ( unique_key TEXT, function_name TEXT, priority INTEGER, data BLOB, when_to_run INTEGER, PRIMARY KEY (unique_key, function_name));
+INSERT OR REPLACE INTO jobs (priority, unique_key, function_name, data, when_to_run) VALUES (0, 'u1', 'resize', X'696D6700', 0);
+INSERT OR REPLACE INTO jobs (priority, unique_key, function_name, data, when_to_run) VALUES (2, 'later', 'mail', X'', 1900000000);
+`)
+	s := openT(t, Options{Path: path, Table: "jobs"})
+	got := storetest.ReplayAll(t, s)
+	want := []store.Job{
+		{Function: "resize", Key: "u1", Priority: 0, Data: []byte("img\x00")},
+		{Function: "mail", Key: "later", Priority: 2, When: 1900000000},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("replayed %d jobs, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if g, w := got[i], want[i]; g.Function != w.Function || g.Key != w.Key || g.Priority != w.Priority ||
+			string(g.Data) != string(w.Data) || g.When != w.When || g.Reducer != "" {
+			t.Errorf("job %d = %+v, want %+v", i, g, w)
+		}
+	}
+	ctx := context.Background()
+	if err := s.Add(ctx,
+		store.Job{Function: "f", Key: "empty", Priority: 1},
+		store.Job{Function: "f", Key: store.NewKey(time.Now(), 1), Priority: 1, Data: []byte("x"), Reducer: "r"},
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, store.Ref{Function: "resize", Key: "u1"}); err != nil {
+		t.Fatal(err)
+	}
+	out := sqlite3(t, path, `INSERT OR REPLACE INTO jobs (priority, unique_key, function_name, data, when_to_run) VALUES (1, 'g', 'gf', X'41', 0);
+SELECT typeof(unique_key), typeof(function_name), typeof(priority), typeof(data), typeof(when_to_run), function_name FROM jobs ORDER BY rowid;
+`)
+	wantOut := "text|text|integer|blob|integer|mail\ntext|text|integer|blob|integer|f\ntext|text|integer|blob|integer|f\ntext|text|integer|blob|integer|gf\n"
+	if out != wantOut {
+		t.Errorf("column types:\n%s\nwant:\n%s", out, wantOut)
+	}
+	if n := len(storetest.ReplayAll(t, s)); n != 4 {
+		t.Errorf("replayed %d jobs after gearmand's INSERT, want 4", n)
+	}
+}
+
+// TestCreatesGearmandTable: on a new file the table is gearmand's, so
+// that gearmand can open the file afterwards.
+func TestCreatesGearmandTable(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "new.sqlite")
+	s := openT(t, Options{Path: path})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := sqlite3(t, path, "SELECT sql FROM sqlite_master WHERE name = 'gearman_queue';\n")
+	want := "CREATE TABLE gearman_queue ( unique_key TEXT, function_name TEXT, priority INTEGER, data BLOB, when_to_run INTEGER, reducer TEXT NOT NULL DEFAULT '', PRIMARY KEY (unique_key, function_name))\n"
+	if got != want {
+		t.Errorf("schema:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestRelativePath: a relative --libsqlite3-db is the file in the working
+// directory (a file: URI with a relative path would be read as a host).
+func TestRelativePath(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	s := openT(t, Options{Path: filepath.Join("sub", "..", "rel.sqlite")})
+	if err := s.Add(context.Background(), store.Job{Function: "f", Key: "k", Data: []byte("d")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "rel.sqlite")); err != nil {
+		t.Fatalf("the relative path's file: %v", err)
+	}
+}
+
+// TestGroupCommit: Adds made at the same time share transactions.
+func TestGroupCommit(t *testing.T) {
+	t.Parallel()
+	s := openT(t, Options{Path: filepath.Join(t.TempDir(), "q.sqlite")})
+	const n = 200
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Add(context.Background(), store.Job{Function: "f", Key: string(rune('a'+i%26)) + strings.Repeat("x", i), Data: []byte("d")}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	st := s.Stats()
+	if st.Writes != n {
+		t.Errorf("writes = %d, want %d", st.Writes, n)
+	}
+	if st.Commits >= n {
+		t.Errorf("%d commits for %d concurrent Adds: no group commit", st.Commits, n)
+	}
+	t.Logf("%d Adds in %d commits", st.Writes, st.Commits)
+}
+
+func TestOpenErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"no path", Options{}, "no database file"},
+		{"bad table", Options{Path: filepath.Join(dir, "a"), Table: "x;drop"}, "table name"},
+		{"bad sync", Options{Path: filepath.Join(dir, "b"), Sync: "sometimes"}, "sync mode"},
+		{"not a directory", Options{Path: filepath.Join(dir, "missing", "c")}, "sqlite"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(context.Background(), tc.opts)
+			if err == nil {
+				_ = s.Close()
+				t.Fatalf("Open(%+v) = nil error, want %q", tc.opts, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Open error %q, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
