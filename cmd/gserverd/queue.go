@@ -84,7 +84,7 @@ func queueCommand(ctx context.Context, args []string, lookupEnv func(string) (st
 	log.SetOutput(stderr)
 	log.SetLevel(logrus.WarnLevel)
 	if cfg.QueueType == "builtin" {
-		return &usageError{errors.New("-q builtin keeps no jobs to export or import; name a store (-q embedded, postgres, mysql or redis)")}
+		return &usageError{errors.New("-q builtin keeps no jobs to export or import; name a store (-q embedded, postgres, mysql, redis or libsqlite3)")}
 	}
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -95,8 +95,11 @@ func queueCommand(ctx context.Context, args []string, lookupEnv func(string) (st
 		err = fmt.Errorf("close the store: %w", cerr)
 	}
 	where := cfg.QueueType
-	if cfg.QueueType == "embedded" {
+	switch cfg.QueueType {
+	case "embedded":
 		where += " " + cfg.DataDir
+	case "libsqlite3":
+		where += " " + cfg.SQLite.DB
 	}
 	if err != nil {
 		return fmt.Errorf("%s (%d jobs done; store %s): %w", action, n, where, err)

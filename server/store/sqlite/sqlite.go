@@ -98,9 +98,12 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// synchronous maps a sync mode to SQLite's synchronous pragma.
-func synchronous(mode string) (string, error) {
+// ParseSync returns SQLite's synchronous pragma for a sync mode: always
+// (or "") FULL, interval NORMAL, none OFF.
+func ParseSync(mode string) (string, error) {
 	switch mode {
+	case "":
+		return "FULL", nil
 	case SyncAlways:
 		return "FULL", nil
 	case SyncInterval:
@@ -176,7 +179,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if !tableRE.MatchString(opts.Table) {
 		return nil, fmt.Errorf("sqlite: table name %q: want letters, digits and _", opts.Table)
 	}
-	syncPragma, err := synchronous(opts.Sync)
+	syncPragma, err := ParseSync(opts.Sync)
 	if err != nil {
 		return nil, err
 	}
