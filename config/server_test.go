@@ -356,7 +356,7 @@ func TestServerFlagsHelp(t *testing.T) {
 	for _, want := range []string{"-p, --port", "-L, --listen", "-l, --log-file", "-P, --pid-file", "-d, --daemon", "-t, --threads",
 		"-j, --job-retries", "-w, --worker-wakeup", "-R, --round-robin", "-q, --queue-type", "--exceptions", "--job-handle-prefix",
 		"--keepalive-idle", "--keepalive-interval", "--keepalive-count", "--verbose", "-u, --user", "-b, --backlog",
-		"-f, --file-descriptors", "--config-file", "-1 unlimited, 0 no retry", "--libpq-conninfo", "--mysql-db", "--redis-prefix",
+		"-f, --file-descriptors", "--config-file", "-1 unlimited, 0 no retry", "--libpq-conninfo", "--mysql-db", "--redis-prefix", "--libsqlite3-db", "--libsqlite3-table",
 		"--ssl ", "--ssl-ca-file", "--ssl-certificate", "--ssl-key"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("flag help lacks %q", want)

@@ -166,14 +166,25 @@ func TestBinarySQLiteWithGearmand(t *testing.T) {
 }
 
 // TestCrashSIGKILLSQLite: clients pipeline background submits to gserverd
-// -q libsqlite3 --sync always; gserverd is killed with SIGKILL once a
-// random number of them has been acknowledged, three times, restarted on
-// the same file each time; then a worker drains the queue. Every job
-// whose JOB_CREATED a client read must run at least once.
+// -q libsqlite3, with each --sync mode; gserverd is killed with SIGKILL
+// once a random number of them has been acknowledged, three times,
+// restarted on the same file each time; then a worker drains the queue.
+// Every job whose JOB_CREATED a client read must run at least once
+// (SQLite has written the commit to the file before Add returns, fsynced
+// or not).
 func TestCrashSIGKILLSQLite(t *testing.T) {
 	t.Parallel()
+	for _, mode := range []string{"always", "interval", "none"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			crashSQLite(t, mode)
+		})
+	}
+}
+
+func crashSQLite(t *testing.T, mode string) {
 	path := filepath.Join(t.TempDir(), "queue.sqlite")
-	args := []string{"-q", "libsqlite3", "--libsqlite3-db", path, "--sync", "always", "--http-listen", ""}
+	args := []string{"-q", "libsqlite3", "--libsqlite3-db", path, "--sync", mode, "--http-listen", ""}
 	const (
 		rounds  = 3
 		clients = 2
@@ -226,8 +237,8 @@ func TestCrashSIGKILLSQLite(t *testing.T) {
 			}
 		}
 	}
-	msg := fmt.Sprintf("-q libsqlite3 --sync always, %d SIGKILLs: acknowledged %d, lost %d, stored but never acknowledged %d",
-		rounds, len(acked), lost, len(ran)-(len(acked)-lost))
+	msg := fmt.Sprintf("-q libsqlite3 --sync %s, %d SIGKILLs: acknowledged %d, lost %d, stored but never acknowledged %d",
+		mode, rounds, len(acked), lost, len(ran)-(len(acked)-lost))
 	t.Log(msg)
 	if lost > 0 {
 		t.Fatalf("%s; never came back, for example: %s", msg, strings.Join(missing, " "))
@@ -255,6 +266,13 @@ INSERT OR REPLACE INTO gearman_queue (priority, unique_key, function_name, data,
 	cmd.Dir = work
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "1 jobs imported") {
 		t.Fatalf("import of a relative path: %v: %s", err, out)
+	}
+	// Importing the file that -q libsqlite3 serves is refused.
+	same := exec.Command(testpeer.Binary(t, "gserverd"), "queue", "import", "-q", "libsqlite3", "--libsqlite3-db", "old/gearmand.sqlite",
+		"--from-gearmand-sqlite", filepath.Join(work, "old", "gearmand.sqlite"))
+	same.Dir = work
+	if out, err := same.CombinedOutput(); exitCode(err) != 2 || !strings.Contains(string(out), "nothing to import") {
+		t.Errorf("import of the served file into itself: %v, want exit 2 and \"nothing to import\": %s", err, out)
 	}
 	got := strings.Join(exportLines(t, filepath.Join(work, "data")), "\n")
 	if want := `{"function":"resize","key":"u1","priority":1,"when":0,"data":"aW1n"}`; !strings.Contains(got, want) {
