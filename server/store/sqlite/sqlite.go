@@ -24,6 +24,11 @@
 // and none is OFF (in both a gserverd crash loses nothing acknowledged;
 // a machine crash can lose the last commits, with OFF even damage the
 // file). The file's journal mode is left as it is.
+//
+// A full disk: in the rollback journal gearmand's files use, deleting a
+// row needs free space too, so an Add that would leave less than
+// Options.Headroom free fails with ErrNoSpace (the server answers
+// QUEUE_ERROR) and finished jobs can still be deleted.
 package sqlite
 
 import (
@@ -40,6 +45,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
 
 	"github.com/gworkerd/gworkerd/server/store"
@@ -71,6 +77,12 @@ type Options struct {
 	BusyTimeout time.Duration
 	// MaxBatch bounds the jobs and refs of one group commit. Default 4096.
 	MaxBatch int
+	// Headroom is the free space, beyond the jobs of a commit, that an
+	// Add must leave on the file's filesystem, or it fails with
+	// ErrNoSpace: SQLite's rollback journal needs room to delete jobs,
+	// and a full disk would otherwise keep finished jobs stored. Default
+	// 8 MiB.
+	Headroom int64
 	// Logger receives the store's messages. Default: discard.
 	Logger logrus.FieldLogger
 }
@@ -89,6 +101,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 4096
+	}
+	if o.Headroom <= 0 {
+		o.Headroom = 8 << 20
 	}
 	if o.Logger == nil {
 		l := logrus.New()
@@ -131,6 +146,7 @@ type Store struct {
 	opts  Options
 	log   logrus.FieldLogger
 	db    *sql.DB
+	dir   string // the file's directory, for its free space
 	table string // quoted
 
 	// wconn is the writer's connection; qInsert and qDelete are prepared
@@ -194,6 +210,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	abs, _ := filepath.Abs(opts.Path) // DSN checked it
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
@@ -203,6 +220,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts:  opts,
 		log:   opts.Logger.WithField("store", "sqlite"),
 		db:    db,
+		dir:   filepath.Dir(abs),
 		table: `"` + opts.Table + `"`,
 		reqs:  make(chan *request, 1024),
 	}
@@ -394,6 +412,20 @@ func (s *Store) commit(reqs []*request) {
 	if len(live) == 0 {
 		return
 	}
+	if err := s.room(live); err != nil {
+		// The Adds fail; the Deletes go ahead, into the headroom.
+		dels := live[:0]
+		for _, r := range live {
+			if len(r.jobs) > 0 {
+				r.done <- err
+			} else {
+				dels = append(dels, r)
+			}
+		}
+		if live = dels; len(live) == 0 {
+			return
+		}
+	}
 	err := s.write(live)
 	if err != nil {
 		s.log.WithError(err).WithField("requests", len(live)).Warn("sqlite commit failed")
@@ -401,6 +433,39 @@ func (s *Store) commit(reqs []*request) {
 	for _, r := range live {
 		r.done <- err
 	}
+}
+
+// room returns ErrNoSpace when reqs add jobs and the free space (of the
+// file's filesystem, and the file's free pages), less their size (twice:
+// the file and the journal), is below the headroom. Run only.
+func (s *Store) room(reqs []*request) error {
+	need := int64(0)
+	for _, r := range reqs {
+		_, size := r.count()
+		need += 2 * int64(size)
+	}
+	if need == 0 {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.dir, &st); err != nil {
+		return nil // unknown: let SQLite try
+	}
+	free := int64(st.Bavail) * st.Bsize
+	if free-need >= s.opts.Headroom {
+		return nil
+	}
+	// Pages freed by deletes are reused before the file grows.
+	var pages, pageSize int64
+	if err := s.wconn.QueryRowContext(context.Background(), "PRAGMA freelist_count").Scan(&pages); err == nil {
+		if err := s.wconn.QueryRowContext(context.Background(), "PRAGMA page_size").Scan(&pageSize); err == nil {
+			free += pages * pageSize
+		}
+	}
+	if free-need < s.opts.Headroom {
+		return ErrNoSpace
+	}
+	return nil
 }
 
 // write runs one transaction. It does not take the requests' contexts:

@@ -2,16 +2,19 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/server/store"
 	"github.com/gworkerd/gworkerd/server/store/storetest"
 )
@@ -198,5 +201,55 @@ func TestOpenErrors(t *testing.T) {
 				t.Errorf("Open error %q, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestFullDisk: on a full filesystem (a small tmpfs) an Add fails with
+// ErrNoSpace and is not stored, every acknowledged job stays intact,
+// Deletes still work (in the headroom kept for them), and once jobs are
+// deleted Adds succeed again.
+func TestFullDisk(t *testing.T) {
+	dir := testpeer.Tmpfs(t, 2<<20)
+	path := filepath.Join(dir, "q.sqlite")
+	ctx := context.Background()
+	opts := Options{Path: path, Headroom: 256 << 10}
+	s := openT(t, opts)
+	data := make([]byte, 16<<10)
+	var acked []store.Job
+	refused := 0
+	for i := 0; refused < 20; i++ {
+		if i > 10000 {
+			t.Fatal("10000 jobs of 16 KiB fit on a 2 MiB filesystem")
+		}
+		j := store.Job{Function: "f", Key: store.NewKey(time.Unix(0, 0), uint64(i+1)), Data: data}
+		actx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := s.Add(actx, j)
+		cancel()
+		if err != nil {
+			if !errors.Is(err, ErrNoSpace) || !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("Add on a full disk: %v, want ErrNoSpace", err)
+			}
+			refused++
+			continue
+		}
+		acked = append(acked, j)
+	}
+	t.Logf("%d jobs acknowledged before the disk was full", len(acked))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, opts)
+	if got := storetest.ReplayAll(t, s); len(got) != len(acked) {
+		t.Fatalf("replayed %d jobs after the disk was full, want the %d acknowledged", len(got), len(acked))
+	}
+	var refs []store.Ref
+	for _, j := range acked[:len(acked)/2] {
+		refs = append(refs, j.Ref())
+	}
+	if err := s.Delete(ctx, refs...); err != nil {
+		t.Fatalf("Delete on a full disk: %v", err)
+	}
+	if err := s.Add(ctx, store.Job{Function: "f", Key: "after", Data: data}); err != nil {
+		t.Fatalf("Add after deleting half the jobs: %v", err)
 	}
 }
