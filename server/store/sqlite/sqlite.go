@@ -225,7 +225,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		reqs:  make(chan *request, 1024),
 	}
 	if err := s.prepare(ctx); err != nil {
-		s.closeDB()
+		_ = s.closeDB()
 		return nil, err
 	}
 	s.wg.Add(1)
