@@ -40,8 +40,9 @@ const (
 // each field (gearmand's defaults for gearmand's flags).
 type Config struct {
 	// QueueType is -q/--queue-type: embedded, builtin, postgres, mysql,
-	// redis or libsqlite3 (also "sqlite"). Default "embedded". gearmand's spelling "Postgres" and
-	// "MySQL" are accepted (the match is case-insensitive).
+	// redis or libsqlite3 (also "sqlite"). Default "embedded". gearmand's
+	// spelling "Postgres" and "MySQL" are accepted (the match is
+	// case-insensitive).
 	QueueType string
 
 	// DataDir is --data-dir, the embedded store's directory. Default
