@@ -98,13 +98,14 @@ type Server struct {
 	KeepaliveIdle, KeepaliveInterval, KeepaliveCount int
 
 	// QueueType is the canonical store name: builtin (in memory), embedded,
-	// postgres, mysql or redis. Default DefaultQueueType.
+	// postgres, mysql, redis or libsqlite3. Default DefaultQueueType.
 	QueueType string
 	// DataDir is the embedded store's directory. Default /var/lib/gserverd
 	// as root, else $XDG_STATE_HOME/gserverd (~/.local/state/gserverd).
 	DataDir string
 	// Sync is the embedded store's durability: always (default),
-	// interval or none.
+	// interval or none; for -q libsqlite3, SQLite's synchronous pragma
+	// FULL, NORMAL or OFF.
 	Sync string
 	// AcceptStoreDamage opens an embedded store whose write-ahead log is
 	// damaged, without the jobs stored from the damage on. Default false:
@@ -114,6 +115,7 @@ type Server struct {
 	Postgres PostgresQueue
 	MySQL    MySQLQueue
 	Redis    RedisQueue
+	SQLite   SQLiteQueue
 
 	// StoreTimeout bounds every call to the job store (connecting at
 	// start, each write and delete, the replay between two jobs); a
@@ -189,6 +191,15 @@ type RedisQueue struct {
 	Prefix   string // default _gear_
 }
 
+// SQLiteQueue configures -q libsqlite3 (gearmand's SQLite queue file).
+type SQLiteQueue struct {
+	// DB is the database file; required with -q libsqlite3. A relative
+	// path is from the working directory.
+	DB string
+	// Table defaults to gearman_queue.
+	Table string
+}
+
 // Defaults of the server configuration.
 const (
 	DefaultPort = 4730
@@ -219,7 +230,7 @@ const (
 )
 
 // QueueTypes are the canonical -q names.
-var queueTypes = []string{"builtin", "embedded", "postgres", "mysql", "redis"}
+var queueTypes = []string{"builtin", "embedded", "postgres", "mysql", "redis", "libsqlite3"}
 
 // SourceKind tells where a configuration value came from.
 type SourceKind int
@@ -468,8 +479,6 @@ func verboseCheck(s string) (string, error) {
 
 // unsupportedQueues are gearmand queue modules gserverd does not have.
 var unsupportedQueues = map[string]string{
-	"libsqlite3":      "use -q embedded (gserverd queue import --from-gearmand-sqlite moves an old queue)",
-	"sqlite":          "use -q embedded (gserverd queue import --from-gearmand-sqlite moves an old queue)",
 	"libmemcached":    "use -q embedded or -q redis",
 	"libtokyocabinet": "use -q embedded",
 	"libdrizzle":      "use -q mysql",
@@ -484,6 +493,8 @@ func queueCheck(s string) (string, error) {
 		l = "mysql"
 	case "memory":
 		l = "builtin"
+	case "sqlite", "sqlite3":
+		l = "libsqlite3"
 	}
 	for _, n := range queueTypes {
 		if l == n {
@@ -670,13 +681,13 @@ func serverKeys() []serverKey {
 			usage: "with --keepalive: unanswered `probes` before the connection is dropped; -1 = system default",
 			set:   intSetter(func(c *Server) *int { return &c.KeepaliveCount }, keepaliveCheck)},
 		{flag: "queue-type", short: "q", kind: kindString, def: DefaultQueueType,
-			usage: "job store `type`: builtin (in memory), embedded, postgres, mysql or redis (case-insensitive)",
+			usage: "job store `type`: builtin (in memory), embedded, postgres, mysql, redis or libsqlite3 (case-insensitive)",
 			set:   stringSetter(func(c *Server) *string { return &c.QueueType }, queueCheck)},
 		{flag: "data-dir", kind: kindString,
 			usage: "-q embedded: `directory` of the store (default /var/lib/gserverd as root, else ~/.local/state/gserverd)",
 			set:   stringSetter(func(c *Server) *string { return &c.DataDir }, nil)},
 		{flag: "sync", kind: kindString, def: "always",
-			usage: "-q embedded: durability `mode`: always (fsync before JOB_CREATED), interval (written before JOB_CREATED, fsync every 100ms: a machine crash loses the last interval, a gserverd crash nothing) or none (written before JOB_CREATED, never fsynced: a machine crash can lose more)",
+			usage: "-q embedded: durability `mode`: always (fsync before JOB_CREATED), interval (written before JOB_CREATED, fsync every 100ms: a machine crash loses the last interval, a gserverd crash nothing) or none (written before JOB_CREATED, never fsynced: a machine crash can lose more); -q libsqlite3: SQLite's synchronous FULL, NORMAL or OFF",
 			set:   stringSetter(func(c *Server) *string { return &c.Sync }, oneOf("always", "interval", "none"))},
 		{flag: "store-timeout", kind: kindString, def: DefaultStoreTimeout.String(),
 			usage: "`duration` (5s, 1m; a bare number is seconds) each call to the job store may take (a write, a delete, connecting, the replay between two jobs); a background submit whose write misses it gets ERROR QUEUE_ERROR, never JOB_CREATED; 0: none",
@@ -720,6 +731,12 @@ func serverKeys() []serverKey {
 		{flag: "redis-prefix", kind: kindString, def: "_gear_",
 			usage: "-q redis: key `prefix`",
 			set:   stringSetter(func(c *Server) *string { return &c.Redis.Prefix }, nil)},
+		{flag: "libsqlite3-db", kind: kindString,
+			usage: "-q libsqlite3: gearmand's SQLite queue `file`, served in place (created if missing)",
+			set:   stringSetter(func(c *Server) *string { return &c.SQLite.DB }, nil)},
+		{flag: "libsqlite3-table", kind: kindString, def: "gearman_queue",
+			usage: "-q libsqlite3: `table`",
+			set:   stringSetter(func(c *Server) *string { return &c.SQLite.Table }, tableCheck)},
 		{flag: "ssl", kind: kindBool, def: "false",
 			usage: "speak TLS on the Gearman port (needs --ssl-certificate and --ssl-key)",
 			set:   boolSetter(func(c *Server) *bool { return &c.SSL })},

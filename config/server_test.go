@@ -52,6 +52,7 @@ func TestLoadServerDefaults(t *testing.T) {
 		Postgres:   PostgresQueue{Table: "queue"},
 		MySQL:      MySQLQueue{Host: "localhost", Port: 3306, Table: "gearman_queue"},
 		Redis:      RedisQueue{Server: "127.0.0.1", Port: 6379, Prefix: "_gear_"},
+		SQLite:     SQLiteQueue{Table: "gearman_queue"},
 		HTTPListen: "127.0.0.1:4731",
 		HTTPPort:   8080,
 	}
@@ -119,6 +120,15 @@ func TestLoadServerValues(t *testing.T) {
 					c.MySQL == MySQLQueue{"db", 3307, "u", "pw", "test", "t"} && c.Redis == RedisQueue{"r", 6380, "rp", "p_"} &&
 					c.DataDir == "/d" && c.Sync == "none"
 			}},
+		{name: "sqlite queue flags", args: []string{"-q", "sqlite3", "--libsqlite3-db", "q.db", "--libsqlite3-table", "jobs"},
+			check: func(c *Server) bool {
+				return c.QueueType == "libsqlite3" && c.SQLite == SQLiteQueue{"q.db", "jobs"}
+			}},
+		{name: "sqlite queue in the file", file: "queue_type: libsqlite3\nlibsqlite3_db: /var/lib/gearman/q.db\nlibsqlite3_table: t2\n",
+			check: func(c *Server) bool {
+				return c.QueueType == "libsqlite3" && c.SQLite == SQLiteQueue{"/var/lib/gearman/q.db", "t2"}
+			},
+			src: map[string]Source{"libsqlite3_db": {Kind: SourceFile, Line: 2}}},
 		{name: "max queue memory flag", args: []string{"--max-queue-memory", "512MiB"},
 			check: func(c *Server) bool { return c.MaxQueueMemory == 512<<20 }},
 		{name: "max queue memory in the file", file: "max_queue_memory: 0\n",
@@ -228,8 +238,9 @@ func TestLoadServerErrors(t *testing.T) {
 		{"job-retries not a number", []string{"-j", "many"}, nil, "", `--job-retries: want an integer, got "many"`},
 		{"port", []string{"-p", "65536"}, nil, "", "--port: want a TCP port 0..65535 (0: any free port), got 65536"},
 		{"verbose", []string{"--verbose", "LOUD"}, nil, "", `--verbose: want one of FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO, DEBUG, got "LOUD"`},
-		{"queue type", []string{"-q", "nosql"}, nil, "", `--queue-type: want one of builtin, embedded, postgres, mysql, redis, got "nosql"`},
-		{"gearmand sqlite queue", []string{"-q", "libsqlite3"}, nil, "", `--queue-type: queue type "libsqlite3" is not supported by gserverd; use -q embedded (gserverd queue import --from-gearmand-sqlite moves an old queue)`},
+		{"queue type", []string{"-q", "nosql"}, nil, "", `--queue-type: want one of builtin, embedded, postgres, mysql, redis, libsqlite3, got "nosql"`},
+		{"gearmand memcached queue", []string{"-q", "libmemcached"}, nil, "", `--queue-type: queue type "libmemcached" is not supported by gserverd; use -q embedded or -q redis`},
+		{"sqlite table name", []string{"--libsqlite3-table", "q; drop"}, nil, "", `--libsqlite3-table: want a table name of letters, digits and _, got "q; drop"`},
 		{"sync", []string{"--sync", "sometimes"}, nil, "", `--sync: want one of always, interval, none, got "sometimes"`},
 		{"store timeout", []string{"--store-timeout", "-1s"}, nil, "", "--store-timeout: want a duration >= 0 (0: none)"},
 		{"log format", []string{"--log-format", "xml"}, nil, "", `--log-format: want one of text, json, got "xml"`},
@@ -345,7 +356,7 @@ func TestServerFlagsHelp(t *testing.T) {
 	for _, want := range []string{"-p, --port", "-L, --listen", "-l, --log-file", "-P, --pid-file", "-d, --daemon", "-t, --threads",
 		"-j, --job-retries", "-w, --worker-wakeup", "-R, --round-robin", "-q, --queue-type", "--exceptions", "--job-handle-prefix",
 		"--keepalive-idle", "--keepalive-interval", "--keepalive-count", "--verbose", "-u, --user", "-b, --backlog",
-		"-f, --file-descriptors", "--config-file", "-1 unlimited, 0 no retry", "--libpq-conninfo", "--mysql-db", "--redis-prefix",
+		"-f, --file-descriptors", "--config-file", "-1 unlimited, 0 no retry", "--libpq-conninfo", "--mysql-db", "--redis-prefix", "--libsqlite3-db", "--libsqlite3-table",
 		"--ssl ", "--ssl-ca-file", "--ssl-certificate", "--ssl-key"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("flag help lacks %q", want)

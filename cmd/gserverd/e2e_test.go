@@ -135,8 +135,16 @@ func runBinary(t *testing.T, env []string, args ...string) (stdout, stderr strin
 
 func startBinary(t *testing.T, env []string, args ...string) *testpeer.Process {
 	t.Helper()
+	return startBinaryIn(t, "", env, args...)
+}
+
+// startBinaryIn is startBinary with the working directory dir ("" for
+// the test's).
+func startBinaryIn(t *testing.T, dir string, env []string, args ...string) *testpeer.Process {
+	t.Helper()
 	cmd := exec.Command(testpeer.Binary(t, "gserverd"), args...)
 	cmd.Env = append(append(os.Environ(), dataDirEnv(t)), env...)
+	cmd.Dir = dir
 	return logOnFailure(t, testpeer.Start(t, cmd))
 }
 
@@ -154,6 +162,13 @@ var startedAddr = regexp.MustCompile(`gserverd started.*?addr=(?:"([^",]+)|([^\s
 // output goes to the test log when the test fails.
 func startGserverd(t *testing.T, args ...string) *testpeer.Process {
 	t.Helper()
+	return startGserverdIn(t, "", args...)
+}
+
+// startGserverdIn is startGserverd with the working directory dir ("" for
+// the test's).
+func startGserverdIn(t *testing.T, dir string, args ...string) *testpeer.Process {
+	t.Helper()
 	logPath := ""
 	for i, a := range args {
 		if a == "--log-file" && i+1 < len(args) && args[i+1] != "stderr" {
@@ -161,7 +176,7 @@ func startGserverd(t *testing.T, args ...string) *testpeer.Process {
 		}
 	}
 	base := []string{"-L", "127.0.0.1", "-p", "0", "--log-file", "stderr", "--verbose", "INFO"}
-	p := startBinary(t, nil, append(base, args...)...)
+	p := startBinaryIn(t, dir, nil, append(base, args...)...)
 	eventually(t, "gserverd logs its address", func() bool {
 		out := p.Output()
 		if logPath != "" {

@@ -32,6 +32,11 @@
 //     replayed at start. -q builtin is gearmand's in-memory default.
 //     The embedded store locks its directory: a second gserverd on the same
 //     --data-dir fails at start, naming it.
+//   - -q libsqlite3 --libsqlite3-db FILE [--libsqlite3-table T] serves
+//     gearmand's SQLite queue file in place, on gearmand's table, so a
+//     queue gearmand left is served and gearmand can read back what
+//     gserverd leaves; --sync sets SQLite's synchronous pragma (always
+//     FULL, interval NORMAL, none OFF). Concurrent submits share commits.
 //
 // Queue tools: `gserverd queue export [--file F]` writes the store's jobs
 // as JSON lines, `gserverd queue import [--file F]` adds them to a store,

@@ -84,7 +84,10 @@ func queueCommand(ctx context.Context, args []string, lookupEnv func(string) (st
 	log.SetOutput(stderr)
 	log.SetLevel(logrus.WarnLevel)
 	if cfg.QueueType == "builtin" {
-		return &usageError{errors.New("-q builtin keeps no jobs to export or import; name a store (-q embedded, postgres, mysql or redis)")}
+		return &usageError{errors.New("-q builtin keeps no jobs to export or import; name a store (-q embedded, postgres, mysql, redis or libsqlite3)")}
+	}
+	if *fromSQLite != "" && cfg.QueueType == "libsqlite3" && sameFile(*fromSQLite, cfg.SQLite.DB) {
+		return &usageError{errors.New("--from-gearmand-sqlite names the --libsqlite3-db file itself: -q libsqlite3 serves it as it is, there is nothing to import")}
 	}
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -95,8 +98,11 @@ func queueCommand(ctx context.Context, args []string, lookupEnv func(string) (st
 		err = fmt.Errorf("close the store: %w", cerr)
 	}
 	where := cfg.QueueType
-	if cfg.QueueType == "embedded" {
+	switch cfg.QueueType {
+	case "embedded":
 		where += " " + cfg.DataDir
+	case "libsqlite3":
+		where += " " + cfg.SQLite.DB
 	}
 	if err != nil {
 		return fmt.Errorf("%s (%d jobs done; store %s): %w", action, n, where, err)
@@ -136,4 +142,11 @@ func moveQueue(ctx context.Context, action, file, fromSQLite, table string, st s
 	}
 	defer f.Close()
 	return queuefile.Import(ctx, f, st)
+}
+
+// sameFile reports whether the paths a and b name one existing file.
+func sameFile(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }

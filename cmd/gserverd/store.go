@@ -59,6 +59,8 @@ func storeConfig(cfg *config.Server, log logrus.FieldLogger) open.Config {
 		RedisPort:     cfg.Redis.Port,
 		RedisPassword: cfg.Redis.Password,
 		RedisPrefix:   cfg.Redis.Prefix,
+		SQLiteDB:      cfg.SQLite.DB,
+		SQLiteTable:   cfg.SQLite.Table,
 		StoreTimeout:  cfg.StoreTimeout,
 		Logger:        log,
 	}

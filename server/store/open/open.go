@@ -1,6 +1,6 @@
 // Package open turns gserverd's queue flags (gearmand's names) into a
-// store.Store: `-q embedded|builtin|postgres|mysql|redis` and the flags of
-// each backend.
+// store.Store: `-q embedded|builtin|postgres|mysql|redis|libsqlite3` and
+// the flags of each backend.
 //
 //	st, err := open.Store(ctx, open.Config{QueueType: "embedded", DataDir: dir})
 //
@@ -23,6 +23,7 @@ import (
 	"github.com/gworkerd/gworkerd/server/store/mysql"
 	"github.com/gworkerd/gworkerd/server/store/postgres"
 	"github.com/gworkerd/gworkerd/server/store/redis"
+	"github.com/gworkerd/gworkerd/server/store/sqlite"
 )
 
 // Queue types, as given to -q/--queue-type (case-insensitive).
@@ -32,21 +33,24 @@ const (
 	Postgres = "postgres"
 	MySQL    = "mysql"
 	Redis    = "redis"
+	SQLite   = "libsqlite3"
 )
 
 // Config holds the queue flags. Zero values take the defaults written on
 // each field (gearmand's defaults for gearmand's flags).
 type Config struct {
-	// QueueType is -q/--queue-type: embedded, builtin, postgres, mysql or
-	// redis. Default "embedded". gearmand's spelling "Postgres" and
-	// "MySQL" are accepted (the match is case-insensitive).
+	// QueueType is -q/--queue-type: embedded, builtin, postgres, mysql,
+	// redis or libsqlite3 (also "sqlite"). Default "embedded". gearmand's
+	// spelling "Postgres" and "MySQL" are accepted (the match is
+	// case-insensitive).
 	QueueType string
 
 	// DataDir is --data-dir, the embedded store's directory. Default
 	// DefaultDataDir().
 	DataDir string
 	// Sync is --sync: always, interval or none. Default "always". See
-	// embedded.SyncMode for what each risks.
+	// embedded.SyncMode for what each risks; -q libsqlite3 maps them to
+	// SQLite's synchronous pragma (see package sqlite).
 	Sync string
 	// AcceptDamage is --accept-store-damage: open an embedded store whose
 	// write-ahead log is damaged, without the jobs stored from the damage
@@ -82,6 +86,12 @@ type Config struct {
 	RedisPassword string
 	// RedisPrefix is --redis-prefix. Default "_gear_".
 	RedisPrefix string
+
+	// SQLiteDB is --libsqlite3-db, the database file. Required with -q
+	// libsqlite3; a relative path is from the working directory.
+	SQLiteDB string
+	// SQLiteTable is --libsqlite3-table. Default "gearman_queue".
+	SQLiteTable string
 
 	// StoreTimeout is --store-timeout. The server puts it on every call
 	// (store.WithTimeout); here it also bounds each round trip of the
@@ -165,10 +175,20 @@ func Store(ctx context.Context, cfg Config) (store.Store, error) {
 			return nil, fmt.Errorf("-q redis (--redis-server %q): %w", orDefault(cfg.RedisServer, "127.0.0.1"), err)
 		}
 		return s, nil
-	case "libsqlite3", "sqlite", "sqlite3":
-		return nil, fmt.Errorf("-q %s: gserverd has no SQLite queue; move gearmand's with `gserverd queue import --from-gearmand-sqlite FILE` and use -q embedded", cfg.QueueType)
+	case SQLite, "sqlite", "sqlite3":
+		if cfg.SQLiteDB == "" {
+			return nil, fmt.Errorf("--libsqlite3-db %q: -q libsqlite3 needs the database file", cfg.SQLiteDB)
+		}
+		if _, err := sqlite.ParseSync(cfg.Sync); err != nil {
+			return nil, fmt.Errorf("--sync %q: want always, interval or none", cfg.Sync)
+		}
+		s, err := sqlite.Open(ctx, sqlite.Options{Path: cfg.SQLiteDB, Table: cfg.SQLiteTable, Sync: cfg.Sync, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("-q libsqlite3 (--libsqlite3-db %q --libsqlite3-table %q): %w", cfg.SQLiteDB, orDefault(cfg.SQLiteTable, sqlite.DefaultTable), err)
+		}
+		return s, nil
 	}
-	return nil, fmt.Errorf("-q/--queue-type %q: want embedded, builtin, postgres, mysql or redis", cfg.QueueType)
+	return nil, fmt.Errorf("-q/--queue-type %q: want embedded, builtin, postgres, mysql, redis or libsqlite3", cfg.QueueType)
 }
 
 func orDefault(s, def string) string {

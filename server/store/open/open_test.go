@@ -31,7 +31,9 @@ func TestErrorsNameTheBadValue(t *testing.T) {
 		want string
 	}{
 		{"queue type", Config{QueueType: "carrier-pigeon"}, `-q/--queue-type "carrier-pigeon"`},
-		{"sqlite", Config{QueueType: "libsqlite3"}, "--from-gearmand-sqlite"},
+		{"sqlite db", Config{QueueType: "libsqlite3"}, `--libsqlite3-db ""`},
+		{"sqlite table", Config{QueueType: "sqlite", SQLiteDB: filepath.Join(t.TempDir(), "q"), SQLiteTable: "a b"}, `--libsqlite3-table "a b"`},
+		{"sqlite sync", Config{QueueType: "libsqlite3", SQLiteDB: filepath.Join(t.TempDir(), "q"), Sync: "sometimes"}, `--sync "sometimes"`},
 		{"sync", Config{DataDir: t.TempDir(), Sync: "sometimes"}, `--sync "sometimes"`},
 		{"sync interval", Config{DataDir: t.TempDir(), Sync: "interval", SyncInterval: -1}, "--sync-interval"},
 		{"mysql port", Config{QueueType: "mysql", MySQLDB: "test", MySQLPort: 99999}, "--mysql-port 99999"},
@@ -138,6 +140,9 @@ func TestExternal(t *testing.T) {
 			}
 		})
 		roundTrip(t, Config{QueueType: "redis", RedisPrefix: prefix})
+	})
+	t.Run("libsqlite3", func(t *testing.T) {
+		roundTrip(t, Config{QueueType: "libsqlite3", SQLiteDB: filepath.Join(t.TempDir(), "q.db"), Sync: "none"})
 	})
 }
 

@@ -9,13 +9,12 @@ import (
 	"regexp"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
-
 	"github.com/gworkerd/gworkerd/server/store"
+	"github.com/gworkerd/gworkerd/server/store/sqlite"
 )
 
 // DefaultSQLiteTable is gearmand's default --libsqlite3-table.
-const DefaultSQLiteTable = "gearman_queue"
+const DefaultSQLiteTable = sqlite.DefaultTable
 
 var sqliteTableRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -38,8 +37,13 @@ func ImportGearmandSQLite(ctx context.Context, path, table string, s store.Store
 	if _, err := os.Stat(path); err != nil {
 		return 0, fmt.Errorf("queuefile: gearmand sqlite file: %w", err)
 	}
-	u := url.URL{Scheme: "file", Path: path, RawQuery: "mode=ro"}
-	db, err := sql.Open("sqlite", u.String())
+	// An absolute path: a relative one in a file: URI reads as a host
+	// ("invalid uri authority").
+	dsn, err := sqlite.DSN(path, url.Values{"mode": {"ro"}})
+	if err != nil {
+		return 0, fmt.Errorf("queuefile: %w", err)
+	}
+	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return 0, fmt.Errorf("queuefile: open %s: %w", path, err)
 	}
