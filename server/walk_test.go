@@ -66,18 +66,6 @@ func (ts *testServer) onPause(f func()) {
 	ts.mu.Unlock()
 }
 
-// cursor returns a copy of the position of the listing paused now.
-func (ts *testServer) pausedCursor(t *testing.T) cursor {
-	t.Helper()
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if len(ts.cursors) != 1 {
-		t.Errorf("%d listings paused, want 1", len(ts.cursors))
-		return cursor{}
-	}
-	return *ts.cursors[0]
-}
-
 // TestListingsInBoundedChunks (issue 10, item 6): every listing (admin
 // status, prioritystatus, workers, show jobs, show unique jobs, Stats,
 // Workers, Jobs, GET_STATUS_UNIQUE, drop function) visits at most
