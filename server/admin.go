@@ -130,7 +130,8 @@ func (s *Server) adminShutdown(graceful bool) {
 func (s *Server) adminStatus() string {
 	var b []byte
 	s.mu.Lock()
-	for _, f := range s.funcOrder {
+	w := s.walk()
+	w.functions(func(f *function) bool {
 		b = append(b, f.name...)
 		b = append(b, '\t')
 		b = strconv.AppendInt(b, int64(f.total), 10)
@@ -139,7 +140,9 @@ func (s *Server) adminStatus() string {
 		b = append(b, '\t')
 		b = strconv.AppendInt(b, int64(f.nworkers), 10)
 		b = append(b, '\n')
-	}
+		return true
+	})
+	w.end()
 	s.mu.Unlock()
 	return string(append(b, ".\n"...))
 }
@@ -147,7 +150,8 @@ func (s *Server) adminStatus() string {
 func (s *Server) adminPriorityStatus() string {
 	var b []byte
 	s.mu.Lock()
-	for _, f := range s.funcOrder {
+	w := s.walk()
+	w.functions(func(f *function) bool {
 		b = append(b, f.name...)
 		for p := range 3 {
 			b = append(b, '\t')
@@ -156,7 +160,9 @@ func (s *Server) adminPriorityStatus() string {
 		b = append(b, '\t')
 		b = strconv.AppendInt(b, int64(f.nworkers), 10)
 		b = append(b, '\n')
-	}
+		return true
+	})
+	w.end()
 	s.mu.Unlock()
 	return string(append(b, ".\n"...))
 }
@@ -166,47 +172,58 @@ func (s *Server) adminPriorityStatus() string {
 // integer, stable for the connection's life, counted from 1 per server.
 func (s *Server) adminWorkers() string {
 	var b []byte
+	line := 0 // where the current row starts in b
 	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	sortConns(conns)
-	for _, c := range conns {
-		b = strconv.AppendUint(b, c.id, 10)
-		b = append(b, ' ')
-		b = append(b, c.ip...)
-		b = append(b, ' ')
-		b = append(b, c.clientID...)
-		b = append(b, " :"...)
-		for a := c.abilTail; a != nil; a = a.prev {
+	w := s.walk()
+	w.conns(connVisitor{
+		conn: func(c *conn) bool {
+			line = len(b)
+			b = strconv.AppendUint(b, c.id, 10)
+			b = append(b, ' ')
+			b = append(b, c.ip...)
+			b = append(b, ' ')
+			b = append(b, c.clientID...)
+			b = append(b, " :"...)
+			return true
+		},
+		abil: func(a *ability) {
 			b = append(b, ' ')
 			b = append(b, a.fn.name...)
-		}
-		b = append(b, '\n')
-	}
+		},
+		done: func(*conn) { b = append(b, '\n') },
+		gone: func(*conn) { b = b[:line] },
+	})
+	w.end()
 	s.mu.Unlock()
 	return string(append(b, ".\n"...))
 }
 
-func sortConns(cs []*conn) {
-	slices.SortFunc(cs, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
+// jobRow is what `show jobs` and `show unique jobs` show of a job.
+type jobRow struct {
+	id        uint64
+	unique    string
+	retries   uint16
+	cancelled bool
+	bg        bool
 }
 
-// sortedJobs returns the jobs in handle order.
-func (s *Server) sortedJobs() []*job {
-	js := make([]*job, 0, len(s.jobs))
-	for _, j := range s.jobs {
-		js = append(js, j)
-	}
-	sortJobsByID(js)
-	return js
+// jobRows returns a row for every job, in handle order.
+func (s *Server) jobRows() []jobRow {
+	s.mu.Lock()
+	rows := make([]jobRow, 0, len(s.jobs))
+	w := s.walk()
+	w.jobs(func(j *job) {
+		rows = append(rows, jobRow{id: j.id, unique: j.unique, retries: j.retries, cancelled: j.cancelled, bg: j.bg})
+	})
+	w.end()
+	s.mu.Unlock()
+	slices.SortFunc(rows, func(a, b jobRow) int { return cmp.Compare(a.id, b.id) })
+	return rows
 }
 
 func (s *Server) adminShowJobs() string {
 	var b []byte
-	s.mu.Lock()
-	for _, j := range s.sortedJobs() {
+	for _, j := range s.jobRows() {
 		b = s.appendHandle(b, j.id)
 		b = append(b, '\t')
 		b = strconv.AppendUint(b, uint64(j.retries), 10)
@@ -216,7 +233,6 @@ func (s *Server) adminShowJobs() string {
 		b = append(b, boolDigit(j.bg)...)
 		b = append(b, '\n')
 	}
-	s.mu.Unlock()
 	return string(append(b, ".\n"...))
 }
 
@@ -229,12 +245,10 @@ func boolDigit(v bool) string {
 
 func (s *Server) adminShowUnique() string {
 	var b []byte
-	s.mu.Lock()
-	for _, j := range s.sortedJobs() {
+	for _, j := range s.jobRows() {
 		b = append(b, j.unique...)
 		b = append(b, '\n')
 	}
-	s.mu.Unlock()
 	return string(append(b, ".\n"...))
 }
 
@@ -271,27 +285,34 @@ func (h *handler) cancelJob(handle string) string {
 	return protocol.ReplyOK
 }
 
-// dropFunction is `drop function <name>` (case-insensitive). Unlike
-// gearmand it refuses while jobs are queued instead of orphaning them.
+// dropFunction is `drop function <name>` (case-insensitive: the first
+// function in listing order whose name matches). Unlike gearmand it
+// refuses while jobs are queued instead of orphaning them.
 func (s *Server) dropFunction(name string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, f := range s.funcOrder {
+	reply := protocol.ReplyFunctionNotFound
+	w := s.walk()
+	defer w.end()
+	w.functions(func(f *function) bool {
 		if !strings.EqualFold(f.name, name) {
-			continue
+			return true
 		}
-		if f.nworkers > 0 || f.running > 0 {
-			return protocol.ReplyFunctionBusy
+		switch {
+		case f.nworkers > 0 || f.running > 0:
+			reply = protocol.ReplyFunctionBusy
+		case f.total > 0:
+			reply = protocol.ReplyFunctionHasQueued
+		default:
+			delete(s.funcs, f.name)
+			delete(s.bigUniq, f)
+			i, _ := slices.BinarySearchFunc(s.funcOrder, f.seq, func(g *function, seq uint64) int { return cmp.Compare(g.seq, seq) })
+			s.funcOrder = slices.Delete(s.funcOrder, i, i+1)
+			reply = protocol.ReplyOK
 		}
-		if f.total > 0 {
-			return protocol.ReplyFunctionHasQueued
-		}
-		delete(s.funcs, f.name)
-		delete(s.bigUniq, f)
-		s.funcOrder = append(s.funcOrder[:i], s.funcOrder[i+1:]...)
-		return protocol.ReplyOK
-	}
-	return protocol.ReplyFunctionNotFound
+		return false
+	})
+	return reply
 }
 
 // maxQueue is `maxqueue <func> [n]` or `maxqueue <func> <high> <normal>

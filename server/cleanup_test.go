@@ -49,7 +49,7 @@ func (ts *testServer) connOf(t *testing.T, id string) *conn {
 	t.Helper()
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	for c := range ts.conns {
+	for c := ts.conns.head; c != nil; c = c.next {
 		if c.clientID == id {
 			return c
 		}

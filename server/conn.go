@@ -62,7 +62,8 @@ type conn struct {
 	nattached          int        // distinct jobs in attached
 	sleeping           bool
 	noopSent           bool
-	gone               bool // removed from the server
+	gone               bool  // removed from the server
+	prev, next         *conn // in Server.conns
 
 	// Guarded by wmu.
 	wmu     sync.Mutex

@@ -539,12 +539,12 @@ func (h *handler) getStatusUnique(unique []byte) {
 	s.mu.Lock()
 	var j *job
 	if len(unique) > 0 {
-		for _, fn := range s.funcOrder {
-			if x := fn.uniq[string(unique)]; x != nil {
-				j = x
-				break
-			}
-		}
+		w := s.walk()
+		w.functions(func(fn *function) bool {
+			j = fn.uniq[string(unique)]
+			return j == nil
+		})
+		w.end()
 	}
 	buf := c.beginOut()
 	if j == nil {
@@ -586,7 +586,8 @@ func (s *Server) dropConn(c *conn) {
 		return
 	}
 	c.gone = true
-	delete(s.conns, c)
+	s.moveCursorsConn(c)
+	s.conns.remove(c)
 	s.unreserve(c)
 	h.release(nil, true)
 	s.mu.Unlock()

@@ -22,7 +22,7 @@ func newFeedConn(s *Server, id uint64) *feedConn {
 	a, b := net.Pipe()
 	c := newConn(s, a, id)
 	s.mu.Lock()
-	s.conns[c] = struct{}{}
+	s.conns.push(c)
 	s.mu.Unlock()
 	f := &feedConn{s: s, c: c, h: handler{c: c, s: s}, peer: b, done: make(chan struct{})}
 	go func() {

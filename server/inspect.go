@@ -1,7 +1,6 @@
 package server
 
 import (
-	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -58,37 +57,49 @@ const MaxJobsPage = 1000
 
 // Jobs returns one page of the jobs that match q, in handle order (the
 // order of creation), and the number of matches in all. It walks every
-// job under the state lock: an operator's tool, not a hot path.
+// job, in chunks (walk.go): an operator's tool, not a hot path. A job
+// of the page that ends between the walk and the reading of the page is
+// left out (the page is then shorter than Limit).
 func (s *Server) Jobs(q JobQuery) ([]JobInfo, int) {
 	if q.Limit <= 0 || q.Limit > MaxJobsPage {
 		q.Limit = MaxJobsPage
 	}
 	q.Offset = max(q.Offset, 0)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var match []*job
+	var match []uint64
 	if q.Function != "" {
 		fn := s.funcs[q.Function]
 		if fn == nil {
+			s.mu.Unlock()
 			return []JobInfo{}, 0
 		}
-		match = make([]*job, 0, min(fn.total, 1<<16))
+		match = make([]uint64, 0, min(fn.total, 1<<16))
 	}
-	for _, j := range s.jobs {
+	w := s.walk()
+	w.jobs(func(j *job) {
 		if q.Function != "" && j.fn.name != q.Function {
-			continue
+			return
 		}
 		if q.State != "" && stateName(j.state) != q.State {
-			continue
+			return
 		}
-		match = append(match, j)
-	}
-	slices.SortFunc(match, func(a, b *job) int { return cmp.Compare(a.id, b.id) })
+		match = append(match, j.id)
+	})
+	w.end()
+	s.mu.Unlock()
+	slices.Sort(match)
 	total := len(match)
+	page := match[min(q.Offset, total):min(q.Offset+q.Limit, total)]
 	out := []JobInfo{}
-	for i := q.Offset; i < total && len(out) < q.Limit; i++ {
-		out = append(out, s.jobInfo(match[i]))
+	s.mu.Lock()
+	for _, id := range page {
+		if j := s.jobs[id]; j != nil {
+			out = append(out, s.jobInfo(j))
+		}
+		w.step()
 	}
+	w.end()
+	s.mu.Unlock()
 	return out, total
 }
 
@@ -209,33 +220,35 @@ type WorkerInfo struct {
 }
 
 // Workers lists every connection in id order. With workersOnly, only the
-// connections that registered a function (workers, not clients).
+// connections that registered a function (workers, not clients). It
+// walks them in chunks (walk.go).
 func (s *Server) Workers(workersOnly bool) []WorkerInfo {
+	var out []WorkerInfo
+	var cur *WorkerInfo
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		if workersOnly && c.abilHead == nil {
-			continue
-		}
-		conns = append(conns, c)
-	}
-	sortConns(conns)
-	out := make([]WorkerInfo, 0, len(conns))
-	for _, c := range conns {
-		w := WorkerInfo{ID: c.id, IP: c.ip, ClientID: c.clientID, Sleeping: c.sleeping,
-			Functions: []string{}, Running: []string{}, Waiting: c.nattached}
-		for a := c.abilHead; a != nil; a = a.next {
-			w.Functions = append(w.Functions, a.fn.name)
-		}
-		slices.SortFunc(w.Functions, strings.Compare)
-		for a := c.abilHead; a != nil; a = a.next {
-			for j := a.running.head; j != nil; j = j.next {
-				w.Running = append(w.Running, s.handleString(j.id))
+	w := s.walk()
+	w.conns(connVisitor{
+		conn: func(c *conn) bool {
+			if workersOnly && c.abilHead == nil {
+				return false
 			}
-		}
-		slices.Sort(w.Running)
-		out = append(out, w)
+			cur = &WorkerInfo{ID: c.id, IP: c.ip, ClientID: c.clientID, Sleeping: c.sleeping,
+				Functions: []string{}, Running: []string{}, Waiting: c.nattached}
+			return true
+		},
+		abil: func(a *ability) { cur.Functions = append(cur.Functions, a.fn.name) },
+		job:  func(j *job) { cur.Running = append(cur.Running, s.handleString(j.id)) },
+		done: func(*conn) { out = append(out, *cur) },
+		gone: func(*conn) {},
+	})
+	w.end()
+	s.mu.Unlock()
+	if out == nil {
+		out = []WorkerInfo{}
+	}
+	for _, wi := range out {
+		slices.SortFunc(wi.Functions, strings.Compare)
+		slices.Sort(wi.Running)
 	}
 	return out
 }

@@ -80,6 +80,7 @@ func (s *Server) unregister(a *ability) {
 func (s *Server) removeAbility(a *ability) {
 	c := a.c
 	s.unregister(a)
+	s.moveCursorsAbil(a)
 	delete(c.abil, a.fn)
 	if c.rr == a {
 		c.rr = a.next

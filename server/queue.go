@@ -141,6 +141,7 @@ func (l *jobList) remove(j *job) {
 // function is one function name. All fields are guarded by Server.mu.
 type function struct {
 	name    string
+	seq     uint64 // creation order: Server.funcOrder is sorted by it
 	queues  [3]jobList
 	queued  [3]int // queued per priority, epoch jobs not yet due included
 	running int
@@ -163,7 +164,8 @@ func (s *Server) function(name []byte) *function {
 	if f := s.funcs[string(name)]; f != nil {
 		return f
 	}
-	f := &function{name: string(name), uniq: make(map[string]*job),
+	s.funcSeq++
+	f := &function{name: string(name), seq: s.funcSeq, uniq: make(map[string]*job),
 		wait: newHist(latencyBounds()), run: newHist(latencyBounds())}
 	s.funcs[f.name] = f
 	s.funcOrder = append(s.funcOrder, f)
@@ -245,6 +247,9 @@ func (s *Server) unlink(j *job) {
 		j.fn.queued[j.prio]--
 	case stRunning:
 		w := j.worker
+		if len(s.cursors) > 0 {
+			s.moveCursorsJob(j)
+		}
 		w.abil[j.fn].running.remove(j)
 		w.nrunning--
 		j.worker = nil

@@ -22,7 +22,12 @@
 // state (many functions, running jobs or awaited jobs) that gives up
 // functions (CANT_DO, RESET_ABILITIES) or goes away is cleaned up in
 // chunks of at most cleanupChunk steps, with the lock released between
-// chunks.
+// chunks. The listings (`status`, `prioritystatus`, `workers`, `show
+// jobs`, `show unique jobs`, Stats, Workers, Jobs, GET_STATUS_UNIQUE's
+// search and `drop function`'s) visit at most walkChunk functions,
+// connections, registrations or jobs per hold of the lock in the same
+// way (walk.go says what a listing shows of a state that changes
+// meanwhile).
 //
 // # Choices where gearmand gives no answer
 //
@@ -129,10 +134,11 @@ type Server struct {
 	closed    bool // Close or Shutdown began: no new connections
 	draining  bool // Shutdown: no job is handed out any more
 	drained   chan struct{}
-	conns     map[*conn]struct{}
+	conns     connList // in id order (walk.go)
 	nextConn  uint64
 	funcs     map[string]*function
-	funcOrder []*function            // listing order of status/prioritystatus
+	funcOrder []*function            // listing order of status/prioritystatus, seq order
+	funcSeq   uint64                 // seq of the newest function
 	bigUniq   map[*function]struct{} // functions whose unique map grew big (queue.go, shrink)
 	jobs      map[uint64]*job
 	jobsPeak  int // largest len(jobs) since the map was last rebuilt
@@ -156,6 +162,13 @@ type Server struct {
 	refused   logLimit  // connections refused by MaxConnections
 	addFailed logLimit  // background submits refused because the store failed
 	cleanup   holdStats // cleanup chunks (dispatch.go, release)
+	walkHolds holdStats // listing chunks (walk.go)
+	// cursors are the positions of the listings waiting for the lock
+	// (walk.go).
+	cursors []*cursor
+	// walkPaused, a test hook, runs (without the lock) each time a
+	// listing releases the lock between chunks.
+	walkPaused func()
 
 	// adding counts the Store.Adds in flight per record whose key is a
 	// job's unique (several submits can write one such key; a fresh
@@ -185,7 +198,6 @@ func New(opts Options) (*Server, error) {
 		prefix:    o.JobHandlePrefix + ":",
 		listeners: make(map[net.Listener]struct{}),
 		quit:      make(chan struct{}),
-		conns:     make(map[*conn]struct{}),
 		funcs:     make(map[string]*function),
 		bigUniq:   make(map[*function]struct{}),
 		jobs:      make(map[uint64]*job),
@@ -286,15 +298,15 @@ func (s *Server) startConn(nc net.Conn) bool {
 	if s.closed {
 		return false
 	}
-	if max := s.opts.MaxConnections; max > 0 && len(s.conns) >= max {
-		if len(s.conns) >= max+LoopbackReserve || !isLoopbackAddr(nc.RemoteAddr()) {
+	if max := s.opts.MaxConnections; max > 0 && s.conns.n >= max {
+		if s.conns.n >= max+LoopbackReserve || !isLoopbackAddr(nc.RemoteAddr()) {
 			s.refuse(nc)
 			return true
 		}
 	}
 	s.nextConn++
 	c := newConn(s, nc, s.nextConn)
-	s.conns[c] = struct{}{}
+	s.conns.push(c)
 	c.logger().WithField("remote", nc.RemoteAddr().String()).Debug("connection accepted")
 	s.connWG.Add(1)
 	go c.readLoop()
@@ -309,7 +321,7 @@ func (s *Server) refuse(nc net.Conn) {
 		s.log.WithFields(logrus.Fields{
 			"refused":         n,
 			"refused_total":   total,
-			"connections":     len(s.conns),
+			"connections":     s.conns.n,
 			"max_connections": s.opts.MaxConnections,
 		}).Warn("refusing connections: max connections reached")
 	}
@@ -373,8 +385,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// Let every connection write what it has pending, then close it.
 	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
+	conns := make([]*conn, 0, s.conns.n)
+	for c := s.conns.head; c != nil; c = c.next {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
@@ -402,8 +414,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
+	conns := make([]*conn, 0, s.conns.n)
+	for c := s.conns.head; c != nil; c = c.next {
 		conns = append(conns, c)
 	}
 	if s.epochT != nil {
@@ -480,14 +492,15 @@ type FunctionStats struct {
 	Run  Histogram `json:"run,omitzero"`
 }
 
-// Stats returns a snapshot of the server. It costs one pass over the
-// functions under the state lock.
+// Stats returns a snapshot of the server. The totals are read at one
+// instant, the functions in chunks (walk.go): each function's figures
+// are consistent, the list as a whole is not one instant's.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Stats{
 		Functions:   make([]FunctionStats, 0, len(s.funcOrder)),
-		Connections: len(s.conns),
+		Connections: s.conns.n,
 		Jobs:        len(s.jobs),
 		Running:     s.running,
 		Submitted:   s.counters.submitted,
@@ -502,33 +515,41 @@ func (s *Server) Stats() Stats {
 		QueueMemory:    s.mem,
 		MaxQueueMemory: s.opts.MaxQueueMemory,
 	}
-	for _, f := range s.funcOrder {
-		fs := FunctionStats{
-			Name:     f.name,
-			High:     f.queued[protocol.High],
-			Normal:   f.queued[protocol.Normal],
-			Low:      f.queued[protocol.Low],
-			Running:  f.running,
-			Workers:  f.nworkers,
-			MaxQueue: f.max,
-			Wait:     f.wait.snapshot(),
-			Run:      f.run.snapshot(),
-		}
-		var oldest int64
-		for p := range f.queues {
-			if j := f.queues[p].head; j != nil && (oldest == 0 || j.since < oldest) {
-				oldest = j.since
-			}
-		}
-		if oldest != 0 {
-			fs.OldestQueued = time.Unix(0, oldest)
-		}
-		st.Functions = append(st.Functions, fs)
-	}
 	if s.meter != nil {
 		st.Store = s.meter.stats()
 	}
+	w := s.walk()
+	defer w.end()
+	w.functions(func(f *function) bool {
+		st.Functions = append(st.Functions, f.stats())
+		return true
+	})
 	return st
+}
+
+// stats returns the figures of f. Server.mu is held.
+func (f *function) stats() FunctionStats {
+	fs := FunctionStats{
+		Name:     f.name,
+		High:     f.queued[protocol.High],
+		Normal:   f.queued[protocol.Normal],
+		Low:      f.queued[protocol.Low],
+		Running:  f.running,
+		Workers:  f.nworkers,
+		MaxQueue: f.max,
+		Wait:     f.wait.snapshot(),
+		Run:      f.run.snapshot(),
+	}
+	var oldest int64
+	for p := range f.queues {
+		if j := f.queues[p].head; j != nil && (oldest == 0 || j.since < oldest) {
+			oldest = j.since
+		}
+	}
+	if oldest != 0 {
+		fs.OldestQueued = time.Unix(0, oldest)
+	}
+	return fs
 }
 
 // appendHandle appends the handle of job id.

@@ -297,9 +297,12 @@ func TestEventDeltaCostsChanges(t *testing.T) {
 		for _, r := range d.Removed {
 			delete(state, r)
 		}
-		if d.Server.Submitted == 0 {
-			if len(d.Functions) != 0 || len(data) > 2048 {
-				t.Fatalf("delta with nothing changed: %d functions, %d bytes: %.300q", len(d.Functions), len(data), data)
+		if len(d.Functions) == 0 {
+			// Nothing changed yet, or only the totals: Stats reads
+			// the functions in chunks, not at the instant of the
+			// totals (server/walk.go).
+			if len(d.Removed) != 0 || len(data) > 2048 {
+				t.Fatalf("delta with no function changed: %d removed, %d bytes: %.300q", len(d.Removed), len(data), data)
 			}
 			continue
 		}
