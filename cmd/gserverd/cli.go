@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -101,26 +100,4 @@ func writeUsage(w io.Writer, fs *pflag.FlagSet) {
 	fmt.Fprint(w, usageHead)
 	fmt.Fprint(w, fs.FlagUsagesWrapped(100))
 	fmt.Fprint(w, usageTail)
-}
-
-// version is the module version stamped by the go command; else "dev",
-// with the VCS revision when the build recorded one.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "dev"
-	}
-	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	v, dirty := "dev", ""
-	for _, s := range bi.Settings {
-		switch {
-		case s.Key == "vcs.revision" && len(s.Value) >= 12:
-			v += "-" + s.Value[:12]
-		case s.Key == "vcs.modified" && s.Value == "true":
-			dirty = "+dirty"
-		}
-	}
-	return v + dirty
 }

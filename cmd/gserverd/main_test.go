@@ -20,6 +20,7 @@ import (
 
 	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
+	"github.com/gworkerd/gworkerd/internal/version"
 )
 
 // TestMain builds gserverd once for the tests that run the binary (unless
@@ -42,7 +43,7 @@ func TestRunActions(t *testing.T) {
 		stderr     string // exact
 		stdoutNone bool
 	}{
-		{name: "version", args: []string{"-V"}, stdout: "gserverd " + version() + "\n"},
+		{name: "version", args: []string{"-V"}, stdout: "gserverd " + version.String() + "\n"},
 		{name: "help", args: []string{"-h"}, stdout: "-j, --job-retries"},
 		{name: "help wins over bad values", args: []string{"-j", "900", "--help"}, stdout: "Usage: gserverd"},
 		{name: "check-args ok", args: []string{"--check-args", "-p", "4731"}, stdoutNone: true},

@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/version"
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server"
 	"github.com/gworkerd/gworkerd/server/store"
@@ -41,7 +42,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		writeUsage(stdout, cmd.fs)
 		return 0
 	case cmd.version:
-		fmt.Fprintf(stdout, "gserverd %s\n", version())
+		fmt.Fprintf(stdout, "gserverd %s\n", version.String())
 		return 0
 	case cmd.checkArgs:
 		return 0
@@ -206,7 +207,7 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 	for i, ln := range lns {
 		addrList[i] = ln.Addr().String()
 	}
-	log.WithFields(logrus.Fields{"addr": strings.Join(addrList, ","), "pid": os.Getpid(), "version": version(), "queue_type": cfg.QueueType, "tls": tc != nil}).Info("gserverd started")
+	log.WithFields(logrus.Fields{"addr": strings.Join(addrList, ","), "pid": os.Getpid(), "version": version.String(), "queue_type": cfg.QueueType, "tls": tc != nil}).Info("gserverd started")
 
 	err = waitStop(srv, sigs, adminStop, serveErr, len(lns), out, log)
 	wg.Wait()
@@ -319,7 +320,7 @@ func serverOptions(cfg *config.Server, log logrus.FieldLogger, st store.Store, o
 	if o.StoreTimeout == 0 {
 		o.StoreTimeout = -1 // none
 	}
-	o.Version = version()
+	o.Version = version.String()
 	o.VerboseName = cfg.Verbose
 	o.MaxConnections = maxConnections(cfg.MaxConnections)
 	o.MaxQueueMemory = maxQueueMemory(cfg.MaxQueueMemory, mem, memOK)
