@@ -1,17 +1,16 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/gworkerd/gworkerd/config"
 )
 
-// usageError marks a bad command line or configuration (exit status 2).
+// usageError marks a bad command line or configuration (exit status 1,
+// as gearmand).
 type usageError struct{ err error }
 
 func (e *usageError) Error() string { return e.err.Error() }
@@ -37,8 +36,8 @@ Signals: TERM or INT stop (running jobs get a short grace period), USR1 stops
 gracefully (stop accepting, wait for the running jobs, exit), HUP reopens the
 log file.
 
-Exit status: 0 after a clean stop, 1 when the server fails, 2 for a bad
-command line or configuration.
+Exit status: 0 after a clean stop, 1 when the server fails or for a bad
+command line or configuration (as gearmand).
 `
 
 // command is the parsed command line.
@@ -66,14 +65,6 @@ func newFlagSet() *pflag.FlagSet {
 // parseCommandLine parses args and loads the configuration from the
 // flags, the environment and the config file.
 func parseCommandLine(args []string, lookupEnv func(string) (string, bool), uid int) (*command, error) {
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if len(a) >= 2 && a[0] == '-' && strings.Trim(a[1:], "v") == "" {
-			return nil, &usageError{errors.New(a + ": not supported (deprecated in gearmand); use --verbose=INFO or --verbose=DEBUG")}
-		}
-	}
 	fs := newFlagSet()
 	if err := fs.Parse(args); err != nil {
 		return nil, &usageError{fmt.Errorf("%w (see gserverd --help)", err)}

@@ -35,7 +35,12 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	cmd, err := parseCommandLine(args, lookupEnv, os.Getuid())
 	if err != nil {
 		fmt.Fprintf(stderr, "gserverd: %v\n", err)
-		return 2
+		return 1 // gearmand's status for a bad command line
+	}
+	if cmd.cfg != nil && !isDaemonChild(lookupEnv) {
+		for _, w := range cmd.cfg.Warnings {
+			fmt.Fprintf(stderr, "gserverd: warning: %s\n", w)
+		}
 	}
 	switch {
 	case cmd.help:
@@ -52,7 +57,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		if cfg.User != "" {
 			if _, err := lookupUser(cfg.User, os.Geteuid(), cfg.Source("user")); err != nil {
 				fmt.Fprintf(stderr, "gserverd: %v\n", err)
-				return 2
+				return 1
 			}
 		}
 		if err := startDaemon(cfg); err != nil {
@@ -121,6 +126,16 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 	}
 	defer out.Close()
 	log := newLogger(cfg, out)
+	if cfg.Syslog {
+		w, err := newSyslogHook(cfg.SyslogSocket)
+		if err != nil {
+			// gearmand's openlog cannot fail: start without syslog.
+			fmt.Fprintf(stderr, "gserverd: warning: %s: %v; logging to --log-file only\n", cfg.Source("syslog"), err)
+		} else {
+			log.AddHook(w)
+			defer w.Writer.Close()
+		}
+	}
 	mem, memOK := systemMemoryLimit(hostCgroup())
 	setGoMemoryLimit(mem, memOK, lookupEnv, log)
 
