@@ -197,9 +197,6 @@ func readGearmandFile(path string, data []byte, keys []serverKey) (map[string]fi
 			if !ok || name == k.key() && name != k.flag {
 				return nil, 0, fileErr(t.line, "", fmt.Sprintf("unknown option %q", t.s))
 			}
-			if k.kind == kindBool && has {
-				return nil, 0, fileErr(t.line, k.key(), "takes no value, as in gearmand")
-			}
 			v, err := value(k, val, has)
 			if err != nil {
 				return nil, 0, err

@@ -79,6 +79,14 @@ func TestIgnoredOptions(t *testing.T) {
 	if c, _, _ := loadServer(t, nil, nil, ""); len(c.Warnings) != 0 {
 		t.Errorf("no option given: warnings %q", c.Warnings)
 	}
+	for _, args := range [][]string{{"-p", "1", "--port=2"}, {"--exceptions", "--exceptions"}, {"--coredump", "--coredump"}} {
+		if _, _, err := loadServer(t, args, nil, ""); err == nil || !strings.Contains(err.Error(), "given more than once") {
+			t.Errorf("%q: %v, want given more than once", args, err)
+		}
+	}
+	if c, _, err := loadServer(t, []string{"-L", "a", "--listen", "b"}, nil, ""); err != nil || len(c.Listen) != 2 {
+		t.Errorf("-L twice: %v, %v", c, err)
+	}
 	if _, _, err := loadServer(t, []string{"--hashtable-buckets=0"}, nil, ""); err == nil ||
 		err.Error() != "--hashtable-buckets: want a number of buckets > 0, got 0" {
 		t.Errorf("--hashtable-buckets=0: %v", err)
@@ -113,7 +121,7 @@ func TestGearmandConfigFile(t *testing.T) {
 		{"-p 1 -x\n", `$FILE:1: unknown option "-x"`},
 		{"--port=1\nstray\n", `$FILE:2: want --option=value or key=value, got "stray"`},
 		{"--port=1\n--port=2\n", "$FILE:2: port: given more than once (first on line 1)"},
-		{"--daemon=yes\n", "$FILE:1: daemon: takes no value, as in gearmand"},
+		{"--daemon=maybe\n", `$FILE:1: daemon: want true or false, got "maybe"`},
 		{"--port\n", "$FILE:1: port: needs a value"},
 		{"--config-file=/x\n", "$FILE:1: config_file: cannot be set inside the config file"},
 		{"port=1\nbogus=2\n", `$FILE:2: want --option=value or key=value, got "bogus=2"`},
