@@ -26,11 +26,17 @@ Options:
 `
 
 const usageTail = `
-Every option can also be set in the --config-file (YAML; the keys are the long
-option names: job_retries: 3, listen: [127.0.0.1, "::1"]) and in the
-environment as GSERVERD_<KEY> (GSERVERD_JOB_RETRIES=3, GSERVERD_LISTEN=a,b).
-A flag wins over the environment, which wins over the file. GEARMAND_PORT sets
-the port when neither -p nor GSERVERD_PORT is given.
+Every option can also be set in the --config-file, in gearmand's format (its
+options as on the command line, --job-retries=3 -vvv, and key=value lines,
+# comments) or in YAML (the keys are the long option names: job_retries: 3,
+listen: [127.0.0.1, "::1"]), and in the environment as GSERVERD_<KEY>
+(GSERVERD_JOB_RETRIES=3, GSERVERD_LISTEN=a,b). A flag wins over the
+environment, which wins over the file. /etc/gearmand.conf is read when it
+exists and no --config-file is given.
+
+-v raises --verbose one level each (-vvv: INFO). gearmand options marked
+"accepted and ignored" print one warning line each when given.
+GEARMAND_PORT sets the port when neither -p nor GSERVERD_PORT is given.
 
 Signals: TERM or INT stop (running jobs get a short grace period), USR1 stops
 gracefully (stop accepting, wait for the running jobs, exit), HUP reopens the
