@@ -79,14 +79,6 @@ func TestIgnoredOptions(t *testing.T) {
 	if c, _, _ := loadServer(t, nil, nil, ""); len(c.Warnings) != 0 {
 		t.Errorf("no option given: warnings %q", c.Warnings)
 	}
-	for _, args := range [][]string{{"-p", "1", "--port=2"}, {"--exceptions", "--exceptions"}, {"--coredump", "--coredump"}} {
-		if _, _, err := loadServer(t, args, nil, ""); err == nil || !strings.Contains(err.Error(), "given more than once") {
-			t.Errorf("%q: %v, want given more than once", args, err)
-		}
-	}
-	if c, _, err := loadServer(t, []string{"-L", "a", "--listen", "b"}, nil, ""); err != nil || len(c.Listen) != 2 {
-		t.Errorf("-L twice: %v, %v", c, err)
-	}
 	if _, _, err := loadServer(t, []string{"--hashtable-buckets=0"}, nil, ""); err == nil ||
 		err.Error() != "--hashtable-buckets: want a number of buckets > 0, got 0" {
 		t.Errorf("--hashtable-buckets=0: %v", err)

@@ -785,7 +785,6 @@ type rawFlag struct {
 	kind keyKind
 	s    string
 	list []string
-	n    int // times given: gearmand refuses a single-valued option twice
 }
 
 func (r *rawFlag) String() string {
@@ -796,7 +795,6 @@ func (r *rawFlag) String() string {
 }
 
 func (r *rawFlag) Set(s string) error {
-	r.n++
 	if r.kind == kindList {
 		r.list = append(r.list, strings.Split(s, ",")...)
 		return nil
@@ -874,10 +872,6 @@ func loadServerWith(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), ui
 		}
 		if f := fs.Lookup(k.flag); f != nil && f.Changed {
 			r := f.Value.(*rawFlag)
-			if r.n > 1 && r.kind != kindList {
-				return pick{}, &ServerConfigError{Key: k.key(), Source: Source{Kind: SourceFlag, Name: "--" + k.flag},
-					Msg: "given more than once (as gearmand, only --listen and --http-allowed-hosts repeat)"}
-			}
 			return pick{s: r.s, list: r.list, src: Source{Kind: SourceFlag, Name: "--" + k.flag}}, nil
 		}
 		if v, ok := lookupEnv(k.env()); ok {

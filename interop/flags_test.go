@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +28,10 @@ const (
 	serve
 	// plain runs `<server> FORM...` (-h, -V) and compares the exit status.
 	plain
+	// daemon is serve for -d: the command exits 0 once detached, then the
+	// daemon (its pid in $TMP/server.pid) must take a job; it is stopped
+	// with SIGTERM.
+	daemon
 )
 
 // serves is the outcome "started and accepted a job".
@@ -69,6 +74,7 @@ func flagForms() []flagForm {
 		ok(serve, "-b", "64"),
 		ok(checkArgs, "--backlog=16"),
 		ok(checkArgs, "-d"),
+		{args: []string{"-d", "-P", "$TMP/server.pid", "-l", "$TMP/server.log"}, mode: daemon, gearmand: serves, gserverd: serves},
 		ok(checkArgs, "--daemon"),
 		ok(serve, "--exceptions"),
 		ok(serve, "-f", "4096"),
@@ -135,8 +141,6 @@ func flagForms() []flagForm {
 		bad(checkArgs, "--hashtable-buckets=abc"),
 		bad(checkArgs, "--keepalive-idle=abc"),
 		bad(checkArgs, "--mysql-port=abc"),
-		bad(checkArgs, "--port=1", "--port=2"),
-		bad(checkArgs, "--exceptions", "--exceptions"),
 		bad(checkArgs, "--config-file=$TMP/missing.conf"),
 		{args: []string{"--config-file", "$TMP/gearmand.conf"}, mode: checkArgs, gearmand: 1, gserverd: 1, file: "--port=1\n--bogus\n"},
 		bad(serve, "-p", "abc"),
@@ -159,6 +163,8 @@ func flagForms() []flagForm {
 		differ(ok(checkArgs, "--redis-port=abc"), 1, "every value is checked; gearmand 1.1.20 reads --redis-port only with -q redis"),
 		differ(ok(serve, "--ssl"), 1, "--ssl without a certificate is refused; gearmand 1.1.20 starts and fails every TLS handshake"),
 		differ(bad(checkArgs, "-L", "127.0.0.1", "-L", "::1"), 0, "-L repeats: gserverd binds each; gearmand 1.1.20 takes one address"),
+		differ(bad(checkArgs, "--port=1", "--port=2"), 0, "the last of an option given twice wins (scripts add overrides to a base line); gearmand 1.1.20 refuses it"),
+		differ(bad(checkArgs, "--exceptions", "--exceptions"), 0, "an option given twice is no error"),
 		differ(bad(checkArgs, "--verbose=info"), 0, "level names are case-insensitive"),
 		differ(bad(checkArgs, "--syslog=1"), 0, "an on/off option also takes a value (--daemon=false), as GSERVERD_* variables and the YAML file do"),
 		differ(bad(checkArgs, "--daemon=yes"), 0, "an on/off option also takes a value (--daemon=false)"),
@@ -230,7 +236,7 @@ func tryForm(t *testing.T, name, bin string, f flagForm) (int, string) {
 		gearPort = strconv.Itoa(testpeer.FreePort(t))
 	}
 	var base []string
-	if f.mode == serve {
+	if f.mode == serve || f.mode == daemon {
 		if !given["-p"] && !given["--port"] {
 			base = append(base, "-p", gearPort)
 		} else if given["--port"] {
@@ -255,6 +261,9 @@ func tryForm(t *testing.T, name, bin string, f flagForm) (int, string) {
 	// gserverd: a private store, and no HTTP endpoint (its default port
 	// is shared by every gserverd of the test).
 	cmd.Env = append(os.Environ(), "GSERVERD_DATA_DIR="+filepath.Join(tmp, "data"), "GSERVERD_HTTP_LISTEN=")
+	if f.mode == daemon {
+		return tryDaemon(ctx, t, name, cmd, filepath.Join(tmp, "server.pid"), net.JoinHostPort("127.0.0.1", gearPort))
+	}
 	if f.mode != serve {
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -302,4 +311,46 @@ func exitCode(t *testing.T, err error) int {
 		t.Fatal(err)
 	}
 	return 0
+}
+
+// tryDaemon runs cmd (with -d), which must exit 0, then waits for the
+// daemon to serve on addr and take a job, and stops it by the pid in
+// pidFile.
+func tryDaemon(ctx context.Context, t *testing.T, name string, cmd *exec.Cmd, pidFile, addr string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if code := exitCode(t, cmd.Run()); code != 0 {
+		return code, out.String()
+	}
+	var pid int
+	waitFor(t, name+" daemon's pid file", func() bool {
+		b, err := os.ReadFile(pidFile)
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && pid > 0
+	})
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := func() bool { // exited (a zombie when nobody reaps it) or reaped
+		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		_, after, _ := strings.Cut(string(st), ") ")
+		return err != nil || strings.HasPrefix(after, "Z") || proc.Signal(syscall.Signal(0)) != nil
+	}
+	t.Cleanup(func() {
+		_ = proc.Signal(syscall.SIGTERM)
+		waitFor(t, name+" daemon to stop", gone)
+	})
+	waitFor(t, name+" daemon to listen", func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if _, err := testpeer.SubmitJob(ctx, addr, "flags", "x", true, false); err != nil {
+		t.Fatalf("%s daemon: a background submit failed: %v\n%s", name, err, out.String())
+	}
+	return serves, out.String()
 }
