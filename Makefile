@@ -3,7 +3,10 @@ GO       ?= go
 BIN      := $(CURDIR)/bin
 FUZZTIME ?= 60s
 # The version stamped into every binary: git describe, else 0.0.0-dev.
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+# Evaluated once, so that make test checks the version make build stamped.
+ifeq ($(origin VERSION),undefined)
+VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+endif
 LDFLAGS  := -X github.com/gworkerd/gworkerd/internal/version.stamp=$(VERSION)
 
 .DEFAULT_GOAL := help
