@@ -2,6 +2,12 @@
 GO       ?= go
 BIN      := $(CURDIR)/bin
 FUZZTIME ?= 60s
+# The version stamped into every binary: git describe, else 0.0.0-dev.
+# Evaluated once, so that make test checks the version make build stamped.
+ifeq ($(origin VERSION),undefined)
+VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+endif
+LDFLAGS  := -X github.com/gworkerd/gworkerd/internal/version.stamp=$(VERSION)
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test bench chaos fuzz lint
@@ -9,15 +15,15 @@ FUZZTIME ?= 60s
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build gserverd, gworkerd, gclient, gbench and gchaos into ./bin
+build: ## build gserverd, gworkerd, gclient, gbench and gchaos into ./bin, stamped with VERSION (git describe)
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 run: build ## start gserverd (embedded store) and gworkerd with the sample jobs; prints what to try
 	@sh deploy/run.sh $(BIN)
 
 test: build ## run the whole suite with -race (interop peers: see .ci/run)
-	GWORKERD_BIN=$(BIN) $(GO) test -race -count=1 -timeout 18m ./...
+	GWORKERD_BIN=$(BIN) GWORKERD_VERSION=$(VERSION) $(GO) test -race -count=1 -timeout 18m ./...
 
 bench: build ## measure gserverd against gearmand, and gworkerd's worker hosting, in the same run (BENCHFLAGS=-quick for a smoke test)
 	$(BIN)/gbench -gserverd $(BIN)/gserverd -gworkerd $(BIN)/gworkerd $(BENCHFLAGS)

@@ -26,7 +26,9 @@ import (
 // GSERVERD_CONFIG_FILE), whose keys are the long flag names with '_' or
 // '-' (job_retries: 3), and last the defaults documented on each field.
 type Server struct {
-	// ConfigFile is the YAML file read, "" for none.
+	// ConfigFile is the file read, "" for none: --config-file, else
+	// DefaultConfigFile when it exists. It is YAML, or gearmand's format
+	// (its command-line options, and key=value lines).
 	ConfigFile string
 
 	// Port is the TCP port. Default 4730 (GEARMAND_PORT when set).
@@ -43,6 +45,10 @@ type Server struct {
 	// CRITICAL, ERROR, WARNING, NOTICE, INFO, DEBUG), upper case.
 	// Default ERROR.
 	Verbose string
+	// Syslog also sends the log to the local syslog (gearmand's --syslog).
+	Syslog bool
+	// SyslogSocket is the syslog socket; "" (default) is the system's.
+	SyslogSocket string
 	// PidFile is written and locked while gserverd runs; "" (default) for none.
 	PidFile string
 	// Daemon detaches from the terminal.
@@ -162,8 +168,14 @@ type Server struct {
 	// function="_other". Default DefaultHTTPMetricsFunctions.
 	HTTPMetricsFunctions int
 
+	// Warnings are lines for the operator that are not errors: each
+	// gearmand option given that gserverd accepts and ignores, with why.
+	Warnings []string
+
 	sources map[string]Source
 }
+
+func (c *Server) warn(line string) { c.Warnings = append(c.Warnings, line) }
 
 // PostgresQueue configures -q postgres (gearmand's libpq flags).
 type PostgresQueue struct {
@@ -320,7 +332,10 @@ type serverKey struct {
 	// overrideEnv, when set in the environment, wins over every other
 	// source (gearmand's GEARMAND_SERVER_PEM and friends do).
 	overrideEnv string
-	set         func(c *Server, s string, list []string) error
+	// ignored, when set, is why gserverd accepts this gearmand option and
+	// ignores it; giving it adds a line to Server.Warnings.
+	ignored string
+	set     func(c *Server, s string, list []string) error
 }
 
 func (k serverKey) key() string { return strings.ReplaceAll(k.flag, "-", "_") }
@@ -479,8 +494,8 @@ func verboseCheck(s string) (string, error) {
 
 // unsupportedQueues are gearmand queue modules gserverd does not have.
 var unsupportedQueues = map[string]string{
-	"libmemcached":    "use -q embedded or -q redis",
-	"libtokyocabinet": "use -q embedded",
+	"libmemcached":    "use -q embedded or -q redis", // not reached: queueSetter takes it as embedded
+	"libtokyocabinet": "use -q embedded",             // not reached: queueSetter takes it as embedded
 	"libdrizzle":      "use -q mysql",
 }
 
@@ -586,9 +601,9 @@ func listSetter(c *Server, _ string, list []string) error {
 
 // serverKeys is the table of every setting, in --help order.
 func serverKeys() []serverKey {
-	return []serverKey{
+	keys := []serverKey{
 		{flag: "config-file", kind: kindString, noFile: true,
-			usage: "read options from this YAML `file` (keys are the long flag names, e.g. job_retries: 3)",
+			usage: "read options from this `file`: gearmand's format (its options, --port=4730 or port=4730, several a line, # comments) or YAML (job_retries: 3). Default " + DefaultConfigFile + " when it exists",
 			set:   stringSetter(func(c *Server) *string { return &c.ConfigFile }, nil)},
 		{flag: "port", short: "p", kind: kindInt, def: strconv.Itoa(DefaultPort),
 			usage: "TCP `port` to listen on (GEARMAND_PORT when -p is not given)",
@@ -608,7 +623,7 @@ func serverKeys() []serverKey {
 			usage: "log `format`: text or json",
 			set:   stringSetter(func(c *Server) *string { return &c.LogFormat }, oneOf("text", "json"))},
 		{flag: "verbose", kind: kindString, def: "ERROR",
-			usage: "log `level`: FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO or DEBUG (-v is not accepted, as in gearmand)",
+			usage: "log `level`: FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO or DEBUG; each -v raises it one step (-vvv: INFO)",
 			set:   stringSetter(func(c *Server) *string { return &c.Verbose }, verboseCheck)},
 		{flag: "pid-file", short: "P", kind: kindString,
 			usage: "write and lock the process id in this `file` (default none; gearmand's is /var/gearmand.pid)",
@@ -682,7 +697,7 @@ func serverKeys() []serverKey {
 			set:   intSetter(func(c *Server) *int { return &c.KeepaliveCount }, keepaliveCheck)},
 		{flag: "queue-type", short: "q", kind: kindString, def: DefaultQueueType,
 			usage: "job store `type`: builtin (in memory), embedded, postgres, mysql, redis or libsqlite3 (case-insensitive)",
-			set:   stringSetter(func(c *Server) *string { return &c.QueueType }, queueCheck)},
+			set:   queueSetter},
 		{flag: "data-dir", kind: kindString,
 			usage: "-q embedded: `directory` of the store (default /var/lib/gserverd as root, else ~/.local/state/gserverd)",
 			set:   stringSetter(func(c *Server) *string { return &c.DataDir }, nil)},
@@ -778,6 +793,7 @@ func serverKeys() []serverKey {
 			usage: "how many functions, the busiest (most jobs taken and queued), get their own series in /metrics (`N`); the others are summed as function=\"_other\"",
 			set:   intSetter(func(c *Server) *int { return &c.HTTPMetricsFunctions }, atLeast(1))},
 	}
+	return append(keys, gearmandKeys()...)
 }
 
 // rawFlag holds a flag's text until LoadServer parses it, so every value,
@@ -826,6 +842,8 @@ func ServerFlags(fs *pflag.FlagSet) {
 			f.NoOptDefVal = "true"
 		}
 	}
+	fs.CountP(VerboseUp, "v", "raise the log level one step (-vvv: INFO)")
+	_ = fs.MarkHidden(VerboseUp)
 }
 
 // ServerEnvVars returns the environment variables LoadServer reads, in
@@ -850,6 +868,11 @@ type fileValue struct {
 // the config file, and validates it. uid and lookupEnv also pick the
 // default data directory. Errors are *ServerConfigError.
 func LoadServer(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), uid int) (*Server, error) {
+	return loadServerWith(fs, lookupEnv, uid, DefaultConfigFile)
+}
+
+// loadServerWith is LoadServer with the default config file's path.
+func loadServerWith(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), uid int, defaultFile string) (*Server, error) {
 	keys := serverKeys()
 	c := &Server{sources: map[string]Source{}}
 
@@ -898,6 +921,9 @@ func LoadServer(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), uid in
 			return &ServerConfigError{Key: k.key(), Source: p.src, Msg: err.Error()}
 		}
 		c.sources[k.key()] = p.src
+		if k.ignored != "" && p.src.Kind != SourceDefault {
+			c.warn((&ServerConfigError{Key: k.key(), Source: p.src, Msg: "accepted and ignored: " + k.ignored}).Error())
+		}
 		return nil
 	}
 
@@ -905,10 +931,19 @@ func LoadServer(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), uid in
 	if err := apply(keys[0], nil); err != nil {
 		return nil, err
 	}
+	if c.ConfigFile == "" || c.ConfigFile == defaultFile {
+		// gearmand reads its default file when it exists, silently
+		// skips it when not, even when named.
+		c.ConfigFile = ""
+		if _, err := os.Stat(defaultFile); err == nil {
+			c.ConfigFile = defaultFile
+		}
+	}
 	var file map[string]fileValue
+	fileVerbose := 0
 	if c.ConfigFile != "" {
 		var err error
-		file, err = readServerFile(c.ConfigFile, keys)
+		file, fileVerbose, err = readConfigFile(c.ConfigFile, keys)
 		if err != nil {
 			return nil, err
 		}
@@ -917,6 +952,13 @@ func LoadServer(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), uid in
 		if err := apply(k, file); err != nil {
 			return nil, err
 		}
+	}
+	if n, _ := fs.GetCount(VerboseUp); n > 0 {
+		c.Verbose = raiseVerbose(c.Verbose, n)
+		c.sources["verbose"] = Source{Kind: SourceFlag, Name: "-v"}
+	} else if fileVerbose > 0 {
+		c.Verbose = raiseVerbose(c.Verbose, fileVerbose)
+		c.sources["verbose"] = Source{Kind: SourceFile, Name: c.ConfigFile}
 	}
 	if c.SSL {
 		for _, m := range []struct{ key, val, flag, env string }{
@@ -963,15 +1005,11 @@ func DefaultDataDir(uid int, lookupEnv func(string) (string, bool)) string {
 	return filepath.Join(os.TempDir(), "gserverd-"+strconv.Itoa(uid))
 }
 
-// readServerFile reads the YAML file with viper; a yaml.v3 pass finds
-// the line of every top-level key for error messages.
-func readServerFile(path string, keys []serverKey) (map[string]fileValue, error) {
+// readServerFile reads the YAML file's data with viper; a yaml.v3 pass
+// finds the line of every top-level key for error messages.
+func readServerFile(path string, data []byte, keys []serverKey) (map[string]fileValue, error) {
 	fileErr := func(line int, key, msg string) error {
 		return &ServerConfigError{Key: key, Source: Source{Kind: SourceFile, Name: path, Line: line}, Msg: msg}
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fileErr(0, "", "cannot read the config file: "+errors.Unwrap(err).Error())
 	}
 	lines := map[string]int{}
 	var doc yaml.Node

@@ -239,7 +239,6 @@ func TestLoadServerErrors(t *testing.T) {
 		{"port", []string{"-p", "65536"}, nil, "", "--port: want a TCP port 0..65535 (0: any free port), got 65536"},
 		{"verbose", []string{"--verbose", "LOUD"}, nil, "", `--verbose: want one of FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO, DEBUG, got "LOUD"`},
 		{"queue type", []string{"-q", "nosql"}, nil, "", `--queue-type: want one of builtin, embedded, postgres, mysql, redis, libsqlite3, got "nosql"`},
-		{"gearmand memcached queue", []string{"-q", "libmemcached"}, nil, "", `--queue-type: queue type "libmemcached" is not supported by gserverd; use -q embedded or -q redis`},
 		{"sqlite table name", []string{"--libsqlite3-table", "q; drop"}, nil, "", `--libsqlite3-table: want a table name of letters, digits and _, got "q; drop"`},
 		{"sync", []string{"--sync", "sometimes"}, nil, "", `--sync: want one of always, interval, none, got "sometimes"`},
 		{"store timeout", []string{"--store-timeout", "-1s"}, nil, "", "--store-timeout: want a duration >= 0 (0: none)"},

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/gworkerd/gworkerd/client"
+	"github.com/gworkerd/gworkerd/internal/version"
 )
 
 // app holds what every command shares: configuration and streams.
@@ -70,6 +71,9 @@ over the environment, which wins over the file.
 			return a.loadConfig(cmd)
 		},
 	}
+	root.Version = version.String()
+	root.SetVersionTemplate("gclient {{.Version}}\n")
+	root.Flags().BoolP("version", "V", false, "print the version and exit")
 	pf := root.PersistentFlags()
 	pf.StringSlice("servers", []string{"127.0.0.1:4730"}, "job servers, host:port, comma-separated")
 	pf.String("config", "", "config file (YAML, TOML or JSON) with a servers list")

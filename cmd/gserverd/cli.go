@@ -1,18 +1,16 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
-	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/gworkerd/gworkerd/config"
 )
 
-// usageError marks a bad command line or configuration (exit status 2).
+// usageError marks a bad command line or configuration (exit status 1,
+// as gearmand).
 type usageError struct{ err error }
 
 func (e *usageError) Error() string { return e.err.Error() }
@@ -28,18 +26,24 @@ Options:
 `
 
 const usageTail = `
-Every option can also be set in the --config-file (YAML; the keys are the long
-option names: job_retries: 3, listen: [127.0.0.1, "::1"]) and in the
-environment as GSERVERD_<KEY> (GSERVERD_JOB_RETRIES=3, GSERVERD_LISTEN=a,b).
-A flag wins over the environment, which wins over the file. GEARMAND_PORT sets
-the port when neither -p nor GSERVERD_PORT is given.
+Every option can also be set in the --config-file, in gearmand's format (its
+options as on the command line, --job-retries=3 -vvv, and key=value lines,
+# comments) or in YAML (the keys are the long option names: job_retries: 3,
+listen: [127.0.0.1, "::1"]), and in the environment as GSERVERD_<KEY>
+(GSERVERD_JOB_RETRIES=3, GSERVERD_LISTEN=a,b). A flag wins over the
+environment, which wins over the file. /etc/gearmand.conf is read when it
+exists and no --config-file is given.
+
+-v raises --verbose one level each (-vvv: INFO). gearmand options marked
+"accepted and ignored" print one warning line each when given.
+GEARMAND_PORT sets the port when neither -p nor GSERVERD_PORT is given.
 
 Signals: TERM or INT stop (running jobs get a short grace period), USR1 stops
 gracefully (stop accepting, wait for the running jobs, exit), HUP reopens the
 log file.
 
-Exit status: 0 after a clean stop, 1 when the server fails, 2 for a bad
-command line or configuration.
+Exit status: 0 after a clean stop, 1 when the server fails or for a bad
+command line or configuration (as gearmand).
 `
 
 // command is the parsed command line.
@@ -67,14 +71,6 @@ func newFlagSet() *pflag.FlagSet {
 // parseCommandLine parses args and loads the configuration from the
 // flags, the environment and the config file.
 func parseCommandLine(args []string, lookupEnv func(string) (string, bool), uid int) (*command, error) {
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if len(a) >= 2 && a[0] == '-' && strings.Trim(a[1:], "v") == "" {
-			return nil, &usageError{errors.New(a + ": not supported (deprecated in gearmand); use --verbose=INFO or --verbose=DEBUG")}
-		}
-	}
 	fs := newFlagSet()
 	if err := fs.Parse(args); err != nil {
 		return nil, &usageError{fmt.Errorf("%w (see gserverd --help)", err)}
@@ -101,26 +97,4 @@ func writeUsage(w io.Writer, fs *pflag.FlagSet) {
 	fmt.Fprint(w, usageHead)
 	fmt.Fprint(w, fs.FlagUsagesWrapped(100))
 	fmt.Fprint(w, usageTail)
-}
-
-// version is the module version stamped by the go command; else "dev",
-// with the VCS revision when the build recorded one.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "dev"
-	}
-	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	v, dirty := "dev", ""
-	for _, s := range bi.Settings {
-		switch {
-		case s.Key == "vcs.revision" && len(s.Value) >= 12:
-			v += "-" + s.Value[:12]
-		case s.Key == "vcs.modified" && s.Value == "true":
-			dirty = "+dirty"
-		}
-	}
-	return v + dirty
 }

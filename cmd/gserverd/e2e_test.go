@@ -267,11 +267,11 @@ func TestBinaryCheckArgs(t *testing.T) {
 			"-w", "1", "-R", "-q", "builtin", "--exceptions", "--job-handle-prefix", "H:t", "--keepalive", "--keepalive-idle", "10",
 			"--keepalive-interval", "5", "--keepalive-count", "3", "--verbose", "DEBUG", "-b", "64", "-f", "1024"}, 0, ""},
 		{"good file", nil, []string{"--config-file", good}, 0, ""},
-		{"bad flag value", nil, []string{"-j", "300"}, 2, "gserverd: --job-retries: want -1 (unlimited), 0 (no retry) or 1..255, got 300\n"},
-		{"-v rejected", nil, []string{"-v"}, 2, "gserverd: -v: not supported (deprecated in gearmand); use --verbose=INFO or --verbose=DEBUG\n"},
-		{"unknown flag", nil, []string{"--no-such-flag"}, 2, "gserverd: unknown flag: --no-such-flag (see gserverd --help)\n"},
-		{"bad file", nil, []string{"--config-file", bad}, 2, "gserverd: " + bad + ":2: worker_wakeup: want at least 0, got -3\n"},
-		{"bad env", []string{"GSERVERD_VERBOSE=chatty"}, nil, 2, "gserverd: GSERVERD_VERBOSE (environment): verbose: want one of FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO, DEBUG, got \"chatty\"\n"},
+		{"bad flag value", nil, []string{"-j", "300"}, 1, "gserverd: --job-retries: want -1 (unlimited), 0 (no retry) or 1..255, got 300\n"},
+		{"-vvv stacks", nil, []string{"-vvv"}, 0, ""},
+		{"unknown flag", nil, []string{"--no-such-flag"}, 1, "gserverd: unknown flag: --no-such-flag (see gserverd --help)\n"},
+		{"bad file", nil, []string{"--config-file", bad}, 1, "gserverd: " + bad + ":2: worker_wakeup: want at least 0, got -3\n"},
+		{"bad env", []string{"GSERVERD_VERBOSE=chatty"}, nil, 1, "gserverd: GSERVERD_VERBOSE (environment): verbose: want one of FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO, DEBUG, got \"chatty\"\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

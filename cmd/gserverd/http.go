@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/version"
 	"github.com/gworkerd/gworkerd/server/monitor"
 )
 
@@ -46,7 +47,7 @@ func startHTTP(ctx context.Context, cfg *config.Server, gearman []net.Listener, 
 			AllowedHosts: cfg.HTTPAllowedHosts,
 			GearmanAddr:  loopbackAddr(gearman),
 			Dial:         dial,
-			Version:      version(),
+			Version:      version.String(),
 			MaxPayload:   cfg.MaxPayload,
 
 			MaxEventStreams:  cfg.HTTPMaxStreams,

@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/version"
 	"github.com/gworkerd/gworkerd/server/gearhttp"
 )
 
@@ -50,7 +51,7 @@ func startHTTPProtocol(cfg *config.Server, lns, gearman []net.Listener, dial fun
 			Dial:       dial,
 			MaxPayload: cfg.MaxPayload,
 		},
-		Version:    version(),
+		Version:    version.String(),
 		MaxPayload: cfg.MaxPayload,
 	})
 	if err != nil {

@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/syslog"
 	"os"
 	"sync"
 
 	"github.com/sirupsen/logrus"
+	lsyslog "github.com/sirupsen/logrus/hooks/syslog"
 
 	"github.com/gworkerd/gworkerd/config"
 )
@@ -86,6 +88,20 @@ func (o *logOutput) Close() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.f.Close()
+}
+
+// newSyslogHook connects to the local syslog: socket, or the system's
+// when "" (/dev/log). Messages are tagged gserverd, facility daemon.
+func newSyslogHook(socket string) (*lsyslog.SyslogHook, error) {
+	const prio = syslog.LOG_DAEMON | syslog.LOG_INFO
+	if socket == "" {
+		return lsyslog.NewSyslogHook("", "", prio, "gserverd")
+	}
+	h, err := lsyslog.NewSyslogHook("unixgram", socket, prio, "gserverd")
+	if err != nil {
+		h, err = lsyslog.NewSyslogHook("unix", socket, prio, "gserverd")
+	}
+	return h, err
 }
 
 // newLogger returns the logger the server and main log through.

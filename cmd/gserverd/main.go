@@ -2,9 +2,11 @@
 // same protocol, admin commands and command line (see gserverd --help).
 //
 // Configuration comes from gearmand's flags, then GSERVERD_* environment
-// variables, then (for the port) GEARMAND_PORT, then a YAML file given by
-// --config-file, then the defaults; a bad value is reported with its key
-// and its source (flag, variable, or file and line).
+// variables, then (for the port) GEARMAND_PORT, then the --config-file
+// (gearmand's format or YAML; /etc/gearmand.conf when it exists), then the
+// defaults; a bad value is reported with its key and its source (flag,
+// variable, or file and line). The README has the table of every gearmand
+// option and what gserverd does with it.
 //
 // Where the command line differs from gearmand 1.1.20:
 //   - -l/--log-file defaults to stderr (gearmand: /var/log/gearmand.log),
@@ -22,7 +24,12 @@
 //     resolve to. Without -L, one dual-stack listener takes all addresses.
 //   - --keepalive* apply to accepted connections (HEAD #386); without
 //     --keepalive, accepted connections have no TCP keepalive.
-//   - -v is refused, as in gearmand; --verbose takes gearmand's level names.
+//   - -v raises the level one step each (-vvv: INFO); gearmand 1.1.20
+//     refuses -v. --verbose takes gearmand's level names.
+//   - --syslog also logs to the local syslog; --coredump,
+//     --hashtable-buckets and the options of the memcached, sqlite,
+//     tokyocabinet and drizzle queues are accepted and ignored, with one
+//     warning line each on stderr.
 //   - -d reports the daemon's start-up error (bind, pid file, store) and
 //     exits non-zero instead of detaching blindly.
 //   - -q/--queue-type defaults to embedded: background jobs are kept in a
@@ -49,7 +56,7 @@
 // the log file. SIGPIPE is ignored.
 //
 // Exit status: 0 after a clean stop (or -h, -V, --check-args), 1 when the
-// server fails, 2 for a bad command line or configuration.
+// server fails or for a bad command line or configuration (as gearmand).
 package main
 
 import (

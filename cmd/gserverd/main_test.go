@@ -20,6 +20,7 @@ import (
 
 	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
+	"github.com/gworkerd/gworkerd/internal/version"
 )
 
 // TestMain builds gserverd once for the tests that run the binary (unless
@@ -42,17 +43,19 @@ func TestRunActions(t *testing.T) {
 		stderr     string // exact
 		stdoutNone bool
 	}{
-		{name: "version", args: []string{"-V"}, stdout: "gserverd " + version() + "\n"},
+		{name: "version", args: []string{"-V"}, stdout: "gserverd " + version.String() + "\n"},
 		{name: "help", args: []string{"-h"}, stdout: "-j, --job-retries"},
 		{name: "help wins over bad values", args: []string{"-j", "900", "--help"}, stdout: "Usage: gserverd"},
 		{name: "check-args ok", args: []string{"--check-args", "-p", "4731"}, stdoutNone: true},
-		{name: "check-args bad", args: []string{"--check-args", "-w", "-1"}, code: 2, stderr: "gserverd: --worker-wakeup: want at least 0, got -1\n", stdoutNone: true},
-		{name: "bad env", args: []string{"--check-args"}, env: map[string]string{"GSERVERD_KEEPALIVE_COUNT": "0"}, code: 2,
+		{name: "check-args bad", args: []string{"--check-args", "-w", "-1"}, code: 1, stderr: "gserverd: --worker-wakeup: want at least 0, got -1\n", stdoutNone: true},
+		{name: "bad env", args: []string{"--check-args"}, env: map[string]string{"GSERVERD_KEEPALIVE_COUNT": "0"}, code: 1,
 			stderr: "gserverd: GSERVERD_KEEPALIVE_COUNT (environment): keepalive_count: want -1 (system default) or a positive number, got 0\n", stdoutNone: true},
-		{name: "-v", args: []string{"-vv"}, code: 2, stderr: "gserverd: -vv: not supported (deprecated in gearmand); use --verbose=INFO or --verbose=DEBUG\n", stdoutNone: true},
-		{name: "argument", args: []string{"start"}, code: 2, stderr: "gserverd: unexpected argument \"start\" (see gserverd --help)\n", stdoutNone: true},
-		{name: "missing value", args: []string{"-p"}, code: 2, stderr: "gserverd: flag needs an argument: 'p' in -p (see gserverd --help)\n", stdoutNone: true},
-		{name: "-v after -- is an argument", args: []string{"--", "-v"}, code: 2, stderr: "gserverd: unexpected argument \"-v\" (see gserverd --help)\n", stdoutNone: true},
+		{name: "-vv stacks", args: []string{"--check-args", "-vv"}, stdoutNone: true},
+		{name: "ignored gearmand option warns", args: []string{"--check-args", "--coredump"},
+			stderr: "gserverd: warning: --coredump: accepted and ignored: a Go program dumps core only with GOTRACEBACK=crash (and ulimit -c)\n", stdoutNone: true},
+		{name: "argument", args: []string{"start"}, code: 1, stderr: "gserverd: unexpected argument \"start\" (see gserverd --help)\n", stdoutNone: true},
+		{name: "missing value", args: []string{"-p"}, code: 1, stderr: "gserverd: flag needs an argument: 'p' in -p (see gserverd --help)\n", stdoutNone: true},
+		{name: "-v after -- is an argument", args: []string{"--", "-v"}, code: 1, stderr: "gserverd: unexpected argument \"-v\" (see gserverd --help)\n", stdoutNone: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/version"
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server"
 	"github.com/gworkerd/gworkerd/server/store"
@@ -34,14 +35,19 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	cmd, err := parseCommandLine(args, lookupEnv, os.Getuid())
 	if err != nil {
 		fmt.Fprintf(stderr, "gserverd: %v\n", err)
-		return 2
+		return 1 // gearmand's status for a bad command line
+	}
+	if cmd.cfg != nil && !isDaemonChild(lookupEnv) {
+		for _, w := range cmd.cfg.Warnings {
+			fmt.Fprintf(stderr, "gserverd: warning: %s\n", w)
+		}
 	}
 	switch {
 	case cmd.help:
 		writeUsage(stdout, cmd.fs)
 		return 0
 	case cmd.version:
-		fmt.Fprintf(stdout, "gserverd %s\n", version())
+		fmt.Fprintf(stdout, "gserverd %s\n", version.String())
 		return 0
 	case cmd.checkArgs:
 		return 0
@@ -51,7 +57,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		if cfg.User != "" {
 			if _, err := lookupUser(cfg.User, os.Geteuid(), cfg.Source("user")); err != nil {
 				fmt.Fprintf(stderr, "gserverd: %v\n", err)
-				return 2
+				return 1
 			}
 		}
 		if err := startDaemon(cfg); err != nil {
@@ -120,6 +126,16 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 	}
 	defer out.Close()
 	log := newLogger(cfg, out)
+	if cfg.Syslog {
+		w, err := newSyslogHook(cfg.SyslogSocket)
+		if err != nil {
+			// gearmand's openlog cannot fail: start without syslog.
+			fmt.Fprintf(stderr, "gserverd: warning: %s: %v; logging to --log-file only\n", cfg.Source("syslog"), err)
+		} else {
+			log.AddHook(w)
+			defer w.Writer.Close()
+		}
+	}
 	mem, memOK := systemMemoryLimit(hostCgroup())
 	setGoMemoryLimit(mem, memOK, lookupEnv, log)
 
@@ -206,7 +222,7 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 	for i, ln := range lns {
 		addrList[i] = ln.Addr().String()
 	}
-	log.WithFields(logrus.Fields{"addr": strings.Join(addrList, ","), "pid": os.Getpid(), "version": version(), "queue_type": cfg.QueueType, "tls": tc != nil}).Info("gserverd started")
+	log.WithFields(logrus.Fields{"addr": strings.Join(addrList, ","), "pid": os.Getpid(), "version": version.String(), "queue_type": cfg.QueueType, "tls": tc != nil}).Info("gserverd started")
 
 	err = waitStop(srv, sigs, adminStop, serveErr, len(lns), out, log)
 	wg.Wait()
@@ -319,7 +335,7 @@ func serverOptions(cfg *config.Server, log logrus.FieldLogger, st store.Store, o
 	if o.StoreTimeout == 0 {
 		o.StoreTimeout = -1 // none
 	}
-	o.Version = version()
+	o.Version = version.String()
 	o.VerboseName = cfg.Verbose
 	o.MaxConnections = maxConnections(cfg.MaxConnections)
 	o.MaxQueueMemory = maxQueueMemory(cfg.MaxQueueMemory, mem, memOK)

@@ -21,6 +21,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gworkerd/gworkerd/internal/version"
 )
 
 // envConfig names the config file when --config is not given.
@@ -62,7 +64,10 @@ func newRoot() *cobra.Command {
 		Short:         "supervised Gearman worker daemon",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.String(),
 	}
+	root.SetVersionTemplate("gworkerd {{.Version}}\n")
+	root.Flags().BoolP("version", "V", false, "print the version and exit")
 	root.PersistentFlags().StringVarP(&g.config, "config", "c", "", "config file (default $"+envConfig+" or "+defaultConfig+")")
 	root.AddCommand(
 		startCmd(g), stopCmd(g), restartCmd(g), reloadCmd(g), statusCmd(g), checkCmd(g), ctlCmd(g), childCmd(g), importCmd(g),

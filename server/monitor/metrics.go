@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"cmp"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -57,6 +58,9 @@ var (
 	descStoreErrors = prometheus.NewDesc("gserverd_store_errors_total",
 		"Failed persistent store writes, per operation (add, delete).", []string{"op"}, nil)
 
+	descBuildInfo = prometheus.NewDesc("gserverd_build_info",
+		"Always 1; the labels are the version of gserverd and the Go release that built it.", []string{"version", "goversion"}, nil)
+
 	descGearmanJobs = prometheus.NewDesc("gearman_jobs",
 		"Jobs queued or running per function (gearman exporter).", []string{"function"}, nil)
 	descGearmanRunning = prometheus.NewDesc("gearman_jobs_running",
@@ -81,12 +85,14 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 		descRefusedMem, descQueueMem, descMaxQueueMem,
 		descGearmanJobs, descGearmanRunning, descGearmanWaiting, descGearmanWorkers,
 		descOldest, descMaxQueue, descWait, descRun, descStoreLatency, descStoreBatch, descStoreErrors,
+		descBuildInfo,
 	} {
 		ch <- d
 	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, c.m.opts.Version, runtime.Version())
 	c.m.mu.RLock()
 	src := c.m.src
 	c.m.mu.RUnlock()
