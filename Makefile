@@ -4,7 +4,7 @@ BIN      := $(CURDIR)/bin
 FUZZTIME ?= 60s
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench chaos fuzz lint
+.PHONY: help build deb run test bench chaos fuzz lint
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -12,6 +12,9 @@ help: ## list the targets
 build: ## build gserverd, gworkerd, gclient, gbench and gchaos into ./bin
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
+
+deb: ## build bin/gworkerd.deb (nfpm): the three programs, units, configs, man pages
+	@GO=$(GO) sh deploy/debian/build.sh $(BIN)
 
 run: build ## start gserverd (embedded store) and gworkerd with the sample jobs; prints what to try
 	@sh deploy/run.sh $(BIN)
