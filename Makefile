@@ -19,8 +19,8 @@ deb: ## build bin/gworkerd.deb (nfpm): the three programs, units, configs, man p
 run: build ## start gserverd (embedded store) and gworkerd with the sample jobs; prints what to try
 	@sh deploy/run.sh $(BIN)
 
-test: build ## run the whole suite with -race (interop peers: see .ci/run)
-	GWORKERD_BIN=$(BIN) $(GO) test -race -count=1 -timeout 18m ./...
+test: build deb ## run the whole suite with -race (interop peers: see .ci/run)
+	GWORKERD_BIN=$(BIN) GWORKERD_DEB=$(BIN)/gworkerd.deb $(GO) test -race -count=1 -timeout 18m ./...
 
 bench: build ## measure gserverd against gearmand, and gworkerd's worker hosting, in the same run (BENCHFLAGS=-quick for a smoke test)
 	$(BIN)/gbench -gserverd $(BIN)/gserverd -gworkerd $(BIN)/gworkerd $(BENCHFLAGS)
