@@ -48,7 +48,9 @@ man gclient 1 "submit Gearman jobs and run the job servers' admin commands"
 	echo " -- gworkerd maintainers <dev@gworkerd.invalid>  $(git log -1 --format=%cd --date=format:'%a, %d %b %Y %H:%M:%S %z')"
 } | gzip -9n >"$DEB_STAGE/changelog.gz"
 
-export DEB_VERSION DEB_ARCH
+# Reproducible: every time stamp in the package is the commit's.
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+export DEB_VERSION DEB_ARCH SOURCE_DATE_EPOCH
 # nfpm expands the environment in some fields only; the staging paths are
 # written in.
 sed "s#\${DEB_STAGE}#$DEB_STAGE#g" deploy/debian/nfpm.yaml >"$DEB_STAGE/nfpm.yaml"

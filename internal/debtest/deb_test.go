@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,16 +130,23 @@ func debPaths(t *testing.T, deb string) []string {
 }
 
 // scanRoots are where the package, its scripts or its daemons could leave
-// something; scan lists what they hold (to a small depth) whose name is
-// one of the package's.
-var scanRoots = []string{"/etc", "/run", "/usr/bin", "/usr/sbin", "/usr/lib/systemd", "/usr/share/doc",
-	"/usr/share/man", "/usr/share/lintian", "/var/lib", "/var/log"}
+// something, each with how deep to look; scan lists what they hold whose
+// name is one of the package's. (Not deeper: other tests on the machine
+// make tables and keys named after gserverd.)
+var scanRoots = []struct {
+	dir   string
+	depth int
+}{
+	{"/etc", 3}, {"/run", 1}, {"/usr/bin", 1}, {"/usr/sbin", 1}, {"/usr/lib/systemd", 3},
+	{"/usr/share/doc", 1}, {"/usr/share/man", 2}, {"/usr/share/lintian", 2},
+	{"/var/lib", 1}, {"/var/lib/systemd", 3}, {"/var/lib/dpkg/info", 1}, {"/var/log", 1},
+}
 
 func scan() map[string]bool {
 	found := map[string]bool{}
 	for _, root := range scanRoots {
-		depth0 := strings.Count(root, "/")
-		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		depth0 := strings.Count(root.dir, "/")
+		_ = filepath.WalkDir(root.dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return nil
 			}
@@ -146,7 +154,7 @@ func scan() map[string]bool {
 			if strings.Contains(base, "gserverd") || strings.Contains(base, "gworkerd") || strings.HasPrefix(base, "gclient") {
 				found[p] = true
 			}
-			if d.IsDir() && strings.Count(p, "/")-depth0 >= 4 {
+			if d.IsDir() && strings.Count(p, "/")-depth0 >= root.depth {
 				return filepath.SkipDir
 			}
 			return nil
@@ -305,7 +313,7 @@ func TestInstallServePurge(t *testing.T) {
 		}
 	}
 	for p := range scan() {
-		if !before[p] {
+		if !before[p] && !slices.Contains(left, p) {
 			left = append(left, p)
 		}
 	}
