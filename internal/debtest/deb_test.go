@@ -241,6 +241,12 @@ func TestInstallServePurge(t *testing.T) {
 		t.Errorf("gserverd.service enabled = %v with gearman-job-server enabled = %v; want exactly one", got, gjsEnabled)
 	}
 	checkManPages(t)
+	// The installed units (their paths rewritten for the package) verify.
+	if sa, err := exec.LookPath("systemd-analyze"); err == nil {
+		if out, err := run(sa, "verify", "/usr/lib/systemd/system/gserverd.service", "/usr/lib/systemd/system/gworkerd.service"); err != nil || strings.TrimSpace(out) != "" {
+			t.Errorf("systemd-analyze verify of the installed units: %v\n%s", err, out)
+		}
+	}
 
 	// gserverd from the installed binary and config, as the gearman user
 	// (systemd may not run here): only the ports move aside.
