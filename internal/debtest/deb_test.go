@@ -196,6 +196,14 @@ func TestInstallServePurge(t *testing.T) {
 	for _, p := range paths {
 		existedBefore[p] = exists(p)
 	}
+	// The purge deletes the queue and the logs: never those of a gserverd
+	// that is not the package's (root's default data directory is
+	// /var/lib/gserverd).
+	for _, d := range []string{"/var/lib/gserverd", "/var/log/gserverd", "/var/log/gworkerd"} {
+		if existedBefore[d] {
+			t.Fatalf("%s exists before the install; the purge would delete it: move it away first", d)
+		}
+	}
 	before := scan()
 	gjsInstalled := installed("gearman-job-server")
 	var gjsVerify string
