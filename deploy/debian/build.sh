@@ -31,12 +31,12 @@ for u in gserverd gworkerd; do
 		"deploy/$u.service" >"$DEB_STAGE/$u.service"
 done
 
-man() { # name section summary
-	$GO run ./internal/mangen -bin "$DEB_STAGE/$1" -section "$2" -summary "$3" \
+man() { # name section summary [subcommands]
+	$GO run ./internal/mangen -bin "$DEB_STAGE/$1" -section "$2" -summary "$3" -sub "${4:-}" \
 		-source "gworkerd $DEB_VERSION" -out "$DEB_STAGE/$1.$2"
 	gzip -9n "$DEB_STAGE/$1.$2"
 }
-man gserverd 8 "Gearman job server, a drop-in for gearmand"
+man gserverd 8 "Gearman job server, a drop-in for gearmand" queue
 man gworkerd 8 "supervised Gearman worker daemon"
 man gclient 1 "submit Gearman jobs and run the job servers' admin commands"
 

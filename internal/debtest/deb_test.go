@@ -359,13 +359,14 @@ func TestInstallServePurge(t *testing.T) {
 	}
 }
 
-// checkManPages: each command has its page, made from its --help (a flag
-// from each help text is in it), and man finds gserverd's.
+// checkManPages: each command has its page, made from its --help and its
+// subcommands' (a flag of a subcommand's help is in it), and man finds
+// gserverd's.
 func checkManPages(t *testing.T) {
 	t.Helper()
 	for page, want := range map[string]string{
-		"/usr/share/man/man8/gserverd.8.gz": `\-\-queue\-type`,
-		"/usr/share/man/man8/gworkerd.8.gz": `\-\-foreground`,
+		"/usr/share/man/man8/gserverd.8.gz": `\-\-from\-gearmand\-sqlite`, // gserverd queue --help
+		"/usr/share/man/man8/gworkerd.8.gz": `\-\-foreground`,             // gworkerd start --help
 		"/usr/share/man/man1/gclient.1.gz":  `\-\-servers`,
 	} {
 		f, err := os.Open(page)

@@ -5,7 +5,7 @@
 // subsection holding their own --help.
 //
 //	go run ./internal/mangen -bin bin/gserverd -section 8 \
-//	    -summary "Gearman job server" -source "gworkerd 1.0" -out gserverd.8
+//	    -summary "Gearman job server" -source "gworkerd 1.0" -sub queue -out gserverd.8
 package main
 
 import (
@@ -26,13 +26,18 @@ func main() {
 	summary := flag.String("summary", "", "one-line description for the NAME section")
 	source := flag.String("source", "", "the .TH source field (package and version)")
 	out := flag.String("out", "", "output file (default standard output)")
+	extra := flag.String("sub", "", "subcommands to document besides those of a cobra help's \"Available Commands:\" (comma-separated)")
 	flag.Parse()
 	if *bin == "" || *summary == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: mangen -bin PROGRAM -summary TEXT [-section N] [-source TEXT] [-out FILE]")
 		os.Exit(2)
 	}
 	help := func(args ...string) (string, error) { return runHelp(*bin, args...) }
-	page, err := manPage(filepath.Base(*bin), *section, *summary, *source, help)
+	var subs []string
+	if *extra != "" {
+		subs = strings.Split(*extra, ",")
+	}
+	page, err := manPage(filepath.Base(*bin), *section, *summary, *source, subs, help)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mangen:", err)
 		os.Exit(1)

@@ -11,8 +11,9 @@ const maxHelp = 1 << 20
 
 // manPage builds the roff page of the command name from its --help text,
 // fetched through help (called with no argument for the command itself and
-// with a subcommand's name for each subcommand its help lists).
-func manPage(name, section, summary, source string, help func(args ...string) (string, error)) (string, error) {
+// with a subcommand's name for each subcommand its help lists, then for
+// each of extra).
+func manPage(name, section, summary, source string, extra []string, help func(args ...string) (string, error)) (string, error) {
 	top, err := help()
 	if err != nil {
 		return "", err
@@ -27,6 +28,12 @@ func manPage(name, section, summary, source string, help func(args ...string) (s
 	b.WriteString(".SH DESCRIPTION\n")
 	verbatim(&b, top)
 	subs := subcommands(top)
+	for _, s := range extra {
+		if !validName(s) {
+			return "", fmt.Errorf("subcommand %q: not a command name", s)
+		}
+		subs = append(subs, s)
+	}
 	if len(subs) > 0 {
 		b.WriteString(".SH COMMANDS\n")
 		for _, s := range subs {

@@ -27,9 +27,10 @@ func TestManPage(t *testing.T) {
 		"":      cobraHelp,
 		"check": "Usage:\n  prog check [flags]\n.dot at the start\n'quote at the start\nback\\slash",
 		"start": "Usage:\n  prog start --foreground\n",
+		"queue": "Usage:\n  prog queue export\n",
 	}
 	var asked []string
-	page, err := manPage("prog", "8", "a daemon", "prog 1.0", func(args ...string) (string, error) {
+	page, err := manPage("prog", "8", "a daemon", "prog 1.0", []string{"queue"}, func(args ...string) (string, error) {
 		k := strings.Join(args, " ")
 		asked = append(asked, k)
 		return helps[k], nil
@@ -37,7 +38,7 @@ func TestManPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(asked, ","), ",check,start"; got != want {
+	if got, want := strings.Join(asked, ","), ",check,start,queue"; got != want {
 		t.Errorf("help asked for %q, want %q (not help or completion)", got, want)
 	}
 	for _, want := range []string{
@@ -49,13 +50,17 @@ func TestManPage(t *testing.T) {
 		"\n\\&'quote at the start\n",
 		`back\eslash`,
 		`prog start \-\-foreground`,
+		".SS \"prog queue\"\n.nf\nUsage:\n  prog queue export\n",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q:\n%s", want, page)
 		}
 	}
-	if _, err := manPage("prog", "1", "x", "y", func(...string) (string, error) { return "", errors.New("boom") }); err == nil {
+	if _, err := manPage("prog", "1", "x", "y", nil, func(...string) (string, error) { return "", errors.New("boom") }); err == nil {
 		t.Errorf("a failing --help gave no error")
+	}
+	if _, err := manPage("prog", "1", "x", "y", []string{"-rf"}, func(...string) (string, error) { return "", nil }); err == nil {
+		t.Errorf("a subcommand named -rf was accepted")
 	}
 }
 
@@ -65,7 +70,7 @@ func FuzzManPage(f *testing.F) {
 	f.Add(cobraHelp, "sub help\n.TH injected")
 	f.Add("Usage: x\n\\fBbold\n'br\n", "")
 	f.Fuzz(func(t *testing.T, top, sub string) {
-		page, err := manPage("prog", "1", "summary", "src", func(args ...string) (string, error) {
+		page, err := manPage("prog", "1", "summary", "src", nil, func(args ...string) (string, error) {
 			if len(args) == 0 {
 				return top, nil
 			}
