@@ -10,7 +10,7 @@ endif
 LDFLAGS  := -X github.com/gworkerd/gworkerd/internal/version.stamp=$(VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench chaos fuzz lint
+.PHONY: help build deb run test bench chaos fuzz lint
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,11 +19,14 @@ build: ## build gserverd, gworkerd, gclient, gbench and gchaos into ./bin, stamp
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
+deb: ## build bin/gworkerd.deb (nfpm): the three programs, units, configs, man pages
+	@GO=$(GO) VERSION=$(VERSION) sh deploy/debian/build.sh $(BIN)
+
 run: build ## start gserverd (embedded store) and gworkerd with the sample jobs; prints what to try
 	@sh deploy/run.sh $(BIN)
 
-test: build ## run the whole suite with -race (interop peers: see .ci/run)
-	GWORKERD_BIN=$(BIN) GWORKERD_VERSION=$(VERSION) $(GO) test -race -count=1 -timeout 18m ./...
+test: build deb ## run the whole suite with -race (interop peers: see .ci/run)
+	GWORKERD_BIN=$(BIN) GWORKERD_VERSION=$(VERSION) GWORKERD_DEB=$(BIN)/gworkerd.deb $(GO) test -race -count=1 -timeout 18m ./...
 
 bench: build ## measure gserverd against gearmand, and gworkerd's worker hosting, in the same run (BENCHFLAGS=-quick for a smoke test)
 	$(BIN)/gbench -gserverd $(BIN)/gserverd -gworkerd $(BIN)/gworkerd $(BENCHFLAGS)
