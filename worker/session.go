@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,9 +22,24 @@ type session struct {
 	// rw reads and writes conn: its rawio.Conn (no sysmon wake-ups), or
 	// conn itself when it has no descriptor.
 	rw io.ReadWriter
+	// wr is rw's writer, which flushes write to.
+	wr io.Writer
 
-	// wmu serialises writes: the server loop and job goroutines share conn.
-	wmu sync.Mutex
+	// wmu guards the output queue below: the server loop and job
+	// goroutines share conn. Writes are grouped: a writer appends its
+	// packets to out and, unless another writer is flushing, flushes
+	// out itself after letting the goroutines ready to run append theirs
+	// (the results of jobs whose handlers answered together), so that
+	// they go out in one write(2). Every writer returns once its own
+	// packets are written, or with the error that stopped them.
+	wmu      sync.Mutex
+	wcond    sync.Cond // on wmu: signalled after each flush
+	out      []byte    // queued, not yet written
+	spare    []byte    // the buffer of the previous flush, reused
+	queued   uint64    // bytes ever queued
+	written  uint64    // bytes ever written
+	flushing bool      // a writer is flushing out
+	werr     error     // the write error that broke the connection
 
 	// frames carries packets from the reader goroutine to the server loop.
 	frames chan protocol.Packet
@@ -70,9 +86,11 @@ func newSession(addr string, conn net.Conn) *session {
 		readDone: make(chan struct{}),
 		closed:   make(chan struct{}),
 	}
+	s.wcond.L = &s.wmu
 	if raw, ok := rawio.New(conn); ok {
 		s.rw = raw
 	}
+	s.wr = s.rw
 	go s.read()
 	return s
 }
@@ -226,18 +244,66 @@ func (s *session) write(ctx context.Context, buf []byte) error {
 	return s.writeLocked(ctx, buf)
 }
 
-// writeLocked is write with wmu held.
+// writeLocked queues buf and returns once it is written (see wmu); wmu
+// is held on entry and on return, and released while it waits.
 func (s *session) writeLocked(ctx context.Context, buf []byte) error {
 	select {
 	case <-s.closed:
 		return ErrConnClosed
 	default:
 	}
+	if s.werr != nil {
+		return s.werr
+	}
+	s.out = append(s.out, buf...)
+	s.queued += uint64(len(buf))
+	mine := s.queued
+	if s.flushing {
+		for s.written < mine && s.werr == nil {
+			s.wcond.Wait()
+		}
+		if s.written >= mine {
+			return nil
+		}
+		return s.werr
+	}
+	s.flushing = true
+	s.wmu.Unlock()
+	runtime.Gosched() // let the writers ready to run queue theirs
+	s.wmu.Lock()
+	for s.written < s.queued && s.werr == nil {
+		b, upto := s.out, s.queued
+		s.out = s.spare[:0]
+		s.wmu.Unlock()
+		err := s.flush(ctx, b)
+		s.wmu.Lock()
+		if cap(b) <= maxSpare {
+			s.spare = b[:0]
+		}
+		if err != nil {
+			s.werr = err
+			break
+		}
+		s.written = upto
+	}
+	s.flushing = false
+	s.wcond.Broadcast()
+	if s.written >= mine {
+		return nil
+	}
+	return s.werr
+}
+
+// maxSpare bounds the output buffer a session keeps between flushes.
+const maxSpare = 64 << 10
+
+// flush writes b; ctx's deadline, if any, bounds the write.
+func (s *session) flush(ctx context.Context, b []byte) error {
 	if d, ok := ctx.Deadline(); ok {
 		_ = s.conn.SetWriteDeadline(d)
 		defer s.conn.SetWriteDeadline(time.Time{})
 	}
-	if _, err := s.rw.Write(buf); err != nil {
+	if _, err := s.wr.Write(b); err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			return ErrConnClosed
 		}

@@ -17,11 +17,13 @@ import (
 
 // The worker section (scenario 8) serves one trivial PHP job, the
 // workload reversed (`return strrev($job->workload());`), with 4 workers
-// hosted four ways, one after the other against the same server:
-// resident PHP in gworkerd, per-job exec in gworkerd (a php process per
-// job, today's executable contract), the native pecl GearmanWorker loop
-// (4 php processes that gbench starts itself: the baseline), and
-// gworkerd's Go built-in `reverse`. The jobs are foreground and
+// hosted five ways, one after the other against the same server:
+// resident PHP in gworkerd (4 PHP handlers in one child, `count: 1,
+// concurrency: 4`, the shape README recommends), per-job exec in
+// gworkerd (a php process per job, today's executable contract), the
+// native pecl GearmanWorker loop (4 php processes that gbench starts
+// itself: the baseline), gworkerd's Go built-in `reverse`, and resident
+// PHP again as 4 children of one handler each (`count: 4`). The jobs are foreground and
 // pipelined (ForegroundPipelined): every result is checked, and the
 // window keeps the queue from running dry, so the rate, from the first
 // submit to the last WORK_COMPLETE, is the workers' throughput.
@@ -53,6 +55,9 @@ type hosting struct {
 	function string
 	// exec: the per-job exec load, smaller (a php start per job).
 	exec bool
+	// conns is how many worker connections the hosting makes (gworkerd:
+	// its children); 0 means hostedWorkers.
+	conns int
 	// start starts the workers against addr; files is the section's
 	// directory, with the PHP files written out.
 	start func(b *bench, addr, files string) ([]*loadgen.Proc, error)
@@ -62,14 +67,16 @@ type hosting struct {
 
 func hostings() []hosting {
 	return []hosting{
-		{key: "resident", label: "resident PHP", function: phpFunction, start: startResident, missing: needPHPAndGworkerd,
-			figure: "PHP strrev job, resident in gworkerd (job_rev.php, 4 children)"},
+		{key: "resident", label: "resident PHP", function: phpFunction, start: startResident, missing: needPHPAndGworkerd, conns: 1,
+			figure: "PHP strrev job, resident in gworkerd (job_rev.php, 4 handlers in 1 child)"},
 		{key: "exec", label: "per-job exec", function: phpFunction, exec: true, start: startExec, missing: needPHPAndGworkerd,
 			figure: "PHP strrev job, per-job exec by gworkerd (4 children, a php per job)"},
 		{key: "pecl", label: "native pecl loop", function: phpFunction, start: startPecl, missing: needPecl,
 			figure: "PHP strrev job, native pecl GearmanWorker loop (4 php processes)"},
 		{key: "builtin", label: "Go built-in", function: builtinFunction, start: startBuiltin, missing: needGworkerd,
 			figure: "same job, gworkerd's Go built-in reverse (4 children)"},
+		{key: "resident4", label: "resident PHP in 4 children", function: phpFunction, start: startResident4, missing: needPHPAndGworkerd,
+			figure: "PHP strrev job, resident in gworkerd (job_rev.php, 4 children of 1 handler)"},
 	}
 }
 
@@ -182,7 +189,11 @@ func (b *bench) host(ctx context.Context, addr, files string, h hosting) cell {
 			b.logf("  started %s", strings.Join(p.Args, " "))
 		}
 	}
-	if err := waitWorkers(ctx, addr, h.function, hostedWorkers, procs); err != nil {
+	conns := h.conns
+	if conns == 0 {
+		conns = hostedWorkers
+	}
+	if err := waitWorkers(ctx, addr, h.function, conns, procs); err != nil {
 		return cell{Err: fmt.Sprintf("%s workers did not register: %v", h.key, err)}
 	}
 	r, err := loadgen.ForegroundPipelined(ctx, addr, l, []byte(reverse(l.Workload())))
@@ -264,8 +275,9 @@ func (b *bench) writePHPFiles(dir string) error {
 
 // startGworkerd writes a gworkerd config for the section under
 // files/name and starts gworkerd in the foreground on it: servers addr,
-// jobDir (if any) as the job directory, hostedWorkers children of fn.
-func (b *bench) startGworkerd(addr, files, name, jobDir, fn string) ([]*loadgen.Proc, error) {
+// jobDir (if any) as the job directory, children children of fn that
+// run hostedWorkers/children jobs at once each.
+func (b *bench) startGworkerd(addr, files, name, jobDir, fn string, children int) ([]*loadgen.Proc, error) {
 	dir := filepath.Join(files, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -280,7 +292,7 @@ func (b *bench) startGworkerd(addr, files, name, jobDir, fn string) ([]*loadgen.
 	}
 	fmt.Fprintf(&cfg, "pid_file: %s\ncontrol_socket: %s\nlog_file: \"\"\nhttp_listen: \"\"\nstop_timeout: %s\n",
 		strconv.Quote(filepath.Join(dir, "g.pid")), strconv.Quote(filepath.Join(dir, "g.sock")), hostStopTimeout)
-	fmt.Fprintf(&cfg, "functions:\n  %s:\n    count: %d\n", fn, hostedWorkers)
+	fmt.Fprintf(&cfg, "functions:\n  %s:\n    count: %d\n    concurrency: %d\n", fn, children, hostedWorkers/children)
 	path := filepath.Join(dir, "gworkerd.yaml")
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
 		return nil, err
@@ -293,15 +305,19 @@ func (b *bench) startGworkerd(addr, files, name, jobDir, fn string) ([]*loadgen.
 }
 
 func startResident(b *bench, addr, files string) ([]*loadgen.Proc, error) {
-	return b.startGworkerd(addr, files, "gw-resident", filepath.Join(files, "php", "resident"), phpFunction)
+	return b.startGworkerd(addr, files, "gw-resident", filepath.Join(files, "php", "resident"), phpFunction, 1)
+}
+
+func startResident4(b *bench, addr, files string) ([]*loadgen.Proc, error) {
+	return b.startGworkerd(addr, files, "gw-resident4", filepath.Join(files, "php", "resident"), phpFunction, hostedWorkers)
 }
 
 func startExec(b *bench, addr, files string) ([]*loadgen.Proc, error) {
-	return b.startGworkerd(addr, files, "gw-exec", filepath.Join(files, "php", "exec"), phpFunction)
+	return b.startGworkerd(addr, files, "gw-exec", filepath.Join(files, "php", "exec"), phpFunction, hostedWorkers)
 }
 
 func startBuiltin(b *bench, addr, files string) ([]*loadgen.Proc, error) {
-	return b.startGworkerd(addr, files, "gw-builtin", "", builtinFunction)
+	return b.startGworkerd(addr, files, "gw-builtin", "", builtinFunction, hostedWorkers)
 }
 
 // startPecl starts hostedWorkers plain pecl worker loops.

@@ -45,10 +45,7 @@ func childCmd(g *globalFlags) *cobra.Command {
 			log.Out = os.Stderr
 			log.Formatter = &logrus.TextFormatter{DisableTimestamp: true}
 			if os.Getenv("GOMAXPROCS") == "" {
-				// A child runs at most Concurrency jobs at once, mostly
-				// waiting on sockets and pipes: more Ps only add
-				// wake-ups and futexes to every job.
-				runtime.GOMAXPROCS(max(1, min(cc.Concurrency, runtime.NumCPU())))
+				runtime.GOMAXPROCS(childProcs(cc))
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -140,6 +137,18 @@ func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *
 		err = nil
 	}
 	return err
+}
+
+// childProcs is a child's GOMAXPROCS. A child runs at most Concurrency
+// jobs at once, mostly waiting on sockets and pipes: more Ps only add
+// wake-ups and futexes to every job. A child whose jobs run in other
+// processes (resident handlers, job programs) only moves their bytes: one
+// P is enough whatever its concurrency.
+func childProcs(cc childConfig) int {
+	if cc.Runtime != "" || cc.Resident || cc.Exec != "" {
+		return 1
+	}
+	return max(1, min(cc.Concurrency, runtime.NumCPU()))
 }
 
 // residentHandler builds the resident handler pool of a child: the

@@ -116,7 +116,7 @@ func (o *orphans) stop() {
 	killed := map[int]bool{}
 	for {
 		left := 0
-		for pid, p := range scanProcs() {
+		for pid, p := range scanTree(o.self) {
 			if p.ppid != o.self {
 				continue
 			}

@@ -36,7 +36,7 @@ func RSS(pid int) int64 {
 // libraries) count once per process: an upper bound of the memory the
 // tree holds. A descendant that detached itself (its parent exited and it
 // was reparented) is no longer counted.
-func TreeRSS(pid int) int64 { return treeRSS(scanProcs(), []int{pid})[pid] }
+func TreeRSS(pid int) int64 { return treeRSS(scanTree(pid), []int{pid})[pid] }
 
 // procInfo is what scanProcs reads of one process.
 type procInfo struct {
@@ -81,16 +81,105 @@ func scanProcs() procTable {
 	}
 }
 
+// scanTree reads /proc/<pid>/stat of root and of its descendants only,
+// found through the children lists of their threads
+// (/proc/<pid>/task/<tid>/children): a few reads for a small tree,
+// where scanProcs reads one file per process of the machine. Where the
+// kernel has no children lists, it is scanProcs.
+func scanTree(root int) procTable {
+	if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(syscall.Gettid()) + "/children"); err != nil {
+		return scanProcs()
+	}
+	page := int64(os.Getpagesize())
+	buf := make([]byte, maxStat)
+	kids := make([]byte, maxChildren)
+	t := procTable{}
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if _, seen := t[pid]; seen {
+			continue // defensive: pids reused during the walk
+		}
+		name := strconv.Itoa(pid)
+		p, ok := readStat(name, buf, page)
+		if !ok {
+			continue // gone
+		}
+		t[pid] = p
+		queue = appendChildren(queue, name, kids)
+	}
+	return t
+}
+
+// maxTasks bounds the threads of one process whose children are read,
+// and maxChildren the children list read of one thread (64 KiB: some
+// 9,000 pids).
+const (
+	maxTasks    = 4096
+	maxChildren = 64 << 10
+)
+
+// appendChildren appends the children of process name to pids, from the
+// children list of each of its threads.
+func appendChildren(pids []int, name string, buf []byte) []int {
+	dir, err := os.Open("/proc/" + name + "/task")
+	if err != nil {
+		return pids
+	}
+	tids, _ := dir.Readdirnames(maxTasks)
+	dir.Close()
+	for _, tid := range tids {
+		n, ok := readProcFile("/proc/"+name+"/task/"+tid+"/children", buf)
+		if !ok {
+			continue
+		}
+		list := buf[:n]
+		if n == len(buf) { // cut: drop the last, maybe partial, pid
+			if i := bytes.LastIndexByte(list, ' '); i >= 0 {
+				list = list[:i]
+			}
+		}
+		for _, f := range bytes.Fields(list) {
+			if pid, err := strconv.Atoi(string(f)); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// readProcFile reads a small procfs file into buf with plain system
+// calls (no os.File: procfs files cannot be polled, and an os.File
+// would try). A file larger than buf is cut at len(buf).
+func readProcFile(path string, buf []byte) (int, bool) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer syscall.Close(fd)
+	n := 0
+	for n < len(buf) {
+		m, err := syscall.Read(fd, buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, false
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, true
+}
+
 // readStat parses ppid, pgrp and rss out of /proc/<name>/stat.
 func readStat(name string, buf []byte, page int64) (procInfo, bool) {
-	f, err := os.Open("/proc/" + name + "/stat")
-	if err != nil {
-		return procInfo{}, false
-	}
 	// procfs hands the whole line to one read.
-	n, err := f.Read(buf)
-	f.Close()
-	if err != nil {
+	n, ok := readProcFile("/proc/"+name+"/stat", buf)
+	if !ok {
 		return procInfo{}, false
 	}
 	b := buf[:n]
@@ -163,7 +252,7 @@ func treeRSS(t procTable, roots []int) map[int]int64 {
 // descendantGroups returns the process groups of the descendants of root,
 // from /proc.
 func descendantGroups(root int) []int {
-	t := scanProcs()
+	t := scanTree(root)
 	seen := map[int]bool{}
 	var groups []int
 	descendants(t.children(), root, func(pid int) {

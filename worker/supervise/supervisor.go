@@ -508,7 +508,7 @@ func (s *Supervisor) ticker(ctx context.Context) {
 			// are asked for, so that every child in it is known.
 			var procs procTable
 			if s.orphans != nil {
-				procs = scanProcs()
+				procs = scanTree(os.Getpid())
 			}
 			var roots []int
 			var known map[int]bool
@@ -524,7 +524,7 @@ func (s *Supervisor) ticker(ctx context.Context) {
 			var rss map[int]int64
 			if len(roots) > 0 {
 				if procs == nil {
-					procs = scanProcs()
+					procs = scanTree(os.Getpid())
 				}
 				rss = treeRSS(procs, roots)
 			}
