@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/gworkerd/gworkerd/client"
+	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // app holds what every command shares: configuration and streams.
@@ -71,7 +72,7 @@ over the environment, which wins over the file.
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringSlice("servers", []string{"127.0.0.1:4730"}, "job servers, host:port, comma-separated")
+	pf.StringSlice("servers", []string{protocol.ServerAddr("127.0.0.1")}, "job servers, host:port, comma-separated")
 	pf.String("config", "", "config file (YAML, TOML or JSON) with a servers list")
 	pf.Duration("timeout", 0, "give up after this long (0 = no limit; background submits default to 30s)")
 	pf.Duration("dial-timeout", 2*time.Second, "connection timeout per server")
@@ -109,7 +110,7 @@ func (a *app) servers() []string {
 		}
 	}
 	if len(out) == 0 {
-		out = []string{"127.0.0.1:4730"}
+		out = []string{protocol.ServerAddr("127.0.0.1")}
 	}
 	return out
 }
