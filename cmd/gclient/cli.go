@@ -36,10 +36,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra's own error, with its suggestions on lines of their own.
+		err = &usageError{strings.TrimRight(err.Error(), "\n")}
+	}
 	code, hint := classify(err)
 	if _, ok := err.(*jobError); !ok {
 		msg := "gclient: " + oneLine(err.Error())
-		if hint != "" {
+		if _, ok := err.(*usageError); ok {
+			msg = "gclient: " + strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n\n", "\n")
+		}
+		switch {
+		case hint != "" && strings.Contains(msg, "\n"):
+			msg += "\n" + hint
+		case hint != "":
 			msg += "; " + hint
 		}
 		fmt.Fprintln(stderr, msg)
