@@ -42,7 +42,8 @@ fuzz: ## run every fuzz target of the module for $(FUZZTIME) each
 	  done; \
 	done
 
-lint: ## gofmt, go vet and staticcheck
+lint: ## gofmt, go vet, go mod tidy and staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...

@@ -26,7 +26,7 @@ func (c *Client) Admin(addr string) *Admin {
 	if addr == "" {
 		addr = c.servers[0].addr
 	}
-	return &Admin{addr: normalizeAddr(addr), cfg: &c.cfg}
+	return &Admin{addr: protocol.ServerAddr(addr), cfg: &c.cfg}
 }
 
 // Addr returns the server address.

@@ -73,7 +73,7 @@ func New(servers []string, opts ...Option) (*Client, error) {
 	}
 	seen := map[string]bool{}
 	for _, a := range servers {
-		addr := normalizeAddr(a)
+		addr := protocol.ServerAddr(a)
 		if seen[addr] {
 			continue
 		}
@@ -83,12 +83,6 @@ func New(servers []string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-func normalizeAddr(a string) string {
-	if _, _, err := net.SplitHostPort(a); err == nil {
-		return a
-	}
-	return net.JoinHostPort(a, "4730")
-}
 
 // Servers returns the server addresses, in the order given to New.
 func (c *Client) Servers() []string {
@@ -639,7 +633,7 @@ func (c *Client) Echo(ctx context.Context, data []byte) ([]byte, string, error) 
 // EchoServer is Echo against one server, without failover. It ignores
 // backoff, so it tells whether that server answers now.
 func (c *Client) EchoServer(ctx context.Context, addr string, data []byte) ([]byte, error) {
-	s := c.server(normalizeAddr(addr))
+	s := c.server(protocol.ServerAddr(addr))
 	if s == nil {
 		return nil, fmt.Errorf("client: echo: %w: %s", ErrUnknownServer, addr)
 	}

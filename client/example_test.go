@@ -14,7 +14,9 @@ import (
 // Submit a background job at high priority with a unique id, as the
 // photo-resizing application does.
 func ExampleClient_SubmitBackground() {
-	c, err := client.New([]string{"127.0.0.1:4730"})
+	addr, stop := exampleServer() // "127.0.0.1:4730" in a real deployment
+	defer stop()
+	c, err := client.New([]string{addr})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -26,12 +28,15 @@ func ExampleClient_SubmitBackground() {
 	if err != nil {
 		log.Fatal(err) // names every server that could not take the job
 	}
-	fmt.Println("queued", h.ID, "on", h.Server)
+	fmt.Println("queued", h.ID, "on", h.Server == addr)
+	// Output: queued H:example:1 on true
 }
 
 // Run a foreground job and stream what the worker sends.
 func ExampleClient_Submit() {
-	c, err := client.New([]string{"127.0.0.1:4730"})
+	addr, stop := exampleServer()
+	defer stop()
+	c, err := client.New([]string{addr})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -47,7 +52,7 @@ func ExampleClient_Submit() {
 		case client.EventData:
 			os.Stdout.Write(ev.Data)
 		case client.EventStatus:
-			fmt.Fprintf(os.Stderr, "progress %d/%d\n", ev.Numerator, ev.Denominator)
+			fmt.Printf("progress %d/%d\n", ev.Numerator, ev.Denominator)
 		case client.EventWarning:
 			fmt.Fprintf(os.Stderr, "warning: %s\n", ev.Data)
 		}
@@ -63,11 +68,19 @@ func ExampleClient_Submit() {
 		log.Fatal(err)
 	}
 	fmt.Printf("result: %s\n", res.Data)
+	// Output:
+	// line
+	// progress 1/2
+	// line
+	// progress 2/2
+	// result: report 2026-11 done
 }
 
 // Wait for a foreground job's result in one call.
 func ExampleJob_Wait() {
-	c, err := client.New([]string{"127.0.0.1:4730"})
+	addr, stop := exampleServer()
+	defer stop()
+	c, err := client.New([]string{addr})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -83,16 +96,20 @@ func ExampleJob_Wait() {
 		log.Fatal(err)
 	}
 	fmt.Printf("%s\n", res.Output())
+	// Output: olleh
 }
 
 // Look up a background job's progress on the server that created it.
 func ExampleClient_Status() {
-	c, err := client.New([]string{"10.0.0.1:4730", "10.0.0.2:4730"})
+	addr, stop := exampleServer() // a fleet: "10.0.0.1:4730", "10.0.0.2:4730"
+	defer stop()
+	c, err := client.New([]string{addr})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 	ctx := context.Background()
+	// No worker serves "mail" here: the job waits in the queue.
 	h, err := c.SubmitBackground(ctx, "mail", []byte("to=a@example.com"))
 	if err != nil {
 		log.Fatal(err)
@@ -102,11 +119,14 @@ func ExampleClient_Status() {
 		log.Fatal(err)
 	}
 	fmt.Printf("known=%v running=%v %d/%d\n", st.Known, st.Running, st.Numerator, st.Denominator)
+	// Output: known=true running=false 0/0
 }
 
 // Submit many jobs pipelined: one round trip per batch, not per job.
 func ExampleClient_SubmitBackgroundBatch() {
-	c, err := client.New([]string{"127.0.0.1:4730"})
+	addr, stop := exampleServer()
+	defer stop()
+	c, err := client.New([]string{addr})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -123,22 +143,34 @@ func ExampleClient_SubmitBackgroundBatch() {
 		}
 		fmt.Println(i, r.Handle.ID)
 	}
+	// Output:
+	// 0 H:example:1
+	// 1 H:example:2
+	// 2 H:example:3
 }
 
 // Read a server's queue the way gearadmin --status does.
 func ExampleAdmin_Status() {
-	c, err := client.New([]string{"127.0.0.1:4730"})
+	addr, stop := exampleServer()
+	defer stop()
+	c, err := client.New([]string{addr})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
+	if _, err := c.SubmitBackground(context.Background(), "thumb", []byte("a.jpg")); err != nil {
+		log.Fatal(err)
+	}
 	st, err := c.Admin("").Status(context.Background())
 	if err != nil {
 		log.Fatal(err)
 	}
 	for _, f := range st {
-		fmt.Printf("%-20s %5d queued %5d running %3d workers\n", f.Function, f.Total-f.Running, f.Running, f.Workers)
+		if f.Total > 0 { // the functions with work
+			fmt.Printf("%s: %d queued, %d running, %d workers\n", f.Function, f.Total-f.Running, f.Running, f.Workers)
+		}
 	}
+	// Output: thumb: 1 queued, 0 running, 0 workers
 }
 
 // Jobs with the same unique id go to the same server of a fleet, so that

@@ -303,7 +303,7 @@ func TestEpochJob(t *testing.T) {
 		}
 		waitFor(t, 3*time.Second, "the due time", func() bool { return time.Now().After(due) })
 		// gearmand 1.1.20 does not wake sleeping workers when an epoch job
-		// falls due (PROTOCOL.md 4.9): a second job wakes the worker.
+		// falls due (docs/PROTOCOL.md 4.9): a second job wakes the worker.
 		if _, err := c.SubmitBackground(ctx, fn, []byte("nudge")); err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
+
+	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // Server is gserverd's configuration. It comes from four layers, highest
@@ -214,7 +216,7 @@ type SQLiteQueue struct {
 
 // Defaults of the server configuration.
 const (
-	DefaultPort = 4730
+	DefaultPort = protocol.DefaultPort
 	// DefaultQueueType is the store used when -q is not given: the
 	// embedded store in --data-dir (-q builtin keeps jobs in memory only).
 	DefaultQueueType  = "embedded"

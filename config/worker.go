@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
+
+	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // Worker is gworkerd's configuration: one YAML file, with GWORKERD_*
@@ -443,7 +445,7 @@ func splitList(s string) []string {
 
 func (w *Worker) withDefaults() {
 	if len(w.Servers) == 0 {
-		w.Servers = []string{"127.0.0.1:4730"}
+		w.Servers = []string{protocol.ServerAddr("127.0.0.1")}
 	}
 	if w.PidFile == "" {
 		w.PidFile = DefaultWorkerPidFile

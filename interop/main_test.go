@@ -3,9 +3,9 @@
 // raw protocol packets) against both the C gearmand 1.1.20 and gserverd.
 //
 // Every test runs against both targets, so a test that passes on gearmand
-// proves it encodes gearmand's behaviour. Checks where PROTOCOL.md section 0
+// proves it encodes gearmand's behaviour. Checks where docs/PROTOCOL.md section 0
 // deliberately differs from gearmand 1.1.20 run on gserverd only and say so
-// in their name (".../gserverd-only/..."). Each test names the PROTOCOL.md
+// in their name (".../gserverd-only/..."). Each test names the docs/PROTOCOL.md
 // section 7 checklist item it covers.
 //
 // It is a test-only package.

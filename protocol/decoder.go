@@ -6,7 +6,7 @@ import (
 	"io"
 )
 
-// Default limits, as in PROTOCOL.md section 0.
+// Default limits, as in docs/PROTOCOL.md section 0.
 const (
 	// DefaultMaxPayload bounds a packet's payload (the bytes after the header).
 	DefaultMaxPayload = 64 << 20

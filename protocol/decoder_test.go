@@ -14,7 +14,7 @@ import (
 )
 
 // validArgs returns one argument list per packet type with the layout of
-// PROTOCOL.md section 2: t.Args() arguments, all but the last free of NUL,
+// docs/PROTOCOL.md section 2: t.Args() arguments, all but the last free of NUL,
 // the last an opaque payload that contains NULs.
 func validArgs(t Type) []string {
 	n := t.Args()
@@ -131,7 +131,7 @@ func equalFrames(a, b []ownFrame) bool {
 // SUBMIT_REDUCE_JOB's 4 NUL-terminated fields".
 func TestTypeArgsMatchCommandCC(t *testing.T) {
 	t.Parallel()
-	// argc + data from libgearman/command.cc, as PROTOCOL.md section 2 lists.
+	// argc + data from libgearman/command.cc, as docs/PROTOCOL.md section 2 lists.
 	want := map[Type]int{
 		CanDo: 1, CantDo: 1, ResetAbilities: 0, PreSleep: 0, Unused: 0, Noop: 0,
 		SubmitJob: 3, JobCreated: 1, GrabJob: 0, NoJob: 0, JobAssign: 3,

@@ -28,7 +28,7 @@ func ParseCommand(line []byte) Command {
 	return Command{Name: strings.ToLower(words[0]), Args: words[1:]}
 }
 
-// Exact admin reply lines of gearmand 1.1.20 (PROTOCOL.md section 3).
+// Exact admin reply lines of gearmand 1.1.20 (docs/PROTOCOL.md section 3).
 const (
 	ReplyOK                = "OK\r\n"
 	ReplyEnd               = ".\n"

@@ -10,7 +10,7 @@ import (
 )
 
 // text handles one admin text line (without its terminator). Replies are
-// byte for byte gearmand's (PROTOCOL.md section 3), with the section 0
+// byte for byte gearmand's (docs/PROTOCOL.md section 3), with the section 0
 // decisions. It returns false when the connection must be closed.
 func (h *handler) text(line []byte) bool {
 	c := h.c

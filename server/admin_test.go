@@ -20,7 +20,7 @@ func golden(t *testing.T, name string) string {
 	return string(b)
 }
 
-// TestChecklistAdmin: PROTOCOL.md section 7, "Admin".
+// TestChecklistAdmin: docs/PROTOCOL.md section 7, "Admin".
 func TestChecklistAdmin(t *testing.T) {
 	t.Parallel()
 

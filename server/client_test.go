@@ -8,7 +8,7 @@ import (
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
-// TestChecklistClient: PROTOCOL.md section 7, "Client side".
+// TestChecklistClient: docs/PROTOCOL.md section 7, "Client side".
 func TestChecklistClient(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, nil)

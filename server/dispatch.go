@@ -11,7 +11,7 @@ import (
 	"github.com/gworkerd/gworkerd/server/store"
 )
 
-// Size bounds of gearmand (PROTOCOL.md section 2).
+// Size bounds of gearmand (docs/PROTOCOL.md section 2).
 const (
 	maxUnique   = 64  // accepted whole (section 0)
 	maxHandle   = 63  // GEARMAND_JOB_HANDLE_SIZE 64 with its NUL

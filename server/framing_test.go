@@ -10,7 +10,7 @@ import (
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
-// TestChecklist/Framing: PROTOCOL.md section 7, "Framing".
+// TestChecklist/Framing: docs/PROTOCOL.md section 7, "Framing".
 func TestChecklistFraming(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, func(o *Options) { o.Limits.MaxPayload = 1 << 20 })

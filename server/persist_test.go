@@ -117,7 +117,7 @@ func (m *memStore) byFunction(fn string) []store.Job {
 	return out
 }
 
-// TestChecklistOps: PROTOCOL.md section 7, "Server options / ops", the
+// TestChecklistOps: docs/PROTOCOL.md section 7, "Server options / ops", the
 // parts that live in the server package.
 func TestChecklistOps(t *testing.T) {
 	t.Parallel()

@@ -1,6 +1,6 @@
 // Package server is the Gearman job server core of gserverd: it accepts
 // connections on the listeners given to Serve, speaks the binary protocol
-// and the admin text protocol of PROTOCOL.md on the same port, queues jobs
+// and the admin text protocol of docs/PROTOCOL.md on the same port, queues jobs
 // in memory and, when Options.Store is set, persists background jobs.
 //
 // # Concurrency
@@ -31,7 +31,7 @@
 //
 // # Choices where gearmand gives no answer
 //
-// Beyond PROTOCOL.md section 0:
+// Beyond docs/PROTOCOL.md section 0:
 //   - `workers` shows a connection id number (1, 2, ... per server, stable
 //     for the connection's life) where gearmand shows the file descriptor.
 //   - `status` and `prioritystatus` list functions in creation order.

@@ -8,7 +8,7 @@ import (
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
-// TestChecklistWorker: PROTOCOL.md section 7, "Worker side".
+// TestChecklistWorker: docs/PROTOCOL.md section 7, "Worker side".
 func TestChecklistWorker(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, nil)

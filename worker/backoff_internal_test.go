@@ -22,20 +22,3 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
-
-func TestNormalizeAddr(t *testing.T) {
-	t.Parallel()
-	tests := map[string]string{
-		"127.0.0.1":      "127.0.0.1:4730",
-		"127.0.0.1:4731": "127.0.0.1:4731",
-		"localhost":      "localhost:4730",
-		"::1":            "[::1]:4730",
-		"[::1]":          "[::1]:4730",
-		"[::1]:99":       "[::1]:99",
-	}
-	for in, want := range tests {
-		if got := normalizeAddr(in); got != want {
-			t.Errorf("normalizeAddr(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -180,7 +180,7 @@ func (c *client) waitAll(handles []string, timeout time.Duration) map[string]out
 		h := string(p.Arg(0))
 		if p.Type == protocol.WorkFail {
 			// gearmand sends an exception to a plain client as WORK_FAIL
-			// with body "HANDLE\0" (PROTOCOL.md section 4.8).
+			// with body "HANDLE\0" (docs/PROTOCOL.md section 4.8).
 			h = strings.TrimSuffix(h, "\x00")
 		}
 		if !open[h] {

@@ -94,7 +94,7 @@ func New(opts Options) (*Worker, error) {
 	}
 	servers := make([]string, len(opts.Servers))
 	for i, s := range opts.Servers {
-		servers[i] = normalizeAddr(s)
+		servers[i] = protocol.ServerAddr(s)
 	}
 	opts.Servers = servers
 	opts.ClientID = strings.ReplaceAll(opts.ClientID, " ", "_")
@@ -110,21 +110,6 @@ func New(opts Options) (*Worker, error) {
 	}, nil
 }
 
-func normalizeAddr(s string) string {
-	if strings.HasPrefix(s, "[") {
-		if strings.Contains(s, "]:") {
-			return s
-		}
-		return s + ":4730"
-	}
-	if strings.Count(s, ":") == 1 {
-		return s
-	}
-	if strings.Count(s, ":") > 1 { // bare IPv6
-		return "[" + s + "]:4730"
-	}
-	return s + ":4730"
-}
 
 // StopGrabbing makes the worker take no new jobs; Run returns once the jobs
 // it holds are finished and reported. It is how a supervisor recycles a

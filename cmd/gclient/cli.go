@@ -14,6 +14,7 @@ import (
 
 	"github.com/gworkerd/gworkerd/client"
 	"github.com/gworkerd/gworkerd/internal/version"
+	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // app holds what every command shares: configuration and streams.
@@ -36,10 +37,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra's own error, with its suggestions on lines of their own.
+		err = &usageError{strings.TrimRight(err.Error(), "\n")}
+	}
 	code, hint := classify(err)
 	if _, ok := err.(*jobError); !ok {
 		msg := "gclient: " + oneLine(err.Error())
-		if hint != "" {
+		if _, ok := err.(*usageError); ok {
+			msg = "gclient: " + strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n\n", "\n")
+		}
+		switch {
+		case hint != "" && strings.Contains(msg, "\n"):
+			msg += "\n" + hint
+		case hint != "":
 			msg += "; " + hint
 		}
 		fmt.Fprintln(stderr, msg)
@@ -75,7 +86,7 @@ over the environment, which wins over the file.
 	root.SetVersionTemplate("gclient {{.Version}}\n")
 	root.Flags().BoolP("version", "V", false, "print the version and exit")
 	pf := root.PersistentFlags()
-	pf.StringSlice("servers", []string{"127.0.0.1:4730"}, "job servers, host:port, comma-separated")
+	pf.StringSlice("servers", []string{protocol.ServerAddr("127.0.0.1")}, "job servers, host:port, comma-separated")
 	pf.String("config", "", "config file (YAML, TOML or JSON) with a servers list")
 	pf.Duration("timeout", 0, "give up after this long (0 = no limit; background submits default to 30s)")
 	pf.Duration("dial-timeout", 2*time.Second, "connection timeout per server")
@@ -113,7 +124,7 @@ func (a *app) servers() []string {
 		}
 	}
 	if len(out) == 0 {
-		out = []string{"127.0.0.1:4730"}
+		out = []string{protocol.ServerAddr("127.0.0.1")}
 	}
 	return out
 }

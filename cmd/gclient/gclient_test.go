@@ -66,6 +66,37 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// cobra's suggestions keep their own lines.
+func TestUnknownCommandSuggests(t *testing.T) {
+	t.Parallel()
+	r := gclient(t, "", "sumbit", "f")
+	want := "gclient: unknown command \"sumbit\" for \"gclient\"\nDid you mean this?\n\tsubmit\nrun `gclient help` for usage\n"
+	if r.code != exitUsage || r.stderr != want {
+		t.Errorf("exit %d, stderr %q; want %d, %q", r.code, r.stderr, exitUsage, want)
+	}
+}
+
+// A batch whose every line fails the same way (no server) says so in a
+// few lines, not one per job.
+func TestBatchRepeatedErrors(t *testing.T) {
+	t.Parallel()
+	batch := filepath.Join(t.TempDir(), "b.jsonl")
+	if err := os.WriteFile(batch, []byte(strings.Repeat("\"x\"\n", 300)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := gclient(t, "", "--servers", testpeer.DeadAddr(t), "submit", "f", "--batch", batch)
+	if r.code != exitUnreachable {
+		t.Errorf("exit %d, want %d; stderr %q", r.code, exitUnreachable, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if len(lines) > 5 {
+		t.Errorf("%d lines of errors for 300 jobs failing alike:\n%s", len(lines), r.stderr)
+	}
+	if !strings.Contains(r.stderr, "gclient: line 1: ") || !strings.Contains(r.stderr, "299 more lines up to line 300 failed with the same error") {
+		t.Errorf("stderr %q lacks the first error and the summary", r.stderr)
+	}
+}
+
 func TestParseAt(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
@@ -101,6 +132,12 @@ func TestBatchLine(t *testing.T) {
 		{`42`, "f", "42", false},
 		{`{"payload":"x","prio":"urgent"}`, "", "", true},
 		{`not json`, "", "", true},
+		// An object without "payload" is a payload, not an empty job.
+		{`{"photo":"cat.jpg","width":200}`, "f", `{"photo":"cat.jpg","width":200}`, false},
+		{`{"unique":"u1"}`, "f", `{"unique":"u1"}`, false},
+		// A job description with a key it does not know is an error.
+		{`{"payload":"x","priority":"high"}`, "", "", true},
+		{`{"payload":"x","fucntion":"g"}`, "", "", true},
 	}
 	for _, tt := range tests {
 		req, err := a.parseBatchLine([]byte(tt.line), "f", submitFlags{prio: "normal"})
@@ -215,6 +252,20 @@ func TestAgainstServers(t *testing.T) {
 			startWorker(t, addr, "upper", "tr", "a-z", "A-Z")
 			if r = g("hello", "submit", "upper", "-", "--wait"); r.code != 0 || r.stdout != "HELLO" {
 				t.Errorf("submit --wait: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+			}
+			// On a terminal (script(1) gives it one) the result gets the
+			// final newline it lacks; in a pipe (above) it does not.
+			if script, err := exec.LookPath("script"); err == nil {
+				word := filepath.Join(dir, "word")
+				if err := os.WriteFile(word, []byte("hello"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				out, err := exec.Command(script, "-qec", binary(t, "gclient")+" --servers "+addr+" submit upper "+word+" --wait 2>/dev/null", "/dev/null").Output()
+				if err != nil || !strings.HasSuffix(string(out), "HELLO\r\n") {
+					t.Errorf("submit --wait on a terminal: %q, %v; want HELLO and a newline", out, err)
+				}
+			} else if os.Getenv("GWORKERD_REQUIRE_PEERS") != "" {
+				t.Errorf("script(1) missing: %v", err)
 			}
 			startPHPWorker(t, addr, "php")
 			r = g("x", "submit", "php.events", "-", "--wait")

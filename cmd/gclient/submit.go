@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -42,11 +43,17 @@ stdout, its status and warnings to stderr, and gclient exits non-zero when
 the job fails or raises an exception.
 
 With --batch FILE.jsonl every line is one background job, submitted
-pipelined; a line is a JSON object
+pipelined. A line that is a JSON object with a "payload" key is a job
+description
   {"payload": "...", "unique": "...", "prio": "high", "at": "...", "function": "..."}
 (payload may be any JSON value; a non-string value is sent as its JSON text;
-the other keys are optional and override the flags), or any other JSON value,
-sent as the payload. Handles are printed one per line, a summary at the end.
+the other keys are optional and override the flags; any other key is an
+error). Any other line, a JSON object without "payload" included, is the
+payload itself, sent as written: a file of one resize request per line
+submits each request. Handles are printed one per line, a summary at the end;
+a run of lines failing with the same error is reported once.
+
+With --wait on a terminal, a result that does not end with a newline gets one.
 
 --at takes an RFC 3339 time, a unix time in seconds, or a delay such as +10m.`,
 		Example: `  gclient submit resize photo.json --prio high
@@ -171,11 +178,23 @@ func (a *app) submit(ctx context.Context, args []string, f submitFlags) error {
 		return err
 	}
 	fmt.Fprintf(a.stderr, "job %s on %s\n", job.Handle, job.Server)
+	// The output is the worker's bytes, as gearman prints them; on a
+	// terminal a missing final newline is added, so that the prompt
+	// does not follow the result on its line.
+	var last byte = '\n'
+	defer func() {
+		if last != '\n' && isTerminal(a.stdout) {
+			fmt.Fprintln(a.stdout)
+		}
+	}()
 	for ev := range job.Events(ctx) {
 		switch ev.Kind {
 		case client.EventData, client.EventComplete:
 			if _, err := a.stdout.Write(ev.Data); err != nil {
 				return err
+			}
+			if len(ev.Data) > 0 {
+				last = ev.Data[len(ev.Data)-1]
 			}
 		case client.EventStatus:
 			fmt.Fprintf(a.stderr, "status %d/%d\n", ev.Numerator, ev.Denominator)
@@ -207,12 +226,34 @@ type batchLine struct {
 	At       string          `json:"at"`
 }
 
-// parseBatchLine turns one JSON line into a request.
+// batchKeys are the keys of a job description line.
+var batchKeys = map[string]bool{"function": true, "payload": true, "unique": true, "prio": true, "at": true}
+
+// parseBatchLine turns one JSON line into a request. An object with a
+// "payload" key is a job description, and then every key must be one of
+// batchKeys; any other JSON value, objects without "payload" included,
+// is the payload itself.
 func (a *app) parseBatchLine(line []byte, fn string, f submitFlags) (client.Request, error) {
 	req := client.Request{Function: fn}
 	bl := batchLine{Prio: f.prio, Unique: f.unique, At: f.at}
 	trimmed := bytes.TrimSpace(line)
+	var keys map[string]json.RawMessage
 	if len(trimmed) > 0 && trimmed[0] == '{' {
+		if err := json.Unmarshal(trimmed, &keys); err != nil {
+			return req, err
+		}
+	}
+	if _, ok := keys["payload"]; ok {
+		var unknown []string
+		for k := range keys {
+			if !batchKeys[k] {
+				unknown = append(unknown, strconv.Quote(k))
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return req, fmt.Errorf("a job description (it has \"payload\") with unknown key %s: the keys are function, payload, unique, prio and at", strings.Join(unknown, ", "))
+		}
 		if err := json.Unmarshal(trimmed, &bl); err != nil {
 			return req, err
 		}
@@ -263,6 +304,8 @@ func (a *app) submitBatch(ctx context.Context, fn string, f submitFlags) error {
 	start := time.Now()
 	var ok, failed, lineNo int
 	var lastErr error
+	errs := repeatedErrors{w: a.stderr}
+	defer errs.flush()
 	var reqs []client.Request
 	var lines []int
 	var read int64
@@ -277,7 +320,7 @@ func (a *app) submitBatch(ctx context.Context, fn string, f submitFlags) error {
 				}
 				failed++
 				lastErr = r.Err
-				fmt.Fprintf(a.stderr, "gclient: line %d: %s\n", lines[i], oneLine(r.Err.Error()))
+				errs.report(lines[i], oneLine(r.Err.Error()))
 				continue
 			}
 			ok++
@@ -303,7 +346,7 @@ func (a *app) submitBatch(ctx context.Context, fn string, f submitFlags) error {
 			}
 			failed++
 			lastErr = err
-			fmt.Fprintf(a.stderr, "gclient: line %d: %v\n", lineNo, err)
+			errs.report(lineNo, err.Error())
 			continue
 		}
 		reqs = append(reqs, req)
@@ -320,6 +363,7 @@ func (a *app) submitBatch(ctx context.Context, fn string, f submitFlags) error {
 	if err := flush(); err != nil {
 		return err
 	}
+	errs.flush()
 	bar.done()
 	el := time.Since(start)
 	fmt.Fprintf(a.stderr, "submitted %d jobs, %d failed, in %v (%.0f jobs/s)\n", ok, failed, el.Round(time.Millisecond), float64(ok)/max(el.Seconds(), 1e-9))
@@ -357,4 +401,34 @@ func (p *progress) done() {
 	if p.on {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// repeatedErrors prints the errors of batch lines, one line each, but a
+// run of lines failing with the same error (every line, when the servers
+// are down) as its first line and one summary.
+type repeatedErrors struct {
+	w   io.Writer
+	msg string // the error of the current run
+	end int    // its last line
+	n   int    // how many lines of the run are not printed yet
+}
+
+func (r *repeatedErrors) report(line int, msg string) {
+	if msg == r.msg {
+		r.n++
+		r.end = line
+		return
+	}
+	r.flush()
+	fmt.Fprintf(r.w, "gclient: line %d: %s\n", line, msg)
+	r.msg, r.end, r.n = msg, line, 0
+}
+
+// flush prints the summary of the current run, if lines were held back.
+func (r *repeatedErrors) flush() {
+	if r.n > 0 {
+		fmt.Fprintf(r.w, "gclient: %d more lines up to line %d failed with the same error\n", r.n, r.end)
+	}
+	r.n = 0
+	r.msg = ""
 }

@@ -45,9 +45,7 @@ func AdminBacklog(servers []string, dialTimeout time.Duration) func(ctx context.
 }
 
 func adminStatus(ctx context.Context, addr string, timeout time.Duration) ([]protocol.FunctionStatus, error) {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(addr, "4730")
-	}
+	addr = protocol.ServerAddr(addr)
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
