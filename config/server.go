@@ -743,7 +743,7 @@ func serverKeys() []serverKey {
 		{flag: "http-port", kind: kindInt, def: strconv.Itoa(DefaultHTTPPort),
 			usage: "with -r http: TCP `port` of gearmand's HTTP protocol, on the --listen addresses (0: any free port); not the --http-listen endpoint",
 			set:   intSetter(func(c *Server) *int { return &c.HTTPPort }, portCheck(true))},
-		{flag: "http-listen", kind: kindString, def: DefaultHTTPListen,
+		{flag: "http-listen", kind: kindString,
 			usage: "`host:port` of the HTTP endpoint (metrics, API, dashboard); empty turns it off. Default 127.0.0.1 on the Gearman port + 1 (4731 for -p 4730; a free port for -p 0); when that default is in use the endpoint is off, with an error line",
 			set:   stringSetter(func(c *Server) *string { return &c.HTTPListen }, nil)},
 		{flag: "http-token", kind: kindString,
