@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -108,8 +109,10 @@ type Server struct {
 	// QueueType is the canonical store name: builtin (in memory), embedded,
 	// postgres, mysql, redis or libsqlite3. Default DefaultQueueType.
 	QueueType string
-	// DataDir is the embedded store's directory. Default /var/lib/gserverd
-	// as root, else $XDG_STATE_HOME/gserverd (~/.local/state/gserverd).
+	// DataDir is the embedded store's directory. Default
+	// DefaultDataDir(uid, Port): /var/lib/gserverd as root, else
+	// $XDG_STATE_HOME/gserverd (~/.local/state/gserverd), with a -PORT
+	// suffix on any port but DefaultPort.
 	DataDir string
 	// Sync is the embedded store's durability: always (default),
 	// interval or none; for -q libsqlite3, SQLite's synchronous pragma
@@ -149,7 +152,8 @@ type Server struct {
 	HTTPPort int
 
 	// HTTPListen is the host:port of the HTTP endpoint (metrics, API,
-	// dashboard). Default DefaultHTTPListen; "" turns it off.
+	// dashboard). Default DefaultHTTPListenFor(Port) (127.0.0.1:4731 on
+	// DefaultPort); "" turns it off.
 	HTTPListen string
 	// HTTPToken, when set, is the bearer token the HTTP API and its
 	// actions require. Default "" (no auth).
@@ -233,7 +237,8 @@ const (
 	DefaultStoreTimeout = 5 * time.Second
 	// DefaultHTTPPort is the port of -r http (gearmand's --http-port).
 	DefaultHTTPPort = 8080
-	// DefaultHTTPListen is where the HTTP endpoint listens by default.
+	// DefaultHTTPListen is where the HTTP endpoint listens by default
+	// for a server on DefaultPort; see DefaultHTTPListenFor for the others.
 	DefaultHTTPListen = "127.0.0.1:4731"
 	// DefaultHTTPMaxStreams is --http-max-streams' default.
 	DefaultHTTPMaxStreams = 64
@@ -701,7 +706,7 @@ func serverKeys() []serverKey {
 			usage: "job store `type`: builtin (in memory), embedded, postgres, mysql, redis or libsqlite3 (case-insensitive)",
 			set:   queueSetter},
 		{flag: "data-dir", kind: kindString,
-			usage: "-q embedded: `directory` of the store (default /var/lib/gserverd as root, else ~/.local/state/gserverd)",
+			usage: "-q embedded: `directory` of the store (default /var/lib/gserverd as root, else ~/.local/state/gserverd; on a port other than 4730 the port is a suffix: gserverd-PORT)",
 			set:   stringSetter(func(c *Server) *string { return &c.DataDir }, nil)},
 		{flag: "sync", kind: kindString, def: "always",
 			usage: "-q embedded: durability `mode`: always (fsync before JOB_CREATED), interval (written before JOB_CREATED, fsync every 100ms: a machine crash loses the last interval, a gserverd crash nothing) or none (written before JOB_CREATED, never fsynced: a machine crash can lose more); -q libsqlite3: SQLite's synchronous FULL, NORMAL or OFF",
@@ -772,8 +777,8 @@ func serverKeys() []serverKey {
 		{flag: "http-port", kind: kindInt, def: strconv.Itoa(DefaultHTTPPort),
 			usage: "with -r http: TCP `port` of gearmand's HTTP protocol, on the --listen addresses (0: any free port); not the --http-listen endpoint",
 			set:   intSetter(func(c *Server) *int { return &c.HTTPPort }, portCheck(true))},
-		{flag: "http-listen", kind: kindString, def: DefaultHTTPListen,
-			usage: "`host:port` of the HTTP endpoint (metrics, API, dashboard); empty turns it off",
+		{flag: "http-listen", kind: kindString,
+			usage: "`host:port` of the HTTP endpoint (metrics, API, dashboard); empty turns it off. Default 127.0.0.1 on the Gearman port + 1 (4731 for -p 4730; a free port for -p 0); when that default is in use the endpoint is off, with an error line",
 			set:   stringSetter(func(c *Server) *string { return &c.HTTPListen }, nil)},
 		{flag: "http-token", kind: kindString,
 			usage: "bearer `token` the HTTP API and its actions require; empty (default) for none",
@@ -986,25 +991,47 @@ func loadServerWith(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), ui
 		c.HTTPToken = tok
 	}
 	if c.DataDir == "" {
-		c.DataDir = DefaultDataDir(uid, lookupEnv)
+		c.DataDir = DefaultDataDir(uid, c.Port, lookupEnv)
+	}
+	if c.sources["http_listen"].Kind == SourceDefault {
+		c.HTTPListen = DefaultHTTPListenFor(c.Port)
 	}
 	return c, nil
 }
 
-// DefaultDataDir is the embedded store's default directory:
-// /var/lib/gserverd for root, else $XDG_STATE_HOME/gserverd or
-// $HOME/.local/state/gserverd.
-func DefaultDataDir(uid int, lookupEnv func(string) (string, bool)) string {
+// DefaultDataDir is the embedded store's default directory for a server
+// on port: /var/lib/gserverd for root, else $XDG_STATE_HOME/gserverd or
+// $HOME/.local/state/gserverd; on any port but DefaultPort the name takes
+// the port as a suffix (/var/lib/gserverd-4740), so that several servers
+// on one host, differing only in -p, each have their own store, and a
+// server on 4730 keeps the directory it always had.
+func DefaultDataDir(uid, port int, lookupEnv func(string) (string, bool)) string {
+	name := "gserverd"
+	if port != DefaultPort {
+		name += "-" + strconv.Itoa(port)
+	}
 	if uid == 0 {
-		return "/var/lib/gserverd"
+		return filepath.Join("/var/lib", name)
 	}
 	if d, ok := lookupEnv("XDG_STATE_HOME"); ok && filepath.IsAbs(d) {
-		return filepath.Join(d, "gserverd")
+		return filepath.Join(d, name)
 	}
 	if h, ok := lookupEnv("HOME"); ok && h != "" {
-		return filepath.Join(h, ".local", "state", "gserverd")
+		return filepath.Join(h, ".local", "state", name)
 	}
-	return filepath.Join(os.TempDir(), "gserverd-"+strconv.Itoa(uid))
+	return filepath.Join(os.TempDir(), name+"-uid"+strconv.Itoa(uid))
+}
+
+// DefaultHTTPListenFor is the HTTP endpoint's default address for a
+// server on port: 127.0.0.1 and the next port (DefaultHTTPListen,
+// 127.0.0.1:4731, for DefaultPort), so that servers differing only in -p
+// each have theirs. For port 0 (any free port) and 65535 (no next port)
+// it is 127.0.0.1:0, a free port the log names.
+func DefaultHTTPListenFor(port int) string {
+	if port <= 0 || port >= 65535 {
+		return "127.0.0.1:0"
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1))
 }
 
 // readServerFile reads the YAML file's data with viper; a yaml.v3 pass

@@ -68,19 +68,60 @@ func TestLoadServerDefaults(t *testing.T) {
 func TestDefaultDataDir(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		uid  int
-		env  map[string]string
-		want string
+		uid, port int
+		env       map[string]string
+		want      string
 	}{
-		{0, map[string]string{"HOME": "/root"}, "/var/lib/gserverd"},
-		{1000, map[string]string{"HOME": "/home/u"}, "/home/u/.local/state/gserverd"},
-		{1000, map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": "/st"}, "/st/gserverd"},
-		{1000, map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": "relative"}, "/home/u/.local/state/gserverd"},
+		{0, 4730, map[string]string{"HOME": "/root"}, "/var/lib/gserverd"},
+		{0, 4740, map[string]string{"HOME": "/root"}, "/var/lib/gserverd-4740"},
+		{0, 0, map[string]string{"HOME": "/root"}, "/var/lib/gserverd-0"},
+		{1000, 4730, map[string]string{"HOME": "/home/u"}, "/home/u/.local/state/gserverd"},
+		{1000, 4731, map[string]string{"HOME": "/home/u"}, "/home/u/.local/state/gserverd-4731"},
+		{1000, 4730, map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": "/st"}, "/st/gserverd"},
+		{1000, 5000, map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": "/st"}, "/st/gserverd-5000"},
+		{1000, 4730, map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": "relative"}, "/home/u/.local/state/gserverd"},
+		{1000, 4730, map[string]string{}, filepath.Join(os.TempDir(), "gserverd-uid1000")},
 	}
 	for _, tt := range tests {
-		got := DefaultDataDir(tt.uid, func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+		got := DefaultDataDir(tt.uid, tt.port, func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
 		if got != tt.want {
-			t.Errorf("DefaultDataDir(%d, %v) = %q, want %q", tt.uid, tt.env, got, tt.want)
+			t.Errorf("DefaultDataDir(%d, %d, %v) = %q, want %q", tt.uid, tt.port, tt.env, got, tt.want)
+		}
+	}
+}
+
+// TestLoadServerPerPort checks that the defaults of a server on another
+// port than 4730 do not collide with those of one on 4730: its own data
+// directory and HTTP endpoint, unless they are given.
+func TestLoadServerPerPort(t *testing.T) {
+	t.Parallel()
+	env := func(k string) (string, bool) {
+		v, ok := map[string]string{"HOME": "/home/u"}[k]
+		return v, ok
+	}
+	tests := []struct {
+		args             []string
+		dataDir, httpLst string
+	}{
+		{nil, "/home/u/.local/state/gserverd", "127.0.0.1:4731"},
+		{[]string{"-p", "4740"}, "/home/u/.local/state/gserverd-4740", "127.0.0.1:4741"},
+		{[]string{"-p", "0"}, "/home/u/.local/state/gserverd-0", "127.0.0.1:0"},
+		{[]string{"-p", "65535"}, "/home/u/.local/state/gserverd-65535", "127.0.0.1:0"},
+		{[]string{"-p", "4740", "--data-dir", "/d", "--http-listen", "127.0.0.1:9"}, "/d", "127.0.0.1:9"},
+		{[]string{"-p", "4740", "--http-listen", ""}, "/home/u/.local/state/gserverd-4740", ""},
+	}
+	for _, tt := range tests {
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		ServerFlags(fs)
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadServer(fs, env, 1000)
+		if err != nil {
+			t.Fatalf("%v: %v", tt.args, err)
+		}
+		if c.DataDir != tt.dataDir || c.HTTPListen != tt.httpLst {
+			t.Errorf("%v: data dir %q, http listen %q; want %q, %q", tt.args, c.DataDir, c.HTTPListen, tt.dataDir, tt.httpLst)
 		}
 	}
 }

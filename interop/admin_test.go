@@ -174,6 +174,90 @@ func adminChecks() []check {
 			c.readN(len(protocol.ReplyOK))
 			c.submit(protocol.SubmitJobBg, fn, "", "unlimited")
 		}},
+		// Issue 11: a submit whose unique matches a queued or running job
+		// adds no job, so maxqueue does not refuse it; the limit counts
+		// running jobs too.
+		{name: "Functions/MaxqueueCoalesces", run: func(t *testing.T, e *env) {
+			c := dial(t, e.addr())
+			fn := e.names.fn("mqco")
+			w := dial(t, e.addr())
+			w.send(protocol.CanDo, fn) // gearmand's maxqueue only limits a known function
+			w.barrier()
+			c.write([]byte("maxqueue " + fn + " 1\r\n"))
+			if got := c.readN(len(protocol.ReplyOK)); got != protocol.ReplyOK {
+				t.Fatalf("maxqueue: %q", got)
+			}
+			// Pipelined: the second joins the first before a reply.
+			c.send(protocol.SubmitJobBg, fn, "u1", "a")
+			c.send(protocol.SubmitJobBg, fn, "u1", "b")
+			h := c.expectType(protocol.JobCreated).args[0]
+			c.expect(protocol.JobCreated, h)
+			c.send(protocol.SubmitJobBg, fn, "u2", "c")
+			c.expectError(protocol.CodeQueueError, protocol.TextQueueFull)
+			c.send(protocol.SubmitJobHighBg, fn, "u1", "d")
+			c.expect(protocol.JobCreated, h)
+			fg := dial(t, e.addr())
+			if got := fg.submit(protocol.SubmitJob, fn, "u1", "e"); got != h {
+				t.Fatalf("foreground submit of a queued unique at the limit: %s, want %s", got, h)
+			}
+			if got := w.grab(fn); got.args[0] != h {
+				t.Fatalf("grabbed %v, want %s", got, h)
+			}
+			fg2 := dial(t, e.addr())
+			if got := fg2.submit(protocol.SubmitJob, fn, "u1", "f"); got != h {
+				t.Fatalf("foreground submit of a running unique at the limit: %s, want %s", got, h)
+			}
+			c.send(protocol.SubmitJobBg, fn, "u3", "g") // the running job counts
+			c.expectError(protocol.CodeQueueError, protocol.TextQueueFull)
+			w.send(protocol.WorkComplete, h, "r")
+			fg.expect(protocol.WorkComplete, h, "r")
+			fg2.expect(protocol.WorkComplete, h, "r")
+			c.submit(protocol.SubmitJobBg, fn, "u3", "g")
+		}},
+		// Issue 11: maxqueue's sizes as gearmand 1.1.20 reads them: two
+		// sizes are high and normal (low unlimited), a size is C's atoi cut
+		// to an int, a negative one is unlimited. (A fourth size makes six
+		// words, and gearmand closes a connection that sends an admin line
+		// of more than five.)
+		{name: "Functions/MaxqueueSizes", run: func(t *testing.T, e *env) {
+			c := dial(t, e.addr())
+			fn := e.names.fn("mqsz")
+			w := dial(t, e.addr())
+			w.send(protocol.CanDo, fn) // gearmand's maxqueue only limits a known function
+			w.barrier()
+			maxqueue := func(args string) {
+				t.Helper()
+				c.write([]byte("maxqueue " + fn + " " + args + "\r\n"))
+				if got := c.readN(len(protocol.ReplyOK)); got != protocol.ReplyOK {
+					t.Fatalf("maxqueue %s: %q", args, got)
+				}
+			}
+			maxqueue("1 3")
+			c.submit(protocol.SubmitJobBg, fn, "", "n1")
+			c.submit(protocol.SubmitJobBg, fn, "", "n2")
+			c.send(protocol.SubmitJobHighBg, fn, "", "h")
+			c.expectError(protocol.CodeQueueError, protocol.TextQueueFull)
+			for i := range 3 {
+				c.submit(protocol.SubmitJobLowBg, fn, "", "l"+strconv.Itoa(i))
+			}
+			c.send(protocol.SubmitJobBg, fn, "", "n3")
+			c.expectError(protocol.CodeQueueError, protocol.TextQueueFull)
+			// 5 jobs now. 4294967301 is 5 as a C int; -1 is unlimited.
+			maxqueue("4294967301")
+			c.send(protocol.SubmitJobLowBg, fn, "", "l")
+			c.expectError(protocol.CodeQueueError, protocol.TextQueueFull)
+			maxqueue("-1")
+			c.submit(protocol.SubmitJobBg, fn, "", "n4")
+			// Three sizes: high, normal, low; the limit counts the jobs of
+			// every priority (6 now).
+			maxqueue("9 6 7")
+			c.send(protocol.SubmitJobBg, fn, "", "n5")
+			c.expectError(protocol.CodeQueueError, protocol.TextQueueFull)
+			c.submit(protocol.SubmitJobLowBg, fn, "", "l7")
+			c.send(protocol.SubmitJobLowBg, fn, "", "l8")
+			c.expectError(protocol.CodeQueueError, protocol.TextQueueFull)
+			c.submit(protocol.SubmitJobHighBg, fn, "", "h2")
+		}},
 		{name: "Jobs/Cancel", run: func(t *testing.T, e *env) {
 			c := dial(t, e.addr())
 			fn := e.names.fn("cancel")

@@ -315,32 +315,32 @@ func (s *Server) dropFunction(name string) string {
 	return reply
 }
 
-// maxQueue is `maxqueue <func> [n]` or `maxqueue <func> <high> <normal>
-// <low>`. Unlike gearmand it creates an unknown function and keeps the
-// limit.
+// maxQueue is `maxqueue <func> [high [normal [low]]]`, read as gearmand
+// 1.1.20 reads it: no size or one size sets every priority to it; two or
+// three set high, normal and low in that order, a missing one 0
+// (unlimited); sizes after the third are ignored. Each size is C's atoi
+// (int), a negative one 0. Unlike gearmand it creates an unknown function
+// and keeps the limit.
 func (s *Server) maxQueue(name string, sizes []string) string {
-	var max [3]int
+	var lim [3]int
 	for p := range 3 {
 		if p < len(sizes) {
-			max[p] = max0(atoi([]byte(sizes[p])))
+			lim[p] = queueSize(sizes[p])
 		}
 	}
-	if len(sizes) < 3 {
-		max[1], max[2] = max[0], max[0]
+	if len(sizes) <= 1 {
+		lim[1], lim[2] = lim[0], lim[0]
 	}
 	if !protocol.ValidFunctionName([]byte(name)) {
 		return protocol.ReplyInvalidFunctionName
 	}
-	s.SetMaxQueue(name, max)
+	s.SetMaxQueue(name, lim)
 	return protocol.ReplyOK
 }
 
-func max0(v int64) int {
-	if v < 0 || v > 1<<31-1 {
-		if v < 0 {
-			return 0
-		}
-		return 1<<31 - 1
-	}
-	return int(v)
+// queueSize is a maxqueue size as gearmand takes it: atoi (strtol cut to
+// a C int), then a negative value is 0.
+func queueSize(arg string) int {
+	v := int32(atoi([]byte(arg)))
+	return int(max(v, 0))
 }

@@ -138,12 +138,13 @@ func TestChecklistAdmin(t *testing.T) {
 		if got := a.admin("maxqueue mq 2"); got != "OK\r\n" {
 			t.Fatalf("maxqueue %q", got)
 		}
-		c.submit(protocol.SubmitJobBg, "mq", "q1", "1")
+		q1 := c.submit(protocol.SubmitJobBg, "mq", "q1", "1")
 		c.submit(protocol.SubmitJobHighBg, "mq", "", "2")
 		c.send(protocol.SubmitJobLowBg, "mq", "", "3")
 		c.expectError("QUEUE_ERROR", "Job queue is full")
+		// A submit that joins a job adds none: not refused (issue 11).
 		c.send(protocol.SubmitJobBg, "mq", "q1", "coalesced")
-		c.expectError("QUEUE_ERROR", "Job queue is full")
+		c.expect(protocol.JobCreated, q1)
 		// Three sizes: high, normal, low.
 		a.admin("maxqueue mq3 0 1 -5")
 		c.submit(protocol.SubmitJobBg, "mq3", "", "1")

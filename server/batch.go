@@ -52,6 +52,17 @@ func (h *handler) batchCount(fn *function) int {
 	return n
 }
 
+// batchHas reports whether the batch holds a submit of fn with the unique
+// key ukey (uniqKey). Called with s.mu held.
+func (h *handler) batchHas(fn *function, ukey string) bool {
+	for i := range h.batch {
+		if h.batch[i].fn == fn && h.batch[i].dupOf < 0 && h.batch[i].ukey == ukey {
+			return true
+		}
+	}
+	return false
+}
+
 // queueSubmit adds a background submit to the batch. Called with s.mu held.
 func (h *handler) queueSubmit(fn *function, unique, data []byte, sub protocol.SubmitInfo, when int64, reducer []byte) {
 	p := pendingSubmit{fn: fn, unique: string(unique), prio: sub.Priority, dupOf: -1}

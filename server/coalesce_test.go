@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -233,5 +234,82 @@ func TestFinishedJobSparesRecordBeingWritten(t *testing.T) {
 	})
 	if n := len(st.byFunction("sp")); n != 1 {
 		t.Fatalf("the acknowledged job %s has %d records, want 1", h2, n)
+	}
+}
+
+// TestMaxQueueCoalesces (issue 11): at a function's maxqueue, a submit
+// whose unique matches a queued or running job joins it (it adds no job),
+// with and without a store, pipelined or not; one with a new unique gets
+// QUEUE_ERROR.
+func TestMaxQueueCoalesces(t *testing.T) {
+	t.Parallel()
+	for _, withStore := range []bool{false, true} {
+		t.Run(map[bool]string{false: "builtin", true: "store"}[withStore], func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, func(o *Options) {
+				if withStore {
+					o.Store = newMemStore()
+				}
+			})
+			c := ts.dial(t)
+			if got := c.admin("maxqueue f 1"); got != protocol.ReplyOK {
+				t.Fatalf("maxqueue: %q", got)
+			}
+			c.send(protocol.SubmitJobBg, "f", "u1", "a")
+			c.send(protocol.SubmitJobBg, "f", "u1", "b") // pipelined: joins the first
+			h := c.expectType(protocol.JobCreated)[0]
+			c.expect(protocol.JobCreated, h)
+			c.send(protocol.SubmitJobLowBg, "f", "u2", "c")
+			c.expectError(protocol.CodeQueueError, protocol.TextQueueFull)
+			fg := ts.dial(t)
+			fg.send(protocol.SubmitJob, "f", "u1", "d")
+			fg.expect(protocol.JobCreated, h)
+			w := ts.worker(t, "f")
+			if got, _, _ := w.grab(); got != h {
+				t.Fatalf("grabbed %s, want %s", got, h)
+			}
+			fg2 := ts.dial(t)
+			fg2.send(protocol.SubmitJobHigh, "f", "u1", "e")
+			fg2.expect(protocol.JobCreated, h)
+			c.send(protocol.SubmitJobBg, "f", "u1", "f")
+			c.expect(protocol.JobCreated, h)
+			c.send(protocol.SubmitJob, "f", "", "g")
+			c.expectError(protocol.CodeQueueError, protocol.TextQueueFull)
+		})
+	}
+}
+
+// TestMaxQueueSizes (issue 11): maxqueue's sizes as gearmand 1.1.20
+// reads them (measured in interop's Functions/MaxqueueSizes).
+func TestMaxQueueSizes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args string
+		want [3]int
+	}{
+		{"", [3]int{0, 0, 0}},
+		{"4", [3]int{4, 4, 4}},
+		{"1 3", [3]int{1, 3, 0}},
+		{"1 2 3", [3]int{1, 2, 3}},
+		{"1 2 3 4", [3]int{1, 2, 3}},
+		{"-1", [3]int{0, 0, 0}},
+		{"x", [3]int{0, 0, 0}},
+		{"7x", [3]int{7, 7, 7}},
+		{"4294967301", [3]int{5, 5, 5}},
+		{"2147483648", [3]int{0, 0, 0}},
+		{"99999999999999999999", [3]int{0, 0, 0}},
+	}
+	ts := startServer(t, nil)
+	c := ts.dial(t)
+	for _, tt := range tests {
+		if got := c.admin(strings.TrimSpace("maxqueue f " + tt.args)); got != protocol.ReplyOK {
+			t.Fatalf("maxqueue f %s: %q", tt.args, got)
+		}
+		ts.mu.Lock()
+		got := ts.funcs["f"].max
+		ts.mu.Unlock()
+		if got != tt.want {
+			t.Errorf("maxqueue f %s: limits %v, want %v", tt.args, got, tt.want)
+		}
 	}
 }

@@ -121,17 +121,18 @@ retry:
 	s.unreserve(c) // the payload is here: the job's memory replaces it
 	fn := s.function(fname)
 	var existing *job
+	batched := false // the unique matches a background submit of this connection's batch
 	if len(unique) > 0 {
-		existing = fn.uniq[uniqKeyBytes(unique, data)]
+		key := uniqKeyBytes(unique, data)
+		existing = fn.uniq[key]
+		batched = existing == nil && h.batchHas(fn, key)
 	}
-	if lim := fn.max[sub.Priority]; lim > 0 && fn.total+h.batchCount(fn) >= lim {
+	if batched && !(sub.Background && s.store != nil) {
+		// Only a background submit joins the batch's entry (queueSubmit):
+		// the others coalesce with the job once it exists.
 		s.mu.Unlock()
-		if len(h.batch) > 0 {
-			h.flushBatch()
-			goto retry
-		}
-		c.sendError(protocol.CodeQueueError, protocol.TextQueueFull)
-		return
+		h.flushBatch()
+		goto retry
 	}
 	if existing != nil && len(h.batch) > 0 {
 		s.mu.Unlock()
@@ -154,6 +155,20 @@ retry:
 		}
 		h.replyCreated(existing.id)
 		s.mu.Unlock()
+		return
+	}
+	// maxqueue refuses only a submit that would add a job: one whose
+	// unique matches a queued or running job joined it above, as in
+	// gearmand (gearman_server_job_add_reducer checks the limit only when
+	// no job has the unique). The limit counts every job of the function,
+	// of every priority, queued or running (gearmand's job_total).
+	if lim := fn.max[sub.Priority]; lim > 0 && !batched && fn.total+h.batchCount(fn) >= lim {
+		s.mu.Unlock()
+		if len(h.batch) > 0 {
+			h.flushBatch()
+			goto retry
+		}
+		c.sendError(protocol.CodeQueueError, protocol.TextQueueFull)
 		return
 	}
 

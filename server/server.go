@@ -88,6 +88,26 @@
 //     (same unique) is accepted. Submits succeed again as jobs end. A
 //     payload over 64 KiB counts from its header on, and beyond the
 //     bound is discarded as it arrives, never buffered.
+//
+// Where gserverd follows gearmand 1.1.20 as measured side by side
+// (interop's Functions/Maxqueue* and TestStatusUniqueSideBySide):
+//   - `maxqueue` limits only submits that would add a job: one whose
+//     unique matches a queued or running job of the function joins it
+//     at the limit too (gearman_server_job_add_reducer). The limit of the
+//     submit's priority is compared with every job of the function, of
+//     every priority, queued or running. `maxqueue F N` sets all three
+//     priorities; `maxqueue F H N [L]` sets high, normal and low, a
+//     missing one unlimited; a size is C's atoi cut to an int, and a
+//     negative one is unlimited. Unlike gearmand, `maxqueue` on an
+//     unknown function creates it (gearmand answers OK and keeps
+//     nothing), and an admin line of more than five words is served with
+//     the words its command does not use ignored (gearmand closes the
+//     connection).
+//   - STATUS_RES_UNIQUE is gearmand's byte for byte: unique, known,
+//     running, numerator, denominator, and the number of clients waiting
+//     for the job (a background submit that joins adds none; a client
+//     that disconnects is no longer counted). An unknown unique, and "-"
+//     (whose jobs are keyed by payload), answer 0 in every field.
 package server
 
 import (

@@ -121,8 +121,8 @@ func TestQueueExportImport(t *testing.T) {
 	if _, errOut, code := runBinary(t, nil, "queue", "export", "--data-dir", b); code != 1 || !strings.Contains(errOut, "in use") {
 		t.Errorf("export of a dir a running gserverd holds: exit %d, want 1 and \"in use\" (%s)", code, errOut)
 	}
-	if _, errOut, code := runBinary(t, nil, "-L", "127.0.0.1", "-p", "0", "--data-dir", b); code != 1 || !strings.Contains(errOut, "in use by another gserverd") {
-		t.Errorf("a second gserverd on the same --data-dir: exit %d, want 1 and \"in use by another gserverd\" (%s)", code, errOut)
+	if _, errOut, code := runBinary(t, nil, "-L", "127.0.0.1", "-p", "0", "--data-dir", b); code != 1 || !strings.Contains(errOut, "is in use by process") {
+		t.Errorf("a second gserverd on the same --data-dir: exit %d, want 1 and \"is in use by process\" (%s)", code, errOut)
 	}
 }
 

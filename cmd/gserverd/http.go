@@ -23,9 +23,10 @@ type httpEndpoint struct {
 
 // startHTTP binds --http-listen and serves the monitor at once (/healthz
 // answers during the replay; /readyz once attach is called). It returns
-// nil when the endpoint is off (--http-listen=""), and also, with a
-// warning, when the default address is taken: only an address the user
-// chose is worth failing the start for.
+// nil when the endpoint is off (--http-listen=""), and also when the
+// default address (the Gearman port + 1) is taken: only an address the
+// user chose is worth failing the start for. That is logged at error
+// level, gserverd's default, so that the operator sees it.
 func startHTTP(ctx context.Context, cfg *config.Server, gearman []net.Listener, dial func(context.Context, string, string) (net.Conn, error), log logrus.FieldLogger) (*httpEndpoint, error) {
 	if cfg.HTTPListen == "" {
 		return nil, nil
@@ -34,7 +35,7 @@ func startHTTP(ctx context.Context, cfg *config.Server, gearman []net.Listener, 
 	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPListen)
 	if err != nil {
 		if cfg.Source("http_listen").Kind == config.SourceDefault && errors.Is(err, syscall.EADDRINUSE) {
-			log.WithError(err).WithField("addr", cfg.HTTPListen).Warn("default HTTP address in use; HTTP endpoint off")
+			log.WithError(err).WithField("addr", cfg.HTTPListen).Error("default HTTP address in use; HTTP endpoint off, serving Gearman without it; give --http-listen")
 			return nil, nil
 		}
 		return nil, fmt.Errorf("%s: %w", cfg.Source("http_listen"), err)

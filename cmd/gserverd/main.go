@@ -34,16 +34,22 @@
 //     exits non-zero instead of detaching blindly.
 //   - -q/--queue-type defaults to embedded: background jobs are kept in a
 //     store in --data-dir (default /var/lib/gserverd as root, else
-//     ~/.local/state/gserverd), written before JOB_CREATED (fsynced with
-//     --sync always, handed to the kernel with interval and none) and
-//     replayed at start. -q builtin is gearmand's in-memory default.
-//     The embedded store locks its directory: a second gserverd on the same
-//     --data-dir fails at start, naming it.
+//     ~/.local/state/gserverd; gserverd-PORT on any port but 4730, so that
+//     servers differing only in -p do not share it), written before
+//     JOB_CREATED (fsynced with --sync always, handed to the kernel with
+//     interval and none) and replayed at start. -q builtin is gearmand's
+//     in-memory default. The embedded store locks its directory: a second
+//     gserverd on the same --data-dir fails at start, naming it and the
+//     pid of the process that has it.
 //   - -q libsqlite3 --libsqlite3-db FILE [--libsqlite3-table T] serves
 //     gearmand's SQLite queue file in place, on gearmand's table, so a
 //     queue gearmand left is served and gearmand can read back what
 //     gserverd leaves; --sync sets SQLite's synchronous pragma (always
 //     FULL, interval NORMAL, none OFF). Concurrent submits share commits.
+//   - The HTTP endpoint (--http-listen) defaults to 127.0.0.1 on the
+//     Gearman port + 1 (4731 for 4730); when that default is taken the
+//     server runs without it and logs one line at error level, the
+//     default level.
 //
 // Queue tools: `gserverd queue export [--file F]` writes the store's jobs
 // as JSON lines, `gserverd queue import [--file F]` adds them to a store,

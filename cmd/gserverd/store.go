@@ -16,7 +16,8 @@ import (
 
 // openStore opens the job store that -q/--queue-type names; nil means the
 // in-memory queue (builtin). The embedded store locks its --data-dir, so a
-// second gserverd on the same directory fails here, naming it.
+// second gserverd on the same directory fails here, naming it and the pid
+// of the process that has it.
 func openStore(ctx context.Context, cfg *config.Server, log logrus.FieldLogger) (store.Store, error) {
 	if cfg.StoreTimeout > 0 {
 		var cancel context.CancelFunc
@@ -24,6 +25,17 @@ func openStore(ctx context.Context, cfg *config.Server, log logrus.FieldLogger) 
 		defer cancel()
 	}
 	st, err := open.Store(ctx, storeConfig(cfg, log))
+	var le *embedded.LockedError
+	if errors.As(err, &le) {
+		who := "another process"
+		if le.PID > 0 {
+			who = fmt.Sprintf("process %d", le.PID)
+			if le.Comm != "" {
+				who += " (" + le.Comm + ")"
+			}
+		}
+		return nil, fmt.Errorf("job store: --data-dir %q is in use by %s; give each gserverd its own --data-dir (or -p: the default directory is per port)", cfg.DataDir, who)
+	}
 	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
 		return nil, fmt.Errorf("job store: --data-dir %q is in use by another gserverd (or gserverd queue): %w", cfg.DataDir, err)
 	}

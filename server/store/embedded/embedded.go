@@ -77,6 +77,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -244,6 +245,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: create %s: %w", opts.Dir, err)
 	}
+	// A store another process has open is not read (its live log could
+	// look damaged); pebble's lock below is what excludes it, this only
+	// names the holder before the logs are checked.
+	if pid, comm, ok := lockHolder(opts.Dir); ok {
+		return nil, &LockedError{Dir: opts.Dir, PID: pid, Comm: comm, Err: syscall.EAGAIN}
+	}
 	if err := checkLogs(opts.Dir, opts.AcceptDamage, opts.Logger); err != nil {
 		return nil, err
 	}
@@ -270,6 +277,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}
 	}
 	if err != nil && !s.readOnly {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+			pid, comm, _ := lockHolder(opts.Dir)
+			return nil, &LockedError{Dir: opts.Dir, PID: pid, Comm: comm, Err: err}
+		}
 		if isNoSpace(err) {
 			return nil, fmt.Errorf("embedded: open %s: the filesystem is full; free some space: %w", opts.Dir, err)
 		}

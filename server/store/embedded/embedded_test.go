@@ -22,6 +22,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("GWORKERD_EMBEDDED_HOLD"); dir != "" {
+		holdStore(dir)
+		return
+	}
 	if dir := os.Getenv("GWORKERD_EMBEDDED_HELPER"); dir != "" {
 		helperProcess(dir)
 		return

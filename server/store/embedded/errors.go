@@ -3,6 +3,7 @@ package embedded
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"syscall"
 )
 
@@ -43,3 +44,31 @@ func (e *DamageError) Error() string {
 }
 
 func (e *DamageError) Unwrap() error { return e.Err }
+
+// LockedError is returned by Open when another process has the store
+// open (pebble's lock on the directory is held). It matches
+// syscall.EAGAIN with errors.Is.
+type LockedError struct {
+	// Dir is the store's directory.
+	Dir string
+	// PID is the process holding the lock, 0 when it cannot be told
+	// (no /proc/locks, or the holder is in another pid namespace).
+	PID int
+	// Comm is that process's command name, "" when unknown.
+	Comm string
+	// Err is the lock's error.
+	Err error
+}
+
+func (e *LockedError) Error() string {
+	who := "another process"
+	if e.PID > 0 {
+		who = "process " + strconv.Itoa(e.PID)
+		if e.Comm != "" {
+			who += " (" + e.Comm + ")"
+		}
+	}
+	return fmt.Sprintf("embedded: %s is in use by %s", e.Dir, who)
+}
+
+func (e *LockedError) Unwrap() error { return e.Err }

@@ -10,9 +10,8 @@ package open
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -45,8 +44,8 @@ type Config struct {
 	// case-insensitive).
 	QueueType string
 
-	// DataDir is --data-dir, the embedded store's directory. Default
-	// DefaultDataDir().
+	// DataDir is --data-dir, the embedded store's directory; required
+	// with -q embedded (config.DefaultDataDir is gserverd's default).
 	DataDir string
 	// Sync is --sync: always, interval or none. Default "always". See
 	// embedded.SyncMode for what each risks; -q libsqlite3 maps them to
@@ -102,21 +101,6 @@ type Config struct {
 	Logger logrus.FieldLogger
 }
 
-// DefaultDataDir is the default --data-dir: /var/lib/gserverd for root,
-// else $XDG_STATE_HOME/gserverd, else ~/.local/state/gserverd.
-func DefaultDataDir() string {
-	if os.Geteuid() == 0 {
-		return "/var/lib/gserverd"
-	}
-	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
-		return filepath.Join(d, "gserverd")
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".local", "state", "gserverd")
-	}
-	return "gserverd-data"
-}
-
 // Store opens the store cfg names. For builtin it returns (nil, nil).
 // Errors name the flag and the bad value.
 func Store(ctx context.Context, cfg Config) (store.Store, error) {
@@ -125,7 +109,7 @@ func Store(ctx context.Context, cfg Config) (store.Store, error) {
 	case "", Embedded:
 		dir := cfg.DataDir
 		if dir == "" {
-			dir = DefaultDataDir()
+			return nil, errors.New("-q embedded: --data-dir is empty")
 		}
 		mode, err := embedded.ParseSyncMode(cfg.Sync)
 		if err != nil {

@@ -82,13 +82,10 @@ func TestEmbedded(t *testing.T) {
 	}
 }
 
-func TestDefaultDataDir(t *testing.T) {
-	d := DefaultDataDir()
-	if os.Geteuid() == 0 && d != "/var/lib/gserverd" {
-		t.Errorf("DefaultDataDir() as root = %q", d)
-	}
-	if !filepath.IsAbs(d) {
-		t.Errorf("DefaultDataDir() = %q, want an absolute path", d)
+func TestEmbeddedNeedsDir(t *testing.T) {
+	t.Parallel()
+	if _, err := Store(context.Background(), Config{QueueType: Embedded}); err == nil || !strings.Contains(err.Error(), "--data-dir") {
+		t.Errorf("Store(embedded, no dir) = %v, want an error naming --data-dir", err)
 	}
 }
 
