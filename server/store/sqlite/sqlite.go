@@ -6,8 +6,11 @@
 // INTEGER, data BLOB, when_to_run INTEGER, PRIMARY KEY (unique_key,
 // function_name)), created as gearmand creates it when it is missing, so
 // a queue gearmand left behind is served in place and gearmand can serve
-// ours. One column is added, to gearmand's tables too: reducer, with a
-// default that keeps gearmand's INSERT working. Rows are written as
+// ours. Two columns are added, to gearmand's tables too, with defaults
+// that keep gearmand's INSERT working: reducer, and gserverd_version, the
+// record's store.Job.Version (0 for rows gearmand wrote), which a delete
+// compares (store.Ref.Version), so that a late delete never removes a
+// newer record of the same key. Rows are written as
 // gearmand's replay reads them (keys and function names as TEXT, the
 // payload as a BLOB, when_to_run as an INTEGER); a job with an empty
 // unique is stored under its store.NewKey key, a unique gearmand takes as
@@ -245,23 +248,23 @@ func (s *Store) prepare(ctx context.Context) error {
 		return err
 	}
 	s.qInsert, err = c.PrepareContext(ctx, "INSERT OR REPLACE INTO "+s.table+
-		" (priority, unique_key, function_name, data, when_to_run, reducer) VALUES (?, ?, ?, ?, ?, ?)")
+		" (priority, unique_key, function_name, data, when_to_run, reducer, gserverd_version) VALUES (?, ?, ?, ?, ?, ?, ?)")
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: prepare insert: %w", s.opts.Path, err)
 	}
-	s.qDelete, err = c.PrepareContext(ctx, "DELETE FROM "+s.table+" WHERE unique_key = ? AND function_name = ?")
+	s.qDelete, err = c.PrepareContext(ctx, "DELETE FROM "+s.table+" WHERE unique_key = ?1 AND function_name = ?2 AND (?3 = 0 OR COALESCE(gserverd_version, 0) < ?3)")
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: prepare delete: %w", s.opts.Path, err)
 	}
 	s.qSelect = `SELECT rowid, COALESCE(unique_key, ''), COALESCE(function_name, ''), COALESCE(priority, 1),
- COALESCE(data, X''), COALESCE(when_to_run, 0), COALESCE(reducer, '') FROM ` + s.table +
+ COALESCE(data, X''), COALESCE(when_to_run, 0), COALESCE(reducer, ''), COALESCE(gserverd_version, 0) FROM ` + s.table +
 		" WHERE rowid > ? ORDER BY rowid LIMIT ?"
 	return nil
 }
 
 // migrate creates gearmand's table, or adds to an existing one the
-// columns it lacks: when_to_run (as gearmand 1.1 does to older tables)
-// and reducer.
+// columns it lacks: when_to_run (as gearmand 1.1 does to older tables),
+// reducer and gserverd_version.
 func (s *Store) migrate(ctx context.Context) error {
 	cols, err := s.columns(ctx)
 	if err != nil {
@@ -283,6 +286,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	if !cols["reducer"] {
 		stmts = append(stmts, "ALTER TABLE "+s.table+" ADD COLUMN reducer TEXT NOT NULL DEFAULT ''")
+	}
+	if !cols["gserverd_version"] {
+		stmts = append(stmts, "ALTER TABLE "+s.table+" ADD COLUMN gserverd_version INTEGER NOT NULL DEFAULT 0")
 	}
 	for _, q := range stmts {
 		if _, err := s.wconn.ExecContext(ctx, q); err != nil {
@@ -486,12 +492,12 @@ func (s *Store) write(reqs []*request) (err error) {
 	for _, r := range reqs {
 		for i := range r.jobs {
 			j := &r.jobs[i]
-			if _, err := ins.ExecContext(ctx, j.Priority, j.Key, j.Function, blob(j.Data), j.When, j.Reducer); err != nil {
+			if _, err := ins.ExecContext(ctx, j.Priority, j.Key, j.Function, blob(j.Data), j.When, j.Reducer, j.Version); err != nil {
 				return fmt.Errorf("sqlite: add job %q: %w", j.Key, err)
 			}
 		}
 		for _, ref := range r.refs {
-			if _, err := del.ExecContext(ctx, ref.Key, ref.Function); err != nil {
+			if _, err := del.ExecContext(ctx, ref.Key, ref.Function, ref.Version); err != nil {
 				return fmt.Errorf("sqlite: delete job %q: %w", ref.Key, err)
 			}
 		}
@@ -577,7 +583,7 @@ func (s *Store) readBatch(ctx context.Context, after int64) ([]store.Job, int64,
 			j    store.Job
 			data []byte
 		)
-		if err := rows.Scan(&last, &j.Key, &j.Function, &j.Priority, &data, &j.When, &j.Reducer); err != nil {
+		if err := rows.Scan(&last, &j.Key, &j.Function, &j.Priority, &data, &j.When, &j.Reducer, &j.Version); err != nil {
 			return nil, 0, fmt.Errorf("sqlite: replay: %w", err)
 		}
 		if len(data) > 0 {

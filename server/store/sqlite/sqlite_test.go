@@ -131,7 +131,7 @@ func TestCreatesGearmandTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := sqlite3(t, path, "SELECT sql FROM sqlite_master WHERE name = 'gearman_queue';\n")
-	want := "CREATE TABLE gearman_queue ( unique_key TEXT, function_name TEXT, priority INTEGER, data BLOB, when_to_run INTEGER, reducer TEXT NOT NULL DEFAULT '', PRIMARY KEY (unique_key, function_name))\n"
+	want := "CREATE TABLE gearman_queue ( unique_key TEXT, function_name TEXT, priority INTEGER, data BLOB, when_to_run INTEGER, reducer TEXT NOT NULL DEFAULT '', gserverd_version INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (unique_key, function_name))\n"
 	if got != want {
 		t.Errorf("schema:\n%s\nwant:\n%s", got, want)
 	}
