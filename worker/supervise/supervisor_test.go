@@ -348,7 +348,7 @@ func TestControlSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	reloads := 0
-	cs := &ControlServer{Supervisor: s, Reload: func(context.Context) error { reloads++; return nil }}
+	cs := &ControlServer{Supervisor: s, Reload: func(context.Context) ([]string, error) { reloads++; return nil, nil }}
 	served := make(chan error, 1)
 	go func() { served <- cs.Serve(ln) }()
 	defer func() {
@@ -447,6 +447,46 @@ func TestLineLogger(t *testing.T) {
 	if want := []string{"child: one", "child: two"}; strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("lines = %q, want %q", got, want)
 	}
+
+	// A child's own log line (logrus text) is logged once, structured,
+	// at its level: not re-escaped inside a "child: " entry.
+	hook.Reset()
+	_, _ = io.WriteString(w, `level=warning msg="job failed" duration=1ms error="jobs: job_x exited 1: \"bad\" input" function=f job_handle="H:1"`+"\n")
+	_, _ = io.WriteString(w, "level=panic msg=boom\n")
+	es := hook.AllEntries()
+	if len(es) != 2 {
+		t.Fatalf("entries %v, want 2", es)
+	}
+	e := es[0]
+	if e.Message != "job failed" || e.Level != logrus.WarnLevel || e.Data["error"] != `jobs: job_x exited 1: "bad" input` || e.Data["job_handle"] != "H:1" || e.Data["pid"] != 42 {
+		t.Errorf("job failed entry: %v %q %v", e.Level, e.Message, e.Data)
+	}
+	if es[1].Level != logrus.ErrorLevel || es[1].Message != "boom" {
+		t.Errorf("a child's panic line: %v %q, want error level", es[1].Level, es[1].Message)
+	}
+}
+
+// FuzzParseLogLine: any line parses or is refused without panicking; a
+// parsed line has a message field-free of level and msg.
+func FuzzParseLogLine(f *testing.F) {
+	for _, s := range []string{
+		`level=warning msg="job failed" error="x \"y\"" function=f`,
+		`level=info msg=registered server=127.0.0.1:4730`,
+		"plain output", `a=b`, `level=debug msg="unterminated`, `level=bogus msg=x`, `=x level=info msg=y`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		_, _, fields, ok := parseLogLine(line)
+		if ok {
+			if _, bad := fields["level"]; bad {
+				t.Fatalf("level kept as a field: %q", line)
+			}
+			if len(fields) > maxLogFields {
+				t.Fatalf("%d fields", len(fields))
+			}
+		}
+	})
 }
 
 func TestReadReports(t *testing.T) {
