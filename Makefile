@@ -11,7 +11,10 @@ help: ## list the targets
 
 build: ## build gserverd, gworkerd, gclient, gbench and gchaos into ./bin
 	@mkdir -p $(BIN)
+	@echo "building gserverd, gworkerd, gclient, gbench and gchaos into $(BIN) ..."
+	@echo "building: the first build compiles every dependency (minutes on a small machine); later ones take seconds"
 	$(GO) build -o $(BIN)/ ./cmd/...
+	@echo "built: $$(cd $(BIN) && ls | tr '\n' ' ')"
 
 run: build ## start gserverd (embedded store) and gworkerd with the sample jobs; prints what to try
 	@sh deploy/run.sh $(BIN)
