@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -719,6 +720,66 @@ func TestChildRunsAsUser(t *testing.T) {
 	}
 	if uid != u.Uid || gid != u.Gid {
 		t.Errorf("child %d runs as uid %s gid %s, want nobody's %s %s", pid, uid, gid, u.Uid, u.Gid)
+	}
+}
+
+// A function's user keeps its supplementary groups (initgroups), as
+// su and systemd's User= do: a user created for the test, in a second
+// group, runs its child with that group in /proc/PID/status's Groups.
+func TestChildRunsAsUserWithGroups(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root; CI runs the tests as root")
+	}
+	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	name, group := "gwu"+suffix, "gwg"+suffix
+	for _, c := range [][]string{{"groupadd", group}, {"useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", group, name}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
+		}
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("userdel", name).Run()
+		_ = exec.Command("groupdel", group).Run()
+	})
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "gworkerd-user-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "supervise.test")
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := helperSpec("asgroups", "idle")
+	f.Path = exe
+	f.User = name
+	s, _ := run(t, Options{Functions: []FunctionSpec{f}})
+	waitFor(t, 10*time.Second, "a running child", func() bool { return len(running(t, s, "asgroups")) == 1 })
+	pid := running(t, s, "asgroups")[0]
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups []string
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "Groups:"); ok {
+			groups = strings.Fields(v)
+		}
+	}
+	if !slices.Contains(groups, g.Gid) {
+		t.Errorf("child %d runs with groups %v, want %s's supplementary group %s (gid %s)", pid, groups, name, group, g.Gid)
 	}
 }
 
