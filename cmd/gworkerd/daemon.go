@@ -302,6 +302,10 @@ func reloadCmd(g *globalFlags) *cobra.Command {
 			defer cancel()
 			resp, err := supervise.Call(ctx, cfg.ControlSocket, supervise.Request{Cmd: "reload"})
 			if err != nil {
+				var re *supervise.RemoteError
+				if errors.As(err, &re) { // the daemon's answer: the config was refused
+					return fmt.Errorf("%s: %s", re.Cmd, re.Msg)
+				}
 				var ne interface{ Timeout() bool }
 				if strings.Contains(err.Error(), "control socket") && !errors.As(err, &ne) {
 					if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
