@@ -143,8 +143,9 @@ func TestUsageErrors(t *testing.T) {
 	if code != 2 || !strings.HasPrefix(errOut, "gworkerd: unknown flag: --bogus\n") {
 		t.Errorf("unknown flag: exit %d, %q", code, errOut)
 	}
-	_, errOut, code = runIn(t, dir, "stop", "now")
-	if code != 2 {
-		t.Errorf("stop with an argument: exit %d, %q", code, errOut)
+	for _, args := range [][]string{{"stop", "now"}, {"ctl", "scale", "f"}, {"ctl", "frobnicate"}} {
+		if _, errOut, code := runIn(t, dir, args...); code != 2 {
+			t.Errorf("%s: exit %d, %q; want 2", strings.Join(args, " "), code, errOut)
+		}
 	}
 }

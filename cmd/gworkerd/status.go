@@ -124,24 +124,24 @@ func ctlCmd(g *globalFlags) *cobra.Command {
 			switch args[0] {
 			case "status", "reload":
 				if len(args) != 1 {
-					return fmt.Errorf("ctl %s takes no arguments", args[0])
+					return &usageError{err: fmt.Errorf("ctl %s takes no arguments", args[0])}
 				}
 			case "start", "stop", "restart":
 				if len(args) != 2 {
-					return fmt.Errorf("usage: gworkerd ctl %s FUNCTION", args[0])
+					return &usageError{err: fmt.Errorf("usage: gworkerd ctl %s FUNCTION", args[0])}
 				}
 				req.Function = args[1]
 			case "scale":
 				if len(args) != 3 {
-					return fmt.Errorf("usage: gworkerd ctl scale FUNCTION N")
+					return &usageError{err: errors.New("usage: gworkerd ctl scale FUNCTION N")}
 				}
 				n, err := strconv.Atoi(args[2])
 				if err != nil || n < 0 {
-					return fmt.Errorf("ctl scale: N must be a count, got %q", args[2])
+					return &usageError{err: fmt.Errorf("ctl scale: N must be a count, got %q", args[2])}
 				}
 				req.Function, req.N = args[1], n
 			default:
-				return fmt.Errorf("unknown ctl command %q (want status, start, stop, restart, scale, reload)", args[0])
+				return &usageError{err: fmt.Errorf("unknown ctl command %q (want status, start, stop, restart, scale, reload)", args[0])}
 			}
 			resp, err := ctlCall(cmd, g, req, 1)
 			if err != nil {
