@@ -17,7 +17,10 @@ help: ## list the targets
 
 build: ## build gserverd, gworkerd, gclient, gbench and gchaos into ./bin, stamped with VERSION (git describe)
 	@mkdir -p $(BIN)
+	@echo "building gserverd, gworkerd, gclient, gbench and gchaos into $(BIN) ..."
+	@echo "building: the first build compiles every dependency (minutes on a small machine); later ones take seconds"
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	@echo "built: $$(cd $(BIN) && ls | tr '\n' ' ')"
 
 deb: ## build bin/gworkerd.deb (nfpm): the three programs, units, configs, man pages
 	@GO=$(GO) VERSION=$(VERSION) sh deploy/debian/build.sh $(BIN)

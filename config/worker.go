@@ -22,6 +22,13 @@ import (
 // Worker is gworkerd's configuration: one YAML file, with GWORKERD_*
 // environment variables overriding the top-level keys (GWORKERD_SERVERS,
 // GWORKERD_PID_FILE, GWORKERD_STOP_TIMEOUT ...).
+//
+// Relative paths (job_dirs, worker_dirs, pid_file, log_file,
+// control_socket, http_token_file, php and python when they contain a
+// slash, a function's dir) are resolved against the directory of the
+// config file, whether they come from the file or the environment, so
+// that the daemon, which works from "/", finds them. A command function
+// without a dir runs in that directory too.
 type Worker struct {
 	// Path is the file the configuration was read from.
 	Path string
@@ -265,6 +272,7 @@ func LoadWorker(path string) (*Worker, error) {
 }
 
 func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)) (*Worker, error) {
+	rel := relativeTo(path)
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, &WorkerConfigError{Path: path, Key: "(file)", Msg: err.Error()}
@@ -317,16 +325,16 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 		}
 	}
 	w.Servers = v.GetStringSlice("servers")
-	w.JobDirs = v.GetStringSlice("job_dirs")
-	w.WorkerDirs = v.GetStringSlice("worker_dirs")
+	w.JobDirs = relAll(rel, v.GetStringSlice("job_dirs"))
+	w.WorkerDirs = relAll(rel, v.GetStringSlice("worker_dirs"))
 	w.Include = v.GetStringSlice("include")
 	w.Exclude = v.GetStringSlice("exclude")
 	w.FunctionPrefix = v.GetString("function_prefix")
-	w.PHP = v.GetString("php")
-	w.Python = v.GetString("python")
-	w.PidFile = v.GetString("pid_file")
-	w.LogFile = v.GetString("log_file")
-	w.ControlSocket = v.GetString("control_socket")
+	w.PHP = relProgram(rel, v.GetString("php"))
+	w.Python = relProgram(rel, v.GetString("python"))
+	w.PidFile = rel(v.GetString("pid_file"))
+	w.LogFile = rel(v.GetString("log_file"))
+	w.ControlSocket = rel(v.GetString("control_socket"))
 	w.HTTPListen = v.GetString("http_listen")
 	if !v.IsSet("http_listen") {
 		w.HTTPListen, w.httpListenDefault = DefaultWorkerHTTPListen, true
@@ -346,7 +354,7 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 		return nil, keyErr("http_allowed_hosts", err)
 	}
 	w.HTTPAllowedHosts = hosts
-	if w.HTTPTokenFile = v.GetString("http_token_file"); w.HTTPTokenFile != "" {
+	if w.HTTPTokenFile = rel(v.GetString("http_token_file")); w.HTTPTokenFile != "" {
 		if w.HTTPToken != "" {
 			return nil, keyErr("http_token_file", errors.New("give the token once: http_token_file or http_token, not both"))
 		}
@@ -407,6 +415,7 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 		if fn.set["command"] {
 			return nil, d.errf("defaults.command", n, "a command belongs to one function, not to the defaults")
 		}
+		fn.Dir = rel(fn.Dir)
 		w.Defaults = fn
 	}
 	if n := top["functions"]; n != nil && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
@@ -426,6 +435,12 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 				return nil, err
 			}
 			fn.Line = k.Line
+			fn.Dir = rel(fn.Dir)
+			if fn.set["command"] && !fn.set["dir"] && !w.Defaults.set["dir"] {
+				// Its relative program and arguments mean what they
+				// mean next to the config file, in the daemon too.
+				fn.Dir, fn.set["dir"] = rel("."), true
+			}
 			w.Functions = append(w.Functions, fn)
 		}
 		sort.Slice(w.Functions, func(i, j int) bool { return w.Functions[i].Name < w.Functions[j].Name })
@@ -435,6 +450,85 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 		return nil, err
 	}
 	return w, nil
+}
+
+// relativeTo returns a function that resolves a relative path against
+// the directory of the config file at path ("" stays "").
+func relativeTo(path string) func(string) string {
+	dir := filepath.Dir(path)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+}
+
+func relAll(rel func(string) string, ps []string) []string {
+	for i, p := range ps {
+		ps[i] = rel(p)
+	}
+	return ps
+}
+
+// relProgram resolves a program given as a path (with a slash); a bare
+// name is looked up in $PATH when run.
+func relProgram(rel func(string) string, p string) string {
+	if !strings.Contains(p, "/") {
+		return p
+	}
+	return rel(p)
+}
+
+// WorkerControl is what `gworkerd stop`, `status` and `ctl` need to
+// reach a running daemon.
+type WorkerControl struct {
+	PidFile       string
+	ControlSocket string
+	StopTimeout   time.Duration
+}
+
+// LoadWorkerControl reads pid_file, control_socket and stop_timeout from
+// the config file at path, with the GWORKERD_* overrides and the
+// defaults, so that a config that does not load (a typo, a bad value)
+// never locks the operator out of the running daemon. It returns the
+// settings always, and LoadWorker's error, if any, for a warning; each
+// setting the broken file does not give readably is the default.
+func LoadWorkerControl(path string) (WorkerControl, error) {
+	_, loadErr := LoadWorker(path)
+	rel := relativeTo(path)
+	c := WorkerControl{PidFile: DefaultWorkerPidFile, ControlSocket: DefaultWorkerControlSocket, StopTimeout: DefaultWorkerStopTimeout}
+	top := map[string]string{}
+	if data, err := os.ReadFile(path); err == nil {
+		var doc yaml.Node
+		if yaml.Unmarshal(data, &doc) == nil && len(doc.Content) > 0 && doc.Content[0].Kind == yaml.MappingNode {
+			root := doc.Content[0]
+			for i := 0; i+1 < len(root.Content); i += 2 {
+				if k, v := root.Content[i], root.Content[i+1]; v.Kind == yaml.ScalarNode {
+					top[k.Value] = v.Value
+				}
+			}
+		}
+	}
+	get := func(key string) string {
+		if env, ok := os.LookupEnv("GWORKERD_" + strings.ToUpper(key)); ok {
+			return env
+		}
+		return top[key]
+	}
+	if p := get("pid_file"); p != "" {
+		c.PidFile = rel(p)
+	}
+	if p := get("control_socket"); p != "" {
+		c.ControlSocket = rel(p)
+	}
+	if d, err := parseDuration(get("stop_timeout")); err == nil && d > 0 {
+		c.StopTimeout = d
+	}
+	return c, loadErr
 }
 
 // splitList splits a list given as one string (an environment variable or

@@ -485,3 +485,64 @@ func TestParseWorkerChildLimits(t *testing.T) {
 		t.Errorf("GWORKERD_MAX_CHILDREN=0: %v", err)
 	}
 }
+
+// TestWorkerRelativePaths: relative paths resolve against the config
+// file's directory (from the file and from the environment), absolute
+// ones and bare program names stay; a command without a dir runs there.
+func TestWorkerRelativePaths(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tok"), []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := "job_dirs: [jobs, /abs/jobs]\nworker_dirs: [wd]\npid_file: run/g.pid\nlog_file: g.log\nhttp_token_file: tok\nphp: ./bin/php\npython: python3\n" +
+		"functions:\n  cmd:\n    command: [bin/worker, x]\n  dirfn:\n    command: [w]\n    dir: work\n"
+	w, err := parseWorker(filepath.Join(dir, "g.yaml"), []byte(file), func(k string) (string, bool) {
+		if k == "GWORKERD_CONTROL_SOCKET" {
+			return "run/g.sock", true
+		}
+		return "", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := func(p string) string { return filepath.Join(dir, p) }
+	got := []string{w.JobDirs[0], w.JobDirs[1], w.WorkerDirs[0], w.PidFile, w.LogFile, w.ControlSocket, w.HTTPTokenFile, w.PHP, w.Python,
+		w.Function("cmd").Dir, w.Function("dirfn").Dir}
+	want := []string{j("jobs"), "/abs/jobs", j("wd"), j("run/g.pid"), j("g.log"), j("run/g.sock"), j("tok"), j("bin/php"), "python3",
+		dir, j("work")}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("paths\n got %q\nwant %q", got, want)
+	}
+	if w.HTTPToken != "secret" {
+		t.Errorf("token %q read from the relative http_token_file", w.HTTPToken)
+	}
+}
+
+// TestLoadWorkerControl: a config LoadWorker rejects still gives the pid
+// file and the control socket stop, status and ctl need, with the error.
+func TestLoadWorkerControl(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, file string
+		want       WorkerControl
+		broken     bool
+	}{
+		{"typo", "pid_file: run/g.pid\ncontrol_socket: /s/g.sock\nstop_timout: 5s\nstop_timeout: 7s\n",
+			WorkerControl{PidFile: filepath.Join(dir, "run/g.pid"), ControlSocket: "/s/g.sock", StopTimeout: 7 * time.Second}, true},
+		{"not yaml", "pid_file: [\n",
+			WorkerControl{PidFile: DefaultWorkerPidFile, ControlSocket: DefaultWorkerControlSocket, StopTimeout: DefaultWorkerStopTimeout}, true},
+		{"good", "pid_file: g.pid\n",
+			WorkerControl{PidFile: filepath.Join(dir, "g.pid"), ControlSocket: DefaultWorkerControlSocket, StopTimeout: DefaultWorkerStopTimeout}, false},
+	} {
+		path := filepath.Join(dir, tc.name+".yaml")
+		if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := LoadWorkerControl(path)
+		if got != tc.want || (err != nil) != tc.broken {
+			t.Errorf("%s: %+v, %v; want %+v, broken %v", tc.name, got, err, tc.want, tc.broken)
+		}
+	}
+}

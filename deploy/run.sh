@@ -25,7 +25,18 @@ GCLIENT=$BIN/gclient
 "$BIN/gserverd" -L 127.0.0.1 -p "$PORT" --http-listen "127.0.0.1:$((PORT + 1))" \
 	--data-dir "$RUN/data" --log-file "$RUN/gserverd.log" --verbose INFO --job-retries 3 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT INT TERM
+stop_server() {
+	if [ -n "$SERVER" ]; then
+		kill "$SERVER" 2>/dev/null || true
+		wait "$SERVER" 2>/dev/null || true
+		SERVER=
+	fi
+}
+# Ctrl-C (the whole foreground group gets SIGINT: gworkerd stops its
+# children and returns first) is the way to end make run: exit 0, so
+# that make does not report "*** Error 1".
+trap 'stop_server' EXIT
+trap 'stop_server; exit 0' INT TERM
 i=0
 until $GCLIENT ping >/dev/null 2>&1; do
 	i=$((i + 1))

@@ -78,7 +78,7 @@ func Default(opts Options) (*Registry, error) {
 	}
 	if opts.Logger != nil {
 		for _, s := range skipped {
-			opts.Logger.WithField("path", s).Warn("job file is not executable, skipped")
+			opts.Logger.WithFields(logrus.Fields{"path": s.Path, "reason": s.Reason}).Warn("job file skipped")
 		}
 	}
 	for _, f := range found {

@@ -103,6 +103,33 @@ func classify(path string, mode os.FileMode) (Kind, bool) {
 	return KindPython, true
 }
 
+// startError explains a failed start of the program at path: when the
+// program exists but its #! interpreter does not, exec says "no such
+// file or directory"; the error then names the interpreter.
+func startError(path string, err error) error {
+	if !errors.Is(err, syscall.ENOENT) {
+		return err
+	}
+	f, oerr := os.Open(path)
+	if oerr != nil {
+		return err
+	}
+	defer f.Close()
+	line, _ := bufio.NewReader(io.LimitReader(f, 256)).ReadString('\n')
+	rest, ok := strings.CutPrefix(line, "#!")
+	if !ok {
+		return err
+	}
+	fields := strings.Fields(rest)
+	if len(fields) == 0 {
+		return fmt.Errorf("%s: empty #! line: %w", filepath.Base(path), err)
+	}
+	if _, serr := os.Stat(fields[0]); serr != nil {
+		return fmt.Errorf("%s: interpreter %s not found: %w", filepath.Base(path), fields[0], err)
+	}
+	return err
+}
+
 func hasShebang(path string) bool {
 	f, err := os.Open(path)
 	if err != nil {
@@ -114,12 +141,29 @@ func hasShebang(path string) bool {
 	return n == 2 && string(b[:]) == "#!"
 }
 
+// Skipped is a handler file that Discover found but cannot run, and why.
+type Skipped struct {
+	// Path is the file, as found in its directory.
+	Path string
+	// Reason says why it is not served and how to fix it.
+	Reason string
+}
+
+func (s Skipped) String() string { return s.Path + ": " + s.Reason }
+
+// Reasons a handler file is skipped.
+const (
+	reasonNotExecutable = "not executable (chmod +x, or name it .php/.py to run it resident)"
+	reasonNotRegular    = "not a regular file"
+)
+
 // Discover lists the handlers job_<name> in dirs, sorted by function:
 // executables, and .php and .py files for the runtimes. skipped lists
-// job_ files that cannot be run (not executable, or directories). A
+// job_ files that cannot be run (not executable, or directories), each
+// with its reason, so that the caller can report them. A
 // function found twice (two files, or two directories) is an error
 // naming both paths; a missing directory is an error.
-func Discover(dirs ...string) (found []Found, skipped []string, err error) {
+func Discover(dirs ...string) (found []Found, skipped []Skipped, err error) {
 	return discover(dirs, func(name string) (string, string, bool) {
 		fn, ok := FunctionName(name)
 		return fn, "fnc_" + fn, ok
@@ -132,7 +176,7 @@ func Discover(dirs ...string) (found []Found, skipped []string, err error) {
 // or the method run of a class prefix+<Function>. As in GearmanManager,
 // prefix is part of the PHP names only, never of the Gearman name. Files
 // whose name is not a valid function name, and hidden files, are ignored.
-func DiscoverWorkerDirs(prefix string, dirs ...string) (found []Found, skipped []string, err error) {
+func DiscoverWorkerDirs(prefix string, dirs ...string) (found []Found, skipped []Skipped, err error) {
 	found, skipped, err = discover(dirs, func(name string) (string, string, bool) {
 		base, ok := strings.CutSuffix(name, ".php")
 		if !ok || strings.HasPrefix(name, ".") {
@@ -147,7 +191,7 @@ func DiscoverWorkerDirs(prefix string, dirs ...string) (found []Found, skipped [
 	return found, skipped, err
 }
 
-func discover(dirs []string, name func(string) (fn, callable string, ok bool)) (found []Found, skipped []string, err error) {
+func discover(dirs []string, name func(string) (fn, callable string, ok bool)) (found []Found, skipped []Skipped, err error) {
 	seen := map[string]string{}
 	for _, dir := range dirs {
 		entries, err := os.ReadDir(dir)
@@ -161,13 +205,17 @@ func discover(dirs []string, name func(string) (fn, callable string, ok bool)) (
 			}
 			path := filepath.Join(dir, e.Name())
 			st, err := os.Stat(path) // follows symlinks
-			if err != nil || !st.Mode().IsRegular() {
-				skipped = append(skipped, path)
+			if err != nil {
+				skipped = append(skipped, Skipped{Path: path, Reason: err.Error()})
+				continue
+			}
+			if !st.Mode().IsRegular() {
+				skipped = append(skipped, Skipped{Path: path, Reason: reasonNotRegular})
 				continue
 			}
 			kind, ok := classify(path, st.Mode())
 			if !ok {
-				skipped = append(skipped, path)
+				skipped = append(skipped, Skipped{Path: path, Reason: reasonNotExecutable})
 				continue
 			}
 			if prev, dup := seen[fn]; dup {
@@ -307,7 +355,7 @@ func (e *Executable) Run(ctx context.Context, job worker.Job) ([]byte, error) {
 		pipes[i][1].Close()
 	}
 	if err != nil {
-		return nil, worker.Exception(fmt.Errorf("jobs: start job_%s: %w", fn, err))
+		return nil, worker.Exception(fmt.Errorf("jobs: start job_%s: %w", fn, startError(e.Path, err)))
 	}
 
 	var wg sync.WaitGroup

@@ -68,8 +68,8 @@ func TestDiscover(t *testing.T) {
 			}
 		}
 	}
-	if len(skipped) != 1 || filepath.Base(skipped[0]) != "job_noexec.sh" {
-		t.Errorf("skipped %v, want job_noexec.sh", skipped)
+	if len(skipped) != 1 || filepath.Base(skipped[0].Path) != "job_noexec.sh" || !strings.Contains(skipped[0].String(), "job_noexec.sh: not executable (chmod +x") {
+		t.Errorf("skipped %v, want job_noexec.sh, not executable", skipped)
 	}
 
 	// The same function in two directories is an error naming both.
@@ -286,5 +286,21 @@ func TestExecutableLeftoverKilled(t *testing.T) {
 			t.Fatalf("leftover pid %d survived the job", pid)
 		}
 		time.Sleep(10 * time.Millisecond) // waiting for init to reap an orphan
+	}
+}
+
+// TestExecutableBadShebang: a job file whose #! interpreter is missing
+// fails its job with an error naming the interpreter, not a bare "no
+// such file or directory".
+func TestExecutableBadShebang(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "job_x.sh")
+	if err := os.WriteFile(path, []byte("#!/usr/bin/nonexistent-interpreter -x\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := &jobs.Executable{Path: path, Function: "x"}
+	_, err := h.Run(context.Background(), newJob("x", ""))
+	if err == nil || !strings.Contains(err.Error(), "job_x.sh: interpreter /usr/bin/nonexistent-interpreter not found") {
+		t.Fatalf("err = %v, want it to name the missing interpreter", err)
 	}
 }

@@ -403,7 +403,7 @@ func (r *Resident) start(ctx context.Context) (*handlerProc, error) {
 	if err != nil {
 		reqW.Close()
 		repR.Close()
-		return nil, fmt.Errorf("jobs: %s: start resident handler: %w", r.Function, err)
+		return nil, fmt.Errorf("jobs: %s: start resident handler: %w", r.Function, startError(r.Command[0], err))
 	}
 	r.mu.Lock()
 	if r.live == nil {

@@ -502,6 +502,9 @@ func (h *handler) work(p *protocol.Packet) {
 		case protocol.WorkFail:
 			s.counters.failed++
 		case protocol.WorkException:
+			// An exception is how a job fails (gworkerd's scripts,
+			// pecl's GearmanWorker): it counts as failed too.
+			s.counters.failed++
 			s.counters.exceptions++
 		}
 		j.fn.run.observeDuration(time.Duration(s.clk.Now().UnixNano() - j.since))

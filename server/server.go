@@ -473,8 +473,8 @@ type Stats struct {
 	// Counters since the start.
 	Submitted  uint64 `json:"submitted"`  // jobs created (not coalesced submits)
 	Completed  uint64 `json:"completed"`  // WORK_COMPLETE
-	Failed     uint64 `json:"failed"`     // WORK_FAIL, and drops at the retry limit
-	Exceptions uint64 `json:"exceptions"` // WORK_EXCEPTION
+	Failed     uint64 `json:"failed"`     // WORK_FAIL, WORK_EXCEPTION, and drops at the retry limit
+	Exceptions uint64 `json:"exceptions"` // WORK_EXCEPTION (also counted in Failed)
 	Requeued   uint64 `json:"requeued"`   // jobs put back after a worker left, CANT_DO or a timeout
 	TimedOut   uint64 `json:"timed_out"`  // CAN_DO_TIMEOUT expiries
 	Dropped    uint64 `json:"dropped"`    // jobs dropped at the retry limit

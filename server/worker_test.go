@@ -406,3 +406,26 @@ func TestStatsSnapshot(t *testing.T) {
 		t.Fatalf("after completion %+v", st)
 	}
 }
+
+// TestExceptionCountsAsFailed: a job ended by WORK_EXCEPTION (the way a
+// gworkerd script fails) counts as failed, and as an exception; WORK_FAIL
+// as failed only. The dashboard's Failed reads Stats.Failed.
+func TestExceptionCountsAsFailed(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, nil)
+	c := ts.dial(t)
+	w := ts.worker(t, "ex", "ex")
+	for _, end := range []protocol.Type{protocol.WorkException, protocol.WorkFail, protocol.WorkException} {
+		c.submit(protocol.SubmitJobBg, "ex", "", "d")
+		h, _, _ := w.grab()
+		if end == protocol.WorkException {
+			w.send(end, h, "boom")
+		} else {
+			w.send(end, h)
+		}
+		w.sync()
+	}
+	if st := ts.Stats(); st.Failed != 3 || st.Exceptions != 2 || st.Completed != 0 || st.Jobs != 0 {
+		t.Fatalf("stats %+v, want failed 3, exceptions 2", st)
+	}
+}

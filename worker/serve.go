@@ -39,7 +39,14 @@ func (w *Worker) serve(ctx context.Context, addr string) {
 			log.WithError(err).Warn("lost server, reconnecting")
 			w.emit(Event{Kind: Disconnected, Server: addr, Err: err})
 		} else if !w.stopping(ctx) {
-			log.WithError(err).WithField("attempt", failures+1).Info("cannot connect to server")
+			// The first failure warns; the retries that follow it, with
+			// backoff, would fill the log: debug.
+			l := log.WithError(err).WithField("attempt", failures+1)
+			if failures == 0 {
+				l.Warn("cannot connect to server, retrying with backoff")
+			} else {
+				l.Debug("cannot connect to server, retrying with backoff")
+			}
 		}
 		failures++
 		t := w.opts.Clock.NewTimer(w.backoff(failures))

@@ -527,7 +527,7 @@ func (w *Worker) runJob(j *job, timed bool) (handed chan struct{}) {
 		}
 	case outFailed:
 		ev.Kind = JobFailed
-		jobLog().WithField("duration", dur).WithError(err).Info("job failed")
+		jobLog().WithField("duration", dur).WithError(err).Warn("job failed")
 	default:
 		ev.Kind = JobAbandoned
 		jobLog().WithField("duration", dur).WithError(err).Warn("job abandoned, the server requeues it")

@@ -28,19 +28,44 @@ func (e *errAlreadyRunning) Error() string {
 	return fmt.Sprintf("gworkerd already runs with pid %d (pid file %s)", e.pid, e.file)
 }
 
-func loadChecked(path string) (*config.Worker, error) {
+func (e *errAlreadyRunning) namesProgram() {}
+
+// notRunning says that the daemon does not run, and how that was seen.
+func notRunning(pidFile string) string {
+	if _, err := os.Stat(pidFile); err != nil {
+		return fmt.Sprintf("gworkerd is not running (no pid file at %s)", pidFile)
+	}
+	return fmt.Sprintf("gworkerd is not running (pid file %s is not locked)", pidFile)
+}
+
+// loadControl reads what stop, status and ctl need: with a config that
+// does not load they still reach the daemon, after a warning.
+func loadControl(cmd *cobra.Command, g *globalFlags) (config.WorkerControl, error) {
+	path, err := filepath.Abs(g.path())
+	if err != nil {
+		return config.WorkerControl{}, err
+	}
+	c, loadErr := config.LoadWorkerControl(path)
+	if loadErr != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "gworkerd: warning: %v\ngworkerd: warning: using pid file %s and control socket %s\n", loadErr, c.PidFile, c.ControlSocket)
+	}
+	return c, nil
+}
+
+func loadChecked(path string) (*config.Worker, resolved, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, err
+		return nil, resolved{}, err
 	}
 	cfg, err := config.LoadWorker(abs)
 	if err != nil {
-		return nil, err
+		return nil, resolved{}, err
 	}
-	if _, err := resolve(cfg); err != nil {
-		return nil, err
+	res, err := resolve(cfg)
+	if err != nil {
+		return nil, resolved{}, err
 	}
-	return cfg, nil
+	return cfg, res, nil
 }
 
 func startCmd(g *globalFlags) *cobra.Command {
@@ -62,9 +87,15 @@ func start(cmd *cobra.Command, g *globalFlags, foreground bool) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := loadChecked(cfgPath)
+	cfg, res, err := loadChecked(cfgPath)
 	if err != nil {
 		return err
+	}
+	if !foreground && !daemon.WasReborn() {
+		// The daemon logs them; the operator who starts it sees them.
+		for _, w := range skippedWarnings(res.skipped) {
+			fmt.Fprintln(cmd.ErrOrStderr(), "gworkerd:", w)
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.PidFile), 0o755); err != nil {
 		return fmt.Errorf("pid file: %w", err)
@@ -183,22 +214,22 @@ func stopCmd(g *globalFlags) *cobra.Command {
 		Short: "stop the daemon and wait until every process is gone",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.LoadWorker(g.path())
+			c, err := loadControl(cmd, g)
 			if err != nil {
 				return err
 			}
-			return stop(cmd, cfg)
+			return stop(cmd, c)
 		},
 	}
 }
 
-func stop(cmd *cobra.Command, cfg *config.Worker) error {
+func stop(cmd *cobra.Command, cfg config.WorkerControl) error {
 	pid, err := masterPid(cfg.PidFile, cfg.ControlSocket)
 	if err != nil {
 		return err
 	}
 	if pid == 0 {
-		fmt.Fprintln(cmd.OutOrStdout(), "gworkerd is not running")
+		fmt.Fprintln(cmd.OutOrStdout(), notRunning(cfg.PidFile))
 		return nil
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
@@ -233,11 +264,12 @@ func restartCmd(g *globalFlags) *cobra.Command {
 		Short: "stop the daemon, then start it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadChecked(g.path())
+			cfg, _, err := loadChecked(g.path())
 			if err != nil {
 				return err
 			}
-			if err := stop(cmd, cfg); err != nil {
+			c := config.WorkerControl{PidFile: cfg.PidFile, ControlSocket: cfg.ControlSocket, StopTimeout: cfg.StopTimeout}
+			if err := stop(cmd, c); err != nil {
 				return err
 			}
 			return start(cmd, g, foreground)
@@ -262,13 +294,18 @@ func reloadCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			if pid == 0 {
-				return errors.New("gworkerd is not running")
+				return &cliError{msg: notRunning(cfg.PidFile), code: 1}
 			}
 			// Through the socket the answer says whether the new config
 			// was accepted; SIGHUP when the socket does not answer.
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			if _, err := supervise.Call(ctx, cfg.ControlSocket, supervise.Request{Cmd: "reload"}); err != nil {
+			resp, err := supervise.Call(ctx, cfg.ControlSocket, supervise.Request{Cmd: "reload"})
+			if err != nil {
+				var re *supervise.RemoteError
+				if errors.As(err, &re) { // the daemon's answer: the config was refused
+					return fmt.Errorf("%s: %s", re.Cmd, re.Msg)
+				}
 				var ne interface{ Timeout() bool }
 				if strings.Contains(err.Error(), "control socket") && !errors.As(err, &ne) {
 					if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
@@ -278,6 +315,9 @@ func reloadCmd(g *globalFlags) *cobra.Command {
 					return nil
 				}
 				return err
+			}
+			for _, w := range resp.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "gworkerd:", w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "gworkerd reloaded (pid %d)\n", pid)
 			return nil
@@ -298,6 +338,9 @@ func checkCmd(g *globalFlags) *cobra.Command {
 			res, err := resolve(cfg)
 			if err != nil {
 				return err
+			}
+			for _, w := range skippedWarnings(res.skipped) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "gworkerd:", w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK, %d functions\n", cfg.Path, len(res.specs))
 			for _, s := range res.specs {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/jobs"
 	"github.com/gworkerd/gworkerd/worker/supervise"
@@ -66,6 +68,9 @@ const resizeFunction = "resize"
 type resolved struct {
 	specs []supervise.FunctionSpec
 	names []string
+	// skipped are the handler files found but not served, with the
+	// reason: check, start and reload report each.
+	skipped []jobs.Skipped
 }
 
 // builtinNames lists the functions built into gworkerd.
@@ -88,14 +93,15 @@ func builtinNames() (map[string]bool, error) {
 // functions and commands; minus the disabled ones. A function the section
 // names that is none of these is an error naming its line.
 func resolve(cfg *config.Worker) (resolved, error) {
-	found, _, err := jobs.Discover(cfg.JobDirs...)
+	found, skipped, err := jobs.Discover(cfg.JobDirs...)
 	if err != nil {
 		return resolved{}, err
 	}
-	gm, _, err := jobs.DiscoverWorkerDirs(cfg.FunctionPrefix, cfg.WorkerDirs...)
+	gm, gmSkipped, err := jobs.DiscoverWorkerDirs(cfg.FunctionPrefix, cfg.WorkerDirs...)
 	if err != nil {
 		return resolved{}, err
 	}
+	skipped = append(skipped, gmSkipped...)
 	builtin, err := builtinNames()
 	if err != nil {
 		return resolved{}, err
@@ -154,7 +160,7 @@ func resolve(cfg *config.Worker) (resolved, error) {
 	}
 	exe, _ := os.Executable()
 	exeStamp := fileStamp(exe)
-	var out resolved
+	out := resolved{skipped: skipped}
 	for n := range names {
 		f := cfg.Function(n)
 		if f.Disabled {
@@ -219,6 +225,23 @@ func resolve(cfg *config.Worker) (resolved, error) {
 	sort.Slice(out.specs, func(i, j int) bool { return out.specs[i].Name < out.specs[j].Name })
 	sort.Strings(out.names)
 	return out, nil
+}
+
+// warnSkipped logs each skipped handler file at warning level: a job
+// for it would wait forever.
+func warnSkipped(log logrus.FieldLogger, skipped []jobs.Skipped) {
+	for _, s := range skipped {
+		log.WithFields(logrus.Fields{"path": s.Path, "reason": s.Reason}).Warn("job file skipped")
+	}
+}
+
+// skippedWarnings are the skipped handler files as lines for a terminal.
+func skippedWarnings(skipped []jobs.Skipped) []string {
+	out := make([]string, len(skipped))
+	for i, s := range skipped {
+		out[i] = "warning: " + s.String()
+	}
+	return out
 }
 
 // serversPlaceholder in a command's argument is replaced by the servers,

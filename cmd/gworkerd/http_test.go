@@ -204,6 +204,18 @@ printf '%s' "$in" | rev`)
 		waitFor(t, 15*time.Second, c.name+strings.Join(c.labels, ","), func() bool { return scrape(c.name, c.labels...) == c.want })
 	}
 
+	// The failed job is logged once, structured, at warning level: not
+	// again inside a "child: ..." entry.
+	var failedLines []string
+	for _, le := range e.logEntries() {
+		if strings.Contains(le.msg, "job failed") {
+			failedLines = append(failedLines, le.fields["level"]+" "+le.msg)
+		}
+	}
+	if len(failedLines) != 1 || failedLines[0] != "warning job failed" {
+		t.Errorf("job failed logged as %q, want once, structured, at warning level\n%s", failedLines, e.logTail())
+	}
+
 	// A killed child is a restart; its successor's lines come live.
 	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -17,8 +17,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -37,10 +40,63 @@ func main() {
 		fmt.Fprintln(os.Stderr, "gworkerd:", err)
 		os.Exit(1)
 	}
-	if err := newRoot().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "gworkerd:", err)
-		os.Exit(1)
+	os.Exit(run(newRoot(), os.Args[1:], os.Stderr))
+}
+
+// Exit statuses (also in the root command's help).
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// cliError is an error printed as it is (its message names the
+// program; an empty one is not printed), with its exit status.
+type cliError struct {
+	msg  string
+	code int
+}
+
+func (e *cliError) Error() string { return e.msg }
+func (e *cliError) namesProgram() {}
+
+// usageError is a command line gworkerd does not understand: an unknown
+// command or flag, or wrong arguments. It exits with exitUsage.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// run executes the command line args and returns the exit status,
+// printing the error, if any, to stderr.
+func run(root *cobra.Command, args []string, stderr io.Writer) int {
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return 0
 	}
+	// An unknown command: cobra's error carries its suggestions on
+	// lines of their own.
+	if _, _, ferr := root.Find(args); ferr != nil {
+		err = &usageError{err: ferr}
+	}
+	var named interface{ namesProgram() }
+	switch {
+	case err.Error() == "": // said already
+	case errors.As(err, &named):
+		fmt.Fprintln(stderr, strings.TrimRight(err.Error(), "\n"))
+	default:
+		fmt.Fprintln(stderr, "gworkerd:", strings.TrimRight(err.Error(), "\n"))
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(stderr, "Run 'gworkerd --help' for usage.")
+		return exitUsage
+	}
+	var ce *cliError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	return exitFailure
 }
 
 type globalFlags struct {
@@ -60,8 +116,12 @@ func (g *globalFlags) path() string {
 func newRoot() *cobra.Command {
 	g := &globalFlags{}
 	root := &cobra.Command{
-		Use:           "gworkerd",
-		Short:         "supervised Gearman worker daemon",
+		Use:   "gworkerd",
+		Short: "supervised Gearman worker daemon",
+		Long: "gworkerd: supervised Gearman worker daemon.\n\n" +
+			"Relative paths in the config file are relative to the file's directory.\n" +
+			"Exit status: 0 success, 1 failure, 2 usage error (unknown command or flag,\n" +
+			"wrong arguments), 3 from status when gworkerd is not running.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version.String(),
@@ -72,5 +132,16 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		startCmd(g), stopCmd(g), restartCmd(g), reloadCmd(g), statusCmd(g), checkCmd(g), ctlCmd(g), childCmd(g), importCmd(g),
 	)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
+	for _, c := range root.Commands() {
+		if args := c.Args; args != nil {
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if err := args(cmd, a); err != nil {
+					return &usageError{err: fmt.Errorf("%s: %w", cmd.Name(), err)}
+				}
+				return nil
+			}
+		}
+	}
 	return root
 }

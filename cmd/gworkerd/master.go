@@ -70,6 +70,7 @@ func runMaster(cfgPath string, cfg *config.Worker, lf *logFile, log *logrus.Logg
 	if err != nil {
 		return err
 	}
+	warnSkipped(log, res.skipped)
 	// A child subreaper adopts what a job leaves running after it
 	// (`setsid cmd &`), so that the supervisor can end it.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -105,29 +106,30 @@ func runMaster(cfgPath string, cfg *config.Worker, lf *logFile, log *logrus.Logg
 
 	var reloadMu sync.Mutex
 	current := cfg
-	reload := func(ctx context.Context) error {
+	reload := func(ctx context.Context) ([]string, error) {
 		reloadMu.Lock()
 		defer reloadMu.Unlock()
 		next, err := config.LoadWorker(cfgPath)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		old, nw := fixedSettings(current), fixedSettings(next)
 		for k, v := range old {
 			if nw[k] != v {
-				return fmt.Errorf("reload rejected: %s cannot change while running (%q -> %q); restart instead", k, v, nw[k])
+				return nil, fmt.Errorf("reload rejected: %s cannot change while running (%q -> %q); restart instead", k, v, nw[k])
 			}
 		}
 		res, err := resolve(next)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		warnSkipped(log, res.skipped)
 		if err := sup.Reload(ctx, res.specs); err != nil {
-			return err
+			return nil, err
 		}
 		current = next
 		log.WithField("functions", res.names).Info("config reloaded")
-		return nil
+		return skippedWarnings(res.skipped), nil
 	}
 	cs := &supervise.ControlServer{Supervisor: sup, Reload: reload, Logger: log}
 
@@ -152,7 +154,7 @@ func runMaster(cfgPath string, cfg *config.Worker, lf *logFile, log *logrus.Logg
 				case syscall.SIGHUP:
 					log.Info("SIGHUP: reloading")
 					rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
-					if err := reload(rctx); err != nil {
+					if _, err := reload(rctx); err != nil {
 						log.WithError(err).Error("reload failed; keeping the running config")
 					}
 					rcancel()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -11,18 +12,35 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/worker/supervise"
 )
 
-func ctlCall(g *globalFlags, req supervise.Request) (supervise.Response, error) {
-	cfg, err := config.LoadWorker(g.path())
+// exitNotRunning is the exit status of `gworkerd status` when the daemon
+// does not run (LSB's "program is not running").
+const exitNotRunning = 3
+
+// ctlCall sends req to the running daemon. With nothing running it
+// says so, as stop does, in an error of code notRunningCode.
+func ctlCall(cmd *cobra.Command, g *globalFlags, req supervise.Request, notRunningCode int) (supervise.Response, error) {
+	c, err := loadControl(cmd, g)
 	if err != nil {
 		return supervise.Response{}, err
 	}
+	pid, err := masterPid(c.PidFile, c.ControlSocket)
+	if err != nil {
+		return supervise.Response{}, err
+	}
+	if pid == 0 {
+		return supervise.Response{}, &cliError{msg: notRunning(c.PidFile), code: notRunningCode}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return supervise.Call(ctx, cfg.ControlSocket, req)
+	resp, err := supervise.Call(ctx, c.ControlSocket, req)
+	var re *supervise.RemoteError
+	if errors.As(err, &re) {
+		return resp, fmt.Errorf("%s: %s", re.Cmd, re.Msg)
+	}
+	return resp, err
 }
 
 func statusCmd(g *globalFlags) *cobra.Command {
@@ -30,9 +48,16 @@ func statusCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "show every child: function, pid, state, uptime, jobs, current job, RSS, restarts, last exit",
-		Args:  cobra.NoArgs,
+		Long: "Show every child: function, pid, state, uptime, jobs, current job, RSS, restarts, last exit.\n" +
+			"When gworkerd is not running it says so and exits with status 3.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := ctlCall(g, supervise.Request{Cmd: "status"})
+			resp, err := ctlCall(cmd, g, supervise.Request{Cmd: "status"}, exitNotRunning)
+			var ce *cliError
+			if errors.As(err, &ce) && ce.code == exitNotRunning {
+				fmt.Fprintln(cmd.OutOrStdout(), ce.msg) // on stdout, as stop says it
+				return &cliError{code: exitNotRunning}
+			}
 			if err != nil {
 				return err
 			}
@@ -99,26 +124,26 @@ func ctlCmd(g *globalFlags) *cobra.Command {
 			switch args[0] {
 			case "status", "reload":
 				if len(args) != 1 {
-					return fmt.Errorf("ctl %s takes no arguments", args[0])
+					return &usageError{err: fmt.Errorf("ctl %s takes no arguments", args[0])}
 				}
 			case "start", "stop", "restart":
 				if len(args) != 2 {
-					return fmt.Errorf("usage: gworkerd ctl %s FUNCTION", args[0])
+					return &usageError{err: fmt.Errorf("usage: gworkerd ctl %s FUNCTION", args[0])}
 				}
 				req.Function = args[1]
 			case "scale":
 				if len(args) != 3 {
-					return fmt.Errorf("usage: gworkerd ctl scale FUNCTION N")
+					return &usageError{err: errors.New("usage: gworkerd ctl scale FUNCTION N")}
 				}
 				n, err := strconv.Atoi(args[2])
 				if err != nil || n < 0 {
-					return fmt.Errorf("ctl scale: N must be a count, got %q", args[2])
+					return &usageError{err: fmt.Errorf("ctl scale: N must be a count, got %q", args[2])}
 				}
 				req.Function, req.N = args[1], n
 			default:
-				return fmt.Errorf("unknown ctl command %q (want status, start, stop, restart, scale, reload)", args[0])
+				return &usageError{err: fmt.Errorf("unknown ctl command %q (want status, start, stop, restart, scale, reload)", args[0])}
 			}
-			resp, err := ctlCall(g, req)
+			resp, err := ctlCall(cmd, g, req, 1)
 			if err != nil {
 				return err
 			}

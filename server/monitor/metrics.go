@@ -32,8 +32,8 @@ var (
 
 	descSubmitted  = counterDesc("submitted", "Jobs created (coalesced submits not counted).")
 	descCompleted  = counterDesc("completed", "Jobs ended by WORK_COMPLETE.")
-	descFailed     = counterDesc("failed", "Jobs ended by WORK_FAIL or dropped at the retry limit.")
-	descExceptions = counterDesc("exceptions", "WORK_EXCEPTION packets.")
+	descFailed     = counterDesc("failed", "Jobs ended by WORK_FAIL or WORK_EXCEPTION, or dropped at the retry limit.")
+	descExceptions = counterDesc("exceptions", "WORK_EXCEPTION packets (jobs also counted as failed).")
 	descRequeued   = counterDesc("requeued", "Jobs put back after a worker left, CANT_DO or a timeout.")
 	descTimedOut   = counterDesc("timed_out", "CAN_DO_TIMEOUT expiries.")
 	descDropped    = counterDesc("dropped", "Jobs dropped at the retry limit.")

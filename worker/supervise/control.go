@@ -29,14 +29,18 @@ type Response struct {
 	Error  string  `json:"error,omitempty"`
 	Pid    int     `json:"pid,omitempty"`
 	Status *Status `json:"status,omitempty"`
+	// Warnings are what an accepted command has to report (a reload's
+	// skipped handler files), one line each.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ControlServer serves the control socket for a Supervisor.
 type ControlServer struct {
 	// Supervisor answers the commands. Required.
 	Supervisor *Supervisor
-	// Reload handles the reload command (re-read the config). Optional.
-	Reload func(ctx context.Context) error
+	// Reload handles the reload command (re-read the config); its
+	// warnings reach the caller in Response.Warnings. Optional.
+	Reload func(ctx context.Context) (warnings []string, err error)
 	// Logger defaults to the supervisor's.
 	Logger logrus.FieldLogger
 
@@ -160,14 +164,14 @@ func (cs *ControlServer) do(req Request) Response {
 		if cs.Reload == nil {
 			err = errors.New("reload is not available")
 		} else {
-			err = cs.Reload(ctx)
+			resp.Warnings, err = cs.Reload(ctx)
 		}
 	default:
 		err = fmt.Errorf("unknown command %q (want status, start, stop, restart, scale, reload)", req.Cmd)
 	}
 	if err != nil {
 		resp.Error = err.Error()
-		resp.Status = nil
+		resp.Status, resp.Warnings = nil, nil
 		return resp
 	}
 	resp.OK = true
@@ -193,10 +197,17 @@ func Call(ctx context.Context, path string, req Request) (Response, error) {
 		return Response{}, fmt.Errorf("supervise: control socket: %w", err)
 	}
 	if !resp.OK {
-		if strings.HasPrefix(resp.Error, "supervise: ") { // says what failed already
-			return resp, errors.New(resp.Error)
-		}
-		return resp, fmt.Errorf("supervise: %s: %s", req.Cmd, resp.Error)
+		return resp, &RemoteError{Cmd: req.Cmd, Msg: strings.TrimPrefix(resp.Error, "supervise: ")}
 	}
 	return resp, nil
 }
+
+// RemoteError is a command the daemon answered with an error.
+type RemoteError struct {
+	// Cmd is the command (scale, reload, ...).
+	Cmd string
+	// Msg is the daemon's error, without a "supervise: " prefix.
+	Msg string
+}
+
+func (e *RemoteError) Error() string { return "supervise: " + e.Cmd + ": " + e.Msg }

@@ -211,7 +211,21 @@ func credential(name string) (*syscall.Credential, error) {
 	if err1 != nil || err2 != nil {
 		return nil, fmt.Errorf("supervise: user %q: non-numeric uid/gid", name)
 	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	// The user's supplementary groups too, as initgroups(3) sets them
+	// (su, systemd's User=): an empty list would drop them all.
+	ids, err := u.GroupIds()
+	if err != nil {
+		return nil, fmt.Errorf("supervise: user %q: groups: %w", name, err)
+	}
+	groups := make([]uint32, 0, len(ids))
+	for _, id := range ids {
+		g, err := strconv.ParseUint(id, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("supervise: user %q: non-numeric group id %q", name, id)
+		}
+		groups = append(groups, uint32(g))
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, nil
 }
 
 type execProcess struct {

@@ -831,16 +831,18 @@ func (s *Supervisor) report(c *child, proc Process, m Message) {
 		if m.Dur > 0 { // the child's measure; its job_start may not have been sent
 			dur, known = time.Duration(m.Dur), true
 		}
-		if m.Error != "" || s.debug() {
+		// The child logs a failure itself (at warning level, with the
+		// error), and its line reaches the log through lineLogger: the
+		// report adds it only at debug level, so that it is logged once.
+		if s.debug() {
 			l := s.logc(c).WithFields(logrus.Fields{"job_handle": m.Handle, "ok": m.OK})
 			if known {
 				l = l.WithField("duration", dur.String())
 			}
 			if m.Error != "" {
-				l.WithField("error", m.Error).Info("job failed")
-			} else {
-				l.Debug("job done")
+				l = l.WithField("error", m.Error)
 			}
+			l.Debug("job ended")
 		}
 		st := s.stats(c.g.spec.Name)
 		if known {

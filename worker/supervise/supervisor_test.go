@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -348,7 +349,7 @@ func TestControlSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	reloads := 0
-	cs := &ControlServer{Supervisor: s, Reload: func(context.Context) error { reloads++; return nil }}
+	cs := &ControlServer{Supervisor: s, Reload: func(context.Context) ([]string, error) { reloads++; return nil, nil }}
 	served := make(chan error, 1)
 	go func() { served <- cs.Serve(ln) }()
 	defer func() {
@@ -447,6 +448,46 @@ func TestLineLogger(t *testing.T) {
 	if want := []string{"child: one", "child: two"}; strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("lines = %q, want %q", got, want)
 	}
+
+	// A child's own log line (logrus text) is logged once, structured,
+	// at its level: not re-escaped inside a "child: " entry.
+	hook.Reset()
+	_, _ = io.WriteString(w, `level=warning msg="job failed" duration=1ms error="jobs: job_x exited 1: \"bad\" input" function=f job_handle="H:1"`+"\n")
+	_, _ = io.WriteString(w, "level=panic msg=boom\n")
+	es := hook.AllEntries()
+	if len(es) != 2 {
+		t.Fatalf("entries %v, want 2", es)
+	}
+	e := es[0]
+	if e.Message != "job failed" || e.Level != logrus.WarnLevel || e.Data["error"] != `jobs: job_x exited 1: "bad" input` || e.Data["job_handle"] != "H:1" || e.Data["pid"] != 42 {
+		t.Errorf("job failed entry: %v %q %v", e.Level, e.Message, e.Data)
+	}
+	if es[1].Level != logrus.ErrorLevel || es[1].Message != "boom" {
+		t.Errorf("a child's panic line: %v %q, want error level", es[1].Level, es[1].Message)
+	}
+}
+
+// FuzzParseLogLine: any line parses or is refused without panicking; a
+// parsed line has a message field-free of level and msg.
+func FuzzParseLogLine(f *testing.F) {
+	for _, s := range []string{
+		`level=warning msg="job failed" error="x \"y\"" function=f`,
+		`level=info msg=registered server=127.0.0.1:4730`,
+		"plain output", `a=b`, `level=debug msg="unterminated`, `level=bogus msg=x`, `=x level=info msg=y`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		_, _, fields, ok := parseLogLine(line)
+		if ok {
+			if _, bad := fields["level"]; bad {
+				t.Fatalf("level kept as a field: %q", line)
+			}
+			if len(fields) > maxLogFields {
+				t.Fatalf("%d fields", len(fields))
+			}
+		}
+	})
 }
 
 func TestReadReports(t *testing.T) {
@@ -679,6 +720,66 @@ func TestChildRunsAsUser(t *testing.T) {
 	}
 	if uid != u.Uid || gid != u.Gid {
 		t.Errorf("child %d runs as uid %s gid %s, want nobody's %s %s", pid, uid, gid, u.Uid, u.Gid)
+	}
+}
+
+// A function's user keeps its supplementary groups (initgroups), as
+// su and systemd's User= do: a user created for the test, in a second
+// group, runs its child with that group in /proc/PID/status's Groups.
+func TestChildRunsAsUserWithGroups(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root; CI runs the tests as root")
+	}
+	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	name, group := "gwu"+suffix, "gwg"+suffix
+	for _, c := range [][]string{{"groupadd", group}, {"useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", group, name}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
+		}
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("userdel", name).Run()
+		_ = exec.Command("groupdel", group).Run()
+	})
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "gworkerd-user-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "supervise.test")
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := helperSpec("asgroups", "idle")
+	f.Path = exe
+	f.User = name
+	s, _ := run(t, Options{Functions: []FunctionSpec{f}})
+	waitFor(t, 10*time.Second, "a running child", func() bool { return len(running(t, s, "asgroups")) == 1 })
+	pid := running(t, s, "asgroups")[0]
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups []string
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "Groups:"); ok {
+			groups = strings.Fields(v)
+		}
+	}
+	if !slices.Contains(groups, g.Gid) {
+		t.Errorf("child %d runs with groups %v, want %s's supplementary group %s (gid %s)", pid, groups, name, group, g.Gid)
 	}
 }
 
