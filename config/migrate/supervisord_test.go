@@ -29,7 +29,7 @@ var svCases = []mapCase{
 	{
 		name: "supervisord's defaults written out",
 		file: "w.conf", src: "[program:w]\ncommand=/usr/bin/worker\n",
-		want:  []string{"w.count=1", "w.fatal_after=4", "w.stop_timeout=10s", "w.ready_after=0s", "w.dir=", "w.user="},
+		want:  []string{"w.count=1", "w.fatal_after=4", "w.stop_timeout=10s", "w.ready_after=0s", "w.dir=.", "w.user="},
 		notes: []string{"[program:w] autorestart: did not restart a child that exited with an expected status (exitcodes 0 (0,2 before supervisord 4.0))"},
 	},
 	{
@@ -73,7 +73,7 @@ var svCases = []mapCase{
 	{
 		name: "a format supervisord refuses",
 		file: "w.conf", src: "[program:a]\ncommand=/bin/a\ndirectory=%(nope)s\nenvironment=A=%(x\n",
-		want:     []string{"a.dir=", "a.env=map[]"},
+		want:     []string{"a.dir=.", "a.env=map[]"},
 		unmapped: []string{`[program:a] directory: supervisord refuses it: %(nope)s names "nope"`, "[program:a] environment: supervisord refuses it: badly formatted"},
 	},
 	{
