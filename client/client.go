@@ -83,7 +83,6 @@ func New(servers []string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-
 // Servers returns the server addresses, in the order given to New.
 func (c *Client) Servers() []string {
 	out := make([]string, len(c.servers))

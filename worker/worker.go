@@ -110,7 +110,6 @@ func New(opts Options) (*Worker, error) {
 	}, nil
 }
 
-
 // StopGrabbing makes the worker take no new jobs; Run returns once the jobs
 // it holds are finished and reported. It is how a supervisor recycles a
 // worker between jobs. Safe to call at any time, more than once.
