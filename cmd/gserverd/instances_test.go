@@ -50,14 +50,18 @@ func instanceEnv(t *testing.T) (env []string, stateHome, bin string, cred *sysca
 				t.Fatal(err)
 			}
 		}
-		b, err := os.ReadFile(bin)
-		if err != nil {
+		// Copied by cp, not written here: a process this test binary
+		// forks meanwhile (parallel tests start servers) would inherit
+		// a descriptor open for writing, and exec would fail with "text
+		// file busy".
+		dst := filepath.Join(root, "gserverd")
+		if out, err := exec.Command("cp", bin, dst).CombinedOutput(); err != nil {
+			t.Fatalf("cp %s: %v: %s", bin, err, out)
+		}
+		if err := os.Chmod(dst, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		bin = filepath.Join(root, "gserverd")
-		if err := os.WriteFile(bin, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		bin = dst
 	}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")

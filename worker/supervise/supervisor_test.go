@@ -691,14 +691,8 @@ func TestChildRunsAsUser(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
 	exe := filepath.Join(dir, "supervise.test")
-	if err := os.WriteFile(exe, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	copyExecutable(t, os.Args[0], exe)
 	f := helperSpec("asuser", "idle")
 	f.Path = exe
 	f.User = "nobody"
@@ -754,14 +748,8 @@ func TestChildRunsAsUserWithGroups(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
 	exe := filepath.Join(dir, "supervise.test")
-	if err := os.WriteFile(exe, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	copyExecutable(t, os.Args[0], exe)
 	f := helperSpec("asgroups", "idle")
 	f.Path = exe
 	f.User = name
@@ -848,5 +836,19 @@ func TestChildLimits(t *testing.T) {
 		if err := s.Reload(ctx, specs); !errors.As(err, &se) || !strings.Contains(err.Error(), "max_children") {
 			t.Errorf("Reload(%+v) = %v, want a SpecError naming the bound", specs, err)
 		}
+	}
+}
+
+// copyExecutable copies the program src to dst, mode 0755, with cp: a
+// copy written by this process could be inherited open for writing by a
+// process a parallel test forks meanwhile, and exec would fail with
+// "text file busy".
+func copyExecutable(t *testing.T, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp %s %s: %v: %s", src, dst, err, out)
+	}
+	if err := os.Chmod(dst, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }
