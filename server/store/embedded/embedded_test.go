@@ -24,6 +24,10 @@ func TestMain(m *testing.M) {
 		helperProcess(dir)
 		return
 	}
+	if dir := os.Getenv(largeHelperEnv); dir != "" {
+		largeHelper(dir)
+		return
+	}
 	if os.Getenv(writeErrorChild) != "" {
 		os.Exit(m.Run()) // a failed pebble is never closed: no leak check
 	}
