@@ -185,14 +185,22 @@ func (s *Store) unlinkLater(ids []uint64) {
 	s.unlinkMu.Unlock()
 }
 
-// unlinkSynced removes the payload files unlinkLater held, once the log
-// has been fsynced.
-func (s *Store) unlinkSynced() {
+// takeUnlink returns the payload files unlinkLater holds: their deletes
+// are written to the log (write(2)); an fsync of the log started after
+// this call makes them durable.
+func (s *Store) takeUnlink() []uint64 {
 	s.unlinkMu.Lock()
+	defer s.unlinkMu.Unlock()
 	ids := s.unlink
 	s.unlink = nil
+	return ids
+}
+
+// putUnlink gives back files takeUnlink took, when the fsync failed.
+func (s *Store) putUnlink(ids []uint64) {
+	s.unlinkMu.Lock()
+	s.unlink = append(s.unlink, ids...)
 	s.unlinkMu.Unlock()
-	s.removeBlobs(ids)
 }
 
 // checkBlobs runs at Open, once pebble has replayed its log: it removes

@@ -835,11 +835,15 @@ func (s *Store) syncer() {
 		case <-s.stop:
 			return
 		case <-t.C:
+			// The files of jobs deleted before this fsync of the log
+			// may go once it is done, not those of later deletes.
+			ids := s.takeUnlink()
 			if err := s.wal.syncAll(); err != nil {
+				s.putUnlink(ids)
 				s.log.WithError(err).Error("store sync failed")
 				continue
 			}
-			s.unlinkSynced()
+			s.removeBlobs(ids)
 		}
 	}
 }
@@ -929,7 +933,7 @@ func (s *Store) Close() error {
 		return fmt.Errorf("embedded: close: %w", err)
 	}
 	// Closing fsynced the log (Sync: interval): the deletes are durable.
-	s.unlinkSynced()
+	s.removeBlobs(s.takeUnlink())
 	s.log.Info("store closed")
 	return nil
 }
