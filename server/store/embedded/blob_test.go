@@ -23,17 +23,19 @@ import (
 )
 
 // payload returns n bytes that depend on key: a replayed payload that is
-// not its own job's, or is cut or shifted, does not match.
+// not its own job's, or is cut or shifted, does not match. (A random
+// block of a prime length, repeated: cheap to make under -race.)
 func payload(key string, n int) []byte {
 	h := fnv.New64a()
 	h.Write([]byte(key))
 	r := rand.New(rand.NewPCG(h.Sum64(), uint64(n)))
-	b := make([]byte, n)
-	for i := 0; i < n; i += 8 {
-		v := r.Uint64()
-		for k := 0; k < 8 && i+k < n; k++ {
-			b[i+k] = byte(v >> (8 * k))
-		}
+	block := make([]byte, min(n, 65521))
+	for i := range block {
+		block[i] = byte(r.Uint32())
+	}
+	b := make([]byte, 0, n)
+	for len(b) < n {
+		b = append(b, block[:min(len(block), n-len(b))]...)
 	}
 	return b
 }
