@@ -715,7 +715,7 @@ func serverKeys() []serverKey {
 			usage: "`duration` (5s, 1m; a bare number is seconds) each call to the job store may take (a write, a delete, connecting, the replay between two jobs); a background submit whose write misses it gets ERROR QUEUE_ERROR, never JOB_CREATED; 0: none",
 			set:   durationSetter(func(c *Server) *time.Duration { return &c.StoreTimeout })},
 		{flag: "accept-store-damage", kind: kindBool, def: "false",
-			usage: "-q embedded: start even though the store's write-ahead log is damaged, losing the jobs stored from the damage on (without it gserverd refuses to start and names the file)",
+			usage: "-q embedded: start even though the store's write-ahead log is damaged, losing the jobs stored from the damage on, or large jobs' payload files are missing or short, losing those jobs (without it gserverd refuses to start and names the file)",
 			set:   boolSetter(func(c *Server) *bool { return &c.AcceptStoreDamage })},
 		{flag: "libpq-conninfo", kind: kindString,
 			usage: "-q postgres: libpq connection `string`",

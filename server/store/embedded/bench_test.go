@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -71,10 +70,10 @@ func BenchmarkReplay1M(b *testing.B) {
 		batch := s.db.NewBatch()
 		for k := i; k < i+10000; k++ {
 			j := store.Job{Function: fmt.Sprintf("fn%d", k%10), Key: store.NewKey(now, uint64(k)), Priority: k % 3, Data: data}
-			buf = encodeJob(buf[:0], &j)
+			buf = encodeJob(buf[:0], &j, blobRef{})
 			seq := uint64(k + 1)
 			_ = batch.Set(jobKey(seq), buf, nil)
-			_ = batch.Set(indexKey(j.Ref()), binary.BigEndian.AppendUint64(nil, seq), nil)
+			_ = batch.Set(indexKey(j.Ref()), indexEntry{seq: seq}.encode(), nil)
 		}
 		if err := batch.Commit(pebble.NoSync); err != nil {
 			b.Fatal(err)

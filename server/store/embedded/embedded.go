@@ -28,8 +28,18 @@
 //
 // Every job is stored under "j" + an 8-byte big-endian sequence number, so
 // an ordered scan replays jobs in the order they were added; an index entry
-// "i" + (function, key) points at the job's sequence number, so a job with
-// the same reference replaces the stored one (it moves to the end).
+// "i" + (function, key) points at the job's sequence number and holds its
+// version (and its payload file, if any: codec.go), so a job with the
+// same reference replaces the stored one (it moves to the end) and a
+// Delete is judged without reading the record.
+//
+// A job whose payload has Options.BlobSize bytes or more (1 MiB) keeps it
+// in a file of its own under blobs/, written before the job's record,
+// which names it; pebble never holds the payload (blob.go). Through
+// pebble, one 50 MiB job took about 4 times its size in memory (its
+// batch, the log writer's blocks, and the flush of the batch into a
+// table: a block buffer and its compressed copy); through its own file,
+// nothing beyond the caller's buffer.
 //
 // # Concurrency
 //
@@ -136,10 +146,15 @@ type Options struct {
 	// so that pebble never meets a full disk. Default 8 MiB.
 	Headroom int64
 	// AcceptDamage opens a store whose write-ahead log is damaged,
-	// dropping the jobs stored from the damage on (they are counted in
-	// an error-level message). Default false: Open returns a
+	// dropping the jobs stored from the damage on, or whose large jobs'
+	// payload files are missing or short, dropping those jobs (they are
+	// counted in an error-level message). Default false: Open returns a
 	// *DamageError.
 	AcceptDamage bool
+	// BlobSize is the payload size from which a job's payload is kept in
+	// a file of its own rather than in pebble (blob.go), so that a large
+	// job costs about its size in memory. Default 1 MiB.
+	BlobSize int
 	// Logger receives the store's and pebble's messages. Default: a
 	// logger that discards everything.
 	Logger logrus.FieldLogger
@@ -157,6 +172,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Headroom <= 0 {
 		o.Headroom = 8 << 20
+	}
+	if o.BlobSize <= 0 {
+		o.BlobSize = 1 << 20
 	}
 	if o.Logger == nil {
 		l := logrus.New()
@@ -201,6 +219,14 @@ type Store struct {
 	// space tells the free space and the current log's; see room.
 	space *spaceFS
 
+	// Payload files of large jobs (blob.go).
+	blobDir   string
+	blobSeq   atomic.Uint64   // the last file id given out
+	blobBytes atomic.Int64    // bytes of the files being written
+	unlinkMu  sync.Mutex      // guards unlink
+	unlink    []uint64        // files of deleted jobs, removed after the next log fsync (Sync: interval)
+	skip      map[uint64]bool // jobs (seq) Replay skips: payload lost, AcceptDamage, read-only; set by Open
+
 	// Owned by run.
 	seq      uint64
 	failed   error           // set once pebble failed a commit: ErrFailed
@@ -228,9 +254,29 @@ func (s *Store) Stats() Stats {
 }
 
 type request struct {
-	jobs []store.Job
-	refs []store.Ref
-	done chan error
+	jobs  []store.Job
+	blobs []blobRef // the payload file of each job, or nil when none has one
+	refs  []store.Ref
+	done  chan error
+}
+
+// blob returns the payload file of job i (id 0: none).
+func (r *request) blob(i int) blobRef {
+	if r.blobs == nil {
+		return blobRef{}
+	}
+	return r.blobs[i]
+}
+
+// blobIDs returns the payload files of r's jobs.
+func (r *request) blobIDs() []uint64 {
+	var ids []uint64
+	for _, b := range r.blobs {
+		if b.id != 0 {
+			ids = append(ids, b.id)
+		}
+	}
+	return ids
 }
 
 // Open opens (or creates) the store in opts.Dir.
@@ -251,16 +297,21 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if pid, comm, ok := lockHolder(opts.Dir); ok {
 		return nil, &LockedError{Dir: opts.Dir, PID: pid, Comm: comm, Err: syscall.EAGAIN}
 	}
+	blobDir := filepath.Join(opts.Dir, blobDirName)
+	if err := os.MkdirAll(blobDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded: create %s: %w", blobDir, err)
+	}
 	if err := checkLogs(opts.Dir, opts.AcceptDamage, opts.Logger); err != nil {
 		return nil, err
 	}
 	space := newSpaceFS(vfs.Default, opts.Dir)
 	s := &Store{
-		opts:  opts,
-		log:   opts.Logger.WithField("store", "embedded"),
-		reqs:  make(chan *request, 1024),
-		stop:  make(chan struct{}),
-		space: space,
+		opts:    opts,
+		log:     opts.Logger.WithField("store", "embedded"),
+		reqs:    make(chan *request, 1024),
+		stop:    make(chan struct{}),
+		space:   space,
+		blobDir: blobDir,
 	}
 	if opts.Sync != SyncAlways {
 		s.wal = newWALFS(space, opts.Sync == SyncInterval)
@@ -287,6 +338,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("embedded: open %s: %w", opts.Dir, err)
 	}
 	s.db = db
+	if err := s.checkBlobs(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	if s.seq, err = s.lastSeq(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -360,29 +415,6 @@ func indexKey(r store.Ref) []byte {
 	return append(b, r.Key...)
 }
 
-// indexEntry is the value of an index key: the seq of the job's record
-// and its store.Job.Version, 8 bytes big-endian each. Entries written by
-// older gserverds have the seq only (version 0).
-type indexEntry struct {
-	seq     uint64
-	version int64
-}
-
-func (e indexEntry) encode() []byte {
-	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), e.seq)
-	return binary.BigEndian.AppendUint64(b, uint64(e.version))
-}
-
-func decodeIndex(v []byte) (indexEntry, bool) {
-	switch len(v) {
-	case 8:
-		return indexEntry{seq: binary.BigEndian.Uint64(v)}, true
-	case 16:
-		return indexEntry{seq: binary.BigEndian.Uint64(v), version: int64(binary.BigEndian.Uint64(v[8:]))}, true
-	}
-	return indexEntry{}, false
-}
-
 func (s *Store) lastSeq() (uint64, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: jobPrefix, UpperBound: []byte("k")})
 	if err != nil {
@@ -403,6 +435,9 @@ func (s *Store) lastSeq() (uint64, error) {
 // sync mode promises. If ctx ends first, Add returns ctx's error and the
 // jobs may or may not be stored; the writer may still read their Data
 // after such a return, so callers must not reuse those buffers.
+//
+// The payload of a job of Options.BlobSize bytes or more is written to a
+// file of its own first, by the calling goroutine (blob.go).
 func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
 	return s.do(ctx, &request{jobs: jobs})
 }
@@ -423,16 +458,24 @@ func (s *Store) do(ctx context.Context, r *request) error {
 		}
 		return nil
 	}
+	if s.isClosed() {
+		return store.ErrClosed
+	}
+	if err := s.writeBlobs(r); err != nil {
+		return err
+	}
 	r.done = make(chan error, 1)
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
+		s.removeBlobs(r.blobIDs())
 		return store.ErrClosed
 	}
 	select {
 	case s.reqs <- r:
 	case <-ctx.Done():
 		s.mu.RUnlock()
+		s.removeBlobs(r.blobIDs())
 		return ctx.Err()
 	}
 	s.mu.RUnlock()
@@ -474,13 +517,23 @@ func (s *Store) run() {
 		}
 		if s.readOnly && !s.reopen() {
 			for _, r := range pending {
-				r.done <- s.hold(r)
+				err := s.hold(r)
+				if err != nil {
+					s.removeBlobs(r.blobIDs())
+				}
+				r.done <- err
 			}
 			clear(pending)
 			continue
 		}
-		err := s.commit(pending)
+		written, err := s.commit(pending)
 		for _, r := range pending {
+			if err != nil && !written {
+				// Never committed: the payload files are orphans.
+				// (When pebble may have written the batch, they stay;
+				// the next Open removes those it does not refer to.)
+				s.removeBlobs(r.blobIDs())
+			}
 			r.done <- err
 		}
 		clear(pending)
@@ -525,7 +578,7 @@ func (s *Store) reopen() bool {
 		s.db, s.readOnly = db, false
 		s.log.Info("store writable again")
 		if len(s.held) > 0 {
-			if err := s.commit([]*request{{refs: s.held}}); err != nil {
+			if _, err := s.commit([]*request{{refs: s.held}}); err != nil {
 				s.log.WithError(err).WithField("jobs", len(s.held)).Error("store: delete failed")
 			}
 			s.held = nil
@@ -566,7 +619,7 @@ func requestSize(r *request) int {
 	n := 0
 	for i := range r.jobs {
 		j := &r.jobs[i]
-		n += encodedLen(j) + 3*overhead + len(j.Function) + len(j.Key)
+		n += encodedLen(j, r.blob(i)) + 3*overhead + len(j.Function) + len(j.Key)
 	}
 	for _, ref := range r.refs {
 		n += 2*overhead + len(ref.Function) + len(ref.Key)
@@ -591,7 +644,8 @@ func (s *Store) newBatch(reqs []*request) *pebble.Batch {
 	return s.db.NewBatchWithSize(1 << bits.Len(uint(size-1)))
 }
 
-// commit writes one group of requests as one pebble batch. Run only.
+// commit writes one group of requests as one pebble batch; written says
+// whether pebble may have written it in spite of an error. Run only.
 //
 // Pebble cannot recover from a failed write of its log: it calls
 // Logger.Fatalf (which panics), or panics itself when it cannot start a
@@ -600,25 +654,25 @@ func (s *Store) newBatch(reqs []*request) *pebble.Batch {
 // that still happens (another program filled the disk in between, an
 // I/O error) is recovered here and fails this and every later write with
 // ErrFailed, while the server keeps serving the jobs it holds.
-func (s *Store) commit(reqs []*request) (err error) {
+func (s *Store) commit(reqs []*request) (written bool, err error) {
 	if s.failed != nil {
-		return s.failed
+		return false, s.failed
 	}
 	defer func() {
 		if p := recover(); p != nil {
 			s.failed = fmt.Errorf("%w: %w", ErrFailed, panicError(p))
 			s.log.WithError(s.failed).Error("store write failed; no more writes until gserverd restarts")
-			err = s.failed
+			written, err = true, s.failed
 		}
 	}()
 	b := s.newBatch(reqs)
 	defer b.Close()
-	// seqs holds the index entries changed in this batch ({0, 0}: deleted).
-	seqs := map[string]indexEntry{}
+	// index holds the index entries changed in this batch (seq 0: deleted).
+	index := map[string]indexEntry{}
 	seq := s.seq
 	lookup := func(ik []byte) (indexEntry, error) {
-		if v, ok := seqs[string(ik)]; ok {
-			return v, nil
+		if e, ok := index[string(ik)]; ok {
+			return e, nil
 		}
 		v, closer, err := s.db.Get(ik)
 		if errors.Is(err, pebble.ErrNotFound) {
@@ -628,57 +682,68 @@ func (s *Store) commit(reqs []*request) (err error) {
 			return indexEntry{}, err
 		}
 		defer closer.Close()
-		e, ok := decodeIndex(v)
-		if !ok {
+		e, err := parseIndexValue(v)
+		if err != nil {
 			return indexEntry{}, fmt.Errorf("corrupt index entry %x", ik)
 		}
 		return e, nil
 	}
+	var gone []uint64 // payload files of the jobs this batch deletes or replaces
+	blobs := false
 	for _, r := range reqs {
 		for i := range r.jobs {
 			j := &r.jobs[i]
+			blob := r.blob(i)
+			blobs = blobs || blob.id != 0
 			ik := indexKey(j.Ref())
 			old, err := lookup(ik)
 			if err != nil {
-				return fmt.Errorf("embedded: add job %q: %w", j.Key, err)
+				return false, fmt.Errorf("embedded: add job %q: %w", j.Key, err)
 			}
 			if old.seq != 0 {
 				if err := b.Delete(jobKey(old.seq), nil); err != nil {
-					return fmt.Errorf("embedded: add job %q: %w", j.Key, err)
+					return false, fmt.Errorf("embedded: add job %q: %w", j.Key, err)
+				}
+				if old.blob.id != 0 {
+					gone = append(gone, old.blob.id)
 				}
 			}
 			seq++
-			// Encoded in place: a large payload is copied once, into
-			// the batch (issue 10, memory).
+			// Encoded in place: a payload is copied once, into the
+			// batch; a large one is in its file already (issue 10,
+			// memory).
 			k := jobKey(seq)
-			op := b.SetDeferred(len(k), encodedLen(j))
+			op := b.SetDeferred(len(k), encodedLen(j, blob))
 			copy(op.Key, k)
-			encodeJob(op.Value[:0], j)
+			encodeJob(op.Value[:0], j, blob)
 			if err := op.Finish(); err != nil {
-				return fmt.Errorf("embedded: add job %q: %w", j.Key, err)
+				return false, fmt.Errorf("embedded: add job %q: %w", j.Key, err)
 			}
-			e := indexEntry{seq: seq, version: j.Version}
+			e := indexEntry{seq: seq, version: j.Version, blob: blob}
 			if err := b.Set(ik, e.encode(), nil); err != nil {
-				return fmt.Errorf("embedded: add job %q: %w", j.Key, err)
+				return false, fmt.Errorf("embedded: add job %q: %w", j.Key, err)
 			}
-			seqs[string(ik)] = e
+			index[string(ik)] = e
 		}
 		for _, ref := range r.refs {
 			ik := indexKey(ref)
 			old, err := lookup(ik)
 			if err != nil {
-				return fmt.Errorf("embedded: delete job %q: %w", ref.Key, err)
+				return false, fmt.Errorf("embedded: delete job %q: %w", ref.Key, err)
 			}
 			if old.seq == 0 || !ref.Removes(old.version) {
 				continue
 			}
 			if err := b.Delete(jobKey(old.seq), nil); err != nil {
-				return fmt.Errorf("embedded: delete job %q: %w", ref.Key, err)
+				return false, fmt.Errorf("embedded: delete job %q: %w", ref.Key, err)
 			}
 			if err := b.Delete(ik, nil); err != nil {
-				return fmt.Errorf("embedded: delete job %q: %w", ref.Key, err)
+				return false, fmt.Errorf("embedded: delete job %q: %w", ref.Key, err)
 			}
-			seqs[string(ik)] = indexEntry{}
+			if old.blob.id != 0 {
+				gone = append(gone, old.blob.id)
+			}
+			index[string(ik)] = indexEntry{}
 		}
 	}
 	adds := false
@@ -686,15 +751,23 @@ func (s *Store) commit(reqs []*request) (err error) {
 		adds = adds || len(r.jobs) > 0
 	}
 	if err := s.room(int64(b.Len()), adds); err != nil {
-		return err
+		return false, err
+	}
+	if blobs && s.opts.Sync != SyncNone {
+		// The new payload files' directory entries, before the records
+		// that refer to them.
+		if err := s.syncBlobDir(); err != nil {
+			return false, err
+		}
 	}
 	// pebble.Sync in every mode: Commit returns once the log writer has
 	// written the batch with write(2). With Sync: interval and none, the
 	// fsync that would follow is deferred or skipped (walfs.go).
 	if err := b.Commit(pebble.Sync); err != nil {
 		s.log.WithError(err).Error("store commit failed")
-		return fmt.Errorf("embedded: commit: %w", err)
+		return true, fmt.Errorf("embedded: commit: %w", err)
 	}
+	s.unlinkLater(gone)
 	s.seq = seq
 	s.commits.Add(1)
 	var n uint64
@@ -702,7 +775,7 @@ func (s *Store) commit(reqs []*request) (err error) {
 		n += uint64(len(r.jobs) + len(r.refs))
 	}
 	s.writes.Add(n)
-	return nil
+	return false, nil
 }
 
 // room returns ErrNoSpace when the filesystem lacks room for a batch of
@@ -773,15 +846,27 @@ func (s *Store) syncer() {
 		case <-s.stop:
 			return
 		case <-t.C:
+			// The files of jobs deleted before this fsync of the log
+			// may go once it is done, not those of later deletes.
+			ids := s.takeUnlink()
 			if err := s.wal.syncAll(); err != nil {
+				s.putUnlink(ids)
 				s.log.WithError(err).Error("store sync failed")
+				continue
 			}
+			s.removeBlobs(ids)
 		}
 	}
 }
 
-// Replay calls fn for every stored job in add order.
+// Replay calls fn for every stored job in add order. A job whose payload
+// file does not match its record fails it.
 func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
+	return s.replay(ctx, true, fn)
+}
+
+// replay is Replay; without data, large jobs come without their payload.
+func (s *Store) replay(ctx context.Context, data bool, fn func(store.Job) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -804,9 +889,17 @@ func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		j, err := decodeJob(it.Value())
+		j, blob, err := decodeJob(it.Value())
 		if err != nil {
 			return fmt.Errorf("embedded: replay: job %x: %w", it.Key(), err)
+		}
+		if blob.id != 0 && data {
+			if s.skip[binary.BigEndian.Uint64(it.Key()[1:])] {
+				continue
+			}
+			if j.Data, err = s.readBlob(blob); err != nil {
+				return fmt.Errorf("embedded: replay: job %q: %w", j.Key, err)
+			}
 		}
 		if err := fn(j); err != nil {
 			return err
@@ -821,7 +914,7 @@ func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 // Count returns the number of stored jobs (a full scan).
 func (s *Store) Count(ctx context.Context) (int, error) {
 	n := 0
-	err := s.Replay(ctx, func(store.Job) error { n++; return nil })
+	err := s.replay(ctx, false, func(store.Job) error { n++; return nil })
 	return n, err
 }
 
@@ -850,6 +943,8 @@ func (s *Store) Close() error {
 	if err := closePebble(s.db); err != nil {
 		return fmt.Errorf("embedded: close: %w", err)
 	}
+	// Closing fsynced the log (Sync: interval): the deletes are durable.
+	s.removeBlobs(s.takeUnlink())
 	s.log.Info("store closed")
 	return nil
 }

@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 		helperProcess(dir)
 		return
 	}
+	if dir := os.Getenv(largeHelperEnv); dir != "" {
+		largeHelper(dir)
+		return
+	}
 	if os.Getenv(writeErrorChild) != "" {
 		os.Exit(m.Run()) // a failed pebble is never closed: no leak check
 	}
@@ -38,7 +42,10 @@ func TestMain(m *testing.M) {
 
 // opener gives each test its own directory; a second open in the same test
 // reopens it.
-func opener(mode SyncMode) storetest.Opener {
+func opener(mode SyncMode) storetest.Opener { return openerWith(Options{Sync: mode}) }
+
+// openerWith is opener with more options (Dir is set per test).
+func openerWith(opts Options) storetest.Opener {
 	var mu sync.Mutex
 	dirs := map[string]string{}
 	return func(t *testing.T) store.Store {
@@ -49,7 +56,9 @@ func opener(mode SyncMode) storetest.Opener {
 			dirs[t.Name()] = dir
 		}
 		mu.Unlock()
-		s, err := Open(context.Background(), Options{Dir: dir, Sync: mode})
+		o := opts
+		o.Dir = dir
+		s, err := Open(context.Background(), o)
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -61,6 +70,10 @@ func TestStore(t *testing.T) {
 	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncNone} {
 		t.Run(string(mode), func(t *testing.T) {
 			storetest.Run(t, opener(mode))
+		})
+		// Every job with a payload kept in its own file (blob.go).
+		t.Run(string(mode)+"/files", func(t *testing.T) {
+			storetest.Run(t, openerWith(Options{Sync: mode, BlobSize: 1}))
 		})
 	}
 }

@@ -18,14 +18,15 @@ var ErrNoSpace = fmt.Errorf("embedded: not enough free space: %w", syscall.ENOSP
 // database cannot take writes any more until it is opened again.
 var ErrFailed = errors.New("embedded: store failed after a write error; restart to reopen it")
 
-// DamageError is returned by Open when a write-ahead log is damaged: valid
+// DamageError is returned by Open when a write-ahead log is damaged (valid
 // records follow an unreadable part, so opening the store would drop
-// every job written from the damage on. Options.AcceptDamage opens it
-// anyway.
+// every job written from the damage on), or when the payload file of a
+// large job is missing or short. Options.AcceptDamage opens it anyway.
 type DamageError struct {
-	// File is the damaged log.
+	// File is the damaged log, or the first missing or damaged payload
+	// file.
 	File string
-	// Offset is where reading stopped.
+	// Offset is where reading the log stopped; -1 for a payload file.
 	Offset int64
 	// LostJobs is the number of jobs added in the part of the log that
 	// would be dropped (some may have been deleted later), or -1 when it
@@ -39,6 +40,9 @@ func (e *DamageError) Error() string {
 	lost := "an unknown number of"
 	if e.LostJobs >= 0 {
 		lost = fmt.Sprint(e.LostJobs)
+	}
+	if e.Offset < 0 {
+		return fmt.Sprintf("embedded: payload file %s (%v): %s stored jobs have lost their payload file", e.File, e.Err, lost)
 	}
 	return fmt.Sprintf("embedded: write-ahead log %s is damaged at offset %d (%v): %s jobs stored after it would be lost", e.File, e.Offset, e.Err, lost)
 }

@@ -53,7 +53,8 @@ type Config struct {
 	Sync string
 	// AcceptDamage is --accept-store-damage: open an embedded store whose
 	// write-ahead log is damaged, without the jobs stored from the damage
-	// on. Default false: Store fails with the *embedded.DamageError.
+	// on (or whose large jobs' payload files are missing or short, without
+	// those jobs). Default false: Store fails with the *embedded.DamageError.
 	AcceptDamage bool
 	// SyncInterval is --sync-interval, the fsync period of --sync
 	// interval. Default 100ms.
