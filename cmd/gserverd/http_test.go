@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 )
@@ -89,7 +90,7 @@ func TestBinaryHTTPEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var tp expfmt.TextParser
+	tp := expfmt.NewTextParser(model.LegacyValidation)
 	fams, err := tp.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
@@ -150,7 +151,7 @@ func TestBinaryHTTPLimits(t *testing.T) {
 		}
 	}
 	resp := get("GET", "/metrics")
-	var tp expfmt.TextParser
+	tp := expfmt.NewTextParser(model.LegacyValidation)
 	fams, err := tp.TextToMetricFamilies(resp.Body)
 	resp.Body.Close()
 	if err != nil {

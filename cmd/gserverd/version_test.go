@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 )
@@ -109,7 +110,7 @@ func TestStampedVersion(t *testing.T) {
 	}
 	resp = get("/metrics")
 	defer resp.Body.Close()
-	var tp expfmt.TextParser
+	tp := expfmt.NewTextParser(model.LegacyValidation)
 	fams, err := tp.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
@@ -272,7 +273,7 @@ func httpGet(t *testing.T, url string) []byte {
 // every k=v of labels (a histogram's: its count), or -1.
 func metric(t *testing.T, base, name string, labels ...string) float64 {
 	t.Helper()
-	var p expfmt.TextParser
+	p := expfmt.NewTextParser(model.LegacyValidation)
 	fams, err := p.TextToMetricFamilies(bytes.NewReader(httpGet(t, base+"/metrics")))
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server/monitor"
@@ -76,7 +77,7 @@ func TestMetricsCardinalityBounded(t *testing.T) {
 			// the Go and process collectors add some 10 KB.
 			limit := int64(64<<10 + (tc.wantOwn+1)*8<<10)
 			body := scrapeLimited(t, e, limit)
-			var p expfmt.TextParser
+			p := expfmt.NewTextParser(model.LegacyValidation)
 			fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
 			if err != nil {
 				t.Fatalf("parse /metrics: %v", err)
