@@ -268,6 +268,11 @@ func TestChecklistWorker(t *testing.T) {
 		w.grab()
 		w.send(protocol.WorkComplete, h, "ok")
 		c.expect(protocol.WorkComplete, h, "ok")
+		// The client may read the result before the server, still
+		// holding its lock, has freed the job and stopped its timer: a
+		// GET_STATUS answered after that lock says the job is gone.
+		w.send(protocol.GetStatus, h)
+		w.expect(protocol.StatusRes, h, "0", "0", "0", "0")
 		if clk.Pending() != 0 {
 			t.Fatalf("%d timers left after completion", clk.Pending())
 		}
