@@ -120,10 +120,15 @@ func TestDashboardScaleInChromium(t *testing.T) {
 	}
 	first := st.Children[0].Pid
 	if err := chromedp.Do(ctx,
-		chromedp.Click(chromedp.CSS(`#children tr[data-function="thumb"]`)),
+		// The page replaces its table rows on every update, so a node
+		// chromedp found may be gone when it acts on it ("could not find
+		// node with given id"): each action is one script, which no
+		// update can interleave.
+		poll(`(() => { const r = document.querySelector('#children tr[data-function="thumb"]'); if (!r) return false; r.click(); return true; })()`),
 		poll(`document.getElementById("log-function").value === "thumb" && `+logLine(first)),
-		chromedp.SetValue(chromedp.CSS(`input[data-scale="thumb"]`), "2"),
-		chromedp.Click(chromedp.CSS(`tr[data-function="thumb"] button[data-action="scale"]`)),
+		poll(`(() => { const i = document.querySelector('input[data-scale="thumb"]');
+			const b = document.querySelector('tr[data-function="thumb"] button[data-action="scale"]');
+			if (!i || !b) return false; i.value = "2"; b.click(); return true; })()`),
 		poll(runningRows+` === 2`),
 	); err != nil {
 		t.Fatalf("log pane and scale: %v", err)
