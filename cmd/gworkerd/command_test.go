@@ -123,6 +123,14 @@ func procEnv(pid int, key string) (string, bool) {
 	return "", false
 }
 
+// envSettled reports whether pid's environment reads non-empty: false
+// for the moment of an execve (the new image's environment is not set
+// up yet) and for a zombie, whose environment reads empty for good.
+func envSettled(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	return err == nil && len(b) > 0
+}
+
 // markedProcesses lists the live processes whose environment holds
 // markerVar=marker (a zombie's environment reads empty).
 func markedProcesses(marker string) []int {
@@ -494,6 +502,9 @@ func TestCommandStopLeavesNoOrphans(t *testing.T) {
 			t.Fatalf("spawn reply %q: %v", out, err)
 		}
 		for _, p := range r.Spawned {
+			// The pid is known from fork on; while the process is in
+			// execve its environ reads empty for a moment.
+			waitFor(t, 30*time.Second, fmt.Sprintf("spawned %d past its exec", p), func() bool { return envSettled(p) })
 			if v, _ := procEnv(p, markerVar); v != marker {
 				t.Fatalf("spawned %d: %s=%q, want %q", p, markerVar, v, marker)
 			}
@@ -525,8 +536,12 @@ func TestCommandStopLeavesNoOrphans(t *testing.T) {
 	for len(spawned) < 6 {
 		spawn()
 	}
+	live := append(e.running("spawner"), spawned[2:]...)
+	for _, p := range live {
+		waitFor(t, 30*time.Second, fmt.Sprintf("process %d past its exec", p), func() bool { return envSettled(p) })
+	}
 	marked := markedProcesses(marker)
-	for _, p := range append(e.running("spawner"), spawned[2:]...) {
+	for _, p := range live {
 		if !slices.Contains(marked, p) {
 			t.Errorf("process %d not found by its marker among %v", p, marked)
 		}
