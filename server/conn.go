@@ -56,10 +56,11 @@ type conn struct {
 	// the first CAN_DO.
 	abil               map[*function]*ability
 	abilHead, abilTail *ability
-	rr                 *ability   // round-robin start in grab; nil = abilHead
-	nrunning           int        // jobs assigned to this connection (in the abilities' running lists)
-	attached           attachList // foreground jobs this connection waits for
-	nattached          int        // distinct jobs in attached
+	ready              [3]readyList // registrations with a queued job, per priority (links.go)
+	nrunning           int          // jobs assigned to this connection (in the abilities' running lists)
+	armed              *job         // running jobs with a CAN_DO_TIMEOUT timer set (job.arm)
+	attached           attachList   // foreground jobs this connection waits for
+	nattached          int          // distinct jobs in attached
 	sleeping           bool
 	noopSent           bool
 	gone               bool  // removed from the server

@@ -406,10 +406,8 @@ func (h *handler) preSleep() {
 	s, c := h.s, h.c
 	s.mu.Lock()
 	c.sleeping = true
-	for a := c.abilHead; a != nil && c.nrunning > 0; a = a.next {
-		for j := a.running.head; j != nil; j = j.next {
-			j.stopTimer()
-		}
+	for c.armed != nil {
+		c.armed.stopTimer()
 	}
 	if !c.noopSent && !s.draining && s.hasWork(c) {
 		c.noopSent = true

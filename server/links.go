@@ -28,6 +28,77 @@ type ability struct {
 	running jobList
 	// prev and next link c's registrations, oldest first.
 	prev, next *ability
+	// ready links c.ready[p] while fn has a queued job of priority p
+	// and a is registered (widx >= 0).
+	ready [3]readyLink
+}
+
+// readyLink is an ability's place in one of its connection's ready
+// lists; in tells whether it is in.
+type readyLink struct {
+	prev, next *ability
+	in         bool
+}
+
+// readyList lists the registrations of a connection whose function has a
+// queued job of one priority, so that GRAB_JOB and PRE_SLEEP cost O(1)
+// however many functions the connection registered. Rotating the head to
+// the tail at each grab serves functions of equal priority round-robin.
+type readyList struct{ head, tail *ability }
+
+func (l *readyList) add(a *ability, p int) {
+	r := &a.ready[p]
+	if r.in {
+		return
+	}
+	r.in, r.prev, r.next = true, l.tail, nil
+	if l.tail != nil {
+		l.tail.ready[p].next = a
+	} else {
+		l.head = a
+	}
+	l.tail = a
+}
+
+func (l *readyList) remove(a *ability, p int) {
+	r := &a.ready[p]
+	if !r.in {
+		return
+	}
+	if r.prev != nil {
+		r.prev.ready[p].next = r.next
+	} else {
+		l.head = r.next
+	}
+	if r.next != nil {
+		r.next.ready[p].prev = r.prev
+	} else {
+		l.tail = r.prev
+	}
+	*r = readyLink{}
+}
+
+// rotate moves the head to the tail.
+func (l *readyList) rotate(p int) {
+	if a := l.head; a != nil && a != l.tail {
+		l.remove(a, p)
+		l.add(a, p)
+	}
+}
+
+// queueFilled and queueEmptied keep the ready lists of fn's workers
+// when fn's queue of priority p gains its first job or loses its last:
+// O(workers of fn), as the wake-up that goes with a new job already is.
+func queueFilled(fn *function, p int) {
+	for _, a := range fn.workers {
+		a.c.ready[p].add(a, p)
+	}
+}
+
+func queueEmptied(fn *function, p int) {
+	for _, a := range fn.workers {
+		a.c.ready[p].remove(a, p)
+	}
 }
 
 // addAbility registers fn for c (CAN_DO with timeout, 0 for none). A
@@ -52,6 +123,11 @@ func (s *Server) addAbility(c *conn, fn *function, timeout time.Duration) {
 	}
 	c.abilTail = a
 	fn.workers = append(fn.workers, a)
+	for p := range fn.queues {
+		if fn.queues[p].head != nil {
+			c.ready[p].add(a, p)
+		}
+	}
 }
 
 // unregister takes a out of its function's workers: the function counts
@@ -63,6 +139,9 @@ func (s *Server) unregister(a *ability) {
 	}
 	fn := a.fn
 	fn.nworkers -= a.n
+	for p := range a.ready {
+		a.c.ready[p].remove(a, p)
+	}
 	last := len(fn.workers) - 1
 	moved := fn.workers[last]
 	fn.workers[a.widx] = moved
@@ -82,9 +161,6 @@ func (s *Server) removeAbility(a *ability) {
 	s.unregister(a)
 	s.moveCursorsAbil(a)
 	delete(c.abil, a.fn)
-	if c.rr == a {
-		c.rr = a.next
-	}
 	if a.prev != nil {
 		a.prev.next = a.next
 	} else {

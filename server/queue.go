@@ -48,6 +48,10 @@ type jobExt struct {
 	when    int64
 	timer   clock.Timer
 	heapIdx int32
+	// armedOn is the connection whose armed list (conn.armed) holds
+	// the job while timer is set; armPrev and armNext link that list.
+	armedOn          *conn
+	armPrev, armNext *job
 
 	// joining counts the background submits coalesced into this unstored
 	// job whose Store.Add is in flight (batch.go, joinStored).
@@ -86,11 +90,35 @@ func (j *job) key() string {
 	return j.ext.key
 }
 
-func (j *job) stopTimer() {
-	if j.ext != nil && j.ext.timer != nil {
-		j.ext.timer.Stop()
-		j.ext.timer = nil
+// arm sets the job's CAN_DO_TIMEOUT timer and lists it in c's armed
+// jobs, so that PRE_SLEEP stops exactly those.
+func (j *job) arm(c *conn, t clock.Timer) {
+	x := j.x()
+	x.timer, x.armedOn, x.armPrev, x.armNext = t, c, nil, c.armed
+	if c.armed != nil {
+		c.armed.ext.armPrev = j
 	}
+	c.armed = j
+}
+
+// stopTimer stops the job's timer, if set, and takes it off its
+// connection's armed list.
+func (j *job) stopTimer() {
+	x := j.ext
+	if x == nil || x.timer == nil {
+		return
+	}
+	x.timer.Stop()
+	x.timer = nil
+	if x.armPrev != nil {
+		x.armPrev.ext.armNext = x.armNext
+	} else {
+		x.armedOn.armed = x.armNext
+	}
+	if x.armNext != nil {
+		x.armNext.ext.armPrev = x.armPrev
+	}
+	x.armedOn, x.armPrev, x.armNext = nil, nil, nil
 }
 
 type jobState uint8
@@ -232,7 +260,11 @@ func (s *Server) enqueue(j *job, t time.Time) {
 	j.state = stQueued
 	j.since = t.UnixNano()
 	j.fn.queued[j.prio]++
-	j.fn.queues[j.prio].push(j)
+	q := &j.fn.queues[j.prio]
+	q.push(j)
+	if q.head == j {
+		queueFilled(j.fn, int(j.prio))
+	}
 	s.wakeWorkers(j.fn)
 }
 
@@ -240,7 +272,11 @@ func (s *Server) enqueue(j *job, t time.Time) {
 func (s *Server) unlink(j *job) {
 	switch j.state {
 	case stQueued:
-		j.fn.queues[j.prio].remove(j)
+		q := &j.fn.queues[j.prio]
+		q.remove(j)
+		if q.head == nil {
+			queueEmptied(j.fn, int(j.prio))
+		}
 		j.fn.queued[j.prio]--
 	case stWaiting:
 		heap.Remove(&s.future, int(j.ext.heapIdx))
@@ -374,39 +410,23 @@ func (s *Server) wakeWorkers(fn *function) {
 
 // hasWork reports whether a job is runnable now for one of c's functions.
 func (s *Server) hasWork(c *conn) bool {
-	for a := c.abilHead; a != nil; a = a.next {
-		q := &a.fn.queues
-		if q[0].head != nil || q[1].head != nil || q[2].head != nil {
-			return true
-		}
-	}
-	return false
+	return c.ready[0].head != nil || c.ready[1].head != nil || c.ready[2].head != nil
 }
 
 // grab takes the next job for worker c: the highest priority over all of
-// its functions, functions of equal priority served round-robin.
+// its functions, functions of equal priority served round-robin. O(1):
+// c's ready lists hold exactly the registrations with a queued job.
 func (s *Server) grab(c *conn) *job {
-	if c.abilHead == nil || s.draining {
+	if s.draining {
 		return nil
 	}
-	start := c.rr
-	if start == nil {
-		start = c.abilHead
-	}
-	for p := range 3 {
-		a := start
-		for {
-			if j := a.fn.queues[p].head; j != nil {
-				c.rr = a.next
-				s.assign(j, a)
-				return j
-			}
-			if a = a.next; a == nil {
-				a = c.abilHead
-			}
-			if a == start {
-				break
-			}
+	for p := range c.ready {
+		l := &c.ready[p]
+		if a := l.head; a != nil {
+			l.rotate(p)
+			j := a.fn.queues[p].head
+			s.assign(j, a)
+			return j
 		}
 	}
 	return nil
@@ -429,7 +449,7 @@ func (s *Server) assign(j *job, a *ability) {
 	c.nrunning++
 	if d := a.timeout; d > 0 {
 		id, gen := j.id, j.gen
-		j.x().timer = s.clk.AfterFunc(d, func() { s.timeout(id, gen) })
+		j.arm(c, s.clk.AfterFunc(d, func() { s.timeout(id, gen) }))
 	}
 }
 
@@ -442,7 +462,7 @@ func (s *Server) timeout(id uint64, gen uint16) {
 		s.mu.Unlock()
 		return
 	}
-	j.ext.timer = nil
+	j.stopTimer() // fired: this only takes it off the armed list
 	s.counters.timedOut++
 	s.log.WithFields(map[string]any{"function": j.fn.name, "job_handle": s.handleString(j.id)}).Info("job timed out, requeued")
 	s.requeue(j, &h)
