@@ -160,6 +160,13 @@ type WorkerFunction struct {
 	MemoryHardLimit int64
 	// Concurrency is the most jobs one child runs at once. Default 1.
 	Concurrency int
+	// Prefetch is how many jobs each resident handler takes ahead of the
+	// one it runs (jobs/pipelined.go): they wait in its request pipe, so
+	// that it starts the next one the moment it ends one. For short jobs
+	// (milliseconds) this is most of the handler's speed; a job taken
+	// behind a long one waits for it. Default 0. Resident handlers only,
+	// and not with timeout (the server's timer would count the wait).
+	Prefetch int
 	// FatalAfter gives up (state fatal) after this many consecutive
 	// failed starts; 0 (default) retries forever at the backoff cap.
 	FatalAfter int
@@ -215,6 +222,9 @@ const (
 	// must not fork the host to death.
 	DefaultWorkerMaxChildrenPerFunction = 64
 	DefaultWorkerMaxChildren            = 256
+	// maxPrefetch bounds a function's prefetch: beyond a few jobs per
+	// handler, prefetch only holds jobs other workers could run.
+	maxPrefetch = 16
 )
 
 // HTTPListenIsDefault reports whether HTTPListen is the default, not
@@ -634,6 +644,8 @@ func merge(base, f WorkerFunction) WorkerFunction {
 			out.MemoryHardLimit = f.MemoryHardLimit
 		case "concurrency":
 			out.Concurrency = f.Concurrency
+		case "prefetch":
+			out.Prefetch = f.Prefetch
 		case "fatal_after":
 			out.FatalAfter = f.FatalAfter
 		case "user":
@@ -779,6 +791,14 @@ func (w *Worker) Validate() error {
 			return bad("max_jobs", "must not be negative")
 		case f.Concurrency < 1:
 			return bad("concurrency", "must be at least 1")
+		case f.Prefetch < 0:
+			return bad("prefetch", "must not be negative")
+		case f.Prefetch > maxPrefetch:
+			return bad("prefetch", fmt.Sprintf("%d is beyond %d", f.Prefetch, maxPrefetch))
+		case f.Prefetch > 0 && f.Timeout > 0:
+			return bad("prefetch", "a job taken ahead would spend its timeout waiting: set one of prefetch and timeout")
+		case f.Prefetch > 0 && len(f.Command) > 0:
+			return bad("prefetch", "a command takes its own jobs: prefetch applies to resident handlers")
 		case f.ScaleThreshold < 1:
 			return bad("scale_threshold", "must be at least 1")
 		case f.MemoryLimit < 0:
@@ -978,6 +998,8 @@ func (d decoder) function(key, name string, n *yaml.Node) (WorkerFunction, error
 			f.MaxJobs, err = d.integer(sub, v)
 		case "concurrency":
 			f.Concurrency, err = d.integer(sub, v)
+		case "prefetch":
+			f.Prefetch, err = d.integer(sub, v)
 		case "fatal_after":
 			f.FatalAfter, err = d.integer(sub, v)
 		case "timeout":

@@ -402,6 +402,11 @@ func TestParseWorkerHostingErrors(t *testing.T) {
 		{"command in defaults", "defaults:\n  command: [php]\n", "defaults.command", "belongs to one function"},
 		{"resident not bool", "functions:\n  f:\n    resident: maybe\n", "functions.f.resident", "want true or false"},
 		{"ready_after", "functions:\n  f:\n    ready_after: soon\n", "functions.f.ready_after", "want a duration"},
+		{"prefetch with timeout", "functions:\n  f:\n    timeout: 5s\n    prefetch: 2\n", "functions.f.prefetch", "one of prefetch and timeout"},
+		{"prefetch of a command", "functions:\n  f:\n    command: [php]\n    prefetch: 2\n", "functions.f.prefetch", "resident handlers"},
+		{"negative prefetch", "functions:\n  f:\n    prefetch: -1\n", "functions.f.prefetch", "must not be negative"},
+		{"prefetch too deep", "functions:\n  f:\n    prefetch: 17\n", "functions.f.prefetch", "beyond 16"},
+		{"prefetch not an integer", "functions:\n  f:\n    prefetch: some\n", "functions.f.prefetch", "integer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -58,9 +58,16 @@ type Resident struct {
 	// Logger receives the handlers' starts and exits. Default: discarded.
 	Logger logrus.FieldLogger
 
+	// Depth, when above 1, lets each handler take up to Depth jobs at
+	// once (pipelined.go): the pool is then the handlers Start started,
+	// each replaced when it dies.
+	Depth int
+
 	mu     sync.Mutex
 	idle   []*handlerProc
 	live   map[*handlerProc]struct{}
+	slots  []*slot    // Depth > 1: one per handler
+	freed  *sync.Cond // on mu: a slot has room again (Depth > 1)
 	closed bool
 	wg     sync.WaitGroup // the handlers' Wait goroutines
 }
@@ -125,6 +132,10 @@ func (r *Resident) Start(ctx context.Context, n int) error {
 		if err != nil {
 			return err
 		}
+		if r.Depth > 1 {
+			r.addSlot(h)
+			continue
+		}
 		r.put(h)
 	}
 	return nil
@@ -132,6 +143,9 @@ func (r *Resident) Start(ctx context.Context, n int) error {
 
 // Run runs one job on an idle handler, or on a new one.
 func (r *Resident) Run(ctx context.Context, job worker.Job) ([]byte, error) {
+	if r.Depth > 1 {
+		return r.runPipelined(ctx, job)
+	}
 	h, err := r.take(ctx)
 	if err != nil {
 		if errors.Is(err, ErrResidentClosed) || ctx.Err() != nil {
@@ -171,6 +185,12 @@ func (r *Resident) serve(ctx context.Context, h *handlerProc, job worker.Job) (r
 		return nil, r.died(ctx, h, "taking the job", werr), false
 	}
 	h.jobs++
+	return r.await(ctx, h, job)
+}
+
+// await reads h's frames for job, relaying its progress, up to its
+// result. reusable is false when h must be dropped.
+func (r *Resident) await(ctx context.Context, h *handlerProc, job worker.Job) (res []byte, err error, reusable bool) {
 	for {
 		f, err := ReadFrame(h.rep, r.MaxFrame)
 		if err != nil {
@@ -331,7 +351,25 @@ func (r *Resident) Close() error {
 	r.closed = true
 	idle := r.idle
 	r.idle = nil
+	var broken []*handlerProc
+	for _, sl := range r.slots {
+		switch {
+		case sl.h == nil:
+		case sl.broken:
+			broken = append(broken, sl.h)
+		default:
+			idle = append(idle, sl.h)
+		}
+		sl.h = nil
+	}
+	r.slots = nil
+	if r.freed != nil {
+		r.freed.Broadcast()
+	}
 	r.mu.Unlock()
+	for _, h := range broken {
+		r.discard(h)
+	}
 	var wg sync.WaitGroup
 	for _, h := range idle {
 		wg.Add(1)

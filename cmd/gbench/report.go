@@ -140,7 +140,7 @@ const (
 )
 
 // deriveWorkers writes the worker section's closing note for each
-// column: the five figures, resident / pecl loop and resident / per-job
+// column: the six figures, resident / pecl loop and resident / per-job
 // exec, each against its goal.
 func (r *report) deriveWorkers() {
 	hs := hostings()
@@ -151,7 +151,7 @@ func (r *report) deriveWorkers() {
 		}
 	}
 	// The order of hostings(): resident, exec, pecl, built-in, resident in
-	// 4 children.
+	// 4 children, resident without prefetch.
 	const resident, exec, pecl = 0, 1, 2
 	for _, name := range r.Meta.Columns {
 		var figs []string

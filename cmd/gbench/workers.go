@@ -17,13 +17,16 @@ import (
 
 // The worker section (scenario 8) serves one trivial PHP job, the
 // workload reversed (`return strrev($job->workload());`), with 4 workers
-// hosted five ways, one after the other against the same server:
+// hosted six ways, one after the other against the same server:
 // resident PHP in gworkerd (4 PHP handlers in one child, `count: 1,
-// concurrency: 4`, the shape README recommends), per-job exec in
+// concurrency: 4, prefetch: 3`, the shape README recommends for short
+// jobs), per-job exec in
 // gworkerd (a php process per job, today's executable contract), the
 // native pecl GearmanWorker loop (4 php processes that gbench starts
 // itself: the baseline), gworkerd's Go built-in `reverse`, and resident
-// PHP again as 4 children of one handler each (`count: 4`). The jobs are foreground and
+// PHP again as 4 children of one handler each (`count: 4`), and as the
+// first without prefetch (each handler waits for gworkerd between jobs).
+// The jobs are foreground and
 // pipelined (ForegroundPipelined): every result is checked, and the
 // window keeps the queue from running dry, so the rate, from the first
 // submit to the last WORK_COMPLETE, is the workers' throughput.
@@ -43,6 +46,8 @@ const (
 	// hostReady bounds the start of a hosting's workers (until the server
 	// lists all of them) and, after the run, their exit.
 	hostReady = 30 * time.Second
+	// residentPrefetch is the prefetch of the resident hosting (8a).
+	residentPrefetch = 3
 	// hostStopTimeout is gworkerd's stop_timeout in the section.
 	hostStopTimeout = 5 * time.Second
 )
@@ -68,7 +73,7 @@ type hosting struct {
 func hostings() []hosting {
 	return []hosting{
 		{key: "resident", label: "resident PHP", function: phpFunction, start: startResident, missing: needPHPAndGworkerd, conns: 1,
-			figure: "PHP strrev job, resident in gworkerd (job_rev.php, 4 handlers in 1 child)"},
+			figure: "PHP strrev job, resident in gworkerd (job_rev.php, 4 handlers in 1 child, prefetch 3)"},
 		{key: "exec", label: "per-job exec", function: phpFunction, exec: true, start: startExec, missing: needPHPAndGworkerd,
 			figure: "PHP strrev job, per-job exec by gworkerd (4 children, a php per job)"},
 		{key: "pecl", label: "native pecl loop", function: phpFunction, start: startPecl, missing: needPecl,
@@ -77,6 +82,8 @@ func hostings() []hosting {
 			figure: "same job, gworkerd's Go built-in reverse (4 children)"},
 		{key: "resident4", label: "resident PHP in 4 children", function: phpFunction, start: startResident4, missing: needPHPAndGworkerd,
 			figure: "PHP strrev job, resident in gworkerd (job_rev.php, 4 children of 1 handler)"},
+		{key: "resident-noprefetch", label: "resident PHP without prefetch", function: phpFunction, start: startResidentNoPrefetch, missing: needPHPAndGworkerd, conns: 1,
+			figure: "PHP strrev job, resident in gworkerd (job_rev.php, 4 handlers in 1 child, no prefetch)"},
 	}
 }
 
@@ -277,7 +284,7 @@ func (b *bench) writePHPFiles(dir string) error {
 // files/name and starts gworkerd in the foreground on it: servers addr,
 // jobDir (if any) as the job directory, children children of fn that
 // run hostedWorkers/children jobs at once each.
-func (b *bench) startGworkerd(addr, files, name, jobDir, fn string, children int) ([]*loadgen.Proc, error) {
+func (b *bench) startGworkerd(addr, files, name, jobDir, fn string, children, prefetch int) ([]*loadgen.Proc, error) {
 	dir := filepath.Join(files, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -292,7 +299,7 @@ func (b *bench) startGworkerd(addr, files, name, jobDir, fn string, children int
 	}
 	fmt.Fprintf(&cfg, "pid_file: %s\ncontrol_socket: %s\nlog_file: \"\"\nhttp_listen: \"\"\nstop_timeout: %s\n",
 		strconv.Quote(filepath.Join(dir, "g.pid")), strconv.Quote(filepath.Join(dir, "g.sock")), hostStopTimeout)
-	fmt.Fprintf(&cfg, "functions:\n  %s:\n    count: %d\n    concurrency: %d\n", fn, children, hostedWorkers/children)
+	fmt.Fprintf(&cfg, "functions:\n  %s:\n    count: %d\n    concurrency: %d\n    prefetch: %d\n", fn, children, hostedWorkers/children, prefetch)
 	path := filepath.Join(dir, "gworkerd.yaml")
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
 		return nil, err
@@ -305,19 +312,23 @@ func (b *bench) startGworkerd(addr, files, name, jobDir, fn string, children int
 }
 
 func startResident(b *bench, addr, files string) ([]*loadgen.Proc, error) {
-	return b.startGworkerd(addr, files, "gw-resident", filepath.Join(files, "php", "resident"), phpFunction, 1)
+	return b.startGworkerd(addr, files, "gw-resident", filepath.Join(files, "php", "resident"), phpFunction, 1, residentPrefetch)
+}
+
+func startResidentNoPrefetch(b *bench, addr, files string) ([]*loadgen.Proc, error) {
+	return b.startGworkerd(addr, files, "gw-resident0", filepath.Join(files, "php", "resident"), phpFunction, 1, 0)
 }
 
 func startResident4(b *bench, addr, files string) ([]*loadgen.Proc, error) {
-	return b.startGworkerd(addr, files, "gw-resident4", filepath.Join(files, "php", "resident"), phpFunction, hostedWorkers)
+	return b.startGworkerd(addr, files, "gw-resident4", filepath.Join(files, "php", "resident"), phpFunction, hostedWorkers, 0)
 }
 
 func startExec(b *bench, addr, files string) ([]*loadgen.Proc, error) {
-	return b.startGworkerd(addr, files, "gw-exec", filepath.Join(files, "php", "exec"), phpFunction, hostedWorkers)
+	return b.startGworkerd(addr, files, "gw-exec", filepath.Join(files, "php", "exec"), phpFunction, hostedWorkers, 0)
 }
 
 func startBuiltin(b *bench, addr, files string) ([]*loadgen.Proc, error) {
-	return b.startGworkerd(addr, files, "gw-builtin", "", builtinFunction, hostedWorkers)
+	return b.startGworkerd(addr, files, "gw-builtin", "", builtinFunction, hostedWorkers, 0)
 }
 
 // startPecl starts hostedWorkers plain pecl worker loops.

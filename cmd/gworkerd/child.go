@@ -66,6 +66,7 @@ func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *
 		if err != nil {
 			return err
 		}
+		res.Depth = 1 + cc.Prefetch
 		// Load the code before taking any job: a handler that cannot
 		// start makes the child exit, and the supervisor backs off.
 		if err := res.Start(ctx, cc.Concurrency); err != nil {
@@ -98,7 +99,7 @@ func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *
 		Functions: map[string]worker.FunctionConfig{cc.Function: {
 			Handler: h, Timeout: cc.Timeout, Retries: cc.Retries, TimeoutFails: cc.TimeoutFails,
 		}},
-		Concurrency: cc.Concurrency,
+		Concurrency: cc.Concurrency * (1 + cc.Prefetch), // prefetched jobs are held too
 		MaxJobs:     cc.MaxJobs,
 		ClientID:    fmt.Sprintf("gworkerd:%s:%d", cc.Function, os.Getpid()),
 		Logger:      log,

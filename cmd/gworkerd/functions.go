@@ -43,6 +43,7 @@ type childConfig struct {
 	Timeout      time.Duration `json:"timeout,omitempty"`
 	Retries      int           `json:"retries,omitempty"`
 	Concurrency  int           `json:"concurrency"`
+	Prefetch     int           `json:"prefetch,omitempty"`
 	MaxJobs      int           `json:"max_jobs,omitempty"`
 	Env          []string      `json:"env,omitempty"`
 	// MemoryHardLimit fails the jobs running when the child's process
@@ -192,7 +193,7 @@ func resolve(cfg *config.Worker) (resolved, error) {
 		file := files[n]
 		cc := childConfig{
 			Function: n, Servers: cfg.Servers, Timeout: f.Timeout, Retries: f.Retries,
-			Concurrency: f.Concurrency, MaxJobs: f.MaxJobs, Env: env, Dir: f.Dir,
+			Concurrency: f.Concurrency, Prefetch: f.Prefetch, MaxJobs: f.MaxJobs, Env: env, Dir: f.Dir,
 			StartTimeout: f.StartTimeout, TimeoutFails: f.OnTimeout == config.OnTimeoutFail,
 			MemoryHardLimit: f.MemoryHardLimit,
 		}
@@ -207,6 +208,10 @@ func resolve(cfg *config.Worker) (resolved, error) {
 		if f.Resident && file.Path == "" {
 			return resolved{}, &config.WorkerConfigError{Path: cfg.Path, Key: "functions." + n + ".resident", Line: f.Line,
 				Msg: "resident applies to a handler file; " + n + " is built in"}
+		}
+		if f.Prefetch > 0 && cc.Runtime == "" && !cc.Resident {
+			return resolved{}, &config.WorkerConfigError{Path: cfg.Path, Key: "functions." + n + ".prefetch", Line: f.Line,
+				Msg: "prefetch applies to resident handlers; " + n + " runs a program per job or is built in"}
 		}
 		if n == resizeFunction && file.Path == "" {
 			cc.Resize = &childResize{MaxPixels: cfg.Resize.MaxPixels, JPEGQuality: cfg.Resize.JPEGQuality, Roots: cfg.Resize.Roots}

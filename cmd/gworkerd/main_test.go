@@ -374,6 +374,15 @@ func TestCheck(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "functions.nosuch") || !strings.Contains(string(out), ":2") {
 		t.Errorf("check of an unknown function: %v %q", err, out)
 	}
+	// prefetch on a handler run once per job (rev is executable) or built in.
+	for _, fn := range []string{"rev", "reverse"} {
+		os.WriteFile(bad, []byte("servers: [a:1]\njob_dirs: ["+strconv.Quote(e.jobs)+"]\nfunctions:\n  "+fn+":\n    prefetch: 2\n"), 0o644)
+		outb, err = exec.Command(gworkerdBin, "check", "--config", bad).CombinedOutput()
+		out = string(outb)
+		if err == nil || !strings.Contains(out, "functions."+fn+".prefetch") || !strings.Contains(out, "applies to resident handlers") || !strings.Contains(out, "bad.yaml") {
+			t.Errorf("check of prefetch on %s: %v %q; want the key, the file and why", fn, err, out)
+		}
+	}
 }
 
 // Two starts on one pid file: the second fails naming the pid; a stale

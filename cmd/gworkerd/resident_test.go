@@ -834,3 +834,72 @@ func TestResidentChildKilledMidJob(t *testing.T) {
 		}
 	}
 }
+
+// prefetch: 3 with concurrency: 2 gives the one child's 2 handlers up to
+// 4 jobs each, ahead of the one they run: 200 jobs from 8 clients on
+// both servers are all served, by those 2 PHP processes only; and a
+// handler that exits mid-job still has its job retried on a new one.
+func TestResidentPrefetch(t *testing.T) {
+	t.Parallel()
+	testpeer.RequirePHPGearman(t)
+	const jobs, clients = 200, 8
+	r := startResident(t, "  seed:\n    count: 1\n    concurrency: 2\n    prefetch: 3\n  crash:\n    count: 1\n    prefetch: 2\n",
+		[]string{"job_seed.php", "job_crash.php"}, map[string]int{"seed": 1, "crash": 1})
+	children := r.running("seed")
+	var (
+		mu     sync.Mutex
+		served = map[int]int{}
+		errs   []error
+		wg     sync.WaitGroup
+		next   = make(chan int)
+	)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				srv := r.servers[i%2]
+				out, err := callJob(srv, "seed", "pids", false)
+				var pid, ppid int
+				if err == nil {
+					if _, serr := fmt.Sscanf(out, "%d %d", &pid, &ppid); serr != nil {
+						err = fmt.Errorf("result %q: %w", out, serr)
+					}
+				}
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("job %d via %s: %w", i, srv.name, err))
+				} else {
+					served[pid] = ppid
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d jobs failed: %v\nlog:\n%s", len(errs), jobs, errors.Join(errs...), r.logTail())
+	}
+	if len(served) == 0 || len(served) > 2 {
+		t.Errorf("%d jobs served by %d processes %v, want 1 or 2 (concurrency)", jobs, len(served), served)
+	}
+	for pid, ppid := range served {
+		if !slices.Contains(children, ppid) {
+			t.Errorf("handler %d served as a child of %d, want the seed child %v", pid, ppid, children)
+		}
+	}
+	if got := r.running("seed"); !slices.Equal(got, children) {
+		t.Errorf("seed children %v after the jobs, want %v unchanged", got, children)
+	}
+
+	srv := r.servers[0]
+	before := r.pid(srv, "crash")
+	out := r.job(srv, "crash", "once")
+	if !strings.HasPrefix(out, "attempt 2 pid ") || out == fmt.Sprintf("attempt 2 pid %d", before) {
+		t.Fatalf("crash once with prefetch: %q, want attempt 2 on a new handler (was %d)", out, before)
+	}
+}

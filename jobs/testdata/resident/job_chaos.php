@@ -22,5 +22,17 @@ function fnc_chaos($job)
         case 'throw':
             throw new RuntimeException('chaos exception');
     }
+    $w = $job->workload();
+    if (strncmp($w, 'wait:', 5) === 0) { // until the file exists
+        $job->sendStatus(1, 2);
+        while (!file_exists(substr($w, 5))) {
+            usleep(5000);
+        }
+        return (string) getmypid();
+    }
+    if (strncmp($w, 'touch:', 6) === 0) {
+        touch(substr($w, 6));
+        return (string) getmypid();
+    }
     return strrev($job->workload());
 }
