@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gworkerd/gworkerd/internal/httpapi"
@@ -115,8 +116,36 @@ func (m *Monitor) handleServer(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, m.Snapshot().Server)
 }
 
-func (m *Monitor) handleFunctions(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, m.snapshot().Functions)
+// Pages of GET /api/v1/functions: a scrape of 100,000 functions must not
+// build a body of 50 MB.
+const (
+	defaultFunctionsPage = 1000
+	maxFunctionsPage     = 10000
+)
+
+// handleFunctions is GET /api/v1/functions?offset=&limit=: one page of
+// the functions, in the order the server created them, limit of them
+// (default defaultFunctionsPage, at most maxFunctionsPage) from offset.
+// X-Total-Count says how many there are.
+func (m *Monitor) handleFunctions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	offset, err := intParam(q.Get("offset"), 0, 1<<31-1)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "offset: "+err.Error())
+		return
+	}
+	limit, err := intParam(q.Get("limit"), 1, maxFunctionsPage)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "limit: "+err.Error())
+		return
+	}
+	if limit == 0 {
+		limit = defaultFunctionsPage
+	}
+	fns := m.snapshot().Functions
+	w.Header().Set("X-Total-Count", strconv.Itoa(len(fns)))
+	fns = fns[min(offset, len(fns)):]
+	writeJSON(w, http.StatusOK, fns[:min(limit, len(fns))])
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) { httpapi.WriteJSON(w, code, v) }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -329,4 +330,57 @@ func TestEventDeltaCostsChanges(t *testing.T) {
 func snapData(s monitor.Snapshot) []byte {
 	b, _ := json.Marshal(s)
 	return b
+}
+
+// TestFunctionsPaged: GET /api/v1/functions returns pages, 1000 rows by
+// default and at most 10,000, with X-Total-Count; before, 100k functions
+// made one 52 MB body.
+func TestFunctionsPaged(t *testing.T) {
+	t.Parallel()
+	e := start(t, monitor.Options{}, true)
+	const n = 2500
+	register(t, e, n)
+	get := func(query string) (int, string, []monitor.FunctionInfo) {
+		t.Helper()
+		resp, body := do(t, "GET", e.base+"/api/v1/functions"+query, "", nil)
+		var fns []monitor.FunctionInfo
+		if resp.StatusCode == 200 {
+			if err := json.Unmarshal([]byte(body), &fns); err != nil {
+				t.Fatalf("%s: %v", query, err)
+			}
+		}
+		return resp.StatusCode, resp.Header.Get("X-Total-Count"), fns
+	}
+	for _, tc := range []struct {
+		query       string
+		code        int
+		first, rows int // the first row's function number, and how many
+	}{
+		{"", 200, 0, 1000},
+		{"?offset=2000&limit=1000", 200, 2000, 500},
+		{"?offset=10&limit=5", 200, 10, 5},
+		{"?limit=10000", 200, 0, n},
+		{"?offset=9999", 200, 0, 0},
+		{"?limit=10001", 400, 0, 0},
+		{"?limit=0", 400, 0, 0},
+		{"?offset=-1", 400, 0, 0},
+		{"?offset=x", 400, 0, 0},
+	} {
+		code, total, fns := get(tc.query)
+		if code != tc.code {
+			t.Errorf("%q: status %d, want %d", tc.query, code, tc.code)
+			continue
+		}
+		if code != 200 {
+			continue
+		}
+		if total != strconv.Itoa(n) {
+			t.Errorf("%q: X-Total-Count %q, want %d", tc.query, total, n)
+		}
+		if len(fns) != tc.rows {
+			t.Errorf("%q: %d rows, want %d", tc.query, len(fns), tc.rows)
+		} else if tc.rows > 0 && fns[0].Name != fnName(tc.first) {
+			t.Errorf("%q: first row %s, want %s", tc.query, fns[0].Name, fnName(tc.first))
+		}
+	}
 }

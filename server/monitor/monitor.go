@@ -11,7 +11,7 @@
 //	GET  /healthz                  200 while the process serves HTTP (open)
 //	GET  /readyz                   200 once the server is attached (after replay), 503 before and while stopping (open)
 //	GET  /api/v1/server            ServerInfo
-//	GET  /api/v1/functions         []FunctionInfo
+//	GET  /api/v1/functions         []FunctionInfo, paged: ?offset=&limit= (X-Total-Count)
 //	GET  /api/v1/workers           []server.WorkerInfo (?all=1: clients too)
 //	GET  /api/v1/jobs              JobsPage (?function=&state=&offset=&limit=)
 //	GET  /api/v1/jobs/{handle}     server.JobInfo, 404 when unknown
