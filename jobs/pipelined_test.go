@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/jobs"
 	"github.com/gworkerd/gworkerd/worker"
 )
@@ -197,4 +198,39 @@ func sameSet(a, b []int) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// The Python runtime reads the frames queued for it in turn as well.
+func TestPipelinedPython(t *testing.T) {
+	t.Parallel()
+	py := testpeer.Require(t, "python3")
+	rt, err := jobs.RuntimePython.File(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _ := filepath.Abs("testdata/resident/job_rev.py")
+	r := &jobs.Resident{
+		Command:  []string{py, rt, "--file", file, "--callable", "fnc_rev", "--function", "rev"},
+		Function: "rev", Dir: filepath.Dir(file), StartTimeout: 60 * time.Second, Depth: 4,
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	if err := r.Start(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			payload := "py-" + strconv.Itoa(i) + strings.Repeat("x", i*100)
+			got, err := r.Run(context.Background(), &fakeJob{payload: []byte(payload)})
+			if want := reverse(payload); err != nil || string(got) != want {
+				t.Errorf("job %d: %.20q..., %v", i, got, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(r.Pids()); n != 1 {
+		t.Errorf("%d handlers, want the 1 started", n)
+	}
 }
