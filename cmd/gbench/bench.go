@@ -49,18 +49,24 @@ func fullLoads() loads {
 	}
 }
 
+// quickLoads are the smoke test's: small counts, each scenario bounded
+// by its count. The time bounds only guard against a hang: a loaded
+// machine (a 2-core CI box running the race detector) took more than
+// 3 s for the 2,000 jobs of scenario 1a, and a smoke run cut by time
+// checks less than it says.
 func quickLoads() loads {
+	const d, g = time.Minute, 30 * time.Second // Duration and Grace
 	return loads{
-		fg:            loadgen.Load{Jobs: 2_000, Duration: 3 * time.Second, Conns: 8, Workers: 4, Grace: 10 * time.Second},
-		submit:        loadgen.Load{Jobs: 10_000, Duration: 3 * time.Second, Conns: 2, Window: 256, Grace: 10 * time.Second},
-		e2e:           loadgen.Load{Jobs: 5_000, Duration: 3 * time.Second, Conns: 2, Window: 256, Workers: 2, Grace: 10 * time.Second},
-		drain:         loadgen.Load{Jobs: 5_000, Duration: 5 * time.Second, Conns: 2, Window: 256, Workers: 4, Grace: 10 * time.Second},
-		rss:           loadgen.Load{Jobs: 20_000, Duration: 5 * time.Second, Conns: 2, Window: 256, Workers: 16, Grace: 10 * time.Second},
-		durableSubmit: loadgen.Load{Jobs: 1_000, Duration: 3 * time.Second, Conns: 2, Window: 256, Unique: true, Grace: 10 * time.Second},
-		durableE2E:    loadgen.Load{Jobs: 1_000, Duration: 3 * time.Second, Conns: 2, Window: 256, Workers: 2, Unique: true, Grace: 10 * time.Second},
-		client:        loadgen.Load{Jobs: 5_000, Duration: 3 * time.Second, Conns: 64, Grace: 10 * time.Second},
-		hosted:        loadgen.Load{Jobs: 1_000, Duration: 10 * time.Second, Conns: 2, Window: 32, Grace: 20 * time.Second},
-		hostedExec:    loadgen.Load{Jobs: 40, Duration: 10 * time.Second, Conns: 2, Window: 32, Grace: 20 * time.Second},
+		fg:            loadgen.Load{Jobs: 2_000, Duration: d, Conns: 8, Workers: 4, Grace: g},
+		submit:        loadgen.Load{Jobs: 10_000, Duration: d, Conns: 2, Window: 256, Grace: g},
+		e2e:           loadgen.Load{Jobs: 5_000, Duration: d, Conns: 2, Window: 256, Workers: 2, Grace: g},
+		drain:         loadgen.Load{Jobs: 5_000, Duration: d, Conns: 2, Window: 256, Workers: 4, Grace: g},
+		rss:           loadgen.Load{Jobs: 20_000, Duration: d, Conns: 2, Window: 256, Workers: 16, Grace: g},
+		durableSubmit: loadgen.Load{Jobs: 1_000, Duration: d, Conns: 2, Window: 256, Unique: true, Grace: g},
+		durableE2E:    loadgen.Load{Jobs: 1_000, Duration: d, Conns: 2, Window: 256, Workers: 2, Unique: true, Grace: g},
+		client:        loadgen.Load{Jobs: 5_000, Duration: d, Conns: 64, Grace: g},
+		hosted:        loadgen.Load{Jobs: 1_000, Duration: d, Conns: 2, Window: 32, Grace: g},
+		hostedExec:    loadgen.Load{Jobs: 40, Duration: d, Conns: 2, Window: 32, Grace: g},
 	}
 }
 

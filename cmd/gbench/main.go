@@ -83,7 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&gmArgs, "gearmand-args", "", "extra flags for every gearmand start, space-separated")
 	fs.StringVar(&gmRSS, "gearmand-rss-args", "--hashtable-buckets 1000003", "flags for gearmand in scenario 5 (1,000,000 queued jobs): with its default 991 hash buckets gearmand drains them at about 2,500 jobs/s and the drain does not finish within the bound")
 	fs.StringVar(&gmDur, "gearmand-durable-args", "-q libsqlite3 --libsqlite3-db {dir}/q.db", "queue flags for gearmand in scenario 6; {dir} is a fresh temporary directory")
-	fs.BoolVar(&c.quick, "quick", false, "small counts and short bounds, for a smoke test")
+	fs.BoolVar(&c.quick, "quick", false, "small counts, for a smoke test (each scenario bounded by its count; its time bounds only guard against a hang)")
 	fs.BoolVar(&c.json, "json", false, "print the results as JSON instead of a table")
 	fs.BoolVar(&c.verbose, "v", false, "print each server's command line and output tail on failure")
 	fs.StringVar(&scen, "scenarios", "all", "comma-separated scenarios by number or name: "+scenarioNames())

@@ -38,7 +38,7 @@ func probe(t *testing.T, c net.Conn) bool {
 
 func dialOpen(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := net.DialTimeout("tcp", addr, 30*time.Second)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}

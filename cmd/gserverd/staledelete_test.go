@@ -25,7 +25,9 @@ import (
 // delete, storetest).
 func TestBinaryStaleDelete(t *testing.T) {
 	t.Parallel()
-	const storeTimeout = time.Second
+	// Every store call is bounded by it, opening the store included:
+	// 1s was too short on a loaded machine (TestBinaryStoreStall).
+	const storeTimeout = 5 * time.Second
 	for _, b := range externalBackends() {
 		if b.name == "mysql" {
 			continue
@@ -58,7 +60,7 @@ func TestBinaryStaleDelete(t *testing.T) {
 			// A new job with the same unique: acknowledged once its record
 			// is stored (after the old delete failed at its deadline).
 			c.send(protocol.SubmitJobBg, fn, unique, "new")
-			_ = c.c.SetReadDeadline(time.Now().Add(30 * storeTimeout))
+			_ = c.c.SetReadDeadline(time.Now().Add(12 * storeTimeout))
 			f, err := c.r.Next()
 			if err != nil {
 				t.Fatalf("reply to the new submit: %v", err)
