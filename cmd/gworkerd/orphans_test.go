@@ -15,15 +15,20 @@ import (
 
 // orphanScript is shell text that leaves two processes marked with
 // marker behind, each detached with a double fork and setsid: `sleep
-// 1000`, and `sleep 1001`, which ignores SIGTERM. Each writes its pid
-// to pidFile+".term" and pidFile+".stubborn" once in its own session,
-// and the script waits for both: a job's process group is killed when
-// the job ends, and must not take one of them before it has left.
+// 1000`, and `sleep 1001`, which ignores SIGTERM from birth. The
+// subshell that starts each writes its pid to pidFile+".term" or
+// pidFile+".stubborn" (the orphan itself may be ended by the master as
+// soon as that subshell exits), and the script waits until each is in
+// its own session, or gone: a job's process group is killed when the
+// job ends, and must not take one of them before it has left.
 func orphanScript(marker, pidFile string) string {
 	return fmt.Sprintf(`export %s=%q
-(setsid sh -c 'echo $$ >%[3]s.term; exec sleep 1000' </dev/null >/dev/null 2>&1 &)
-(setsid sh -c 'trap "" TERM; echo $$ >%[3]s.stubborn; exec sleep 1001' </dev/null >/dev/null 2>&1 &)
-until [ -s %[3]s.term ] && [ -s %[3]s.stubborn ]; do sleep 0.01; done
+(setsid sh -c 'exec sleep 1000' </dev/null >/dev/null 2>&1 & echo $! >%[3]s.term)
+(trap "" TERM; setsid sh -c 'exec sleep 1001' </dev/null >/dev/null 2>&1 & echo $! >%[3]s.stubborn)
+for f in %[3]s.term %[3]s.stubborn; do
+	p=$(cat "$f")
+	until [ ! -e /proc/$p ] || [ "$(cut -d' ' -f6 /proc/$p/stat 2>/dev/null)" = "$p" ]; do sleep 0.01; done
+done
 `, markerVar, marker, pidFile)
 }
 
@@ -66,11 +71,16 @@ func checkOrphans(t *testing.T, e *env, marker, pidFile string) {
 	waitFor(t, 30*time.Second, "the orphan that obeys SIGTERM ended", func() bool { return !alive(term) })
 	waitFor(t, 30*time.Second, "both orphans logged", func() bool {
 		entries := e.logEntries()
-		// The command line is the sleep's, or the sh's just before its
-		// exec: both hold the number.
+		// The command line is the sleep's, or the sh's or setsid's
+		// before their exec: each holds the number; read inside an
+		// execve it is the command name in brackets.
+		named := func(le logEntry, n string) bool {
+			c := le.fields["cmdline"]
+			return strings.Contains(c, n) || (strings.HasPrefix(c, "[") && strings.HasSuffix(c, "]"))
+		}
 		le1, ok1 := find(entries, "orphan left by a child: ending it", "pid="+strconv.Itoa(term))
 		le2, ok2 := find(entries, "orphan left by a child: ending it", "pid="+strconv.Itoa(stubborn))
-		return ok1 && ok2 && strings.Contains(le1.fields["cmdline"], "1000") && strings.Contains(le2.fields["cmdline"], "1001")
+		return ok1 && ok2 && named(le1, "1000") && named(le2, "1001")
 	})
 	if !alive(stubborn) {
 		t.Fatalf("orphan %d, which ignores SIGTERM, ended before its grace (stop_timeout)\nlog:\n%s", stubborn, e.logTail())

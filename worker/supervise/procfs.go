@@ -265,8 +265,10 @@ func descendantGroups(root int) []int {
 }
 
 // cmdline returns the command line of pid, its arguments separated by
-// spaces, read from /proc/<pid>/cmdline (at most 4 KiB; empty for a
-// zombie or a process gone).
+// spaces, read from /proc/<pid>/cmdline (at most 4 KiB). While the
+// process is inside execve its command line reads empty for a moment,
+// as a zombie's does: then it is the command name from
+// /proc/<pid>/comm in brackets, as ps shows it; empty for a process gone.
 func cmdline(pid int) string {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
@@ -275,7 +277,14 @@ func cmdline(pid int) string {
 	defer f.Close()
 	b := make([]byte, 4096)
 	n, _ := io.ReadFull(f, b)
-	return string(bytes.TrimRight(bytes.ReplaceAll(b[:n], []byte{0}, []byte{' '}), " "))
+	if line := bytes.TrimRight(bytes.ReplaceAll(b[:n], []byte{0}, []byte{' '}), " "); len(line) > 0 {
+		return string(line)
+	}
+	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err != nil {
+		return ""
+	}
+	return "[" + string(bytes.TrimSpace(comm)) + "]"
 }
 
 func closeOnExec(fd int) { syscall.CloseOnExec(fd) }

@@ -5,8 +5,10 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // scanTree finds a process's descendants, grandchildren included, and
@@ -57,5 +59,36 @@ func TestScanTree(t *testing.T) {
 	}
 	if len(scanTree(1<<30)) != 0 {
 		t.Error("scanTree of no process is not empty")
+	}
+}
+
+// cmdline names a process by its arguments, and by its command name in
+// brackets when its command line reads empty (a zombie here; a process
+// inside execve has the same moment).
+func TestCmdline(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command("sleep", "1234")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if got := cmdline(pid); got != "sleep 1234" {
+		t.Errorf("live: %q, want %q", got, "sleep 1234")
+	}
+	_ = cmd.Process.Kill()
+	// Not reaped yet: wait for the zombie, without reaping it.
+	var info [128]byte // siginfo_t
+	for {
+		_, _, e := syscall.Syscall6(syscall.SYS_WAITID, 1 /* P_PID */, uintptr(pid), uintptr(unsafe.Pointer(&info)), syscall.WEXITED|0x01000000 /* WNOWAIT */, 0, 0)
+		if e != syscall.EINTR {
+			break
+		}
+	}
+	if got := cmdline(pid); got != "[sleep]" {
+		t.Errorf("zombie: %q, want [sleep]", got)
+	}
+	_ = cmd.Wait()
+	if got := cmdline(pid); got != "" {
+		t.Errorf("gone: %q, want empty", got)
 	}
 }
