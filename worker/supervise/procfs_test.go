@@ -72,8 +72,13 @@ func TestCmdline(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := cmd.Process.Pid
-	if got := cmdline(pid); got != "sleep 1234" {
-		t.Errorf("live: %q, want %q", got, "sleep 1234")
+	// Start returns once execve has begun, so "[sleep]" may come first.
+	deadline := time.Now().Add(30 * time.Second)
+	for got := cmdline(pid); got != "sleep 1234"; got = cmdline(pid) {
+		if got != "[sleep]" || time.Now().After(deadline) {
+			t.Fatalf("live: %q, want %q (or [sleep] inside its execve)", got, "sleep 1234")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	_ = cmd.Process.Kill()
 	// Not reaped yet: wait for the zombie, without reaping it.
