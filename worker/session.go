@@ -272,8 +272,11 @@ func (s *session) writeLocked(ctx context.Context, buf []byte) error {
 	runtime.Gosched() // let the writers ready to run queue theirs
 	s.wmu.Lock()
 	for s.written < s.queued && s.werr == nil {
+		// b is written unlocked while writers append to s.out: they
+		// must not share an array. The spare buffer becomes s.out and is
+		// no longer the spare (b takes its place if it is small enough).
 		b, upto := s.out, s.queued
-		s.out = s.spare[:0]
+		s.out, s.spare = s.spare[:0], nil
 		s.wmu.Unlock()
 		err := s.flush(ctx, b)
 		s.wmu.Lock()

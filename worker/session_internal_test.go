@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -182,5 +183,89 @@ func TestSessionWriteErrorReachesWaiters(t *testing.T) {
 	}
 	if err := s.write(context.Background(), pkt); err == nil {
 		t.Error("a write after the break reported success")
+	}
+}
+
+// A write too large for the kept buffer (maxSpare) must not leave that
+// buffer shared between the bytes being written and the next ones
+// queued: here p1 is queued behind a large write, and p2 is queued while
+// p1 is being written; each reaches the peer intact.
+func TestSessionBuffersNotShared(t *testing.T) {
+	t.Parallel()
+	s, _, peer := sessionPair(t)
+	// Small socket buffers: a write of p1 blocks until the peer reads.
+	for _, c := range []net.Conn{s.conn, peer} {
+		tc := c.(*net.TCPConn)
+		_ = tc.SetWriteBuffer(4096)
+		_ = tc.SetReadBuffer(4096)
+	}
+	pkt := func(fill byte, n int) []byte {
+		return protocol.AppendPacket(nil, protocol.Req, protocol.WorkData, []byte{'H', fill}, bytes.Repeat([]byte{fill}, n))
+	}
+	p0, big, p1, p2 := pkt('0', 48<<10), pkt('W', 256<<10), pkt('1', 40<<10), pkt('2', 40<<10)
+
+	// The peer reads one packet per token.
+	tokens := make(chan struct{}, 4)
+	type got struct {
+		body []byte
+		err  error
+	}
+	read := make(chan got, 4)
+	go func() {
+		r := protocol.NewReader(peer, protocol.Limits{MaxPayload: 4 << 20})
+		for range tokens {
+			f, err := r.Next()
+			var body []byte
+			if err == nil {
+				body = bytes.Clone(f.Packet.Args[1]) // the reader reuses its buffers
+			}
+			read <- got{body, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(tokens) })
+	check := func(fill byte, n int) {
+		t.Helper()
+		g := <-read
+		if g.err != nil {
+			t.Fatalf("packet %c: %v", fill, g.err)
+		}
+		if body := g.body; !bytes.Equal(body, bytes.Repeat([]byte{fill}, n)) {
+			t.Fatalf("packet %c: %d bytes, %d of them not %q: overwritten while it was written", fill, len(body), len(body)-bytes.Count(body, []byte{fill}), fill)
+		}
+	}
+
+	// p0 alone: its buffer (48 KiB) is kept for the next bytes queued.
+	tokens <- struct{}{}
+	if err := s.write(context.Background(), p0); err != nil {
+		t.Fatal(err)
+	}
+	check('0', 48<<10)
+
+	// The large write blocks (the peer reads nothing), p1 is queued
+	// behind it, into the kept buffer.
+	errs := make(chan error, 3)
+	go func() { errs <- s.write(context.Background(), big) }()
+	waitQueued(t, s, uint64(len(p0)+len(big)))
+	go func() { errs <- s.write(context.Background(), p1) }()
+	waitQueued(t, s, uint64(len(p0)+len(big)+len(p1)))
+
+	// The peer takes the large write; p1's write then blocks in turn,
+	// and p2 is queued meanwhile.
+	tokens <- struct{}{}
+	check('W', 256<<10)
+	go func() { errs <- s.write(context.Background(), p2) }()
+	waitQueued(t, s, uint64(len(p0)+len(big)+len(p1)+len(p2)))
+
+	tokens <- struct{}{}
+	tokens <- struct{}{}
+	check('1', 40<<10)
+	check('2', 40<<10)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
