@@ -55,10 +55,7 @@ func (r *Resident) addSlot(h *handlerProc) {
 func (r *Resident) runPipelined(ctx context.Context, job worker.Job) ([]byte, error) {
 	t, err := r.reserve(ctx)
 	if err != nil {
-		if errors.Is(err, ErrResidentClosed) || ctx.Err() != nil {
-			return nil, err
-		}
-		return nil, worker.Crash(worker.Exception(err))
+		return nil, takeError(ctx, err)
 	}
 	res, err, ok := r.pipelined(ctx, t, job)
 	r.mu.Lock()

@@ -148,10 +148,7 @@ func (r *Resident) Run(ctx context.Context, job worker.Job) ([]byte, error) {
 	}
 	h, err := r.take(ctx)
 	if err != nil {
-		if errors.Is(err, ErrResidentClosed) || ctx.Err() != nil {
-			return nil, err
-		}
-		return nil, worker.Crash(worker.Exception(err))
+		return nil, takeError(ctx, err)
 	}
 	res, err, reusable := r.serve(ctx, h, job)
 	if reusable {
@@ -160,6 +157,15 @@ func (r *Resident) Run(ctx context.Context, job worker.Job) ([]byte, error) {
 		r.discard(h)
 	}
 	return res, err
+}
+
+// takeError is the error of a job that got no handler: a crash (the
+// worker retries it) unless the pool is closed or the job is over.
+func takeError(ctx context.Context, err error) error {
+	if errors.Is(err, ErrResidentClosed) || ctx.Err() != nil {
+		return err
+	}
+	return worker.Crash(worker.Exception(err))
 }
 
 // serve runs job on h. reusable is false when h must be dropped.

@@ -325,14 +325,43 @@ func TestResidentPoolPids(t *testing.T) {
 	testpeer.Require(t, "php")
 	r := startResident(t, fmt.Sprintf("  seed:\n    count: %d\n", count), []string{"job_seed.php"}, map[string]int{"seed": count})
 	children := r.running("seed")
+	served, perPid := r.servePids(t, jobs, clients)
+	t.Logf("%d jobs served by %d PHP processes (pid: jobs) %v, children %v", jobs, len(served), perPid, children)
+	if len(served) == 0 || len(served) > count {
+		t.Errorf("%d jobs served by %d processes %v, want 1 to %d (count)", jobs, len(served), perPid, count)
+	}
+	handlers := procChildren(t, children)
+	if len(handlers) != count {
+		t.Errorf("the seed children %v have the processes %v, want one handler each", children, handlers)
+	}
+	for pid, ppid := range served {
+		if !slices.Contains(children, ppid) {
+			t.Errorf("handler %d served as a child of %d, want one of the seed children %v", pid, ppid, children)
+		}
+		if handlers[pid] != ppid {
+			t.Errorf("handler %d: now a child of %d, served as a child of %d", pid, handlers[pid], ppid)
+		}
+		if got := procExe(t, pid); !strings.HasPrefix(got, "php") {
+			t.Errorf("handler %d runs %q, want php", pid, got)
+		}
+	}
+	if got := r.running("seed"); !slices.Equal(got, children) {
+		t.Errorf("seed children %v after the jobs, want %v unchanged", got, children)
+	}
+}
 
+// servePids runs jobs "pids" jobs of seed from clients clients at once,
+// on both servers in turn, and returns for each handler pid that served
+// the parent it had then, and how many jobs it served. A failed job
+// fails the test.
+func (r *residentEnv) servePids(t *testing.T, jobs, clients int) (served, perPid map[int]int) {
+	t.Helper()
+	served, perPid = map[int]int{}, map[int]int{}
 	var (
-		mu     sync.Mutex
-		served = map[int]int{} // handler pid -> its parent when it served
-		perPid = map[int]int{} // handler pid -> jobs
-		errs   []error
-		wg     sync.WaitGroup
-		next   = make(chan int)
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		next = make(chan int)
 	)
 	for range clients {
 		wg.Add(1)
@@ -366,28 +395,7 @@ func TestResidentPoolPids(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatalf("%d of %d jobs failed: %v\nlog:\n%s", len(errs), jobs, errors.Join(errs...), r.logTail())
 	}
-	t.Logf("%d jobs served by %d PHP processes (pid: jobs) %v, children %v", jobs, len(served), perPid, children)
-	if len(served) == 0 || len(served) > count {
-		t.Errorf("%d jobs served by %d processes %v, want 1 to %d (count)", jobs, len(served), perPid, count)
-	}
-	handlers := procChildren(t, children)
-	if len(handlers) != count {
-		t.Errorf("the seed children %v have the processes %v, want one handler each", children, handlers)
-	}
-	for pid, ppid := range served {
-		if !slices.Contains(children, ppid) {
-			t.Errorf("handler %d served as a child of %d, want one of the seed children %v", pid, ppid, children)
-		}
-		if handlers[pid] != ppid {
-			t.Errorf("handler %d: now a child of %d, served as a child of %d", pid, handlers[pid], ppid)
-		}
-		if got := procExe(t, pid); !strings.HasPrefix(got, "php") {
-			t.Errorf("handler %d runs %q, want php", pid, got)
-		}
-	}
-	if got := r.running("seed"); !slices.Equal(got, children) {
-		t.Errorf("seed children %v after the jobs, want %v unchanged", got, children)
-	}
+	return served, perPid
 }
 
 // max_jobs: 3 recycles the child, and so its handler, between jobs: the
@@ -848,44 +856,7 @@ func TestResidentPrefetch(t *testing.T) {
 	r := startResident(t, "  seed:\n    count: 1\n    concurrency: 2\n    prefetch: 3\n  crash:\n    count: 1\n    prefetch: 2\n",
 		[]string{"job_seed.php", "job_crash.php"}, map[string]int{"seed": 1, "crash": 1})
 	children := r.running("seed")
-	var (
-		mu     sync.Mutex
-		served = map[int]int{}
-		errs   []error
-		wg     sync.WaitGroup
-		next   = make(chan int)
-	)
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				srv := r.servers[i%2]
-				out, err := callJob(srv, "seed", "pids", false)
-				var pid, ppid int
-				if err == nil {
-					if _, serr := fmt.Sscanf(out, "%d %d", &pid, &ppid); serr != nil {
-						err = fmt.Errorf("result %q: %w", out, serr)
-					}
-				}
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, fmt.Errorf("job %d via %s: %w", i, srv.name, err))
-				} else {
-					served[pid] = ppid
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for i := range jobs {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	if len(errs) > 0 {
-		t.Fatalf("%d of %d jobs failed: %v\nlog:\n%s", len(errs), jobs, errors.Join(errs...), r.logTail())
-	}
+	served, _ := r.servePids(t, jobs, clients)
 	if len(served) == 0 || len(served) > 2 {
 		t.Errorf("%d jobs served by %d processes %v, want 1 or 2 (concurrency)", jobs, len(served), served)
 	}
