@@ -128,6 +128,10 @@ type Server struct {
 	Redis    RedisQueue
 	SQLite   SQLiteQueue
 
+	// Fleet makes gserverd a member of a fleet of servers sharing one
+	// -q postgres table, which claim a dead member's jobs.
+	Fleet FleetConfig
+
 	// StoreTimeout bounds every call to the job store (connecting at
 	// start, each write and delete, the replay between two jobs); a
 	// background submit whose write misses it gets ERROR QUEUE_ERROR.
@@ -191,6 +195,26 @@ type PostgresQueue struct {
 	Table string
 }
 
+// FleetConfig configures fleet membership (-q postgres only).
+type FleetConfig struct {
+	// MemberID is this server's id in the fleet, stable across
+	// restarts and distinct per server. Default DefaultMemberID: the
+	// host name and the port.
+	MemberID string
+	// Heartbeat is how often the lease is renewed. Default
+	// DefaultFleetHeartbeat.
+	Heartbeat time.Duration
+	// Lease is how long a lease lasts without a heartbeat before another
+	// member may claim this member's jobs; at least three heartbeats.
+	// Default DefaultFleetLease.
+	Lease time.Duration
+}
+
+// DefaultMemberID is --member-id's default: host:port.
+func DefaultMemberID(host string, port int) string {
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
 // MySQLQueue configures -q mysql.
 type MySQLQueue struct {
 	Host     string // default localhost
@@ -235,6 +259,10 @@ const (
 	DefaultPacketTimeout = 30 * time.Second
 	// DefaultStoreTimeout is --store-timeout's default.
 	DefaultStoreTimeout = 5 * time.Second
+	// DefaultFleetHeartbeat and DefaultFleetLease are --fleet-heartbeat's
+	// and --fleet-lease's defaults.
+	DefaultFleetHeartbeat = time.Second
+	DefaultFleetLease     = 10 * time.Second
 	// DefaultHTTPPort is the port of -r http (gearmand's --http-port).
 	DefaultHTTPPort = 8080
 	// DefaultHTTPListen is where the HTTP endpoint listens by default
@@ -723,6 +751,15 @@ func serverKeys() []serverKey {
 		{flag: "libpq-table", kind: kindString, def: "queue",
 			usage: "-q postgres: `table`",
 			set:   stringSetter(func(c *Server) *string { return &c.Postgres.Table }, tableCheck)},
+		{flag: "member-id", kind: kindString,
+			usage: "-q postgres: this server's `id` in the fleet of servers sharing the table (default: host name:port); each member serves its own jobs and claims those of a member whose lease expired",
+			set:   stringSetter(func(c *Server) *string { return &c.Fleet.MemberID }, nil)},
+		{flag: "fleet-heartbeat", kind: kindString, def: DefaultFleetHeartbeat.String(),
+			usage: "-q postgres: `duration` between two renewals of this member's lease",
+			set:   durationSetter(func(c *Server) *time.Duration { return &c.Fleet.Heartbeat })},
+		{flag: "fleet-lease", kind: kindString, def: DefaultFleetLease.String(),
+			usage: "-q postgres: `duration` a member's lease lasts without a heartbeat; then another member claims its jobs (at least three heartbeats)",
+			set:   durationSetter(func(c *Server) *time.Duration { return &c.Fleet.Lease })},
 		{flag: "mysql-host", kind: kindString, def: "localhost",
 			usage: "-q mysql: `host`",
 			set:   stringSetter(func(c *Server) *string { return &c.MySQL.Host }, nil)},
@@ -993,10 +1030,44 @@ func loadServerWith(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), ui
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir(uid, c.Port, lookupEnv)
 	}
+	if err := c.checkFleet(); err != nil {
+		return nil, err
+	}
 	if c.sources["http_listen"].Kind == SourceDefault {
 		c.HTTPListen = DefaultHTTPListenFor(c.Port)
 	}
 	return c, nil
+}
+
+// checkFleet refuses fleet settings with a store that cannot carry a
+// fleet, and a lease shorter than three heartbeats.
+func (c *Server) checkFleet() error {
+	for _, key := range []string{"member_id", "fleet_heartbeat", "fleet_lease"} {
+		src := c.sources[key]
+		if src.Kind == SourceDefault || c.QueueType == "postgres" {
+			continue
+		}
+		why := map[string]string{
+			"mysql":      "-q mysql keeps no leases or owners yet: a fleet needs -q postgres",
+			"redis":      "-q redis keeps no leases or owners yet: a fleet needs -q postgres",
+			"embedded":   "the embedded store is this server's own directory, which no other server can take over: a fleet shares one -q postgres database",
+			"builtin":    "-q builtin keeps jobs in memory only: a fleet shares one -q postgres database",
+			"libsqlite3": "a SQLite file is one host's: a fleet shares one -q postgres database",
+		}[c.QueueType]
+		return &ServerConfigError{Key: key, Source: src, Msg: why}
+	}
+	if c.Fleet.Heartbeat <= 0 {
+		return &ServerConfigError{Key: "fleet_heartbeat", Source: c.sources["fleet_heartbeat"], Msg: "want a duration > 0"}
+	}
+	if c.Fleet.Lease < 3*c.Fleet.Heartbeat {
+		key := "fleet_lease"
+		if c.sources[key].Kind == SourceDefault {
+			key = "fleet_heartbeat"
+		}
+		return &ServerConfigError{Key: key, Source: c.sources[key],
+			Msg: fmt.Sprintf("--fleet-lease %v is shorter than three heartbeats (--fleet-heartbeat %v)", c.Fleet.Lease, c.Fleet.Heartbeat)}
+	}
+	return nil
 }
 
 // DefaultDataDir is the embedded store's default directory for a server

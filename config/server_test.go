@@ -53,6 +53,7 @@ func TestLoadServerDefaults(t *testing.T) {
 		MySQL:      MySQLQueue{Host: "localhost", Port: 3306, Table: "gearman_queue"},
 		Redis:      RedisQueue{Server: "127.0.0.1", Port: 6379, Prefix: "_gear_"},
 		SQLite:     SQLiteQueue{Table: "gearman_queue"},
+		Fleet:      FleetConfig{Heartbeat: DefaultFleetHeartbeat, Lease: DefaultFleetLease},
 		HTTPListen: "127.0.0.1:4731",
 		HTTPPort:   8080,
 	}
@@ -160,6 +161,10 @@ func TestLoadServerValues(t *testing.T) {
 				return c.QueueType == "postgres" && c.Postgres == PostgresQueue{"host=127.0.0.1 dbname=test", "q2"} &&
 					c.MySQL == MySQLQueue{"db", 3307, "u", "pw", "test", "t"} && c.Redis == RedisQueue{"r", 6380, "rp", "p_"} &&
 					c.DataDir == "/d" && c.Sync == "none"
+			}},
+		{name: "fleet flags", args: []string{"-q", "postgres", "--member-id", "db-a", "--fleet-heartbeat", "250ms", "--fleet-lease", "3s"},
+			check: func(c *Server) bool {
+				return c.Fleet == FleetConfig{MemberID: "db-a", Heartbeat: 250 * time.Millisecond, Lease: 3 * time.Second}
 			}},
 		{name: "sqlite queue flags", args: []string{"-q", "sqlite3", "--libsqlite3-db", "q.db", "--libsqlite3-table", "jobs"},
 			check: func(c *Server) bool {
@@ -316,6 +321,13 @@ func TestLoadServerErrors(t *testing.T) {
 		{"allowed host url in the file", nil, nil, "http_allowed_hosts: [http://a.example]\n", `$FILE:1: http_allowed_hosts: want a host name without scheme or path, got "http://a.example"`},
 		{"no event stream", []string{"--http-max-streams", "0"}, nil, "", "--http-max-streams: want at least 1, got 0"},
 		{"no function in metrics", nil, nil, "http_metrics_functions: -5\n", "$FILE:1: http_metrics_functions: want at least 1, got -5"},
+		{"member id with mysql", []string{"-q", "mysql", "--member-id", "a"}, nil, "", "--member-id: -q mysql keeps no leases or owners yet: a fleet needs -q postgres"},
+		{"member id with redis in the file", []string{"-q", "redis"}, nil, "member_id: a\n", "$FILE:1: member_id: -q redis keeps no leases or owners yet: a fleet needs -q postgres"},
+		{"fleet lease with embedded", []string{"--fleet-lease", "30s"}, nil, "", "--fleet-lease: the embedded store is this server's own directory, which no other server can take over: a fleet shares one -q postgres database"},
+		{"fleet heartbeat with builtin", []string{"-q", "builtin", "--fleet-heartbeat", "2s"}, nil, "", "--fleet-heartbeat: -q builtin keeps jobs in memory only: a fleet shares one -q postgres database"},
+		{"fleet lease too short", []string{"-q", "postgres", "--fleet-heartbeat", "2s", "--fleet-lease", "5s"}, nil, "", "--fleet-lease: --fleet-lease 5s is shorter than three heartbeats (--fleet-heartbeat 2s)"},
+		{"fleet heartbeat too long", []string{"-q", "postgres", "--fleet-heartbeat", "4s"}, nil, "", "--fleet-heartbeat: --fleet-lease 10s is shorter than three heartbeats (--fleet-heartbeat 4s)"},
+		{"fleet heartbeat 0", []string{"-q", "postgres", "--fleet-heartbeat", "0"}, nil, "", "--fleet-heartbeat: want a duration > 0"},
 		{"ssl in the file without a key", nil, map[string]string{"GEARMAND_SERVER_PEM": "c.pem"}, "ssl: true\n", "$FILE:1: ssl: TLS needs --ssl-key (ssl_key in the file, or GEARMAND_SERVER_KEY)"},
 	}
 	for _, tt := range tests {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server/store"
 )
 
@@ -17,29 +16,13 @@ func (s *Server) replay(ctx context.Context) error {
 	err := s.store.Replay(ctx, func(r store.Job) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		fn := s.function([]byte(r.Function))
-		unique := store.UniqueOf(r.Key)
-		if unique != "" {
-			if ex := fn.uniq[uniqKey(unique, string(r.Data))]; ex != nil {
-				return nil
-			}
+		j := s.adoptRecord(r, s.clk.Now())
+		if j == nil {
+			return nil
 		}
-		prio := protocol.Priority(r.Priority)
-		if prio < protocol.High || prio > protocol.Low {
-			prio = protocol.Normal
-		}
-		if r.Version > s.version {
-			s.version = r.Version
-		}
-		j := s.newJob(fn, unique, string(r.Data), prio, true)
-		x := j.x()
-		x.key = r.Key
-		x.when = r.When
-		x.reducer = r.Reducer
 		if r.Key == "" {
 			unkeyed = append(unkeyed, j)
 		}
-		s.enqueue(j, s.clk.Now())
 		n++
 		return nil
 	})

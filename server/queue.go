@@ -53,6 +53,10 @@ type jobExt struct {
 	armedOn          *conn
 	armPrev, armNext *job
 
+	// claim is the fleet claim the job was adopted from, until it is
+	// first handed out (fleet.go).
+	claim *claimRec
+
 	// joining counts the background submits coalesced into this unstored
 	// job whose Store.Add is in flight (batch.go, joinStored).
 	joining int
@@ -442,6 +446,9 @@ func (s *Server) assign(j *job, a *ability) {
 	j.since = now
 	j.state = stRunning
 	j.worker = c
+	if j.ext != nil && j.ext.claim != nil {
+		s.served(j)
+	}
 	j.gen++
 	j.fn.running++
 	s.running++

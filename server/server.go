@@ -195,11 +195,17 @@ type Server struct {
 	// key has one writer). A job freed meanwhile does not delete that
 	// record: it may be the record of the job the Add will create.
 	adding map[store.Ref]int
+
+	// fleet runs the store's fleet membership (fleet.go); nil when the
+	// store is not a fleet's. claims are its latest claims.
+	fleet  *fleetRun
+	claims []*claimRec
 }
 
 type counters struct {
 	submitted, completed, failed, exceptions, requeued, timedOut, dropped uint64
 	refusedMemory                                                         uint64
+	fenced                                                                uint64 // stored jobs forgotten at a fence (fleet.go)
 }
 
 // New validates opts and returns a server. When opts.Store is set, every
@@ -233,6 +239,9 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.del = newDeleter(s.store, s.log)
+		if f, ok := o.Store.(store.Fleet); ok && f.Member() != "" {
+			s.startFleet(f)
+		}
 	}
 	return s, nil
 }
@@ -453,6 +462,7 @@ func (s *Server) Close() error {
 	}
 	s.serveWG.Wait()
 	s.connWG.Wait()
+	s.stopFleet()
 	s.bgWG.Wait()
 	if s.del != nil {
 		s.del.close()
@@ -487,6 +497,9 @@ type Stats struct {
 	MaxQueueMemory int64 `json:"max_queue_memory_bytes"`
 	// Store describes the writes to the persistent store; nil without one.
 	Store *StoreStats `json:"store,omitempty"`
+	// Fleet describes the fleet of servers sharing the store; nil when
+	// the store is not a fleet's (fleet.go).
+	Fleet *FleetInfo `json:"fleet,omitempty"`
 }
 
 // FunctionStats is the state of one function.
@@ -538,6 +551,7 @@ func (s *Server) Stats() Stats {
 	if s.meter != nil {
 		st.Store = s.meter.stats()
 	}
+	st.Fleet = s.fleetInfo()
 	w := s.walk()
 	defer w.end()
 	w.functions(func(f *function) bool {

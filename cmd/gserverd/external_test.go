@@ -131,7 +131,7 @@ func newPGQueue(t *testing.T) externalQueue {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
 		defer cancel()
-		if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS "+q.table); err != nil {
+		if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS "+q.table+", "+q.table+"_members"); err != nil {
 			t.Errorf("drop table %s: %v", q.table, err)
 		}
 		_ = c.Close(ctx)
@@ -139,8 +139,11 @@ func newPGQueue(t *testing.T) externalQueue {
 	return q
 }
 
+// flags name the queue; every gserverd of a test is the same fleet member
+// (a restart of one server: it replays what it stored at once), where
+// the default member id would differ with each -p 0 port.
 func (q *pgQueue) flags(addr string) []string {
-	return []string{"-q", "postgres", "--libpq-conninfo", pgConninfo(addr), "--libpq-table", q.table}
+	return []string{"-q", "postgres", "--libpq-conninfo", pgConninfo(addr), "--libpq-table", q.table, "--member-id", q.table}
 }
 
 // writeGearmand creates the table as gearmand 1.1's libpq plugin does and
@@ -217,7 +220,7 @@ func newMySQLQueue(t *testing.T) externalQueue {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
 		defer cancel()
-		if _, err := q.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+q.table); err != nil {
+		if _, err := q.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+q.table+", "+q.table+"_members"); err != nil {
 			t.Errorf("drop table %s: %v", q.table, err)
 		}
 		_ = q.db.Close()

@@ -89,7 +89,7 @@ func queueCommand(ctx context.Context, args []string, lookupEnv func(string) (st
 	if *fromSQLite != "" && cfg.QueueType == "libsqlite3" && sameFile(*fromSQLite, cfg.SQLite.DB) {
 		return &usageError{errors.New("--from-gearmand-sqlite names the --libsqlite3-db file itself: -q libsqlite3 serves it as it is, there is nothing to import")}
 	}
-	st, err := openStore(ctx, cfg, log)
+	st, err := openStore(ctx, cfg, "", log)
 	if err != nil {
 		return err
 	}

@@ -181,7 +181,11 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 			return err
 		}
 	}
-	st, err := openStore(ctx, cfg, log)
+	member := ""
+	if cfg.QueueType == "postgres" {
+		member = memberID(cfg, lns)
+	}
+	st, err := openStore(ctx, cfg, member, log)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,10 @@ type ServerInfo struct {
 	Requeued      uint64  `json:"requeued"`
 	TimedOut      uint64  `json:"timed_out"`
 	Dropped       uint64  `json:"dropped"`
+	// Fleet is the fleet of servers sharing the -q postgres table: this
+	// member, the members' leases, the claims this member made and their
+	// takeover times; absent when the store is not a fleet's.
+	Fleet *server.FleetInfo `json:"fleet,omitempty"`
 }
 
 // FunctionInfo is one row of GET /api/v1/functions.
@@ -96,6 +100,7 @@ func (m *Monitor) snapshot() Snapshot {
 			Requeued:      st.Requeued,
 			TimedOut:      st.TimedOut,
 			Dropped:       st.Dropped,
+			Fleet:         st.Fleet,
 		},
 		Functions:    make([]FunctionInfo, 0, len(st.Functions)),
 		Workers:      summarize(workers[:min(len(workers), maxSnapshotWorkers)]),

@@ -58,6 +58,19 @@ var (
 	descStoreErrors = prometheus.NewDesc("gserverd_store_errors_total",
 		"Failed persistent store writes, per operation (add, delete).", []string{"op"}, nil)
 
+	descFleetMembers = prometheus.NewDesc("gserverd_fleet_members",
+		"Members with a lease row in the fleet's table, this one included.", nil, nil)
+	descFleetFenced = prometheus.NewDesc("gserverd_fleet_fenced",
+		"1 while this member's lease is not confirmed (its stored jobs are not served), else 0.", nil, nil)
+	descFleetClaims = prometheus.NewDesc("gserverd_fleet_claims_total",
+		"Claims of an expired member's jobs made by this member.", nil, nil)
+	descFleetClaimed = prometheus.NewDesc("gserverd_fleet_claimed_jobs_total",
+		"Stored jobs this member claimed (from expired members, or owned by none).", nil, nil)
+	descFleetLost = prometheus.NewDesc("gserverd_fleet_lease_lost_total",
+		"Times this member found its lease claimed by another member.", nil, nil)
+	descFleetTakeover = prometheus.NewDesc("gserverd_fleet_last_takeover_seconds",
+		"For this member's latest claim that has served a job: seconds from the dead member's lease expiry to the first claimed job handed to a worker.", nil, nil)
+
 	descBuildInfo = prometheus.NewDesc("gserverd_build_info",
 		"Always 1; the labels are the version of gserverd and the Go release that built it.", []string{"version", "goversion"}, nil)
 
@@ -85,6 +98,7 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 		descRefusedMem, descQueueMem, descMaxQueueMem,
 		descGearmanJobs, descGearmanRunning, descGearmanWaiting, descGearmanWorkers,
 		descOldest, descMaxQueue, descWait, descRun, descStoreLatency, descStoreBatch, descStoreErrors,
+		descFleetMembers, descFleetFenced, descFleetClaims, descFleetClaimed, descFleetLost, descFleetTakeover,
 		descBuildInfo,
 	} {
 		ch <- d
@@ -246,6 +260,23 @@ func collectStats(ch chan<- prometheus.Metric, st server.Stats, now time.Time, n
 			ch <- constHistogram(descStoreLatency, op.s.Latency, op.name)
 			ch <- constHistogram(descStoreBatch, op.s.Batch, op.name)
 			ch <- prometheus.MustNewConstMetric(descStoreErrors, prometheus.CounterValue, float64(op.s.Errors), op.name)
+		}
+	}
+	if fl := st.Fleet; fl != nil {
+		fenced := 0.0
+		if fl.Fenced {
+			fenced = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descFleetMembers, prometheus.GaugeValue, float64(len(fl.Members)))
+		ch <- prometheus.MustNewConstMetric(descFleetFenced, prometheus.GaugeValue, fenced)
+		ch <- prometheus.MustNewConstMetric(descFleetClaims, prometheus.CounterValue, float64(fl.ClaimsTotal))
+		ch <- prometheus.MustNewConstMetric(descFleetClaimed, prometheus.CounterValue, float64(fl.ClaimedJobs))
+		ch <- prometheus.MustNewConstMetric(descFleetLost, prometheus.CounterValue, float64(fl.LeaseLost))
+		for i := len(fl.Claims) - 1; i >= 0; i-- {
+			if d := fl.Claims[i].Takeover; d > 0 {
+				ch <- prometheus.MustNewConstMetric(descFleetTakeover, prometheus.GaugeValue, d.Seconds())
+				break
+			}
 		}
 	}
 }

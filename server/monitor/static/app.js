@@ -41,6 +41,34 @@
     }
     patchTable(snap.time, snap.functions || [], snap.removed || []);
     if (snap.workers) drawWorkers(snap.workers, snap.workers_total || 0);
+    drawFleet(s.fleet);
+  }
+
+  // drawFleet shows the fleet of servers sharing the -q postgres table:
+  // the members' leases and this member's claims (hidden without one).
+  function drawFleet(f) {
+    $("fleet").hidden = !f;
+    if (!f) return;
+    $("f-self").textContent = "member " + f.member + (f.fenced ? " — FENCED: lease not confirmed, stored jobs not served" : "");
+    const ms = (f.members || []).map((m) => {
+      const tr = document.createElement("tr");
+      tr.dataset.member = m.id;
+      cell(tr, m.id + (m.self ? " (this server)" : ""), "text");
+      cell(tr, m.epoch);
+      cell(tr, m.expires_in_ns > 0 ? age(m.expires_in_ns / 1e9) : "expired");
+      return tr;
+    });
+    $("fleet-members").tBodies[0].replaceChildren(...(ms.length ? ms : [emptyRow(3, "no lease read yet")]));
+    const cs = (f.claims || []).slice().reverse().map((c) => {
+      const tr = document.createElement("tr");
+      cell(tr, c.from, "text");
+      cell(tr, c.jobs);
+      cell(tr, new Date(c.at).toLocaleTimeString());
+      cell(tr, age(c.expired_ns / 1e9));
+      cell(tr, c.takeover_ns > 0 ? age(c.takeover_ns / 1e9) : "no job served yet");
+      return tr;
+    });
+    $("fleet-claims").tBodies[0].replaceChildren(...(cs.length ? cs : [emptyRow(5, "no claim by this member")]));
   }
 
   function emptyRow(cols, text) {

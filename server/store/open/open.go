@@ -62,6 +62,11 @@ type Config struct {
 
 	// LibpqConninfo is --libpq-conninfo. Default "": libpq's defaults.
 	LibpqConninfo string
+	// MemberID, FleetHeartbeat and FleetLease make a -q postgres store a
+	// fleet member (--member-id, --fleet-heartbeat, --fleet-lease;
+	// postgres.Options). MemberID "" opens it as a non-member (tools).
+	MemberID                   string
+	FleetHeartbeat, FleetLease time.Duration
 	// LibpqTable is --libpq-table. Default "queue".
 	LibpqTable string
 
@@ -127,7 +132,8 @@ func Store(ctx context.Context, cfg Config) (store.Store, error) {
 	case Builtin:
 		return nil, nil
 	case Postgres, "libpq", "postgresql":
-		s, err := postgres.Open(ctx, postgres.Options{ConnInfo: cfg.LibpqConninfo, Table: cfg.LibpqTable, Logger: cfg.Logger})
+		s, err := postgres.Open(ctx, postgres.Options{ConnInfo: cfg.LibpqConninfo, Table: cfg.LibpqTable, Logger: cfg.Logger,
+			Member: cfg.MemberID, HeartbeatInterval: cfg.FleetHeartbeat, LeaseTimeout: cfg.FleetLease})
 		if err != nil {
 			return nil, fmt.Errorf("-q postgres (--libpq-table %q): %w", orDefault(cfg.LibpqTable, postgres.DefaultTable), err)
 		}

@@ -34,6 +34,7 @@ import (
 	"io"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sirupsen/logrus"
 
+	"github.com/gworkerd/gworkerd/internal/clock"
 	"github.com/gworkerd/gworkerd/server/store"
 )
 
@@ -61,6 +63,22 @@ type Options struct {
 	MaxConns int32
 	// Logger receives connection errors. Default: discard.
 	Logger logrus.FieldLogger
+
+	// Member makes the store a member of a fleet of servers sharing the
+	// table (store.Fleet, fleet.go): its id, stable across restarts and
+	// distinct per server. "" (tools such as `gserverd queue`, and
+	// tests): not a member; Replay returns every record and Add writes
+	// records nobody owns, which a member takes at its next sweep.
+	Member string
+	// HeartbeatInterval is how often a member renews its lease and looks
+	// for expired ones. Default DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+	// LeaseTimeout is how long a lease lasts without a heartbeat before
+	// another member may claim the member's records. At least three
+	// heartbeat intervals. Default DefaultLeaseTimeout.
+	LeaseTimeout time.Duration
+	// Clock paces the heartbeat. Default: the real clock.
+	Clock clock.Clock
 }
 
 var tableRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
@@ -77,6 +95,15 @@ func (o Options) withDefaults() Options {
 		l.Out = io.Discard
 		o.Logger = l
 	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.LeaseTimeout <= 0 {
+		o.LeaseTimeout = DefaultLeaseTimeout
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
 	return o
 }
 
@@ -85,12 +112,15 @@ type Store struct {
 	pool *pgxpool.Pool
 	log  logrus.FieldLogger
 
-	table string // quoted identifier
+	table     string // quoted identifier
+	indexName string // quoted name of the owner index
 
 	qUpsert, qDelete, qSelect string
 
 	conns *connSet
 	gate  store.Gate
+	fleet *fleet // nil when not a fleet member
+	owner string // Options.Member
 }
 
 // closeGrace is how long Close lets the connections end cleanly before
@@ -104,6 +134,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if !tableRE.MatchString(opts.Table) {
 		return nil, fmt.Errorf("postgres: table name %q: want letters, digits and _ (schema.table allowed)", opts.Table)
 	}
+	if opts.Member != "" && opts.LeaseTimeout < 3*opts.HeartbeatInterval {
+		return nil, fmt.Errorf("postgres: lease timeout %v: want at least three heartbeat intervals (%v)", opts.LeaseTimeout, 3*opts.HeartbeatInterval)
+	}
 	cfg, err := pgxpool.ParseConfig(opts.ConnInfo)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: conninfo: %w", err)
@@ -115,36 +148,106 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	s := &Store{pool: pool, log: opts.Logger.WithField("store", "postgres"), conns: conns}
-	s.table = pgx.Identifier(strings.Split(opts.Table, ".")).Sanitize()
-	s.qUpsert = "INSERT INTO " + s.table + ` (unique_key, function_name, priority, data, when_to_run, reducer, gserverd_version)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+	s := &Store{pool: pool, log: opts.Logger.WithField("store", "postgres"), conns: conns, owner: opts.Member}
+	parts := strings.Split(opts.Table, ".")
+	s.table = pgx.Identifier(parts).Sanitize()
+	s.indexName = pgx.Identifier{parts[len(parts)-1] + "_gserverd_owner"}.Sanitize()
+	if opts.Member != "" {
+		s.fleet = newFleet(s, opts, parts)
+	}
+	s.qUpsert = "INSERT INTO " + s.table + ` (unique_key, function_name, priority, data, when_to_run, reducer, gserverd_version, gserverd_owner)
+SELECT $1::VARCHAR, $2::VARCHAR, $3::INTEGER, $4::BYTEA, $5::INTEGER, $6::TEXT, $7::BIGINT, $8::TEXT`
+	if s.fleet != nil {
+		// The lease check of fleet.go: no write once the lease is gone.
+		s.qUpsert += " WHERE EXISTS (SELECT 1 FROM " + s.fleet.members + " WHERE member = $8 AND epoch = $9 AND expires_at > now())"
+	}
+	s.qUpsert += `
 ON CONFLICT (unique_key, function_name) DO UPDATE SET priority = EXCLUDED.priority, data = EXCLUDED.data,
  when_to_run = EXCLUDED.when_to_run, reducer = EXCLUDED.reducer, gserverd_seq = DEFAULT,
- gserverd_version = EXCLUDED.gserverd_version`
+ gserverd_version = EXCLUDED.gserverd_version, gserverd_owner = EXCLUDED.gserverd_owner`
 	s.qDelete = "DELETE FROM " + s.table + " WHERE unique_key = $1 AND function_name = $2 AND ($3::BIGINT = 0 OR gserverd_version < $3::BIGINT)"
-	s.qSelect = `SELECT COALESCE(unique_key, ''), COALESCE(function_name, ''), COALESCE(priority, 1),
- COALESCE(data, ''::bytea), COALESCE(when_to_run, 0), COALESCE(reducer, ''), COALESCE(gserverd_version, 0) FROM ` + s.table + " ORDER BY gserverd_seq"
+	s.qSelect = selectCols + " FROM " + s.table
+	if s.fleet != nil {
+		s.qDelete += " AND gserverd_owner = $4"
+		s.qSelect += " WHERE gserverd_owner = $1"
+	}
+	s.qSelect += " ORDER BY gserverd_seq"
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
+	if s.fleet != nil {
+		if err := s.fleet.join(ctx); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		s.fleet.start()
+	}
 	return s, nil
 }
 
+// selectCols are the columns Replay reads, in scanJob's order;
+// returnCols the same for UPDATE ... RETURNING, with gserverd_seq.
+const (
+	selectCols = `SELECT COALESCE(unique_key, ''), COALESCE(function_name, ''), COALESCE(priority, 1),
+ COALESCE(data, ''::bytea), COALESCE(when_to_run, 0), COALESCE(reducer, ''), COALESCE(gserverd_version, 0)`
+	returnCols = `COALESCE(unique_key, ''), COALESCE(function_name, ''), COALESCE(priority, 1),
+ COALESCE(data, ''::bytea), COALESCE(when_to_run, 0), COALESCE(reducer, ''), COALESCE(gserverd_version, 0), gserverd_seq`
+)
+
+// scanJob reads a job from a row of selectCols (or returnCols, with
+// extra).
+func scanJob(rows pgx.Rows, extra ...any) (store.Job, error) {
+	var (
+		j        store.Job
+		prio     int32
+		when     int32
+		dataCopy []byte
+	)
+	err := rows.Scan(append([]any{&j.Key, &j.Function, &prio, &dataCopy, &when, &j.Reducer, &j.Version}, extra...)...)
+	j.Priority, j.When = int(prio), int64(when)
+	if len(dataCopy) > 0 {
+		j.Data = append([]byte(nil), dataCopy...)
+	}
+	return j, err
+}
+
+// migrate creates the table, or adds the columns gserverd uses to one
+// gearmand made, and the fleet's members table. It runs under an
+// advisory lock: servers starting together would otherwise race on
+// CREATE TABLE IF NOT EXISTS. Every step is idempotent.
 func (s *Store) migrate(ctx context.Context) error {
 	stmts := []string{
-		// gearmand's table (GEARMAN_UNIQUE_SIZE = 64) plus our two columns.
+		// gearmand's table (GEARMAN_UNIQUE_SIZE = 64) plus our columns.
 		"CREATE TABLE IF NOT EXISTS " + s.table + ` (unique_key VARCHAR(64), function_name VARCHAR(255),
  priority INTEGER, data BYTEA, when_to_run INTEGER, UNIQUE (unique_key, function_name))`,
 		"ALTER TABLE " + s.table + " ADD COLUMN IF NOT EXISTS reducer TEXT NOT NULL DEFAULT ''",
 		"ALTER TABLE " + s.table + " ADD COLUMN IF NOT EXISTS gserverd_seq BIGSERIAL",
 		"ALTER TABLE " + s.table + " ADD COLUMN IF NOT EXISTS gserverd_version BIGINT NOT NULL DEFAULT 0",
+		"ALTER TABLE " + s.table + " ADD COLUMN IF NOT EXISTS gserverd_owner TEXT NOT NULL DEFAULT ''",
 	}
-	for _, q := range stmts {
-		if err := s.exec(ctx, q); err != nil {
-			return fmt.Errorf("postgres: prepare table %s: %w", s.table, err)
-		}
+	if s.fleet != nil {
+		stmts = append(stmts, s.fleet.migrateStmts(s.indexName)...)
+	}
+	run := func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "gserverd migrate "+s.table); err != nil {
+				return err
+			}
+			for _, q := range stmts {
+				if _, err := tx.Exec(ctx, q); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	err := run()
+	if err != nil && retryable(err) {
+		err = run()
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: prepare table %s: %w", s.table, err)
 	}
 	return nil
 }
@@ -159,18 +262,24 @@ func retryable(err error) bool {
 	if errors.As(err, &pgErr) {
 		return false
 	}
-	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, store.ErrFenced)
 }
 
 // exec runs q, retrying once on a fresh connection after a connection
 // error. Every statement we run is idempotent.
 func (s *Store) exec(ctx context.Context, q string, args ...any) error {
-	_, err := s.pool.Exec(ctx, q, args...)
+	_, err := s.execTag(ctx, q, args...)
+	return err
+}
+
+// execTag is exec returning the statement's command tag.
+func (s *Store) execTag(ctx context.Context, q string, args ...any) (pgconn.CommandTag, error) {
+	tag, err := s.pool.Exec(ctx, q, args...)
 	if err != nil && retryable(err) {
 		s.log.WithError(err).Warn("postgres statement failed, retrying on a new connection")
-		_, err = s.pool.Exec(ctx, q, args...)
+		tag, err = s.pool.Exec(ctx, q, args...)
 	}
-	return err
+	return tag, err
 }
 
 // Add upserts jobs, all in one transaction.
@@ -183,18 +292,41 @@ func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
 			return fmt.Errorf("postgres: add job %q: when %d does not fit gearmand's INTEGER column", jobs[i].Key, jobs[i].When)
 		}
 	}
-	var err error
-	switch len(jobs) {
-	case 0:
+	if len(jobs) == 0 {
 		return nil
-	case 1:
-		j := &jobs[0]
-		err = s.exec(ctx, s.qUpsert, j.Key, j.Function, j.Priority, data(j.Data), j.When, j.Reducer, j.Version)
-	default:
+	}
+	args := []any{nil, nil, nil, nil, nil, nil, nil, s.owner}
+	if s.fleet != nil {
+		epoch, err := s.fleet.usable()
+		if err != nil {
+			return err
+		}
+		args = append(args, epoch)
+	}
+	row := func(j *store.Job) []any {
+		a := slices.Clone(args)
+		a[0], a[1], a[2], a[3], a[4], a[5], a[6] = j.Key, j.Function, j.Priority, data(j.Data), j.When, j.Reducer, j.Version
+		return a
+	}
+	// Only the fleet's lease check refuses a row (0 rows written); a
+	// batch is then rolled back as a whole.
+	fenced := fmt.Errorf("member %q: %w", s.owner, store.ErrFenced)
+	var err error
+	if len(jobs) == 1 {
+		var tag pgconn.CommandTag
+		tag, err = s.execTag(ctx, s.qUpsert, row(&jobs[0])...)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = fenced
+		}
+	} else {
 		err = s.batch(ctx, func(b *pgx.Batch) {
 			for i := range jobs {
-				j := &jobs[i]
-				b.Queue(s.qUpsert, j.Key, j.Function, j.Priority, data(j.Data), j.When, j.Reducer, j.Version)
+				b.Queue(s.qUpsert, row(&jobs[i])...).Exec(func(tag pgconn.CommandTag) error {
+					if tag.RowsAffected() == 0 {
+						return fenced
+					}
+					return nil
+				})
 			}
 		})
 	}
@@ -241,11 +373,11 @@ func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
 	case 0:
 		return nil
 	case 1:
-		err = s.exec(ctx, s.qDelete, refs[0].Key, refs[0].Function, refs[0].Version)
+		err = s.exec(ctx, s.qDelete, s.deleteArgs(refs[0])...)
 	default:
 		err = s.batch(ctx, func(b *pgx.Batch) {
 			for _, r := range refs {
-				b.Queue(s.qDelete, r.Key, r.Function, r.Version)
+				b.Queue(s.qDelete, s.deleteArgs(r)...)
 			}
 		})
 	}
@@ -255,34 +387,34 @@ func (s *Store) Delete(ctx context.Context, refs ...store.Ref) error {
 	return nil
 }
 
+// deleteArgs are qDelete's arguments: a member deletes only its own
+// records.
+func (s *Store) deleteArgs(r store.Ref) []any {
+	if s.fleet != nil {
+		return []any{r.Key, r.Function, r.Version, s.owner}
+	}
+	return []any{r.Key, r.Function, r.Version}
+}
+
 // Replay calls fn for every stored row, in add order (rows gearmand wrote
 // come first, in the order the column was filled).
 func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 	if err := s.gate.Enter(ctx); err != nil {
 		return err
 	}
-	rows, err := s.pool.Query(ctx, s.qSelect)
+	var args []any
+	if s.fleet != nil {
+		args = []any{s.owner}
+	}
+	rows, err := s.pool.Query(ctx, s.qSelect, args...)
 	if err != nil && retryable(err) {
-		rows, err = s.pool.Query(ctx, s.qSelect)
+		rows, err = s.pool.Query(ctx, s.qSelect, args...)
 	}
 	if err != nil {
 		return fmt.Errorf("postgres: replay: %w", err)
 	}
 	defer rows.Close()
-	return store.ReplayRows(ctx, "postgres", rows, func() (store.Job, error) {
-		var (
-			j        store.Job
-			prio     int32
-			when     int32
-			dataCopy []byte
-		)
-		err := rows.Scan(&j.Key, &j.Function, &prio, &dataCopy, &when, &j.Reducer, &j.Version)
-		j.Priority, j.When = int(prio), int64(when)
-		if len(dataCopy) > 0 {
-			j.Data = append([]byte(nil), dataCopy...)
-		}
-		return j, err
-	}, fn)
+	return store.ReplayRows(ctx, "postgres", rows, func() (store.Job, error) { return scanJob(rows) }, fn)
 }
 
 // Close closes the pool, waiting for the calls in flight. Connections
@@ -291,6 +423,9 @@ func (s *Store) Replay(ctx context.Context, fn func(store.Job) error) error {
 func (s *Store) Close() error {
 	if !s.gate.Close() {
 		return nil
+	}
+	if s.fleet != nil {
+		s.fleet.close()
 	}
 	done := make(chan struct{})
 	go func() {

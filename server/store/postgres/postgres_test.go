@@ -59,7 +59,7 @@ func tableFor(t *testing.T) string {
 			return
 		}
 		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS "+name); err != nil {
+		if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS "+name+", "+name+"_members"); err != nil {
 			t.Logf("drop %s: %v", name, err)
 		}
 	})
@@ -79,6 +79,28 @@ func TestStore(t *testing.T) {
 		}
 		mu.Unlock()
 		s, err := Open(context.Background(), Options{ConnInfo: conninfo(addr), Table: table})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
+// TestStoreMember runs the conformance suite on a fleet member: alone
+// in its fleet it must behave as any store.
+func TestStoreMember(t *testing.T) {
+	require(t)
+	var mu sync.Mutex
+	tables := map[string]string{}
+	storetest.Run(t, func(t *testing.T) store.Store {
+		mu.Lock()
+		table, ok := tables[t.Name()]
+		if !ok {
+			table = tableFor(t)
+			tables[t.Name()] = table
+		}
+		mu.Unlock()
+		s, err := Open(context.Background(), Options{ConnInfo: conninfo(addr), Table: table, Member: "m1"})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}

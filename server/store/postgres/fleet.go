@@ -1,0 +1,549 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gworkerd/gworkerd/internal/clock"
+	"github.com/gworkerd/gworkerd/server/store"
+)
+
+// Fleet defaults (Options.HeartbeatInterval, Options.LeaseTimeout).
+const (
+	DefaultHeartbeatInterval = time.Second
+	DefaultLeaseTimeout      = 10 * time.Second
+)
+
+// orphanSweepEvery is how often a member takes the records whose owner
+// has no lease row (records gearmand or `gserverd queue import` wrote, and
+// those a dead member added after its lease was claimed); sweepAfterClaim
+// is how long after a claim it sweeps on every heartbeat, to catch the
+// dead member's writes that were in flight at the claim.
+const (
+	orphanSweepEvery = 30 * time.Second
+	sweepAfterClaim  = 30 * time.Second
+)
+
+// fleet is the membership of a Store with Options.Member set: the lease
+// row, the heartbeat, claims of expired members' records, and fencing.
+//
+// The lease: a row (member, epoch, expires_at) in the members table,
+// expires_at renewed to the database's now() + LeaseTimeout every
+// HeartbeatInterval by an UPDATE that names the epoch. A member that
+// finds its row gone (claimed) or its epoch changed has lost its lease.
+//
+// Fencing: a heartbeat sent at local time t and confirmed makes the lease
+// good until t + LeaseTimeout on the database's clock at the earliest;
+// the member treats it as good until t + LeaseTimeout - HeartbeatInterval
+// on its own clock. Past that, or on losing the lease, it is fenced: Add
+// fails with store.ErrFenced, and the server forgets the stored jobs it
+// has not handed out (FleetHandler.Fence). Every Add also checks, in its
+// own statement, that the lease row is there, of this epoch and not
+// expired, so a write never lands after a claim made it another
+// member's. Deletes name the owner, so a member never deletes a record
+// that was claimed from it.
+//
+// Claims: at every heartbeat a member that holds its lease looks for
+// expired lease rows and, in one transaction, locks them (FOR UPDATE
+// SKIP LOCKED: one claimer per dead member), moves their records to
+// itself and deletes their lease rows; then it hands the records to the
+// server (FleetHandler.Adopt).
+type fleet struct {
+	st       *Store
+	member   string
+	interval time.Duration
+	timeout  time.Duration
+	clk      clock.Clock
+	members  string // quoted members table
+
+	qBeat, qJoin, qList, qMine, qAlive, qExpired, qTake, qDrop, qOrphans string
+
+	stop chan struct{}
+	done chan struct{}
+
+	mu          sync.Mutex // guards the fields below
+	epoch       int64
+	goodUntil   time.Time // local: the lease is confirmed until then
+	fenced      bool
+	h           store.FleetHandler
+	fencePend   bool // fenced while no handler was attached: tell it on attach
+	resync      bool // after a fence: hand the server the records it still owns
+	list        []store.Member
+	claims      int64
+	claimedJobs int64
+	lost        int64
+	lastSweep   time.Time
+	lastClaim   time.Time
+	lastErr     time.Time // last heartbeat error logged
+}
+
+func newFleet(s *Store, opts Options, table []string) *fleet {
+	mt := slices.Clone(table)
+	mt[len(mt)-1] += "_members"
+	f := &fleet{
+		st:       s,
+		member:   opts.Member,
+		interval: opts.HeartbeatInterval,
+		timeout:  opts.LeaseTimeout,
+		clk:      opts.Clock,
+		members:  pgx.Identifier(mt).Sanitize(),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	m, q := f.members, s.table
+	// Epochs only grow, also across a lease row claimed and made again:
+	// a new row starts at the database's clock in microseconds.
+	f.qJoin = "INSERT INTO " + m + ` (member, epoch, expires_at, beat_at, joined_at)
+VALUES ($1, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, now() + $2 * interval '1 microsecond', now(), now())
+ON CONFLICT (member) DO UPDATE SET epoch = GREATEST(` + m + `.epoch + 1, EXCLUDED.epoch), expires_at = EXCLUDED.expires_at,
+ beat_at = EXCLUDED.beat_at, joined_at = EXCLUDED.joined_at RETURNING epoch`
+	f.qBeat = "UPDATE " + m + ` SET expires_at = now() + $3 * interval '1 microsecond', beat_at = now()
+WHERE member = $1 AND epoch = $2`
+	f.qList = "SELECT member, epoch, EXTRACT(EPOCH FROM expires_at - now())::float8 FROM " + m + " ORDER BY member"
+	f.qMine = selectCols + " FROM " + q + " WHERE gserverd_owner = $1 ORDER BY gserverd_seq"
+	f.qAlive = "SELECT 1 FROM " + m + " WHERE member = $1 AND epoch = $2 AND expires_at > now() FOR SHARE"
+	f.qExpired = "SELECT member, EXTRACT(EPOCH FROM now() - expires_at)::float8 FROM " + m +
+		" WHERE member <> $1 AND expires_at < now() ORDER BY member FOR UPDATE SKIP LOCKED"
+	f.qTake = "UPDATE " + q + " SET gserverd_owner = $1 WHERE gserverd_owner = $2 RETURNING " + returnCols
+	f.qDrop = "DELETE FROM " + m + " WHERE member = ANY($1)"
+	f.qOrphans = "UPDATE " + q + " SET gserverd_owner = $1 WHERE gserverd_owner <> $1 AND NOT EXISTS (SELECT 1 FROM " +
+		m + " WHERE " + m + ".member = " + q + ".gserverd_owner) RETURNING " + returnCols
+	return f
+}
+
+// micros is d in microseconds, for the interval arithmetic of the queries.
+func micros(d time.Duration) int64 { return d.Microseconds() }
+
+// migrateStmts create the members table and the index on owners.
+func (f *fleet) migrateStmts(indexName string) []string {
+	return []string{
+		"CREATE TABLE IF NOT EXISTS " + f.members + ` (member TEXT PRIMARY KEY, epoch BIGINT NOT NULL,
+ expires_at TIMESTAMPTZ NOT NULL, beat_at TIMESTAMPTZ NOT NULL, joined_at TIMESTAMPTZ NOT NULL)`,
+		"CREATE INDEX IF NOT EXISTS " + indexName + " ON " + f.st.table + " (gserverd_owner)",
+	}
+}
+
+// join takes (or renews) the member's lease with a new epoch and takes
+// the records nobody owns, before the server replays this member's.
+func (f *fleet) join(ctx context.Context) error {
+	sent := f.clk.Now()
+	var epoch int64
+	if err := f.st.pool.QueryRow(ctx, f.qJoin, f.member, micros(f.timeout)).Scan(&epoch); err != nil {
+		return fmt.Errorf("postgres: join fleet as member %q: %w", f.member, err)
+	}
+	f.mu.Lock()
+	f.epoch = epoch
+	f.goodUntil = sent.Add(f.timeout - f.interval)
+	f.fenced = false
+	f.mu.Unlock()
+	if _, err := f.sweep(ctx); err != nil {
+		return fmt.Errorf("postgres: join fleet as member %q: %w", f.member, err)
+	}
+	return nil
+}
+
+// start runs the heartbeat until Close.
+func (f *fleet) start() { go f.run() }
+
+func (f *fleet) close() {
+	close(f.stop)
+	<-f.done
+}
+
+func (f *fleet) run() {
+	defer close(f.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-f.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t := f.clk.NewTimer(f.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C():
+		}
+		f.round(ctx)
+		t.Reset(f.interval)
+	}
+}
+
+// round is one heartbeat: renew the lease (or find it lost and join
+// again), then, holding it, give the server what it should serve.
+func (f *fleet) round(ctx context.Context) {
+	sent := f.clk.Now()
+	cctx, cancel := context.WithTimeout(ctx, f.interval)
+	f.mu.Lock()
+	epoch := f.epoch
+	f.mu.Unlock()
+	tag, err := f.st.pool.Exec(cctx, f.qBeat, f.member, epoch, micros(f.timeout))
+	cancel()
+	switch {
+	case err != nil:
+		if ctx.Err() != nil {
+			return
+		}
+		f.mu.Lock()
+		if now := f.clk.Now(); now.Sub(f.lastErr) >= 10*f.interval {
+			f.lastErr = now
+			f.st.log.WithError(err).WithField("member", f.member).Warn("fleet: heartbeat failed")
+		}
+		late := !f.clk.Now().Before(f.goodUntil)
+		f.mu.Unlock()
+		if late {
+			f.fence("lease not renewed in time")
+		}
+		return
+	case tag.RowsAffected() == 0:
+		f.mu.Lock()
+		f.lost++
+		f.mu.Unlock()
+		f.fence("lease lost: another member claimed this member's records")
+		jctx, cancel := context.WithTimeout(ctx, f.timeout)
+		err := f.join(jctx)
+		cancel()
+		if err != nil {
+			f.st.log.WithError(err).Warn("fleet: join again failed")
+			return
+		}
+		f.mu.Lock()
+		f.st.log.WithFields(map[string]any{"member": f.member, "epoch": f.epoch}).Warn("fleet: joined again after losing the lease")
+		f.mu.Unlock()
+	default:
+		f.mu.Lock()
+		f.goodUntil = sent.Add(f.timeout - f.interval)
+		if f.fenced {
+			f.fenced = false
+			f.st.log.WithField("member", f.member).Warn("fleet: lease confirmed again")
+		}
+		f.mu.Unlock()
+	}
+	f.serve(ctx)
+}
+
+// fence marks the lease unconfirmed and tells the server, once per
+// fence.
+func (f *fleet) fence(why string) {
+	f.mu.Lock()
+	if f.fenced {
+		f.mu.Unlock()
+		return
+	}
+	f.fenced = true
+	f.resync = true
+	h := f.h
+	if h == nil {
+		f.fencePend = true
+	}
+	f.mu.Unlock()
+	f.st.log.WithFields(map[string]any{"member": f.member, "reason": why}).Error("fleet: fenced: not serving stored jobs until the lease is confirmed")
+	if h != nil {
+		h.Fence()
+	}
+}
+
+// serve runs with the lease confirmed: it reads the member list, hands
+// the server its own records again after a fence, and claims expired
+// members' records.
+func (f *fleet) serve(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	if err := f.readList(cctx); err != nil {
+		return
+	}
+	f.mu.Lock()
+	h, resync := f.h, f.resync
+	f.mu.Unlock()
+	if h == nil {
+		return
+	}
+	if resync {
+		jobs, err := f.mine(cctx)
+		if err != nil {
+			f.st.log.WithError(err).Warn("fleet: read own records after a fence")
+			return
+		}
+		f.mu.Lock()
+		f.resync = false
+		f.mu.Unlock()
+		h.Adopt(store.Claim{From: f.member, Own: true, Jobs: jobs, At: f.clk.Now()})
+	}
+	claims, err := f.claim(cctx)
+	if err != nil {
+		f.st.log.WithError(err).Warn("fleet: claim expired members")
+	}
+	f.mu.Lock()
+	sweep := f.clk.Now().Sub(f.lastSweep) >= orphanSweepEvery || f.clk.Now().Sub(f.lastClaim) < sweepAfterClaim
+	f.mu.Unlock()
+	if sweep {
+		c, err := f.sweep(cctx)
+		if err != nil {
+			f.st.log.WithError(err).Warn("fleet: take orphaned records")
+		} else if len(c.Jobs) > 0 {
+			claims = append(claims, c)
+		}
+	}
+	for _, c := range claims {
+		f.st.log.WithFields(map[string]any{"member": f.member, "from": c.From, "jobs": len(c.Jobs), "expired_ago": c.Expired.String()}).Warn("fleet: claimed records")
+		h.Adopt(c)
+	}
+}
+
+func (f *fleet) readList(ctx context.Context) error {
+	rows, err := f.st.pool.Query(ctx, f.qList)
+	if err != nil {
+		return err
+	}
+	var list []store.Member
+	for rows.Next() {
+		var m store.Member
+		var left float64
+		if err := rows.Scan(&m.ID, &m.Epoch, &left); err != nil {
+			rows.Close()
+			return err
+		}
+		m.ExpiresIn = time.Duration(left * float64(time.Second))
+		m.Self = m.ID == f.member
+		list = append(list, m)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.list = list
+	f.mu.Unlock()
+	return nil
+}
+
+// mine reads every record this member owns.
+func (f *fleet) mine(ctx context.Context) ([]store.Job, error) {
+	rows, err := f.st.pool.Query(ctx, f.qMine, f.member)
+	if err != nil {
+		return nil, err
+	}
+	var jobs []store.Job
+	err = store.ReplayRows(ctx, "postgres", rows, func() (store.Job, error) { return scanJob(rows) }, func(j store.Job) error {
+		jobs = append(jobs, j)
+		return nil
+	})
+	rows.Close()
+	return jobs, err
+}
+
+// errNotAlive aborts a claim by a member whose lease is not good.
+var errNotAlive = errors.New("lease not good")
+
+// claim takes the records of every expired member, in one transaction
+// that also deletes their lease rows.
+func (f *fleet) claim(ctx context.Context) ([]store.Claim, error) {
+	f.mu.Lock()
+	epoch := f.epoch
+	f.mu.Unlock()
+	var claims []store.Claim
+	err := pgx.BeginFunc(ctx, f.st.pool, func(tx pgx.Tx) error {
+		claims = claims[:0]
+		var one int
+		if err := tx.QueryRow(ctx, f.qAlive, f.member, epoch).Scan(&one); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return errNotAlive
+			}
+			return err
+		}
+		rows, err := tx.Query(ctx, f.qExpired, f.member)
+		if err != nil {
+			return err
+		}
+		var dead []string
+		for rows.Next() {
+			var id string
+			var ago float64
+			if err := rows.Scan(&id, &ago); err != nil {
+				rows.Close()
+				return err
+			}
+			dead = append(dead, id)
+			claims = append(claims, store.Claim{From: id, Expired: time.Duration(ago * float64(time.Second))})
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(dead) == 0 {
+			return nil
+		}
+		for i := range claims {
+			jobs, err := f.take(ctx, tx, f.qTake, f.member, claims[i].From)
+			if err != nil {
+				return err
+			}
+			claims[i].Jobs = jobs
+		}
+		_, err = tx.Exec(ctx, f.qDrop, dead)
+		return err
+	})
+	if errors.Is(err, errNotAlive) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := f.clk.Now()
+	f.mu.Lock()
+	for i := range claims {
+		claims[i].At = now
+		f.claims++
+		f.claimedJobs += int64(len(claims[i].Jobs))
+	}
+	if len(claims) > 0 {
+		f.lastClaim = now
+	}
+	f.mu.Unlock()
+	return claims, nil
+}
+
+// sweep takes the records whose owner has no lease row.
+func (f *fleet) sweep(ctx context.Context) (store.Claim, error) {
+	c := store.Claim{From: "(no member)"}
+	err := pgx.BeginFunc(ctx, f.st.pool, func(tx pgx.Tx) error {
+		jobs, err := f.take(ctx, tx, f.qOrphans, f.member)
+		c.Jobs = jobs
+		return err
+	})
+	if err != nil {
+		return c, err
+	}
+	now := f.clk.Now()
+	c.At = now
+	f.mu.Lock()
+	f.lastSweep = now
+	if len(c.Jobs) > 0 {
+		f.claimedJobs += int64(len(c.Jobs))
+	}
+	f.mu.Unlock()
+	return c, nil
+}
+
+// take runs an UPDATE ... RETURNING that moves records to this member and
+// returns them in add order.
+func (f *fleet) take(ctx context.Context, tx pgx.Tx, q string, args ...any) ([]store.Job, error) {
+	rows, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	type seqJob struct {
+		seq int64
+		j   store.Job
+	}
+	var got []seqJob
+	for rows.Next() {
+		var sj seqJob
+		j, err := scanJob(rows, &sj.seq)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		sj.j = j
+		got = append(got, sj)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(got, func(a, b seqJob) int {
+		switch {
+		case a.seq < b.seq:
+			return -1
+		case a.seq > b.seq:
+			return 1
+		}
+		return 0
+	})
+	jobs := make([]store.Job, len(got))
+	for i := range got {
+		jobs[i] = got[i].j
+	}
+	return jobs, nil
+}
+
+// attach hands claims to h until detach.
+func (f *fleet) attach(h store.FleetHandler) {
+	f.mu.Lock()
+	f.h = h
+	pend := f.fencePend
+	f.fencePend = false
+	f.mu.Unlock()
+	if pend {
+		h.Fence()
+	}
+}
+
+func (f *fleet) detach() {
+	f.mu.Lock()
+	f.h = nil
+	f.mu.Unlock()
+}
+
+// usable reports whether Add may write: the lease is confirmed.
+func (f *fleet) usable() (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fenced || !f.clk.Now().Before(f.goodUntil) {
+		return 0, fmt.Errorf("postgres: member %q: %w", f.member, store.ErrFenced)
+	}
+	return f.epoch, nil
+}
+
+func (f *fleet) status() store.FleetStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return store.FleetStatus{
+		Member:            f.member,
+		Epoch:             f.epoch,
+		Fenced:            f.fenced || !f.clk.Now().Before(f.goodUntil),
+		HeartbeatInterval: f.interval,
+		LeaseTimeout:      f.timeout,
+		Members:           slices.Clone(f.list),
+		ClaimsTotal:       f.claims,
+		ClaimedJobs:       f.claimedJobs,
+		LeaseLost:         f.lost,
+	}
+}
+
+// RunFleet hands the fleet's claims to h until ctx ends (store.Fleet).
+// It returns at once with an error when the store is not a fleet member
+// (Options.Member empty).
+func (s *Store) RunFleet(ctx context.Context, h store.FleetHandler) error {
+	if s.fleet == nil {
+		return errors.New("postgres: not a fleet member (no member id)")
+	}
+	s.fleet.attach(h)
+	defer s.fleet.detach()
+	<-ctx.Done()
+	return nil
+}
+
+// FleetStatus describes the fleet as this member last saw it
+// (store.Fleet).
+func (s *Store) FleetStatus() store.FleetStatus {
+	if s.fleet == nil {
+		return store.FleetStatus{}
+	}
+	return s.fleet.status()
+}
+
+// Member is the store's member id, "" when it is not a fleet member
+// (store.Fleet).
+func (s *Store) Member() string { return s.owner }
