@@ -24,8 +24,8 @@ type recorder struct {
 	mu       sync.Mutex
 	fences   int
 	fencedAt time.Time // the first Fence
-	claims []store.Claim
-	kick   chan struct{}
+	claims   []store.Claim
+	kick     chan struct{}
 }
 
 func newRecorder() *recorder { return &recorder{kick: make(chan struct{}, 1)} }
@@ -433,4 +433,3 @@ func TestFleetOptions(t *testing.T) {
 		t.Errorf("lease of two heartbeats: %v", err)
 	}
 }
-
