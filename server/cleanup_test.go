@@ -102,7 +102,8 @@ func TestDuplicatesStoredOnce(t *testing.T) {
 	if want := " flood : dup"; !strings.HasSuffix(line, want) {
 		t.Errorf("workers line %.80q..., want it to end in %q (the function listed once)", line, want)
 	}
-	for _, w := range ts.Workers(false) {
+	ws, _ := ts.Workers(WorkerQuery{All: true})
+	for _, w := range ws {
 		if w.ClientID == "flood" && w.Waiting != 1 {
 			t.Errorf("Workers: flood waits for %d jobs, want 1", w.Waiting)
 		}

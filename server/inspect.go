@@ -1,8 +1,9 @@
 package server
 
 import (
+	"cmp"
+	"math"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/gworkerd/gworkerd/protocol"
@@ -207,48 +208,126 @@ func (s *Server) SetMaxQueue(function string, limits [3]int) {
 // WorkerInfo describes one connection, as a row of the admin `workers`
 // list with the jobs it runs.
 type WorkerInfo struct {
-	ID        uint64   `json:"id"`
-	IP        string   `json:"ip"`
-	ClientID  string   `json:"client_id"`
+	ID       uint64 `json:"id"`
+	IP       string `json:"ip"`
+	ClientID string `json:"client_id"`
+	// Functions lists the functions the connection registered, in name
+	// order; at most WorkerQuery.MaxList of them (the first).
 	Functions []string `json:"functions"`
-	// Running lists the handles of the jobs the connection runs.
-	Running  []string `json:"running"`
-	Sleeping bool     `json:"sleeping"`
+	// FunctionsTotal is how many functions it registered, listed or not.
+	FunctionsTotal int `json:"functions_total"`
+	// Running lists the handles of the jobs the connection runs, in
+	// handle order (the order of creation); at most WorkerQuery.MaxList
+	// of them (the first).
+	Running []string `json:"running"`
+	// RunningTotal is how many jobs it runs, listed or not.
+	RunningTotal int  `json:"running_total"`
+	Sleeping     bool `json:"sleeping"`
 	// Waiting is the number of foreground jobs the connection waits for
 	// as a client.
 	Waiting int `json:"waiting"`
 }
 
-// Workers lists every connection in id order. With workersOnly, only the
-// connections that registered a function (workers, not clients). It
-// walks them in chunks (walk.go).
-func (s *Server) Workers(workersOnly bool) []WorkerInfo {
-	var out []WorkerInfo
-	var cur *WorkerInfo
+// WorkerQuery selects connections for Workers. The zero value selects
+// every connection that registered a function, with all its functions
+// and running jobs.
+type WorkerQuery struct {
+	// All lists every connection, clients included; by default only the
+	// connections that registered a function (workers).
+	All bool
+	// Offset skips that many connections; Limit, when positive, bounds
+	// the page (default: no bound).
+	Offset, Limit int
+	// MaxList, when positive, bounds the functions and the running jobs
+	// listed in each row (default: no bound).
+	MaxList int
+}
+
+// Workers returns one page of the connections q selects, in id order
+// (the order of acceptance), and the number of connections it selects
+// in all. It walks the connections in chunks (walk.go); it reads the
+// registrations and running jobs of the connections of the page only,
+// so it costs O(connections) steps of a few pointers plus O(the page's
+// registrations and running jobs). A connection of the page that goes
+// away meanwhile is left out (the page is then shorter than Limit).
+func (s *Server) Workers(q WorkerQuery) ([]WorkerInfo, int) {
+	q.Offset = max(q.Offset, 0)
+	end := -1 // the index after the page; -1: no bound
+	if q.Limit > 0 {
+		end = q.Offset + min(q.Limit, math.MaxInt-q.Offset)
+	}
+	out := []WorkerInfo{}
+	var (
+		cur     *WorkerInfo
+		fns     = firstN[string]{n: q.MaxList}
+		running = firstN[uint64]{n: q.MaxList}
+		total   int
+	)
 	s.mu.Lock()
 	w := s.walk()
 	w.conns(connVisitor{
 		conn: func(c *conn) bool {
-			if workersOnly && c.abilHead == nil {
+			if !q.All && c.abilHead == nil {
 				return false
 			}
-			cur = &WorkerInfo{ID: c.id, IP: c.ip, ClientID: c.clientID, Sleeping: c.sleeping,
-				Functions: []string{}, Running: []string{}, Waiting: c.nattached}
+			i := total
+			total++
+			if i < q.Offset || (end >= 0 && i >= end) {
+				return false // counted, not read
+			}
+			cur = &WorkerInfo{ID: c.id, IP: c.ip, ClientID: c.clientID, Sleeping: c.sleeping, Waiting: c.nattached}
+			fns.reset()
+			running.reset()
 			return true
 		},
-		abil: func(a *ability) { cur.Functions = append(cur.Functions, a.fn.name) },
-		job:  func(j *job) { cur.Running = append(cur.Running, s.handleString(j.id)) },
-		done: func(*conn) { out = append(out, *cur) },
+		abil: func(a *ability) { fns.add(a.fn.name) },
+		job:  func(j *job) { running.add(j.id) },
+		done: func(*conn) {
+			cur.Functions, cur.FunctionsTotal = fns.list(), fns.total
+			ids := running.list()
+			cur.Running, cur.RunningTotal = make([]string, len(ids)), running.total
+			for i, id := range ids {
+				cur.Running[i] = s.handleString(id)
+			}
+			out = append(out, *cur)
+		},
 		gone: func(*conn) {},
 	})
 	w.end()
 	s.mu.Unlock()
-	if out == nil {
-		out = []WorkerInfo{}
+	return out, total
+}
+
+// firstN keeps the n smallest values added (all of them when n <= 0) in
+// O(n) memory, and counts the values added.
+type firstN[T cmp.Ordered] struct {
+	n     int
+	total int
+	keep  []T
+}
+
+func (f *firstN[T]) reset() {
+	f.total = 0
+	f.keep = nil
+}
+
+func (f *firstN[T]) add(v T) {
+	f.total++
+	f.keep = append(f.keep, v)
+	if f.n > 0 && len(f.keep) >= 2*f.n {
+		slices.Sort(f.keep)
+		f.keep = f.keep[:f.n]
 	}
-	for _, wi := range out {
-		slices.SortFunc(wi.Functions, strings.Compare)
-		slices.Sort(wi.Running)
+}
+
+// list returns the values kept in order, never nil.
+func (f *firstN[T]) list() []T {
+	slices.Sort(f.keep)
+	if f.n > 0 && len(f.keep) > f.n {
+		f.keep = f.keep[:f.n]
 	}
-	return out
+	if f.keep == nil {
+		return []T{}
+	}
+	return f.keep
 }

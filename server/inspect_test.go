@@ -1,7 +1,9 @@
 package server
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,9 +126,9 @@ func TestInspectWorkersAndMaxQueue(t *testing.T) {
 	w.send(protocol.SetClientID, "thumbs-1")
 	h := c.submit(protocol.SubmitJob, "x", "", "p")
 	w.grab()
-	all := ts.Workers(false)
-	only := ts.Workers(true)
-	if len(all) != 2 || len(only) != 1 {
+	all, nall := ts.Workers(WorkerQuery{All: true})
+	only, nonly := ts.Workers(WorkerQuery{})
+	if len(all) != 2 || len(only) != 1 || nall != 2 || nonly != 1 {
 		t.Fatalf("Workers: all %+v, workers only %+v", all, only)
 	}
 	got := only[0]
@@ -249,5 +251,93 @@ func TestStoreStats(t *testing.T) {
 	}
 	if n := st.len(); n != 0 {
 		t.Errorf("%d jobs left in the store", n)
+	}
+}
+
+// TestWorkersQuery: Workers pages the connections in id order, counts
+// all those it selects, and lists at most MaxList functions (the first
+// by name) and running jobs (the first by handle) per row, with their
+// totals.
+func TestWorkersQuery(t *testing.T) {
+	t.Parallel()
+	const fns, running = 600, 30 // fns > walkChunk: the row's list spans chunks
+	ts := startServer(t, nil)
+	named := func(id string) *tconn {
+		c := ts.dial(t)
+		c.send(protocol.SetClientID, id)
+		return c
+	}
+	c0 := named("c0")
+	fat := named("fat")
+	fat.canDoMany("f", fns) // visited newest first: the largest names come first
+	var pk []byte
+	for i := range running {
+		pk = protocol.AppendPacketString(pk, protocol.Req, protocol.SubmitJobBg, fnName("f", 0), "", strconv.Itoa(i))
+	}
+	c0.pipelineSync(pk)
+	if got := fat.pipelineSync(appendN(nil, running, protocol.GrabJob)); got[protocol.JobAssign] != running {
+		t.Fatalf("replies %v, want %d JOB_ASSIGN", got, running)
+	}
+	for _, id := range []string{"w1", "w2", "w3", "w4"} {
+		w := named(id)
+		w.send(protocol.CanDo, "a")
+		w.sync()
+	}
+	named("c1").sync()
+
+	var allFns []string
+	for i := range fns {
+		allFns = append(allFns, fnName("f", i))
+	}
+	for _, tc := range []struct {
+		name  string
+		q     WorkerQuery
+		ids   []string
+		total int
+		// listed is how many functions and running jobs the fat row lists.
+		listedFns, listedRunning int
+	}{
+		{"workers", WorkerQuery{}, []string{"fat", "w1", "w2", "w3", "w4"}, 5, fns, running},
+		{"all", WorkerQuery{All: true}, []string{"c0", "fat", "w1", "w2", "w3", "w4", "c1"}, 7, fns, running},
+		{"a page", WorkerQuery{Offset: 1, Limit: 2}, []string{"w1", "w2"}, 5, 0, 0},
+		{"the last page of all", WorkerQuery{All: true, Offset: 5, Limit: 10}, []string{"w4", "c1"}, 7, 0, 0},
+		{"past the end", WorkerQuery{Offset: 10}, []string{}, 5, 0, 0},
+		{"bounded lists", WorkerQuery{Limit: 1, MaxList: 10}, []string{"fat"}, 5, 10, 10},
+		{"bound above the lists", WorkerQuery{Limit: 1, MaxList: 1000}, []string{"fat"}, 5, fns, running},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws, total := ts.Workers(tc.q)
+			ids := []string{}
+			for _, w := range ws {
+				ids = append(ids, w.ClientID)
+			}
+			if total != tc.total || !slices.Equal(ids, tc.ids) {
+				t.Fatalf("Workers(%+v) = %v of %d, want %v of %d", tc.q, ids, total, tc.ids, tc.total)
+			}
+			for _, w := range ws {
+				if w.ClientID != "fat" {
+					wantFns := 0
+					if strings.HasPrefix(w.ClientID, "w") {
+						wantFns = 1
+					}
+					if len(w.Functions) != wantFns || w.FunctionsTotal != wantFns || len(w.Running) != 0 || w.RunningTotal != 0 {
+						t.Errorf("row %+v, want %d function and no job", w, wantFns)
+					}
+					continue
+				}
+				if !slices.Equal(w.Functions, allFns[:tc.listedFns]) || w.FunctionsTotal != fns {
+					t.Errorf("fat row: %d functions listed of %d, want the first %d of %d",
+						len(w.Functions), w.FunctionsTotal, tc.listedFns, fns)
+				}
+				if len(w.Running) != tc.listedRunning || w.RunningTotal != running {
+					t.Fatalf("fat row: %d running jobs listed of %d, want %d of %d", len(w.Running), w.RunningTotal, tc.listedRunning, running)
+				}
+				for i, h := range w.Running {
+					if want := "H:test:" + strconv.Itoa(i+1); h != want { // the first jobs created
+						t.Errorf("fat row: running[%d] = %s, want %s", i, h, want)
+					}
+				}
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"net"
 	"slices"
@@ -110,7 +111,8 @@ func TestListingsInBoundedChunks(t *testing.T) {
 		{"workers", fns + conns, func() int { return strings.Count(ts.adminWorkers(), "\n") - 1 }, conns + 4},
 		{"Workers", fns + conns + running, func() int {
 			n := 0
-			for _, wi := range ts.Workers(false) {
+			ws, _ := ts.Workers(WorkerQuery{All: true})
+			for _, wi := range ws {
 				n += len(wi.Functions) + len(wi.Running)
 			}
 			return n
@@ -303,7 +305,7 @@ func TestWorkersWhileRunningJobsEnd(t *testing.T) {
 		}
 		w.sync()
 	})
-	ws := ts.Workers(true)
+	ws, _ := ts.Workers(WorkerQuery{})
 	ts.onPause(nil)
 	if len(ended) < 2*(running/walkChunk-1) {
 		t.Fatalf("%d jobs ended during the listing, want at least %d", len(ended), 2*(running/walkChunk-1))
@@ -317,7 +319,11 @@ func TestWorkersWhileRunningJobsEnd(t *testing.T) {
 			want = append(want, h)
 		}
 	}
-	slices.Sort(want)
+	slices.SortFunc(want, func(a, b string) int { // handle order: by job id
+		ia, _ := ts.parseHandle([]byte(a))
+		ib, _ := ts.parseHandle([]byte(b))
+		return cmp.Compare(ia, ib)
+	})
 	if got := ws[0].Running; !slices.Equal(got, want) {
 		t.Errorf("%d running jobs listed, want %d (all but the %d that ended during the listing)", len(got), len(want), len(ended))
 	}
@@ -507,7 +513,8 @@ func TestListingsWhileStateChanges(t *testing.T) {
 		if n != fns {
 			t.Fatalf("Stats lists %d of the %d stable functions", n, fns)
 		}
-		for _, wi := range ts.Workers(false) {
+		ws, _ := ts.Workers(WorkerQuery{All: true})
+		for _, wi := range ws {
 			if wi.ClientID == "stable" && len(wi.Functions) != fns {
 				t.Fatalf("Workers lists %d of the stable connection's %d functions", len(wi.Functions), fns)
 			}

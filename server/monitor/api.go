@@ -51,15 +51,19 @@ type Snapshot struct {
 	Time      int64          `json:"time"`
 	Server    ServerInfo     `json:"server"`
 	Functions []FunctionInfo `json:"functions"`
-	// Workers lists up to maxSnapshotWorkers connections that registered
-	// a function, each with at most maxWorkerList functions and running
-	// jobs; WorkersTotal counts them all.
-	Workers      []WorkerSummary `json:"workers"`
-	WorkersTotal int             `json:"workers_total"`
+	// Workers lists the first maxSnapshotWorkers connections that
+	// registered a function, each with at most maxWorkerList functions
+	// and running jobs; WorkersTotal counts them all.
+	Workers      []server.WorkerInfo `json:"workers"`
+	WorkersTotal int                 `json:"workers_total"`
 }
 
-// maxSnapshotWorkers bounds the workers sent with each event.
-const maxSnapshotWorkers = 200
+// maxSnapshotWorkers bounds the workers sent with each event, and
+// maxWorkerList the functions and running jobs listed per worker there.
+const (
+	maxSnapshotWorkers = 200
+	maxWorkerList      = 20
+)
 
 // Snapshot returns the server's state now; the zero figures and Ready
 // false while no server is attached. The histograms are left out (they
@@ -77,10 +81,10 @@ func (m *Monitor) snapshot() Snapshot {
 	now := time.Now()
 	src, ready := m.source()
 	var st server.Stats
-	workers := []server.WorkerInfo{}
+	workers, nworkers := []server.WorkerInfo{}, 0
 	if src != nil {
 		st = src.Stats()
-		workers = src.Workers(true)
+		workers, nworkers = src.Workers(server.WorkerQuery{Limit: maxSnapshotWorkers, MaxList: maxWorkerList})
 	}
 	snap := Snapshot{
 		Time: now.UnixMilli(),
@@ -103,8 +107,8 @@ func (m *Monitor) snapshot() Snapshot {
 			Fleet:         st.Fleet,
 		},
 		Functions:    make([]FunctionInfo, 0, len(st.Functions)),
-		Workers:      summarize(workers[:min(len(workers), maxSnapshotWorkers)]),
-		WorkersTotal: len(workers),
+		Workers:      workers,
+		WorkersTotal: nworkers,
 	}
 	for _, f := range st.Functions {
 		q := f.High + f.Normal + f.Low
@@ -121,36 +125,53 @@ func (m *Monitor) handleServer(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, m.Snapshot().Server)
 }
 
-// Pages of GET /api/v1/functions: a scrape of 100,000 functions must not
-// build a body of 50 MB.
+// Pages of GET /api/v1/functions and /api/v1/workers: a scrape of
+// 100,000 functions or 20,000 connections must not build a body of 50 MB.
 const (
-	defaultFunctionsPage = 1000
-	maxFunctionsPage     = 10000
+	defaultPage = 1000
+	maxPage     = 10000
 )
 
-// handleFunctions is GET /api/v1/functions?offset=&limit=: one page of
-// the functions, in the order the server created them, limit of them
-// (default defaultFunctionsPage, at most maxFunctionsPage) from offset.
-// X-Total-Count says how many there are.
-func (m *Monitor) handleFunctions(w http.ResponseWriter, r *http.Request) {
+// page is the ?offset=&limit= of a paged listing.
+type page struct{ offset, limit int }
+
+// pageParams reads ?offset=&limit= (limit default defaultPage, at most
+// maxPage), or answers 400 and reports false.
+func pageParams(w http.ResponseWriter, r *http.Request) (page, bool) {
 	q := r.URL.Query()
 	offset, err := intParam(q.Get("offset"), 0, 1<<31-1)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "offset: "+err.Error())
-		return
+		return page{}, false
 	}
-	limit, err := intParam(q.Get("limit"), 1, maxFunctionsPage)
+	limit, err := intParam(q.Get("limit"), 1, maxPage)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "limit: "+err.Error())
-		return
+		return page{}, false
 	}
 	if limit == 0 {
-		limit = defaultFunctionsPage
+		limit = defaultPage
+	}
+	return page{offset: offset, limit: limit}, true
+}
+
+// setTotal sets X-Total-Count, the number of rows of all pages.
+func setTotal(w http.ResponseWriter, total int) {
+	w.Header().Set("X-Total-Count", strconv.Itoa(total))
+}
+
+// handleFunctions is GET /api/v1/functions?offset=&limit=: one page of
+// the functions, in the order the server created them (pageParams).
+// X-Total-Count says how many there are.
+func (m *Monitor) handleFunctions(w http.ResponseWriter, r *http.Request) {
+	pg, ok := pageParams(w, r)
+	if !ok {
+		return
 	}
 	fns := m.snapshot().Functions
-	w.Header().Set("X-Total-Count", strconv.Itoa(len(fns)))
-	fns = fns[min(offset, len(fns)):]
-	writeJSON(w, http.StatusOK, fns[:min(limit, len(fns))])
+	setTotal(w, len(fns))
+	fns = fns[min(pg.offset, len(fns)):]
+	writeJSON(w, http.StatusOK, fns[:min(pg.limit, len(fns))])
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) { httpapi.WriteJSON(w, code, v) }

@@ -3,6 +3,7 @@ package monitor_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -164,5 +165,23 @@ func TestDashboardInChromium(t *testing.T) {
 	t.Logf("screenshot: %s (%d bytes)", path, len(png))
 	if dir := os.Getenv("GWORKERD_SCREENSHOT_DIR"); dir != "" {
 		_ = os.WriteFile(filepath.Join(dir, "gserverd-dashboard.png"), png, 0o644)
+	}
+
+	// More workers than the events carry, and a worker with more
+	// functions than a row lists: the page says what it leaves out.
+	for i := range 25 {
+		w.send(protocol.CanDo, fmt.Sprintf("more-%02d", i))
+	}
+	w.sync()
+	for range 200 {
+		c := e.dial(t)
+		c.send(protocol.CanDo, "crowd")
+		c.sync()
+	}
+	if err := chromedp.Do(ctx,
+		poll(`document.getElementById("w-total").textContent === "first 200 of 201"`),
+		poll(`[...document.querySelectorAll('#workers tbody tr')].some(r => r.textContent.includes("more-17 … (27)"))`),
+	); err != nil {
+		t.Fatalf("cut workers list not shown: %v", err)
 	}
 }

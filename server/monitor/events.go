@@ -29,8 +29,8 @@ type Delta struct {
 	// Removed names the functions gone since the previous event.
 	Removed []string `json:"removed,omitempty"`
 	// Workers is as in Snapshot when it changed, absent (nil) when not.
-	Workers      []WorkerSummary `json:"workers,omitzero"`
-	WorkersTotal int             `json:"workers_total"`
+	Workers      []server.WorkerInfo `json:"workers,omitzero"`
+	WorkersTotal int                 `json:"workers_total"`
 }
 
 // Event names of /api/v1/events.
@@ -281,28 +281,4 @@ func encodeEvent(name string, v any) []byte {
 	}
 	buf.WriteByte('\n') // Encode ended the data line: this ends the event
 	return buf.Bytes()
-}
-
-// WorkerSummary is a worker of an event: server.WorkerInfo with its lists
-// of functions and running jobs cut to maxWorkerList entries each.
-type WorkerSummary struct {
-	server.WorkerInfo
-	// FunctionsTotal and RunningTotal are the lengths of the full lists.
-	FunctionsTotal int `json:"functions_total"`
-	RunningTotal   int `json:"running_total"`
-}
-
-// maxWorkerList bounds the functions and running jobs listed per worker
-// in an event.
-const maxWorkerList = 20
-
-func summarize(ws []server.WorkerInfo) []WorkerSummary {
-	out := make([]WorkerSummary, 0, len(ws))
-	for _, w := range ws {
-		s := WorkerSummary{WorkerInfo: w, FunctionsTotal: len(w.Functions), RunningTotal: len(w.Running)}
-		s.Functions = w.Functions[:min(len(w.Functions), maxWorkerList)]
-		s.Running = w.Running[:min(len(w.Running), maxWorkerList)]
-		out = append(out, s)
-	}
-	return out
 }

@@ -32,14 +32,31 @@ type MaxQueueResult struct {
 	Low    int `json:"low"`
 }
 
-// handleWorkers is GET /api/v1/workers: the connections that registered
-// a function; with ?all=1 every connection, clients included.
+// maxWorkerRow bounds the functions and the running jobs listed in a row
+// of GET /api/v1/workers: one worker that registered 100,000 functions
+// must not make a row of megabytes. functions_total and running_total
+// give the full counts; the admin command `workers` lists everything.
+const maxWorkerRow = 100
+
+// handleWorkers is GET /api/v1/workers?offset=&limit=: one page
+// (pageParams) of the connections that registered a function, in id
+// order; with ?all=1 of every connection, clients included. Each row
+// lists its first maxWorkerRow functions and running jobs.
+// X-Total-Count says how many connections there are.
 func (m *Monitor) handleWorkers(w http.ResponseWriter, r *http.Request) {
+	pg, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
 	src, ok := m.ready(w)
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, src.Workers(r.URL.Query().Get("all") != "1"))
+	ws, total := src.Workers(server.WorkerQuery{
+		All: r.URL.Query().Get("all") == "1", Offset: pg.offset, Limit: pg.limit, MaxList: maxWorkerRow,
+	})
+	setTotal(w, total)
+	writeJSON(w, http.StatusOK, ws)
 }
 
 // handleJobs is GET /api/v1/jobs?function=&state=&offset=&limit=: one

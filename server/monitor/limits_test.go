@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -383,4 +384,177 @@ func TestFunctionsPaged(t *testing.T) {
 			t.Errorf("%q: first row %s, want %s", tc.query, fns[0].Name, fnName(tc.first))
 		}
 	}
+}
+
+// workerRow is a row of GET /api/v1/workers.
+type workerRow struct {
+	ID             uint64   `json:"id"`
+	ClientID       string   `json:"client_id"`
+	Functions      []string `json:"functions"`
+	FunctionsTotal int      `json:"functions_total"`
+	Running        []string `json:"running"`
+	RunningTotal   int      `json:"running_total"`
+}
+
+// TestWorkersPaged: GET /api/v1/workers returns pages of connections,
+// 1000 rows by default and at most 10,000, with X-Total-Count, and lists
+// at most 100 functions per row (the first by name) with functions_total;
+// bad values get the errors of /api/v1/functions. Before, 2,500 workers
+// made one row each in a single body, and a worker's row listed all its
+// 5,000 functions.
+func TestWorkersPaged(t *testing.T) {
+	t.Parallel()
+	const (
+		workers = 2500 // besides the fat one
+		fatFns  = 5000
+		clients = 3
+		row     = 100 // functions listed per row
+	)
+	e := start(t, monitor.Options{}, true)
+
+	// The fat worker comes first; it registers its functions in reverse
+	// order, so that the first by name are the last registered.
+	fat := e.dial(t)
+	buf := protocol.AppendPacketString(nil, protocol.Req, protocol.SetClientID, "fat")
+	for i := fatFns - 1; i >= 0; i-- {
+		buf = protocol.AppendPacketString(buf, protocol.Req, protocol.CanDo, fnName(i))
+	}
+	if _, err := fat.nc.Write(buf); err != nil {
+		t.Fatalf("write CAN_DO: %v", err)
+	}
+	fat.sync()
+	// Then one function each, the client id naming the worker's position.
+	ids := []string{"fat"}
+	conns := make([]*gconn, 0, workers+clients)
+	for i := range workers {
+		c := e.dial(t)
+		id := fmt.Sprintf("w%05d", i)
+		if _, err := c.nc.Write(protocol.AppendPacketString(
+			protocol.AppendPacketString(nil, protocol.Req, protocol.SetClientID, id),
+			protocol.Req, protocol.CanDo, "common")); err != nil {
+			t.Fatalf("write CAN_DO: %v", err)
+		}
+		conns = append(conns, c)
+		ids = append(ids, id)
+	}
+	for i := range clients {
+		c := e.dial(t)
+		c.send(protocol.SetClientID, fmt.Sprintf("c%d", i))
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.sync()
+	}
+	allIDs := append(ids[:len(ids):len(ids)], "c0", "c1", "c2")
+	firstFns := make([]string, row)
+	for i := range firstFns {
+		firstFns[i] = fnName(i)
+	}
+
+	get := func(query string) (int, string, []workerRow, string) {
+		t.Helper()
+		resp, body := do(t, "GET", e.base+"/api/v1/workers"+query, "", nil)
+		var rows []workerRow
+		if resp.StatusCode == 200 {
+			if err := json.Unmarshal([]byte(body), &rows); err != nil || rows == nil {
+				t.Fatalf("%s: %v %.100q", query, err, body)
+			}
+		}
+		return resp.StatusCode, resp.Header.Get("X-Total-Count"), rows, body
+	}
+	for _, tc := range []struct {
+		query string
+		code  int
+		want  []string // the client ids of the rows
+	}{
+		{"", 200, ids[:1000]},
+		{"?offset=2000&limit=1000", 200, ids[2000:]},
+		{"?offset=10&limit=5", 200, ids[10:15]},
+		{"?limit=10000", 200, ids},
+		{"?offset=99999", 200, nil},
+		{"?all=1", 200, allIDs[:1000]},
+		{"?all=1&offset=2500", 200, allIDs[2500:]},
+		{"?all=1&limit=10000", 200, allIDs},
+		{"?limit=10001", 400, nil},
+		{"?limit=0", 400, nil},
+		{"?limit=x", 400, nil},
+		{"?offset=-1", 400, nil},
+		{"?offset=x", 400, nil},
+	} {
+		code, total, rows, body := get(tc.query)
+		if code != tc.code {
+			t.Errorf("%q: status %d, want %d", tc.query, code, tc.code)
+			continue
+		}
+		if code != 200 {
+			// The same message as the functions listing.
+			resp, fbody := do(t, "GET", e.base+"/api/v1/functions"+tc.query, "", nil)
+			if resp.StatusCode != code || fbody != body {
+				t.Errorf("%q: body %q, /api/v1/functions answers %d %q", tc.query, body, resp.StatusCode, fbody)
+			}
+			continue
+		}
+		wantTotal := len(ids)
+		if strings.Contains(tc.query, "all=1") {
+			wantTotal = len(allIDs)
+		}
+		if total != strconv.Itoa(wantTotal) {
+			t.Errorf("%q: X-Total-Count %q, want %d", tc.query, total, wantTotal)
+		}
+		got := make([]string, len(rows))
+		for i, r := range rows {
+			got[i] = r.ClientID
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%q: %d rows %s, want %d %s", tc.query, len(got), ends(got), len(tc.want), ends(tc.want))
+			continue
+		}
+		for _, r := range rows {
+			if msg := checkRow(r, firstFns, fatFns); msg != "" {
+				t.Errorf("%q: %s", tc.query, msg)
+				break
+			}
+		}
+	}
+
+	// The dashboard's events carry the first 200 workers, 20 functions
+	// each, and the count of all.
+	snap := e.mon.Snapshot()
+	if snap.WorkersTotal != len(ids) || len(snap.Workers) != 200 {
+		t.Fatalf("snapshot: %d workers of %d, want 200 of %d", len(snap.Workers), snap.WorkersTotal, len(ids))
+	}
+	if f := snap.Workers[0]; f.ClientID != "fat" || !slices.Equal(f.Functions, firstFns[:20]) || f.FunctionsTotal != fatFns ||
+		snap.Workers[199].ClientID != ids[199] {
+		t.Errorf("snapshot: first %s with %d functions of %d, last %s; want fat with the first 20 of %d, last %s",
+			f.ClientID, len(f.Functions), f.FunctionsTotal, snap.Workers[199].ClientID, fatFns, ids[199])
+	}
+}
+
+// ends shows the first and last of a list.
+func ends(l []string) string {
+	if len(l) == 0 {
+		return "[]"
+	}
+	return "[" + l[0] + " ... " + l[len(l)-1] + "]"
+}
+
+// checkRow checks a row of TestWorkersPaged: the fat worker lists
+// firstFns of its n, the others one function or none.
+func checkRow(r workerRow, firstFns []string, n int) string {
+	switch {
+	case r.ClientID == "fat":
+		if !slices.Equal(r.Functions, firstFns) || r.FunctionsTotal != n {
+			return fmt.Sprintf("fat row lists %d functions %s of %d, want the first %d %s of %d",
+				len(r.Functions), ends(r.Functions), r.FunctionsTotal, len(firstFns), ends(firstFns), n)
+		}
+	case r.ClientID[0] == 'w':
+		if !slices.Equal(r.Functions, []string{"common"}) || r.FunctionsTotal != 1 {
+			return fmt.Sprintf("row %+v, want common of 1", r)
+		}
+	default:
+		if len(r.Functions) != 0 || r.FunctionsTotal != 0 {
+			return fmt.Sprintf("client row %+v, want no function", r)
+		}
+	}
+	return ""
 }

@@ -12,7 +12,8 @@
 //	GET  /readyz                   200 once the server is attached (after replay), 503 before and while stopping (open)
 //	GET  /api/v1/server            ServerInfo
 //	GET  /api/v1/functions         []FunctionInfo, paged: ?offset=&limit= (X-Total-Count)
-//	GET  /api/v1/workers           []server.WorkerInfo (?all=1: clients too)
+//	GET  /api/v1/workers           []server.WorkerInfo, paged: ?offset=&limit= (X-Total-Count); ?all=1: clients too
+//	                               each row lists its first 100 functions and running jobs (functions_total, running_total)
 //	GET  /api/v1/jobs              JobsPage (?function=&state=&offset=&limit=)
 //	GET  /api/v1/jobs/{handle}     server.JobInfo, 404 when unknown
 //	POST /api/v1/jobs/{handle}/cancel  as `cancel job`: CancelResult, 404 when unknown
@@ -31,7 +32,13 @@
 //
 // Bounds, so that cheap input cannot make the endpoint expensive: /metrics
 // has per-function series for the MetricsFunctions busiest functions
-// only, the rest summed as function="_other" (metrics.go); at most
+// only, the rest summed as function="_other" (metrics.go); the functions
+// and workers listings are paged, 1,000 rows by default and at most
+// 10,000 (?limit=; 400 beyond), and a worker's row lists its first 100
+// functions by name and running jobs by handle, with functions_total and
+// running_total counting them all (the admin command `workers` lists
+// everything); a workers page reads the registrations and running jobs
+// of its own rows only; at most
 // MaxEventStreams event streams are open, and each tick of them costs one
 // pass over the functions in all, then each stream only the encoded
 // changes (events.go).
@@ -59,7 +66,7 @@ import (
 // Source is what the monitor reads and acts on: *server.Server.
 type Source interface {
 	Stats() server.Stats
-	Workers(workersOnly bool) []server.WorkerInfo
+	Workers(q server.WorkerQuery) ([]server.WorkerInfo, int)
 	Jobs(q server.JobQuery) ([]server.JobInfo, int)
 	Job(handle string) (server.JobInfo, bool)
 	JobByUnique(function, unique string) (server.JobInfo, bool)

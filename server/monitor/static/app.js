@@ -97,7 +97,7 @@
       cell(tr, w.running.length ? w.running.join(" ") + more(w.running.length, w.running_total) : (w.sleeping ? "sleeping" : "0"), "text");
       return tr;
     });
-    $("w-total").textContent = total > ws.length ? "showing " + ws.length + " of " + total : "";
+    $("w-total").textContent = total > ws.length ? "first " + ws.length + " of " + total : "";
     $("workers").tBodies[0].replaceChildren(...(rows.length ? rows : [emptyRow(5, "no worker connected")]));
   }
 
