@@ -246,6 +246,12 @@ func (h *handler) flushBatch() {
 		x.reducer = p.rec.Reducer
 		ids[i] = j.id
 		h.replyCreated(j.id)
+		if s.fenced {
+			// Stored before the fence: the record is served by whoever
+			// owns it when the fence ends (fleet.go).
+			s.free(j, nil)
+			continue
+		}
 		s.enqueue(j, now)
 	}
 	s.mu.Unlock()

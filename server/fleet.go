@@ -65,9 +65,17 @@ func (h fleetHandler) Fence() {
 	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.fenced = true
 	n := 0
 	for _, j := range s.jobs {
-		if j.key() == "" || j.state == stRunning {
+		if j.key() == "" {
+			continue
+		}
+		if j.state == stRunning {
+			// Its worker may finish it (the delete then spares a record
+			// claimed meanwhile); if it comes back, it is not requeued
+			// unless Adopt finds the record still ours.
+			j.ext.fenced = true
 			continue
 		}
 		s.sendToClients(j, protocol.WorkFail, nil, nil)
@@ -83,17 +91,17 @@ func (h fleetHandler) Fence() {
 func (h fleetHandler) Adopt(c store.Claim) {
 	s := h.s
 	rec := &claimRec{info: store.ClaimInfo{From: c.From, Jobs: len(c.Jobs), At: c.At, Expired: c.Expired}}
-	var held map[store.Ref]bool
+	var held map[store.Ref]*job
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
 	if c.Own {
-		held = make(map[store.Ref]bool)
+		held = make(map[store.Ref]*job)
 		for _, j := range s.jobs {
 			if k := j.key(); k != "" {
-				held[store.Ref{Function: j.fn.name, Key: k}] = true
+				held[store.Ref{Function: j.fn.name, Key: k}] = j
 			}
 		}
 	} else {
@@ -113,7 +121,8 @@ func (h fleetHandler) Adopt(c store.Claim) {
 		}
 		now := s.clk.Now()
 		for _, r := range c.Jobs[start:min(start+adoptChunk, len(c.Jobs))] {
-			if held[r.Ref()] {
+			if hj := held[r.Ref()]; hj != nil {
+				hj.ext.fenced = false // still ours: requeued if it comes back
 				continue
 			}
 			j := s.adoptRecord(r, now)
@@ -128,6 +137,11 @@ func (h fleetHandler) Adopt(c store.Claim) {
 			}
 			n++
 		}
+		s.mu.Unlock()
+	}
+	if c.Own {
+		s.mu.Lock()
+		s.fenced = false
 		s.mu.Unlock()
 	}
 	if len(unkeyed) > 0 {

@@ -57,6 +57,10 @@ type jobExt struct {
 	// first handed out (fleet.go).
 	claim *claimRec
 
+	// fenced: the job ran when the fleet fenced this server, and its
+	// record may have been claimed since: it is not requeued (fleet.go).
+	fenced bool
+
 	// joining counts the background submits coalesced into this unstored
 	// job whose Store.Add is in flight (batch.go, joinStored).
 	joining int
@@ -484,6 +488,12 @@ func (s *Server) requeue(j *job, h *handler) {
 	s.unlink(j)
 	if j.cancelled || (!j.bg && j.nclients == 0) {
 		s.free(j, h)
+		return
+	}
+	if j.ext != nil && j.ext.fenced {
+		// Its record may be another member's now, which serves it.
+		s.sendToClients(j, protocol.WorkFail, nil, h.c)
+		s.free(j, nil)
 		return
 	}
 	if j.retries < 0xffff {

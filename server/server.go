@@ -200,6 +200,7 @@ type Server struct {
 	// store is not a fleet's. claims are its latest claims.
 	fleet  *fleetRun
 	claims []*claimRec
+	fenced bool // the fleet fenced the server: stored jobs are not queued
 }
 
 type counters struct {

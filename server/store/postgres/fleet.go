@@ -140,7 +140,6 @@ func (f *fleet) join(ctx context.Context) error {
 	f.mu.Lock()
 	f.epoch = epoch
 	f.goodUntil = sent.Add(f.timeout - f.interval)
-	f.fenced = false
 	f.mu.Unlock()
 	if _, err := f.sweep(ctx); err != nil {
 		return fmt.Errorf("postgres: join fleet as member %q: %w", f.member, err)
@@ -224,10 +223,6 @@ func (f *fleet) round(ctx context.Context) {
 	default:
 		f.mu.Lock()
 		f.goodUntil = sent.Add(f.timeout - f.interval)
-		if f.fenced {
-			f.fenced = false
-			f.st.log.WithField("member", f.member).Warn("fleet: lease confirmed again")
-		}
 		f.mu.Unlock()
 	}
 	f.serve(ctx)
@@ -270,15 +265,20 @@ func (f *fleet) serve(ctx context.Context) {
 		return
 	}
 	if resync {
+		// The fence ends once the server holds what this member still
+		// owns: until then Add is refused, so that no record is written
+		// that the re-read could miss or double.
 		jobs, err := f.mine(cctx)
 		if err != nil {
 			f.st.log.WithError(err).Warn("fleet: read own records after a fence")
 			return
 		}
+		h.Adopt(store.Claim{From: f.member, Own: true, Jobs: jobs, At: f.clk.Now()})
 		f.mu.Lock()
 		f.resync = false
+		f.fenced = false
 		f.mu.Unlock()
-		h.Adopt(store.Claim{From: f.member, Own: true, Jobs: jobs, At: f.clk.Now()})
+		f.st.log.WithFields(map[string]any{"member": f.member, "records": len(jobs)}).Warn("fleet: lease confirmed again; serving this member's records")
 	}
 	claims, err := f.claim(cctx)
 	if err != nil {
