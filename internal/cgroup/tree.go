@@ -70,12 +70,42 @@ type kernel struct {
 	mkdir func(dir string) error
 	rmdir func(dir string) error
 	write func(path, value string) error // to a control file
+	// startInto says why processes cannot be started into a cgroup
+	// (clone3's CLONE_INTO_CGROUP, which v2 children need); nil when
+	// they can.
+	startInto func() error
 }
 
 var hostKernel = kernel{
-	mkdir: func(dir string) error { return os.Mkdir(dir, 0o755) },
-	rmdir: func(dir string) error { return syscall.Rmdir(dir) },
-	write: writeFile,
+	mkdir:     func(dir string) error { return os.Mkdir(dir, 0o755) },
+	rmdir:     func(dir string) error { return syscall.Rmdir(dir) },
+	write:     writeFile,
+	startInto: cloneIntoCgroup,
+}
+
+// cloneIntoCgroup checks that the kernel has CLONE_INTO_CGROUP (Linux
+// 5.7): without it a child could only be moved into its cgroup after it
+// started, and what it forks meanwhile would escape.
+func cloneIntoCgroup() error {
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		return err
+	}
+	var rel []byte
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		rel = append(rel, byte(c))
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(string(rel), "%d.%d", &major, &minor); err != nil {
+		return fmt.Errorf("kernel release %q: %w", rel, err)
+	}
+	if major < 5 || major == 5 && minor < 7 {
+		return fmt.Errorf("the kernel, Linux %s, cannot start a process into a cgroup (CLONE_INTO_CGROUP came with 5.7)", rel)
+	}
+	return nil
 }
 
 // masterLeaf is the v2 leaf the master moves into.
@@ -159,6 +189,11 @@ func (t *Tree) setup() (err error) {
 		}
 		if !hasWord(ctl, "memory") {
 			return fmt.Errorf("the memory controller is not available in %s (cgroup.controllers: %q)", t.root.Dir, strings.TrimSpace(string(ctl)))
+		}
+		if t.k.startInto != nil {
+			if err := t.k.startInto(); err != nil {
+				return err
+			}
 		}
 	}
 	if err := t.mkdir(); err != nil {

@@ -3,6 +3,7 @@ package cgrouptest
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,28 +19,40 @@ import (
 var seq atomic.Int64 // roots made by this process
 
 // Root returns a fresh cgroup directory under the test process's own
-// cgroup v1 memory cgroup, for cgroup.Options.Root. At the end of the
-// test every process still in it or under it is killed and the
-// directories are removed. It skips the test, saying why, where the
-// kernel offers no writable one: cgroup v2 alone cannot give one to a
-// test (its cgroup holds the test process, and a cgroup with processes
-// cannot give its sub-cgroups the memory controller).
+// cgroup v1 memory cgroup, for cgroup.Options.Root (see New). It skips
+// the test, saying why, where the kernel offers no writable one: cgroup
+// v2 alone cannot give one to a test (its cgroup holds the test
+// process, and a cgroup with processes cannot give its sub-cgroups the
+// memory controller).
 func Root(t testing.TB) string {
+	t.Helper()
+	dir, err := New(t)
+	if err != nil {
+		t.Skipf("SKIP: %v", err)
+	}
+	return dir
+}
+
+// New is Root without the skip: it says why there is no cgroup. At the
+// end of the test every process still in the cgroup or under it is
+// killed and the directories are removed (the test fails when they
+// cannot be).
+func New(t testing.TB) (string, error) {
 	t.Helper()
 	own, err := cgroup.Current(cgroup.Host(), cgroup.V1)
 	if err != nil {
-		t.Skipf("SKIP: no cgroup v1 memory hierarchy to test in: %v", err)
+		return "", fmt.Errorf("no cgroup v1 memory hierarchy to test in: %w", err)
 	}
 	dir := filepath.Join(own.Dir, "gworkerd-test-"+strconv.Itoa(os.Getpid())+"-"+strconv.FormatInt(seq.Add(1), 10))
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Skipf("SKIP: the memory cgroup %s is not writable: %v", own.Dir, err)
+		return "", fmt.Errorf("the memory cgroup %s is not writable: %w", own.Dir, err)
 	}
 	t.Cleanup(func() {
 		if err := RemoveAll(dir, 10*time.Second); err != nil {
 			t.Errorf("test cgroup left: %v", err)
 		}
 	})
-	return dir
+	return dir, nil
 }
 
 // Dirs lists the cgroup directories under dir, deepest first.
