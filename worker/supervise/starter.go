@@ -213,7 +213,11 @@ func (s *ExecStarter) Start(spec ChildSpec) (Process, error) {
 // into g (its tasks file), forks, and moves back to the cgroup it was
 // in: the child is born in g, as CLONE_INTO_CGROUP does in v2. Only this
 // thread moves; the Go runtime makes new threads from its template
-// thread, not from a locked one, so none is born in g by the way. When
+// thread, not from a locked one, so none is born in g by the way. (Should
+// the locked thread be the process's main thread, whose cgroup v1
+// charges the process's memory to, what the master faults in during the
+// fork is charged to g: a few pages, moved to the parent cgroup when g
+// is removed.) When
 // the thread cannot move, the child is moved after Start, which leaves a
 // window of a few milliseconds in which what it forks stays outside; a
 // child that cannot be moved at all is killed: it would escape
