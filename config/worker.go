@@ -92,6 +92,15 @@ type Worker struct {
 	// least MaxChildrenPerFunction. Default DefaultWorkerMaxChildren
 	// (256).
 	MaxChildren int
+	// MemoryCgroup is where the memory cgroups of the children go, key
+	// memory_cgroup: MemoryCgroupAuto (the default) makes them under the
+	// master's own cgroup, in cgroup v2 when its memory controller is
+	// available and writable there, else in cgroup v1's memory
+	// hierarchy, and measures process trees when neither is;
+	// MemoryCgroupOff always measures process trees; an absolute path is
+	// a cgroup directory (in a cgroup2 mount, or a cgroup v1 mount with
+	// the memory controller) to make them under instead.
+	MemoryCgroup string
 	// Resize configures the built-in resize function (the resize
 	// section).
 	Resize WorkerResize
@@ -222,6 +231,10 @@ const (
 	// must not fork the host to death.
 	DefaultWorkerMaxChildrenPerFunction = 64
 	DefaultWorkerMaxChildren            = 256
+	// MemoryCgroupAuto and MemoryCgroupOff are the words of
+	// memory_cgroup.
+	MemoryCgroupAuto = "auto"
+	MemoryCgroupOff  = "off"
 	// maxPrefetch bounds a function's prefetch: beyond a few jobs per
 	// handler, prefetch only holds jobs other workers could run.
 	maxPrefetch = 16
@@ -259,7 +272,7 @@ var workerTopKeys = map[string]bool{
 	"http_token_file": true, "http_allowed_hosts": true,
 	"scale_interval": true, "resize": true, "defaults": true, "functions": true,
 	"worker_dirs": true, "function_prefix": true, "include": true, "exclude": true, "php": true, "python": true,
-	"max_children": true, "max_children_per_function": true,
+	"max_children": true, "max_children_per_function": true, "memory_cgroup": true,
 }
 
 // On-timeout policies of a function.
@@ -323,7 +336,7 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 		}
 	}
 	for _, key := range []string{"pid_file", "log_file", "control_socket", "http_listen", "http_token", "http_token_file", "stop_timeout", "scale_interval",
-		"function_prefix", "php", "python", "max_children", "max_children_per_function"} {
+		"function_prefix", "php", "python", "max_children", "max_children_per_function", "memory_cgroup"} {
 		if n := top[key]; n != nil {
 			if n.Kind != yaml.ScalarNode {
 				return nil, d.errf(key, n, "want a single value")
@@ -350,6 +363,7 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 		w.HTTPListen, w.httpListenDefault = DefaultWorkerHTTPListen, true
 	}
 	w.HTTPToken = v.GetString("http_token")
+	w.MemoryCgroup = strings.TrimSpace(v.GetString("memory_cgroup"))
 	keyErr := func(key string, err error) error {
 		e := &WorkerConfigError{Path: path, Key: key, Msg: err.Error()}
 		if _, ok := lookupEnv("GWORKERD_" + strings.ToUpper(key)); ok {
@@ -358,6 +372,9 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 			e.Line = n.Line
 		}
 		return e
+	}
+	if c := w.MemoryCgroup; c != "" && c != MemoryCgroupAuto && c != MemoryCgroupOff && !filepath.IsAbs(c) {
+		return nil, keyErr("memory_cgroup", fmt.Errorf("want %s, %s or the absolute path of a cgroup directory, got %q", MemoryCgroupAuto, MemoryCgroupOff, c))
 	}
 	hosts, err := allowedHosts(v.GetStringSlice("http_allowed_hosts"))
 	if err != nil {
@@ -562,6 +579,9 @@ func (w *Worker) withDefaults() {
 	}
 	if w.ScaleInterval == 0 {
 		w.ScaleInterval = DefaultWorkerScaleInterval
+	}
+	if w.MemoryCgroup == "" {
+		w.MemoryCgroup = MemoryCgroupAuto
 	}
 	w.MaxChildrenPerFunction, w.MaxChildren = w.childLimits()
 	if w.PHP == "" {

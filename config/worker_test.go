@@ -491,6 +491,38 @@ func TestParseWorkerChildLimits(t *testing.T) {
 	}
 }
 
+// memory_cgroup: auto by default; off; an absolute cgroup directory;
+// nothing else (a relative path would resolve against the config file's
+// directory, which is no cgroup).
+func TestParseWorkerMemoryCgroup(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		file, env, want string
+		line            int // of the error; 0: no error
+	}{
+		{"servers: [a:1]\n", "", MemoryCgroupAuto, 0},
+		{"memory_cgroup: auto\n", "", MemoryCgroupAuto, 0},
+		{"memory_cgroup: off\n", "", MemoryCgroupOff, 0},
+		{"memory_cgroup: /sys/fs/cgroup/memory/gw\n", "", "/sys/fs/cgroup/memory/gw", 0},
+		{"memory_cgroup: off\n", "/sys/fs/cgroup/x", "/sys/fs/cgroup/x", 0},
+		{"servers: [a:1]\nmemory_cgroup: gw\n", "", "", 2},
+		{"memory_cgroup: yes\n", "", "", 1},
+	} {
+		env := func(k string) (string, bool) { return tc.env, tc.env != "" && k == "GWORKERD_MEMORY_CGROUP" }
+		w, err := parseWorker("w.yaml", []byte(tc.file), env)
+		if tc.line == 0 {
+			if err != nil || w.MemoryCgroup != tc.want {
+				t.Errorf("%q (env %q): %v, memory_cgroup %q; want %q", tc.file, tc.env, err, w.MemoryCgroup, tc.want)
+			}
+			continue
+		}
+		var ce *WorkerConfigError
+		if !errors.As(err, &ce) || ce.Key != "memory_cgroup" || ce.Line != tc.line || !strings.Contains(ce.Msg, "absolute path of a cgroup directory") {
+			t.Errorf("%q: %v, want an error of memory_cgroup at line %d", tc.file, err, tc.line)
+		}
+	}
+}
+
 // TestWorkerRelativePaths: relative paths resolve against the config
 // file's directory (from the file and from the environment), absolute
 // ones and bare program names stay; a command without a dir runs there.

@@ -119,13 +119,17 @@ func runChild(ctx context.Context, cc childConfig, log logrus.FieldLogger, rep *
 	if err != nil {
 		return err
 	}
+	// The child's memory, for memory_limit (in the heartbeats) and
+	// memory_hard_limit: its cgroup's when the master gave it one.
+	mem := supervise.SelfMemory()
+	rep.SetMemory(mem.Bytes)
 	hbCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); rep.Run(hbCtx, clock.Real{}, time.Second) }()
 	if cc.MemoryHardLimit > 0 {
-		m := memoryCeiling{limit: cc.MemoryHardLimit, rss: func() int64 { return supervise.TreeRSS(os.Getpid()) }, clk: clock.Real{}, log: log}
+		m := memoryCeiling{limit: cc.MemoryHardLimit, rss: mem.Bytes, subject: mem.Subject(), clk: clock.Real{}, log: log}
 		wg.Add(1)
 		go func() { defer wg.Done(); m.watch(hbCtx, w) }()
 	}

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
+	"github.com/gworkerd/gworkerd/internal/cgroup/cgrouptest"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/worker/supervise"
@@ -84,6 +85,8 @@ func runVerified(m *testing.M) (int, error) {
 // env is one daemon's files: config, job directory, pid file, socket.
 type env struct {
 	t       *testing.T
+	cgroup  string // memory_cgroup: a fresh cgroup of the test's; "" without one
+	noCg    error  // why there is none
 	dir     string
 	jobs    string
 	cfg     string
@@ -106,8 +109,15 @@ func newEnv(t *testing.T, server, functions string, stopTimeout time.Duration) *
 	if err := os.MkdirAll(e.jobs, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf("servers: [%s]\njob_dirs: [%s]\npid_file: %s\ncontrol_socket: %s\nlog_file: %s\nstop_timeout: %s\nfunctions:\n%s",
-		server, e.jobs, e.pidFile, e.sock, e.log, stopTimeout, functions)
+	// Each daemon's memory cgroups go under a cgroup of the test's own,
+	// removed at its end whatever happened to the daemon; without one
+	// (no writable memory cgroup), the daemon measures process trees.
+	cgroupLine := ""
+	if e.cgroup, e.noCg = cgrouptest.New(t); e.noCg == nil {
+		cgroupLine = "memory_cgroup: " + e.cgroup + "\n"
+	}
+	cfg := fmt.Sprintf("servers: [%s]\njob_dirs: [%s]\npid_file: %s\ncontrol_socket: %s\nlog_file: %s\nstop_timeout: %s\n%sfunctions:\n%s",
+		server, e.jobs, e.pidFile, e.sock, e.log, stopTimeout, cgroupLine, functions)
 	if err := os.WriteFile(e.cfg, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -423,10 +433,11 @@ func TestStartTwiceAndStalePidFile(t *testing.T) {
 	out = e.must("status")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	wantHead := []string{"FUNCTION", "PID", "STATE", "UPTIME", "JOBS", "CURRENT", "JOB", "AGE", "RSS", "RESTARTS", "LAST", "EXIT"}
-	if len(lines) != 3 || lines[0] != "gworkerd pid "+strconv.Itoa(pid) || strings.Join(strings.Fields(lines[1]), " ") != strings.Join(wantHead, " ") {
-		t.Fatalf("status table: %q, want the master's pid, a header %v and one child", out, wantHead)
+	if len(lines) != 4 || lines[0] != "gworkerd pid "+strconv.Itoa(pid) || lines[1] != "memory: "+resp.Status.Memory ||
+		strings.Join(strings.Fields(lines[2]), " ") != strings.Join(wantHead, " ") {
+		t.Fatalf("status table: %q, want the master's pid, the memory accounting %q, a header %v and one child", out, resp.Status.Memory, wantHead)
 	}
-	lines = lines[1:]
+	lines = lines[2:]
 	child := resp.Status.Children[0]
 	if f := strings.Fields(lines[1]); len(f) < 5 || f[0] != "reverse" || f[1] != strconv.Itoa(child.Pid) || f[2] != "running" || f[4] != "0" {
 		t.Errorf("status row %q, want reverse, pid %d, running, 0 jobs", lines[1], child.Pid)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/cgroup"
 	"github.com/gworkerd/gworkerd/worker/supervise"
 )
 
@@ -61,7 +62,42 @@ func fixedSettings(c *config.Worker) map[string]string {
 		"stop_timeout": c.StopTimeout.String(), "scale_interval": c.ScaleInterval.String(),
 		"http_listen": c.HTTPListen, "http_token": tokenTag(c.HTTPToken),
 		"max_children": strconv.Itoa(c.MaxChildren), "max_children_per_function": strconv.Itoa(c.MaxChildrenPerFunction),
+		"memory_cgroup": c.MemoryCgroup,
 	}
+}
+
+// openCgroups makes the master's memory cgroup as memory_cgroup says,
+// and logs once how the memory of the children is measured; without a
+// cgroup, the second result says why.
+func openCgroups(setting string, log logrus.FieldLogger) (*cgroup.Tree, string) {
+	if setting == config.MemoryCgroupOff {
+		log.WithFields(logrus.Fields{"accounting": "process tree", "memory_cgroup": setting}).Info("memory accounting: process tree")
+		return nil, "memory_cgroup: off"
+	}
+	var opts cgroup.Options
+	if setting != config.MemoryCgroupAuto {
+		opts.Root = setting
+	}
+	tr, err := cgroup.Open(opts)
+	if err != nil {
+		why := err.Error()
+		if ue := (*cgroup.UnavailableError)(nil); errors.As(err, &ue) {
+			why = ue.Reason
+		}
+		l := log.WithFields(logrus.Fields{"accounting": "process tree", "memory_cgroup": setting, "reason": why})
+		if opts.Root != "" {
+			l.Warn("memory accounting: process tree, the memory_cgroup given is not usable")
+		} else {
+			l.Info("memory accounting: process tree, no writable memory cgroup")
+		}
+		return nil, "no writable memory cgroup: " + why
+	}
+	l := log.WithFields(logrus.Fields{"accounting": tr.Version().String(), "cgroup": tr.Dir()})
+	if s := tr.Skipped(); s != "" {
+		l = l.WithField("v2_not_used", s)
+	}
+	l.Info("memory accounting: cgroup working set")
+	return tr, ""
 }
 
 // runMaster supervises until SIGTERM or SIGINT, then stops every child.
@@ -76,6 +112,15 @@ func runMaster(cfgPath string, cfg *config.Worker, lf *logFile, log *logrus.Logg
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl PR_SET_CHILD_SUBREAPER: %w", err)
 	}
+	// Removed once Run has returned: the children's cgroups are gone.
+	cgroups, noCgroups := openCgroups(cfg.MemoryCgroup, log)
+	if cgroups != nil {
+		defer func() {
+			if err := cgroups.Close(); err != nil {
+				log.WithError(err).Warn("memory cgroup not removed")
+			}
+		}()
+	}
 	sup, err := supervise.New(supervise.Options{
 		Functions:     res.specs,
 		StopTimeout:   cfg.StopTimeout,
@@ -83,6 +128,8 @@ func runMaster(cfgPath string, cfg *config.Worker, lf *logFile, log *logrus.Logg
 		ScaleInterval: cfg.ScaleInterval,
 		Logger:        log,
 		ReapOrphans:   true,
+		Cgroups:       cgroups,
+		NoCgroups:     noCgroups,
 
 		MaxChildrenPerFunction: cfg.MaxChildrenPerFunction,
 		MaxChildren:            cfg.MaxChildren,

@@ -49,6 +49,7 @@ func statusCmd(g *globalFlags) *cobra.Command {
 		Use:   "status",
 		Short: "show every child: function, pid, state, uptime, jobs, current job, RSS, restarts, last exit",
 		Long: "Show every child: function, pid, state, uptime, jobs, current job, RSS, restarts, last exit.\n" +
+			"The memory line says how RSS is measured: a cgroup's working set, or the process tree's RSS.\n" +
 			"When gworkerd is not running it says so and exits with status 3.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -76,6 +77,9 @@ func statusCmd(g *globalFlags) *cobra.Command {
 
 func printStatus(w io.Writer, resp supervise.Response) {
 	fmt.Fprintf(w, "gworkerd pid %d\n", resp.Pid)
+	if resp.Status != nil && resp.Status.Memory != "" {
+		fmt.Fprintf(w, "memory: %s\n", resp.Status.Memory)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FUNCTION\tPID\tSTATE\tUPTIME\tJOBS\tCURRENT JOB\tAGE\tRSS\tRESTARTS\tLAST EXIT")
 	if resp.Status != nil {

@@ -15,7 +15,7 @@ type ChildStatus struct {
 	ID       int    `json:"id"`
 	Pid      int    `json:"pid"`
 	// Command: the child is a plain program (FunctionSpec.Command); its
-	// jobs are unknown and its RSS is read from /proc.
+	// jobs are unknown and its memory is read by the master.
 	Command    bool          `json:"command,omitempty"`
 	State      State         `json:"state"`
 	Uptime     time.Duration `json:"uptime_ns"`
@@ -23,10 +23,12 @@ type ChildStatus struct {
 	Failures   int           `json:"failures"`
 	CurrentJob string        `json:"current_job,omitempty"`
 	JobAge     time.Duration `json:"job_age_ns,omitempty"`
-	RSS        int64         `json:"rss"`
-	Restarts   int           `json:"restarts"`
-	LastExit   string        `json:"last_exit,omitempty"`
-	Recycle    string        `json:"recycle,omitempty"`
+	// RSS is the child's memory in bytes, measured as Status.Memory
+	// says.
+	RSS      int64  `json:"rss"`
+	Restarts int    `json:"restarts"`
+	LastExit string `json:"last_exit,omitempty"`
+	Recycle  string `json:"recycle,omitempty"`
 }
 
 // FunctionStatus is the state of one function.
@@ -40,13 +42,18 @@ type FunctionStatus struct {
 
 // Status is a snapshot of the supervisor.
 type Status struct {
+	// Memory says how the memory of a child (ChildStatus.RSS, and
+	// memory_limit) is measured: "cgroup v1 <dir>" or "cgroup v2 <dir>"
+	// (the working set of each child's cgroup, under dir), or "process
+	// tree" (the RSS of its process tree) with why no cgroup is used.
+	Memory    string           `json:"memory_accounting"`
 	Functions []FunctionStatus `json:"functions"`
 	Children  []ChildStatus    `json:"children"`
 }
 
 // Status returns a snapshot, sorted by function and child.
 func (s *Supervisor) Status(ctx context.Context) (Status, error) {
-	var st Status
+	st := Status{Memory: s.memoryAccounting()}
 	err := s.call(ctx, func() error {
 		now := s.clk.Now()
 		for _, g := range s.groups {

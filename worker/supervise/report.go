@@ -31,7 +31,7 @@ const maxReportLine = 64 << 10
 // Message kinds a child sends to the master.
 const (
 	MsgReady     = "ready"     // registered with the servers, serving
-	MsgHeartbeat = "heartbeat" // alive; carries the RSS of the child's process tree
+	MsgHeartbeat = "heartbeat" // alive; carries the child's memory (see Reporter.Heartbeat)
 	MsgJobStart  = "job_start" // a job began (Handle, At)
 	MsgJobEnd    = "job_end"   // a job ended (Handle, OK, Dur)
 )
@@ -65,7 +65,8 @@ const ReportFlush = 20 * time.Millisecond
 // the job table the master passes (see jobtable.go) tells it which jobs
 // a child that dies was holding, job_start sent or not.
 type Reporter struct {
-	jobs *jobTable // nil without one; safe for concurrent use
+	jobs   *jobTable    // nil without one; safe for concurrent use
+	memory func() int64 // set before Run (SetMemory); nil: TreeRSS
 
 	mu       sync.Mutex
 	w        io.Writer
@@ -191,15 +192,30 @@ func (r *Reporter) JobFinished(handle string, ok bool, err error, dur time.Durat
 	}
 }
 
-// Heartbeat sends the resident set size of the child's process tree
-// (TreeRSS of this process): its own plus that of the processes it runs,
-// resident handler processes and job executables included, so that the
-// master's memory_limit covers them too. It reads /proc once.
+// SetMemory makes heartbeats carry f(), the child's memory in bytes
+// (Memory.Bytes), instead of TreeRSS. Call it before Run and Heartbeat.
+func (r *Reporter) SetMemory(f func() int64) {
+	if r != nil {
+		r.memory = f
+	}
+}
+
+// Heartbeat sends the memory of the child: that of SetMemory, by
+// default the resident set size of its process tree (TreeRSS of this
+// process): its own plus that of the processes it runs, resident
+// handler processes and job executables included, so that the master's
+// memory_limit covers them too.
 func (r *Reporter) Heartbeat() {
 	if r == nil {
 		return
 	}
-	r.send(Message{Type: MsgHeartbeat, RSS: TreeRSS(os.Getpid())})
+	var mem int64
+	if r.memory != nil {
+		mem = r.memory()
+	} else {
+		mem = TreeRSS(os.Getpid())
+	}
+	r.send(Message{Type: MsgHeartbeat, RSS: mem})
 }
 
 // Run sends a heartbeat now and every interval, and writes the waiting

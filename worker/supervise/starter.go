@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gworkerd/gworkerd/internal/cgroup"
 )
 
 // ChildSpec is what a Starter needs to start one child.
@@ -30,6 +32,9 @@ type ChildSpec struct {
 	User string
 	// Stdout and Stderr receive the child's output.
 	Stdout, Stderr io.Writer
+	// Cgroup, when set, is the memory cgroup the child is born in (see
+	// ExecStarter). Default nil: the master's.
+	Cgroup *cgroup.Group
 	// NoReportPipe starts a plain program (FunctionSpec.Command): no
 	// report pipe is made, nothing is passed as file descriptor 3 and
 	// EnvReportFD is not set (an inherited one is removed). The
@@ -68,6 +73,13 @@ type Starter interface {
 // group, with SIGKILL as its parent-death signal and the report pipe as
 // file descriptor 3 (unless ChildSpec.NoReportPipe).
 //
+// A child given a ChildSpec.Cgroup is born in it, so that nothing it
+// forks, however soon, is left outside: in cgroup v2 through clone3's
+// CLONE_INTO_CGROUP (SysProcAttr.CgroupFD); in cgroup v1, which has no
+// such flag but lets the threads of a process sit in different cgroups,
+// the starter's thread moves into the cgroup for the fork and back
+// after it (see startIn).
+//
 // Pdeathsig fires when the OS thread that forked the child exits, not
 // when the process does, so every child is started from one goroutine
 // locked to its thread for the life of the ExecStarter. Close ends that
@@ -84,8 +96,9 @@ type ExecStarter struct {
 }
 
 type startReq struct {
-	cmd   *exec.Cmd
-	reply chan error
+	cmd    *exec.Cmd
+	cgroup *cgroup.Group // v1: the thread forks from there; nil: from its own
+	reply  chan error
 }
 
 // ErrStarterClosed is returned by Start after Close.
@@ -110,7 +123,7 @@ func (s *ExecStarter) loop() {
 		case <-s.quit:
 			return
 		case r := <-s.reqs:
-			r.reply <- r.cmd.Start()
+			r.reply <- startIn(r.cmd, r.cgroup)
 		}
 	}
 }
@@ -164,11 +177,24 @@ func (s *ExecStarter) Start(spec ChildSpec) (Process, error) {
 		}
 		attr.Credential = cred
 	}
+	var v1 *cgroup.Group
+	if g := spec.Cgroup; g != nil && g.Version == cgroup.V2 {
+		dir, err := os.Open(g.Dir)
+		if err != nil {
+			closeFiles(pr, pw, jf)
+			jobs.close()
+			return nil, fmt.Errorf("supervise: start %s: %w", spec.Function, err)
+		}
+		defer dir.Close() // the child is in it once Start returns
+		attr.UseCgroupFD, attr.CgroupFD = true, int(dir.Fd())
+	} else if g != nil {
+		v1 = g
+	}
 	cmd.SysProcAttr = attr
 	reply := make(chan error, 1)
 	var err error
 	select {
-	case s.reqs <- startReq{cmd: cmd, reply: reply}:
+	case s.reqs <- startReq{cmd: cmd, cgroup: v1, reply: reply}:
 		err = <-reply
 	case <-s.quit:
 		err = ErrStarterClosed
@@ -180,6 +206,54 @@ func (s *ExecStarter) Start(spec ChildSpec) (Process, error) {
 		return nil, fmt.Errorf("supervise: start %s: %w", spec.Function, err)
 	}
 	return &execProcess{cmd: cmd, reports: pr, jobs: jobs}, nil
+}
+
+// startIn starts cmd from the calling thread, which is locked to it (the
+// starter's): in the cgroup v1 cgroup g when g is set. The thread moves
+// into g (its tasks file), forks, and moves back to the cgroup it was
+// in: the child is born in g, as CLONE_INTO_CGROUP does in v2. Only this
+// thread moves; the Go runtime makes new threads from its template
+// thread, not from a locked one, so none is born in g by the way. (Should
+// the locked thread be the process's main thread, whose cgroup v1
+// charges the process's memory to, what the master faults in during the
+// fork is charged to g: a few pages, moved to the parent cgroup when g
+// is removed.) When
+// the thread cannot move, the child is moved after Start, which leaves a
+// window of a few milliseconds in which what it forks stays outside; a
+// child that cannot be moved at all is killed: it would escape
+// memory_limit.
+func startIn(cmd *exec.Cmd, g *cgroup.Group) error {
+	if g == nil {
+		return cmd.Start()
+	}
+	tid := syscall.Gettid()
+	home, err := cgroup.Current(threadPaths(tid), cgroup.V1)
+	if err == nil {
+		err = g.AddThread(tid)
+	}
+	if err == nil {
+		err = cmd.Start()
+		// Back where it was a moment ago: this does not fail while the
+		// cgroup exists, and the master's cgroup outlives its children.
+		_ = home.AddThread(tid)
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	if err := g.AddProc(cmd.Process.Pid); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return err
+	}
+	return nil
+}
+
+// threadPaths are the cgroup files of thread tid of this process.
+func threadPaths(tid int) cgroup.Paths {
+	p := cgroup.Host()
+	p.Self = "/proc/self/task/" + strconv.Itoa(tid) + "/cgroup"
+	return p
 }
 
 func closeFiles(fs ...*os.File) {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/gworkerd/gworkerd/internal/cgroup"
 	"github.com/gworkerd/gworkerd/internal/clock"
 )
 
@@ -59,11 +60,12 @@ type FunctionSpec struct {
 	// idleness, and in an autoscaled function it counts as idle since
 	// the last backlog poll that found jobs queued for the function.
 	MaxIdle time.Duration
-	// MemoryLimit recycles a child whose RSS exceeds it, in bytes (0: no
-	// limit). The RSS is that of the child's process tree (TreeRSS): a
-	// gworkerd child reports its own plus its job executables' in its
-	// heartbeats; a command child's is read from /proc every
-	// Options.TickInterval.
+	// MemoryLimit recycles a child whose memory exceeds it, in bytes (0:
+	// no limit). With Options.Cgroups the memory is the working set of
+	// the child's cgroup, which holds every process it started, however
+	// detached; else the RSS of its process tree (TreeRSS). A gworkerd
+	// child reports it in its heartbeats (SelfMemory); a command child's
+	// is read every Options.TickInterval.
 	MemoryLimit int64
 	// FatalAfter gives up after this many consecutive failed runs
 	// (state fatal); 0 retries forever at the backoff cap.
@@ -176,6 +178,18 @@ type Options struct {
 	// OrphanGrace is how long an orphan may run after its SIGTERM.
 	// Default StopTimeout.
 	OrphanGrace time.Duration
+	// Cgroups, when set, gives each child a memory cgroup of its own
+	// (Tree.NewChild), which it is born in (see ExecStarter): the child
+	// and everything it starts stay in it, however detached, and its
+	// memory is the cgroup's working set. A child's cgroup is removed
+	// once the child has ended and the processes it left in it are gone
+	// (the orphans logic ends those), tried again every TickInterval;
+	// when Run ends, what is still in them gets SIGKILL and they are
+	// removed. The caller closes the Tree after Run. Default nil: the
+	// memory of a child is that of its process tree.
+	Cgroups *cgroup.Tree
+	// NoCgroups says why Cgroups is nil, for Status. Default "".
+	NoCgroups string
 }
 
 // Names of the bounds in LimitError, as the config names them.
@@ -284,8 +298,9 @@ type Supervisor struct {
 	counters map[string]*funcStats // by function; never removed
 	nextID   int
 	stopping bool
-	later    []func()       // run by the loop once the current event is done
-	wg       sync.WaitGroup // child goroutines: waiters, readers
+	later    []func()        // run by the loop once the current event is done
+	wg       sync.WaitGroup  // child goroutines: waiters, readers
+	cgLeft   []*cgroup.Group // cgroups of ended children not removed yet
 }
 
 type group struct {
@@ -306,7 +321,8 @@ type child struct {
 
 	proc     Process
 	pid      int
-	command  bool // started as a plain program (FunctionSpec.Command)
+	cgroup   *cgroup.Group // of proc; nil without Options.Cgroups
+	command  bool          // started as a plain program (FunctionSpec.Command)
 	started  time.Time
 	lifetime time.Duration
 
@@ -450,6 +466,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if s.orphans != nil {
 		s.orphans.stop() // the children are gone: whatever is left was theirs
 	}
+	s.removeCgroups()
 	return nil
 }
 
@@ -511,9 +528,10 @@ func (s *Supervisor) ticker(ctx context.Context) {
 				procs = scanTree(os.Getpid())
 			}
 			var roots []int
+			var groups map[int]*cgroup.Group
 			var known map[int]bool
 			if s.call(ctx, func() error {
-				roots = s.commandPids()
+				roots, groups = s.commandPids()
 				if s.orphans != nil {
 					known = s.childPids()
 				}
@@ -527,6 +545,14 @@ func (s *Supervisor) ticker(ctx context.Context) {
 					procs = scanTree(os.Getpid())
 				}
 				rss = treeRSS(procs, roots)
+			}
+			for pid, g := range groups {
+				if ws, err := g.WorkingSet(); err == nil {
+					if rss == nil {
+						rss = map[int]int64{}
+					}
+					rss[pid] = ws
+				}
 			}
 			if s.orphans != nil {
 				s.orphans.sweep(procs, known)
@@ -704,9 +730,17 @@ func (s *Supervisor) spawn(c *child) {
 	errw := &lineLogger{log: s.log, fields: logrus.Fields{"function": spec.Name, "child": c.id, "stream": "stderr"},
 		hub: s.logs, fn: spec.Name, child: c.id, stream: "stderr"}
 	c.command = spec.Command
+	var cg *cgroup.Group
+	if s.opts.Cgroups != nil {
+		var err error
+		if cg, err = s.opts.Cgroups.NewChild(); err != nil {
+			// Measured by its process tree instead.
+			s.log.WithError(err).WithField("function", spec.Name).Error("child cgroup")
+		}
+	}
 	proc, err := s.starter.Start(ChildSpec{
 		Function: spec.Name, Path: path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, User: spec.User,
-		Stdout: out, Stderr: errw, NoReportPipe: spec.Command,
+		Stdout: out, Stderr: errw, NoReportPipe: spec.Command, Cgroup: cg,
 	})
 	now := s.clk.Now()
 	c.started = now
@@ -714,10 +748,11 @@ func (s *Supervisor) spawn(c *child) {
 	if err != nil {
 		s.log.WithError(err).WithField("function", spec.Name).Error("child start failed")
 		c.lastExit = "start: " + err.Error()
+		s.removeCgroup(cg)
 		s.failed(c)
 		return
 	}
-	c.proc, c.pid = proc, proc.Pid()
+	c.proc, c.pid, c.cgroup = proc, proc.Pid(), cg
 	out.setPid(c.pid)
 	errw.setPid(c.pid)
 	c.lifetime = lifetime(spec, s.rnd)
@@ -923,17 +958,26 @@ func (s *Supervisor) checkRecycle(c *child, now time.Time) {
 	}
 }
 
-// commandPids returns the pids of the command children's processes.
-func (s *Supervisor) commandPids() []int {
+// commandPids returns the pids of the command children's processes:
+// those without a cgroup, and the cgroups of the others by pid.
+func (s *Supervisor) commandPids() ([]int, map[int]*cgroup.Group) {
 	var pids []int
+	var groups map[int]*cgroup.Group
 	for _, g := range s.groups {
 		for _, c := range g.children {
-			if c.command && c.proc != nil {
+			switch {
+			case !c.command || c.proc == nil:
+			case c.cgroup != nil:
+				if groups == nil {
+					groups = map[int]*cgroup.Group{}
+				}
+				groups[c.pid] = c.cgroup
+			default:
 				pids = append(pids, c.pid)
 			}
 		}
 	}
-	return pids
+	return pids, groups
 }
 
 // childPids returns the pids of every child's process.
@@ -949,9 +993,12 @@ func (s *Supervisor) childPids() map[int]bool {
 	return pids
 }
 
-// tick checks hung children and recycling; rss holds the RSS of the
-// process trees of command children, by pid, read from /proc.
+// tick checks hung children and recycling, and removes the cgroups of
+// ended children that have emptied since; rss holds the memory of the
+// command children, by pid: their cgroup's working set, or the RSS of
+// their process tree.
 func (s *Supervisor) tick(rss map[int]int64) {
+	s.retryCgroups()
 	now := s.clk.Now()
 	for _, g := range s.groups {
 		for _, c := range append([]*child(nil), g.children...) {
@@ -1088,6 +1135,8 @@ func (s *Supervisor) exited(c *child, proc Process, err error, held []string) {
 	s.stopTimer(c)
 	c.lastExit = exitString(err)
 	c.proc = nil
+	s.removeCgroup(c.cgroup)
+	c.cgroup = nil
 	// Lost: the jobs held at the end, known from job_start messages or
 	// only from the table (their messages were still waiting).
 	lost := make(map[string]bool, len(c.current)+len(held))
