@@ -22,9 +22,10 @@ const (
 
 // orphanSweepEvery is how often a member takes the records whose owner
 // has no lease row (records gearmand or `gserverd queue import` wrote, and
-// those a dead member added after its lease was claimed); sweepAfterClaim
-// is how long after a claim it sweeps on every heartbeat, to catch the
-// dead member's writes that were in flight at the claim.
+// those a dead member added after its lease was claimed: a write in
+// flight at the claim); sweepAfterClaim is how long after a claim it
+// looks again, at every heartbeat, for records of the members it claimed
+// (an index lookup, where the full sweep reads the table).
 const (
 	orphanSweepEvery = 30 * time.Second
 	sweepAfterClaim  = 30 * time.Second
@@ -62,7 +63,7 @@ type fleet struct {
 	clk      clock.Clock
 	members  string // quoted members table
 
-	qBeat, qJoin, qList, qMine, qAlive, qExpired, qTake, qDrop, qOrphans string
+	qBeat, qJoin, qList, qMine, qAlive, qExpired, qTake, qDrop, qOrphans, qLate string
 
 	stop chan struct{}
 	done chan struct{}
@@ -79,7 +80,7 @@ type fleet struct {
 	claimedJobs int64
 	lost        int64
 	lastSweep   time.Time
-	lastClaim   time.Time
+	recent      map[string]time.Time // members claimed lately, and when
 	lastErr     time.Time // last heartbeat error logged
 }
 
@@ -114,6 +115,8 @@ WHERE member = $1 AND epoch = $2`
 	f.qDrop = "DELETE FROM " + m + " WHERE member = ANY($1)"
 	f.qOrphans = "UPDATE " + q + " SET gserverd_owner = $1 WHERE gserverd_owner <> $1 AND NOT EXISTS (SELECT 1 FROM " +
 		m + " WHERE " + m + ".member = " + q + ".gserverd_owner) RETURNING " + returnCols
+	f.qLate = "UPDATE " + q + " SET gserverd_owner = $1 WHERE gserverd_owner = ANY($2) AND NOT EXISTS (SELECT 1 FROM " +
+		m + " WHERE " + m + ".member = " + q + ".gserverd_owner) RETURNING " + returnCols
 	return f
 }
 
@@ -141,7 +144,7 @@ func (f *fleet) join(ctx context.Context) error {
 	f.epoch = epoch
 	f.goodUntil = sent.Add(f.timeout - f.interval)
 	f.mu.Unlock()
-	if _, err := f.sweep(ctx); err != nil {
+	if _, err := f.sweep(ctx, true, nil); err != nil {
 		return fmt.Errorf("postgres: join fleet as member %q: %w", f.member, err)
 	}
 	return nil
@@ -285,10 +288,19 @@ func (f *fleet) serve(ctx context.Context) {
 		f.st.log.WithError(err).Warn("fleet: claim expired members")
 	}
 	f.mu.Lock()
-	sweep := f.clk.Now().Sub(f.lastSweep) >= orphanSweepEvery || f.clk.Now().Sub(f.lastClaim) < sweepAfterClaim
+	now := f.clk.Now()
+	full := now.Sub(f.lastSweep) >= orphanSweepEvery
+	var late []string
+	for id, at := range f.recent {
+		if now.Sub(at) >= sweepAfterClaim {
+			delete(f.recent, id)
+			continue
+		}
+		late = append(late, id)
+	}
 	f.mu.Unlock()
-	if sweep {
-		c, err := f.sweep(cctx)
+	if full || len(late) > 0 {
+		c, err := f.sweep(cctx, full, late)
 		if err != nil {
 			f.st.log.WithError(err).Warn("fleet: take orphaned records")
 		} else if len(c.Jobs) > 0 {
@@ -407,18 +419,28 @@ func (f *fleet) claim(ctx context.Context) ([]store.Claim, error) {
 		f.claims++
 		f.claimedJobs += int64(len(claims[i].Jobs))
 	}
-	if len(claims) > 0 {
-		f.lastClaim = now
+	for i := range claims {
+		if f.recent == nil {
+			f.recent = make(map[string]time.Time)
+		}
+		f.recent[claims[i].From] = now
 	}
 	f.mu.Unlock()
 	return claims, nil
 }
 
-// sweep takes the records whose owner has no lease row.
-func (f *fleet) sweep(ctx context.Context) (store.Claim, error) {
+// sweep takes the records whose owner has no lease row: all of them
+// (full), or those of the members named.
+func (f *fleet) sweep(ctx context.Context, full bool, members []string) (store.Claim, error) {
 	c := store.Claim{From: "(no member)"}
 	err := pgx.BeginFunc(ctx, f.st.pool, func(tx pgx.Tx) error {
-		jobs, err := f.take(ctx, tx, f.qOrphans, f.member)
+		var jobs []store.Job
+		var err error
+		if full {
+			jobs, err = f.take(ctx, tx, f.qOrphans, f.member)
+		} else {
+			jobs, err = f.take(ctx, tx, f.qLate, f.member, members)
+		}
 		c.Jobs = jobs
 		return err
 	})
@@ -428,7 +450,9 @@ func (f *fleet) sweep(ctx context.Context) (store.Claim, error) {
 	now := f.clk.Now()
 	c.At = now
 	f.mu.Lock()
-	f.lastSweep = now
+	if full {
+		f.lastSweep = now
+	}
 	if len(c.Jobs) > 0 {
 		f.claimedJobs += int64(len(c.Jobs))
 	}
