@@ -1,7 +1,8 @@
-// Package tcpproxy is a loopback TCP proxy for fault tests: its
-// connections can be cut (a database that goes away and comes back) or
-// stalled (one that stops answering: packets dropped, not reset). The
-// store tests and gchaos use it.
+// Package tcpproxy is a TCP proxy for fault tests: its connections can
+// be cut (a database that goes away and comes back) or stalled (one that
+// stops answering: packets dropped, not reset). The store tests and
+// gchaos use it on loopback; netlab listens on its bridge with it, to
+// make a loopback service reachable from its simulated hosts.
 package tcpproxy
 
 import (
@@ -35,8 +36,12 @@ type Proxy struct {
 }
 
 // New starts a proxy to target on 127.0.0.1; Close stops it.
-func New(target string) (*Proxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func New(target string) (*Proxy, error) { return Listen("127.0.0.1:0", target) }
+
+// Listen starts a proxy to target that listens on addr (host:port, port 0
+// for one the kernel chooses); Close stops it.
+func Listen(addr, target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("tcpproxy: %w", err)
 	}

@@ -226,3 +226,49 @@ func TestStallOn(t *testing.T) {
 		t.Fatalf("after Resume: got %q, %v, want the held bytes", buf, err)
 	}
 }
+
+// TestListen: Listen serves on the address it is given (here another
+// loopback address than New's), on a port the kernel chose.
+func TestListen(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c) // echo
+	}()
+	p, err := tcpproxy.Listen("127.0.0.2:0", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	host, port, err := net.SplitHostPort(p.Addr())
+	if err != nil || host != "127.0.0.2" || port == "0" {
+		t.Fatalf("Addr() = %q (%v), want 127.0.0.2 and the port the kernel chose", p.Addr(), err)
+	}
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("echo through the proxy: got %q, %v, want %q", buf, err, "hi")
+	}
+	_ = c.Close()
+	p.Close()
+	<-done
+}
