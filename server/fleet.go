@@ -120,12 +120,16 @@ func (h fleetHandler) Adopt(c store.Claim) {
 			return
 		}
 		now := s.clk.Now()
-		for _, r := range c.Jobs[start:min(start+adoptChunk, len(c.Jobs))] {
+		// Claimed jobs are older than this server's queued ones: they go
+		// first, in their own order (the last chunk is queued first).
+		end := len(c.Jobs) - start
+		for i := end - 1; i >= max(0, end-adoptChunk); i-- {
+			r := c.Jobs[i]
 			if hj := held[r.Ref()]; hj != nil {
 				hj.ext.fenced = false // still ours: requeued if it comes back
 				continue
 			}
-			j := s.adoptRecord(r, now)
+			j := s.adoptRecord(r, now, true)
 			if j == nil {
 				continue
 			}
@@ -153,9 +157,9 @@ func (h fleetHandler) Adopt(c store.Claim) {
 }
 
 // adoptRecord queues one stored record as a background job, as replay
-// does; a record whose (function, unique) a job already holds joins that
-// job. Called with s.mu held.
-func (s *Server) adoptRecord(r store.Job, now time.Time) *job {
+// does (first: before the queued jobs); a record whose (function, unique)
+// a job already holds joins that job. Called with s.mu held.
+func (s *Server) adoptRecord(r store.Job, now time.Time, first bool) *job {
 	fn := s.function([]byte(r.Function))
 	unique := store.UniqueOf(r.Key)
 	if unique != "" {
@@ -178,7 +182,11 @@ func (s *Server) adoptRecord(r store.Job, now time.Time) *job {
 	x.key = r.Key
 	x.when = r.When
 	x.reducer = r.Reducer
-	s.enqueue(j, now)
+	if first {
+		s.enqueueFront(j, now)
+	} else {
+		s.enqueue(j, now)
+	}
 	return j
 }
 

@@ -16,7 +16,7 @@ func (s *Server) replay(ctx context.Context) error {
 	err := s.store.Replay(ctx, func(r store.Job) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		j := s.adoptRecord(r, s.clk.Now())
+		j := s.adoptRecord(r, s.clk.Now(), false)
 		if j == nil {
 			return nil
 		}

@@ -160,6 +160,17 @@ func (l *jobList) push(j *job) {
 	l.tail = j
 }
 
+// pushFront puts j before every job of l.
+func (l *jobList) pushFront(j *job) {
+	j.prev, j.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = j
+	} else {
+		l.tail = j
+	}
+	l.head = j
+}
+
 func (l *jobList) remove(j *job) {
 	if j.prev != nil {
 		j.prev.next = j.next
@@ -271,6 +282,25 @@ func (s *Server) enqueue(j *job, t time.Time) {
 	q := &j.fn.queues[j.prio]
 	q.push(j)
 	if q.head == j {
+		queueFilled(j.fn, int(j.prio))
+	}
+	s.wakeWorkers(j.fn)
+}
+
+// enqueueFront is enqueue for a job older than the queued ones (adopted
+// from a fleet member): it goes before them, unless its epoch is ahead.
+func (s *Server) enqueueFront(j *job, t time.Time) {
+	if j.when() > t.Unix() {
+		s.enqueue(j, t)
+		return
+	}
+	j.state = stQueued
+	j.since = t.UnixNano()
+	j.fn.queued[j.prio]++
+	q := &j.fn.queues[j.prio]
+	wasEmpty := q.head == nil
+	q.pushFront(j)
+	if wasEmpty {
 		queueFilled(j.fn, int(j.prio))
 	}
 	s.wakeWorkers(j.fn)

@@ -17,6 +17,9 @@ var (
 	// ErrDrainTimeout: Run gave up waiting for running jobs after the
 	// context was cancelled (Options.DrainTimeout).
 	ErrDrainTimeout = errors.New("worker: running jobs did not finish within the drain timeout")
+	// ErrNoAnswer: a server did not answer a grab within
+	// Options.GrabTimeout; its connection is made again.
+	ErrNoAnswer = errors.New("worker: no answer to a grab in time")
 	// ErrAlreadyRunning: Run was called twice.
 	ErrAlreadyRunning = errors.New("worker: Run called twice")
 )

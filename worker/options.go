@@ -43,6 +43,13 @@ type Options struct {
 	PollInterval time.Duration
 	// DialTimeout bounds one connection attempt. Default 5s.
 	DialTimeout time.Duration
+	// GrabTimeout is how long a server may take to answer a grab before
+	// the worker takes its connection for dead (a server cut off by the
+	// network answers nothing, and TCP reports nothing for minutes): the
+	// connection is closed and made again with backoff, and the slot the
+	// grab held goes to the other servers. A server answers a grab at once
+	// (NO_JOB or a job), so the default, 3s, is far above any real answer.
+	GrabTimeout time.Duration
 	// Dial opens connections. Default: a net.Dialer with DialTimeout and
 	// TCP keepalive.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -179,6 +186,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 60 * time.Second
+	}
+	if o.GrabTimeout <= 0 {
+		o.GrabTimeout = 3 * time.Second
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 5 * time.Second

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/gworkerd/gworkerd/internal/clock"
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
@@ -87,7 +88,7 @@ func (w *Worker) connect(ctx context.Context, addr string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := newSession(addr, conn)
+	s := newSession(addr, conn, w.opts.Clock.Now)
 	w.mu.Lock()
 	w.sessions[s] = struct{}{}
 	w.mu.Unlock()
@@ -163,8 +164,32 @@ func (w *Worker) loop(ctx context.Context, s *session, log logrus.FieldLogger) e
 	}
 	// booked, while not nil, is closed when a MaxJobs reservation frees.
 	var booked <-chan struct{}
+	// silent fires when the oldest grab in flight has waited GrabTimeout
+	// (silentFor is that grab's time).
+	var silent clock.Timer
+	var silentFor time.Time
+	defer func() {
+		if silent != nil {
+			silent.Stop()
+		}
+	}()
 	for {
 		inflight, noJob := s.state()
+		var silentC <-chan time.Time
+		if at, ok := s.oldestGrab(); ok {
+			wait := at.Add(w.opts.GrabTimeout).Sub(w.opts.Clock.Now())
+			if wait <= 0 {
+				log.WithField("grab_timeout", w.opts.GrabTimeout).Warn("no answer to a grab: the server or the network is down; reconnecting")
+				return w.leave(s, ErrNoAnswer)
+			}
+			if silent == nil {
+				silent = w.opts.Clock.NewTimer(wait)
+			} else if !at.Equal(silentFor) {
+				silent.Reset(wait)
+			}
+			silentFor = at
+			silentC = silent.C()
+		}
 		stopping := w.stopping(ctx)
 		if inflight == 0 {
 			if stopping && s.leaveIfIdle() {
@@ -214,6 +239,9 @@ func (w *Worker) loop(ctx context.Context, s *session, log logrus.FieldLogger) e
 		case <-s.readDone:
 			s.unpark(&w.idleLoops)
 			return w.leave(s, s.err())
+		case <-silentC:
+			s.unpark(&w.idleLoops)
+			silentFor = time.Time{} // fired: rearm on the next pass
 		}
 	}
 }

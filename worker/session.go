@@ -63,6 +63,10 @@ type session struct {
 	// it has ended, so that the loop takes the reply only then: the end
 	// of one job comes before the start of the next in events and stats.
 	grabs []chan struct{}
+	// grabAt holds when each grab of grabs was written, for
+	// Options.GrabTimeout; now tells the time.
+	grabAt []time.Time
+	now    func() time.Time
 	// parked is true while the loop waits for a slot with no grab in
 	// flight.
 	parked bool
@@ -77,8 +81,9 @@ type session struct {
 	gone bool
 }
 
-func newSession(addr string, conn net.Conn) *session {
+func newSession(addr string, conn net.Conn, now func() time.Time) *session {
 	s := &session{
+		now:      now,
 		addr:     addr,
 		conn:     conn,
 		rw:       conn,
@@ -159,6 +164,7 @@ func (s *session) grab(ctx context.Context, pre []byte, done chan struct{}) (rec
 		return false, s.writeLocked(ctx, pre)
 	}
 	s.grabs = append(s.grabs, done)
+	s.grabAt = append(s.grabAt, s.now())
 	s.gmu.Unlock()
 	return true, s.writeLocked(ctx, protocol.AppendPacket(pre, protocol.Req, protocol.GrabJobUniq))
 }
@@ -181,7 +187,19 @@ func (s *session) popGrab() (done chan struct{}, ok bool) {
 	done = s.grabs[0]
 	s.grabs[0] = nil
 	s.grabs = s.grabs[1:]
+	s.grabAt = s.grabAt[1:]
 	return done, true
+}
+
+// oldestGrab returns when the oldest grab in flight was written; ok is
+// false when none is.
+func (s *session) oldestGrab() (at time.Time, ok bool) {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	if len(s.grabAt) == 0 {
+		return time.Time{}, false
+	}
+	return s.grabAt[0], true
 }
 
 // dropGrabs gives the connection up: it forgets the grabs in flight and
@@ -190,7 +208,7 @@ func (s *session) dropGrabs() int {
 	s.gmu.Lock()
 	defer s.gmu.Unlock()
 	n := len(s.grabs)
-	s.grabs, s.gone = nil, true
+	s.grabs, s.grabAt, s.gone = nil, nil, true
 	return n
 }
 

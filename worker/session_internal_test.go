@@ -48,7 +48,7 @@ func sessionPair(t *testing.T) (*session, *countingWriter, net.Conn) {
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
-	s := newSession(ln.Addr().String(), c)
+	s := newSession(ln.Addr().String(), c, time.Now)
 	rw := &countingWriter{Writer: s.wr}
 	s.wr = rw
 	t.Cleanup(func() { s.close(); <-s.readDone; a.c.Close() })
