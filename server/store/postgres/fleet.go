@@ -81,7 +81,7 @@ type fleet struct {
 	lost        int64
 	lastSweep   time.Time
 	recent      map[string]time.Time // members claimed lately, and when
-	lastErr     time.Time // last heartbeat error logged
+	lastErr     time.Time            // last heartbeat error logged
 }
 
 func newFleet(s *Store, opts Options, table []string) *fleet {
