@@ -41,10 +41,11 @@ const (
 //
 // Fencing: a heartbeat sent at local time t and confirmed makes the lease
 // good until t + LeaseTimeout on the database's clock at the earliest;
-// the member treats it as good until t + LeaseTimeout - HeartbeatInterval
-// on its own clock. Past that, or on losing the lease, it is fenced: Add
-// fails with store.ErrFenced, and the server forgets the stored jobs it
-// has not handed out (FleetHandler.Fence). Every Add also checks, in its
+// the member treats it as good until t + LeaseTimeout less a margin
+// (goodFor) on its own clock. Past that (a watchdog of its own tells), or
+// on losing the lease, it is fenced: Add fails with store.ErrFenced, and
+// the server forgets the stored jobs it has not handed out
+// (FleetHandler.Fence). Every Add also checks, in its
 // own statement, that the lease row is there, of this epoch and not
 // expired, so a write never lands after a claim made it another
 // member's. Deletes name the owner, so a member never deletes a record
@@ -65,8 +66,9 @@ type fleet struct {
 
 	qBeat, qJoin, qList, qMine, qAlive, qExpired, qTake, qDrop, qOrphans, qLate string
 
-	stop chan struct{}
-	done chan struct{}
+	stop    chan struct{}
+	done    chan struct{} // run returned
+	watched chan struct{} // watch returned
 
 	mu          sync.Mutex // guards the fields below
 	epoch       int64
@@ -96,6 +98,7 @@ func newFleet(s *Store, opts Options, table []string) *fleet {
 		members:  pgx.Identifier(mt).Sanitize(),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+		watched:  make(chan struct{}),
 	}
 	m, q := f.members, s.table
 	// Epochs only grow, also across a lease row claimed and made again:
@@ -142,7 +145,7 @@ func (f *fleet) join(ctx context.Context) error {
 	}
 	f.mu.Lock()
 	f.epoch = epoch
-	f.goodUntil = sent.Add(f.timeout - f.interval)
+	f.goodUntil = sent.Add(f.goodFor())
 	f.mu.Unlock()
 	if _, err := f.sweep(ctx, true, nil); err != nil {
 		return fmt.Errorf("postgres: join fleet as member %q: %w", f.member, err)
@@ -150,12 +153,48 @@ func (f *fleet) join(ctx context.Context) error {
 	return nil
 }
 
-// start runs the heartbeat until Close.
-func (f *fleet) start() { go f.run() }
+// goodFor is how long after sending a heartbeat that the database
+// confirmed the member counts its lease as good: the lease less a margin
+// for the time the member takes to fence itself (a heartbeat interval,
+// at least a fifth of the lease).
+func (f *fleet) goodFor() time.Duration {
+	return f.timeout - max(f.interval, f.timeout/5)
+}
+
+// start runs the heartbeat and the fence watchdog until Close.
+func (f *fleet) start() {
+	go f.run()
+	go f.watch()
+}
 
 func (f *fleet) close() {
 	close(f.stop)
 	<-f.done
+	<-f.watched
+}
+
+// watch fences the member when its lease runs out unconfirmed, on a
+// timer of its own: the heartbeat may be blocked in a call to a database
+// that does not answer.
+func (f *fleet) watch() {
+	defer close(f.watched)
+	t := f.clk.NewTimer(f.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C():
+		}
+		f.mu.Lock()
+		left := f.goodUntil.Sub(f.clk.Now())
+		f.mu.Unlock()
+		if left <= 0 {
+			f.fence("lease not renewed in time")
+			left = f.interval
+		}
+		t.Reset(min(left, f.interval))
+	}
 }
 
 func (f *fleet) run() {
@@ -225,7 +264,7 @@ func (f *fleet) round(ctx context.Context) {
 		f.mu.Unlock()
 	default:
 		f.mu.Lock()
-		f.goodUntil = sent.Add(f.timeout - f.interval)
+		f.goodUntil = sent.Add(f.goodFor())
 		f.mu.Unlock()
 	}
 	f.serve(ctx)
