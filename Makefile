@@ -2,6 +2,7 @@
 GO       ?= go
 BIN      := $(CURDIR)/bin
 FUZZTIME ?= 60s
+FLEETCHAOS ?= 2m
 # The version stamped into every binary: git describe, else 0.0.0-dev.
 # Evaluated once, so that make test checks the version make build stamped.
 ifeq ($(origin VERSION),undefined)
@@ -34,8 +35,11 @@ test: build deb ## run the whole suite with -race (interop peers: see .ci/run)
 bench: build ## measure gserverd against gearmand, and gworkerd's worker hosting, in the same run (BENCHFLAGS=-quick for a smoke test)
 	$(BIN)/gbench -gserverd $(BIN)/gserverd -gworkerd $(BIN)/gworkerd $(BENCHFLAGS)
 
-chaos: build ## fault scenarios (crash, disk-full, store-stall, flood) at scale, one line each, with gearmand where it applies; not in make test (CHAOSFLAGS=-quick)
+chaos: build ## fault scenarios (crash, disk-full, store-stall, flood, and a fleet's cuts and kills for FLEETCHAOS) at scale, one line each, with gearmand where it applies; not in make test (CHAOSFLAGS=-quick)
 	$(BIN)/gchaos -gserverd $(BIN)/gserverd $(CHAOSFLAGS)
+	@echo "fleet: three gserverd on one PostgreSQL in network namespaces (root), cuts and kills at random for $(FLEETCHAOS); log in $(BIN)/fleet-chaos.log"
+	@GWORKERD_BIN=$(BIN) GWORKERD_FLEET_CHAOS=$(FLEETCHAOS) $(GO) test -count=1 -timeout 30m -run TestFleetChaos -v ./interop/fleet > $(BIN)/fleet-chaos.log 2>&1; \
+	  status=$$?; grep -E '^(fleet chaos|--- |FAIL|ok)|SKIP' $(BIN)/fleet-chaos.log; exit $$status
 
 fuzz: ## run every fuzz target of the module for $(FUZZTIME) each
 	@set -e; for pkg in $$($(GO) list ./...); do \

@@ -260,11 +260,11 @@ func (f *fleet) runs() map[string][]run {
 	return out
 }
 
-// load submits background jobs from the client host until stop is
-// closed: one connection per server, each submit to the next live server
-// in turn; a server whose connection fails (reset, or no answer within
-// the deadline: cut) is not used again. It records every unique whose
-// JOB_CREATED arrived.
+// load submits background jobs from the client host until its context
+// ends: one connection per server, each submit to the next usable server
+// in turn. A server whose connection fails (reset, or no answer within
+// the deadline: cut off) is left alone for retry, then dialled again (0:
+// never again). It records every unique whose JOB_CREATED arrived.
 type load struct {
 	mu     sync.Mutex
 	acked  map[string]string // unique -> the member that acknowledged it
@@ -272,55 +272,77 @@ type load struct {
 	failed int
 }
 
-func (f *fleet) runLoad(ctx context.Context, prefix string, l *load) {
+func (l *load) ackedCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
+func (f *fleet) runLoad(ctx context.Context, prefix string, l *load, retry time.Duration) {
 	type conn struct {
-		m  *member
-		c  net.Conn
-		r  *protocol.Reader
-		ok bool
+		id, addr string
+		c        net.Conn
+		r        *protocol.Reader
+		gone     bool      // failed, and retry is 0
+		retryAt  time.Time // failed: dial again from then
 	}
 	var conns []*conn
 	for _, m := range f.servers {
-		if m.cut || m.p == nil {
-			continue
-		}
-		c, err := f.client.Dial(ctx, "tcp", m.addr())
-		if err != nil {
-			continue
-		}
-		defer c.Close()
-		conns = append(conns, &conn{m: m, c: c, r: protocol.NewReader(c, protocol.Limits{}), ok: true})
+		conns = append(conns, &conn{id: m.id, addr: m.addr()})
 	}
-	buf := make([]byte, 0, 256)
-	for i := 0; ctx.Err() == nil; i++ {
-		var live []*conn
+	defer func() {
 		for _, c := range conns {
-			if c.ok {
-				live = append(live, c)
+			if c.c != nil {
+				c.c.Close()
 			}
 		}
-		if len(live) == 0 {
-			return
+	}()
+	fail := func(c *conn) {
+		if c.c != nil {
+			c.c.Close()
+			c.c = nil
 		}
-		c := live[i%len(live)]
+		c.gone = retry == 0
+		c.retryAt = time.Now().Add(retry)
+	}
+	buf := make([]byte, 0, 256)
+	for i, next := 0, 0; ctx.Err() == nil; next++ {
+		c := conns[next%len(conns)]
+		if c.gone || (c.c == nil && time.Now().Before(c.retryAt)) {
+			if next%len(conns) == len(conns)-1 {
+				time.Sleep(10 * time.Millisecond) // every server down: wait for one
+			}
+			continue
+		}
+		if c.c == nil {
+			dctx, cancel := context.WithTimeout(ctx, time.Second)
+			nc, err := f.client.Dial(dctx, "tcp", c.addr)
+			cancel()
+			if err != nil {
+				fail(c)
+				continue
+			}
+			c.c, c.r = nc, protocol.NewReader(nc, protocol.Limits{})
+		}
 		u := fmt.Sprintf("%s-%06d", prefix, i)
+		i++
 		buf = protocol.AppendPacketString(buf[:0], protocol.Req, protocol.SubmitJobBg, fn, u, "payload-"+u)
 		_ = c.c.SetDeadline(time.Now().Add(3 * time.Second))
 		l.mu.Lock()
 		l.sent++
 		l.mu.Unlock()
 		if _, err := c.c.Write(buf); err != nil {
-			c.ok = false
+			fail(c)
 			continue
 		}
 		fr, err := c.r.Next()
 		if err != nil {
-			c.ok = false
+			fail(c)
 			continue
 		}
 		l.mu.Lock()
 		if !fr.Text && fr.Packet.Type == protocol.JobCreated {
-			l.acked[u] = c.m.id
+			l.acked[u] = c.id
 		} else {
 			l.failed++
 		}
@@ -371,8 +393,8 @@ func TestFleetCutAndKill(t *testing.T) {
 	ctx, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); f.runLoad(ctx, "a", l) }()
-	ackedAt := func() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.acked) }
+	go func() { defer wg.Done(); f.runLoad(ctx, "a", l, 0) }()
+	ackedAt := l.ackedCount
 	waitFor(t, "load running", func() bool { return ackedAt() >= 300 })
 
 	// s1's host loses its link.
@@ -452,40 +474,19 @@ func TestFleetCutAndKill(t *testing.T) {
 		return true
 	})
 	runs := f.runs()
-	lost, dups, unacked := 0, 0, 0
-	var dupWhy []string
-	for u, who := range acked {
-		hs := runs[u]
-		if len(hs) == 0 {
-			lost++
-			continue
-		}
-		if len(hs) > 1 {
-			dups += len(hs) - 1
-			first := strings.SplitN(hs[0].handle, ":", 2)[0]
-			var rs []string
-			for _, r := range hs {
-				rs = append(rs, r.handle+"@"+r.at.Format("15:04:05.000"))
-			}
-			dupWhy = append(dupWhy, fmt.Sprintf("%s (acked by %s, runs %s)", u, who, strings.Join(rs, " ")))
-			// A repeat is explained only by a job that ran on a member
-			// that was then cut or killed: its first run was served by s1
-			// or s2.
-			if first != "s1" && first != "s2" {
-				t.Errorf("job %s ran %d times, first on %s, which was never cut or killed: %v", u, len(hs), first, hs)
-			}
+	tl := tallyRuns(acked, runs)
+	for _, r := range tl.repeats {
+		// A repeat is explained only by a job that ran on a member that
+		// was then cut or killed: its first run was served by s1 or s2.
+		if first := strings.SplitN(runs[r][0].handle, ":", 2)[0]; first != "s1" && first != "s2" {
+			t.Errorf("job %s ran %d times, first on %s, which was never cut or killed: %v", r, len(runs[r]), first, runs[r])
 		}
 	}
-	for u := range runs {
-		if _, ok := acked[u]; !ok {
-			unacked++
-		}
-	}
-	sort.Strings(dupWhy)
-	t.Logf("acked %d, lost %d, duplicates %d, run without an ack %d, takeover s1 %v, s2 %v", len(acked), lost, dups, unacked, c1.Takeover, c2.Takeover)
-	if len(dupWhy) > 0 {
+	lost := tl.lost
+	t.Logf("acked %d, lost %d, duplicates %d, run without an ack %d, takeover s1 %v, s2 %v", len(acked), tl.lost, tl.dups, tl.unacked, c1.Takeover, c2.Takeover)
+	if len(tl.repeats) > 0 {
 		t.Logf("repeats (jobs that ran on a member, or had just ended there, when it was cut or killed: the end never reached the database): %s",
-			strings.Join(dupWhy[:min(len(dupWhy), 10)], "; "))
+			tl.describe(acked, runs, 10))
 	}
 	if lost != 0 {
 		t.Errorf("%d acknowledged jobs never ran", lost)
@@ -509,4 +510,44 @@ func TestFleetCutAndKill(t *testing.T) {
 	if fi := fleetInfo(s1); fi == nil || fi.ClaimedJobs != 0 {
 		t.Errorf("s1 claimed jobs: %+v", fi)
 	}
+}
+
+// tally counts acknowledged jobs against their runs.
+type tally struct {
+	lost, dups, unacked int
+	repeats             []string // uniques run more than once, sorted
+}
+
+func tallyRuns(acked map[string]string, runs map[string][]run) tally {
+	var tl tally
+	for u := range acked {
+		switch n := len(runs[u]); {
+		case n == 0:
+			tl.lost++
+		case n > 1:
+			tl.dups += n - 1
+			tl.repeats = append(tl.repeats, u)
+		}
+	}
+	for u := range runs {
+		if _, ok := acked[u]; !ok {
+			tl.unacked++
+		}
+	}
+	sort.Strings(tl.repeats)
+	return tl
+}
+
+// describe lists up to n repeats with who acknowledged them and their
+// runs (handle@time).
+func (tl tally) describe(acked map[string]string, runs map[string][]run, n int) string {
+	var out []string
+	for _, u := range tl.repeats[:min(n, len(tl.repeats))] {
+		var rs []string
+		for _, r := range runs[u] {
+			rs = append(rs, r.handle+"@"+r.at.Format("15:04:05.000"))
+		}
+		out = append(out, fmt.Sprintf("%s (acked by %s, runs %s)", u, acked[u], strings.Join(rs, " ")))
+	}
+	return strings.Join(out, "; ")
 }
