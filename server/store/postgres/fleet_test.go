@@ -433,3 +433,32 @@ func TestFleetOptions(t *testing.T) {
 		t.Errorf("lease of two heartbeats: %v", err)
 	}
 }
+
+// TestFleetCutMidTransaction: a member cut off in the middle of its own
+// claim transaction (its lease row locked FOR SHARE, the next statement
+// lost) is still claimed once its lease expires: the database ends the
+// transaction it left open (idle_in_transaction_session_timeout), where
+// TCP alone would keep the lock for hours and the others would skip the
+// row (SKIP LOCKED) for as long.
+func TestFleetCutMidTransaction(t *testing.T) {
+	require(t)
+	ctx := context.Background()
+	table := tableFor(t)
+	const beat, lease = 100 * time.Millisecond, 1500 * time.Millisecond
+	p, err := tcpproxy.New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	defer p.Resume()
+	p.StallOn([]byte("SKIP LOCKED")) // the statement after the FOR SHARE check
+	cut, _ := member(t, table, "cut", p.Addr(), beat, lease)
+	want := jobsFor("m", 20)
+	if err := cut.Add(ctx, want...); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the claim transaction stalled", func() bool { return p.Held() > 0 })
+	p.Stall() // and now everything: the member is cut off
+	_, rs := member(t, table, "survivor", addr, beat, lease)
+	waitUntil(t, 60*time.Second, "the survivor claims the member cut mid-transaction", func() bool { return len(rs.adopted()) == len(want) })
+}

@@ -35,6 +35,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -142,6 +143,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: conninfo: %w", err)
 	}
 	cfg.MaxConns = opts.MaxConns
+	if opts.Member != "" {
+		// A member cut off in the middle of a transaction (a claim, a
+		// batch of adds) would keep its row locks for as long as TCP takes
+		// to give up, hours: the others could not claim its records. The
+		// database ends such a transaction well within the lease.
+		ms := max(time.Second, opts.LeaseTimeout/3).Milliseconds()
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(ms, 10)
+	}
 	conns := newConnSet()
 	cfg.ConnConfig.DialFunc = conns.dialer(cfg.ConnConfig.DialFunc)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
