@@ -482,7 +482,8 @@ func (s *Server) Close() error {
 type Stats struct {
 	// Functions lists every known function.
 	Functions []FunctionStats `json:"functions"`
-	// Connections is the number of open connections.
+	// Connections is the number of open connections (in-process
+	// submits, Submit, are none).
 	Connections int `json:"connections"`
 	// Jobs is the number of jobs in memory (queued, waiting and running).
 	Jobs int `json:"jobs"`

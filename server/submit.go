@@ -22,9 +22,10 @@ type SubmitRequest struct {
 	// longer than 64 bytes is refused with ERROR ARGUMENT_TOO_LARGE; one
 	// with a NUL, which no packet can carry, with ErrInvalidSubmit.
 	Unique string
-	// Payload is the job's data. Submit keeps these bytes for the job's
-	// life without copying them: the caller must not change them after
-	// the call.
+	// Payload is the job's data. Submit may keep these bytes for the
+	// job's life without copying them (when the slice has little spare
+	// capacity, which would count nowhere): the caller must not change
+	// them after the call.
 	Payload []byte
 	// Priority is protocol.High, Normal or Low. Mind that the zero value
 	// is High (0, gearmand's value).
@@ -99,8 +100,10 @@ func (s *Server) Submit(ctx context.Context, req SubmitRequest) (SubmitResult, e
 	defer s.closeLocal(c)
 
 	// The payload is the caller's to hand over (SubmitRequest.Payload):
-	// owned lets the job keep it without a copy.
-	h := handler{s: s, c: c, owned: true}
+	// owned lets the job keep it without a copy, unless its spare
+	// capacity would make it hold more memory than MaxQueueMemory counts.
+	owned := cap(req.Payload)-len(req.Payload) <= len(req.Payload)/8
+	h := handler{s: s, c: c, owned: owned}
 	h.packet(&p)
 	h.flushBatch()
 	h.owned = false
