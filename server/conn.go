@@ -27,12 +27,18 @@ const (
 // A frame over bigFrameSize must not fit in the read buffer (handler.owned).
 var _ [bigFrameSize - maxReadBuf]struct{}
 
-// conn is one client, worker or admin connection.
+// conn is one client, worker or admin connection, or an in-process
+// submit (Server.Submit: local is set, nc is nil, id 0).
 type conn struct {
 	s  *Server
 	nc net.Conn
 	id uint64
 	ip string
+	// local, set for an in-process submit, is signalled (buffered, one
+	// slot) whenever output is added or the connection dies: its
+	// submitter takes the output itself (submit.go), nothing is written
+	// to a socket. Set at creation, never changed.
+	local chan struct{}
 
 	// Owned by the reader goroutine.
 	dec *protocol.Decoder
@@ -235,7 +241,25 @@ func (c *conn) kill() {
 	c.out = nil
 	c.spare = nil
 	c.wmu.Unlock()
+	c.hangUp()
+}
+
+// hangUp closes the socket, or for an in-process submit wakes its
+// submitter, which then sees the connection dead.
+func (c *conn) hangUp() {
+	if c.local != nil {
+		c.wake()
+		return
+	}
 	_ = c.nc.Close()
+}
+
+// wake signals an in-process submitter that its output or state changed.
+func (c *conn) wake() {
+	select {
+	case c.local <- struct{}{}:
+	default: // a signal is pending already
+	}
 }
 
 // finish closes the connection once its pending output is written
@@ -287,7 +311,13 @@ func (c *conn) endOut(buf []byte, kick bool) {
 		c.out, c.spare = nil, nil
 		c.wmu.Unlock()
 		c.logger().Warn("dropping slow connection: output buffer full")
-		_ = c.nc.Close()
+		c.hangUp()
+		return
+	}
+	if c.local != nil {
+		// The submitter reads the output itself.
+		c.wmu.Unlock()
+		c.wake()
 		return
 	}
 	if kick && !c.writing && len(buf) > 0 {

@@ -602,8 +602,10 @@ func (s *Server) dropConn(c *conn) {
 		return
 	}
 	c.gone = true
-	s.moveCursorsConn(c)
-	s.conns.remove(c)
+	if c.local == nil { // an in-process submit is in no list
+		s.moveCursorsConn(c)
+		s.conns.remove(c)
+	}
 	s.unreserve(c)
 	h.release(nil, true)
 	s.mu.Unlock()

@@ -8,6 +8,9 @@ var (
 	ErrServerClosed = errors.New("server: closed")
 	// ErrInvalidOptions wraps every Options validation failure.
 	ErrInvalidOptions = errors.New("server: invalid options")
+	// ErrInvalidSubmit wraps every SubmitRequest that no SUBMIT_* packet
+	// could carry (Server.Submit).
+	ErrInvalidSubmit = errors.New("server: invalid submit request")
 )
 
 // ERROR packet texts of our own (gearmand has no equivalent: it closes the

@@ -12,6 +12,11 @@
 // another goroutine produced it, by a short-lived writer goroutine. No
 // goroutine blocks on another connection's socket.
 //
+// An in-process submit (Submit, submit.go) is a connection without a
+// socket: its caller's goroutine is its reader, handles its one SUBMIT_*
+// packet through the same path, and decodes the answers the server
+// appends to its output, which nothing writes to a socket.
+//
 // Lock order: Server.mu, then conn.wmu. Server.lnMu is never held with
 // either. The store is never called with Server.mu held.
 //
@@ -147,7 +152,8 @@ type Server struct {
 	quitOnce  sync.Once
 	serveWG   sync.WaitGroup // Serve accept loops
 
-	connWG sync.WaitGroup // reader and writer goroutines of connections
+	connWG  sync.WaitGroup // reader and writer goroutines of connections
+	localWG sync.WaitGroup // Submit calls in progress (submit.go)
 
 	// mu guards everything below.
 	mu        sync.Mutex
@@ -463,6 +469,7 @@ func (s *Server) Close() error {
 	}
 	s.serveWG.Wait()
 	s.connWG.Wait()
+	s.localWG.Wait() // quit ended their waits
 	s.stopFleet()
 	s.bgWG.Wait()
 	if s.del != nil {
@@ -475,7 +482,8 @@ func (s *Server) Close() error {
 type Stats struct {
 	// Functions lists every known function.
 	Functions []FunctionStats `json:"functions"`
-	// Connections is the number of open connections.
+	// Connections is the number of open connections (in-process
+	// submits, Submit, are none).
 	Connections int `json:"connections"`
 	// Jobs is the number of jobs in memory (queued, waiting and running).
 	Jobs int `json:"jobs"`

@@ -26,8 +26,9 @@ type httpEndpoint struct {
 // nil when the endpoint is off (--http-listen=""), and also when the
 // default address (the Gearman port + 1) is taken: only an address the
 // user chose is worth failing the start for. That is logged at error
-// level, gserverd's default, so that the operator sees it.
-func startHTTP(ctx context.Context, cfg *config.Server, gearman []net.Listener, dial func(context.Context, string, string) (net.Conn, error), log logrus.FieldLogger) (*httpEndpoint, error) {
+// level, gserverd's default, so that the operator sees it. Jobs posted to
+// it are submitted in process to the server attached.
+func startHTTP(ctx context.Context, cfg *config.Server, log logrus.FieldLogger) (*httpEndpoint, error) {
 	if cfg.HTTPListen == "" {
 		return nil, nil
 	}
@@ -46,8 +47,6 @@ func startHTTP(ctx context.Context, cfg *config.Server, gearman []net.Listener, 
 			Token:        cfg.HTTPToken,
 			Listen:       cfg.HTTPListen,
 			AllowedHosts: cfg.HTTPAllowedHosts,
-			GearmanAddr:  loopbackAddr(gearman),
-			Dial:         dial,
 			Version:      version.String(),
 			MaxPayload:   cfg.MaxPayload,
 
@@ -83,22 +82,4 @@ func (e *httpEndpoint) stop() {
 	_ = e.mon.Shutdown(ctx)
 	_ = e.mon.Close()
 	<-e.done
-}
-
-// loopbackAddr is the address the endpoint dials to submit jobs: the first
-// Gearman listener, with a wildcard host replaced by 127.0.0.1.
-func loopbackAddr(lns []net.Listener) string {
-	if len(lns) == 0 {
-		return ""
-	}
-	a, ok := lns[0].Addr().(*net.TCPAddr)
-	if !ok {
-		return lns[0].Addr().String()
-	}
-	ip := a.IP
-	if ip.IsUnspecified() {
-		// Go's wildcard "tcp" sockets are dual-stack: 127.0.0.1 reaches them.
-		ip = net.IPv4(127, 0, 0, 1)
-	}
-	return net.JoinHostPort(ip.String(), fmt.Sprint(a.Port))
 }

@@ -20,30 +20,6 @@ import (
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 )
 
-func TestLoopbackAddr(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct{ listen, want string }{
-		{"127.0.0.1:0", "127.0.0.1:"},
-		{"0.0.0.0:0", "127.0.0.1:"},
-		{"[::]:0", "127.0.0.1:"},
-	} {
-		ln, err := net.Listen("tcp", tc.listen)
-		if err != nil {
-			t.Logf("%s: %v (no such address family here)", tc.listen, err)
-			continue
-		}
-		port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-		got := loopbackAddr([]net.Listener{ln})
-		ln.Close()
-		if got != tc.want+port {
-			t.Errorf("loopbackAddr(%s) = %q, want %q", tc.listen, got, tc.want+port)
-		}
-	}
-	if got := loopbackAddr(nil); got != "" {
-		t.Errorf("loopbackAddr(nil) = %q", got)
-	}
-}
-
 // TestBinaryHTTPEndpoint runs gserverd with --http-listen and --http-token
 // and drives its HTTP endpoint: ready, 401 without the token, a submit
 // over HTTP that /metrics then counts.

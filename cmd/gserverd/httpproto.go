@@ -16,9 +16,8 @@ import (
 )
 
 // httpProtocol is gearmand's HTTP protocol (-r http --http-port N), served
-// by server/gearhttp on the --listen addresses. It submits its jobs over
-// the server's own Gearman listener, like the HTTP endpoint's
-// POST /api/v1/jobs/{function}.
+// by server/gearhttp on the --listen addresses. It submits its jobs in
+// process, like the HTTP endpoint's POST /api/v1/jobs/{function}.
 type httpProtocol struct {
 	srv *gearhttp.Server
 	wg  sync.WaitGroup // one per Serve goroutine
@@ -39,32 +38,28 @@ func listenHTTPProtocol(ctx context.Context, cfg *config.Server, addrs []bindAdd
 }
 
 // startHTTPProtocol serves lns (nil: off, returns nil) with jobs submitted
-// to the Gearman listeners gearman through dial.
-func startHTTPProtocol(cfg *config.Server, lns, gearman []net.Listener, dial func(context.Context, string, string) (net.Conn, error), log logrus.FieldLogger) (*httpProtocol, error) {
+// to srv.
+func startHTTPProtocol(cfg *config.Server, lns []net.Listener, srv gearhttp.Submitter, log logrus.FieldLogger) (*httpProtocol, error) {
 	if len(lns) == 0 {
 		return nil, nil
 	}
-	srv, err := gearhttp.New(gearhttp.Options{
-		Logger: log.WithField("component", "http_protocol"),
-		Submitter: &gearhttp.Submitter{
-			Addr:       loopbackAddr(gearman),
-			Dial:       dial,
-			MaxPayload: cfg.MaxPayload,
-		},
+	hs, err := gearhttp.New(gearhttp.Options{
+		Logger:     log.WithField("component", "http_protocol"),
+		Submitter:  srv,
 		Version:    version.String(),
 		MaxPayload: cfg.MaxPayload,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start the HTTP protocol: %w", err)
 	}
-	p := &httpProtocol{srv: srv}
+	p := &httpProtocol{srv: hs}
 	addrs := make([]string, len(lns))
 	for i, ln := range lns {
 		addrs[i] = ln.Addr().String()
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			if err := srv.Serve(ln); !errors.Is(err, gearhttp.ErrServerClosed) {
+			if err := hs.Serve(ln); !errors.Is(err, gearhttp.ErrServerClosed) {
 				log.WithError(err).WithField("addr", ln.Addr().String()).Error("HTTP protocol listener stopped")
 			}
 		}()

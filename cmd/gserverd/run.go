@@ -171,7 +171,7 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 			}
 		}
 	}()
-	web, err := startHTTP(ctx, cfg, lns, selfDial(tc), log)
+	web, err := startHTTP(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 		return fmt.Errorf("start server: %w", err)
 	}
 	web.attach(srv)
-	proto, err := startHTTPProtocol(cfg, httpLns, lns, selfDial(tc), log)
+	proto, err := startHTTPProtocol(cfg, httpLns, srv, log)
 	if err != nil {
 		return err
 	}

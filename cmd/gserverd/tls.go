@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -53,27 +50,4 @@ func wrapTLS(lns []net.Listener, tc *tls.Config) []net.Listener {
 		out[i] = tls.NewListener(ln, tc)
 	}
 	return out
-}
-
-// selfDial returns the dialer the HTTP endpoint uses to submit jobs to
-// this server: plain TCP, or with tc TLS that trusts exactly this
-// server's own certificate (the listener's name or address need not be
-// in it).
-func selfDial(tc *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	if tc == nil {
-		var d net.Dialer
-		return d.DialContext
-	}
-	own := tc.Certificates[0].Certificate[0]
-	d := &tls.Dialer{Config: &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: true, // replaced by the pinning below
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 || !bytes.Equal(raw[0], own) {
-				return errors.New("gserverd: the Gearman listener did not present this server's certificate")
-			}
-			return nil
-		},
-	}}
-	return d.DialContext
 }

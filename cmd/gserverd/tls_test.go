@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/protocol"
+	"github.com/gworkerd/gworkerd/server/monitor"
 )
 
 // testCA is a throwaway certificate authority.
@@ -284,4 +287,129 @@ func TestBinaryTLSHandshakeTimeout(t *testing.T) {
 	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "OK ") {
 		t.Fatalf("version over TLS: %q, %v", line, err)
 	}
+}
+
+// TestBinaryHTTPSubmitTLS: with --ssl, both HTTP front-ends (the
+// endpoint's POST /api/v1/jobs/{function} and -r http) submit jobs in
+// process, with no Gearman client, TLS or plain: while a foreground
+// submit of each waits, gserverd has no connection at all
+// (/api/v1/server), and when the HTTP clients leave, their queued jobs
+// go as a disconnecting client's do. Background submits are answered
+// at once.
+func TestBinaryHTTPSubmitTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := newTestCA(t, "gworkerd test CA")
+	srvCert, srvKey := ca.issue(t, "localhost", x509.ExtKeyUsageServerAuth)
+	hport := strconv.Itoa(testpeer.FreePort(t))
+	base := "http://127.0.0.1:" + hport
+	p := logOnFailure(t, startGserverd(t, "-q", "builtin", "--ssl",
+		"--ssl-certificate", writeFile(t, dir, "server.pem", srvCert),
+		"--ssl-key", writeFile(t, dir, "server.key", srvKey),
+		"--http-listen", "127.0.0.1:"+hport, "-r", "http", "--http-port", "0"))
+	defer p.Stop()
+	var proto string
+	eventually(t, "gserverd logs the HTTP protocol's address", func() bool {
+		m := httpProtocolAddr.FindStringSubmatch(p.Output())
+		if m != nil {
+			proto = m[1]
+		}
+		return m != nil
+	})
+
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(path string, v any) {
+		t.Helper()
+		resp, err := hc.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s %v", path, resp.Status, err)
+		}
+	}
+	eventually(t, "HTTP endpoint ready", func() bool {
+		resp, err := hc.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	queued := func() map[string]int {
+		var fns []monitor.FunctionInfo
+		get("/api/v1/functions", &fns)
+		m := map[string]int{}
+		for _, f := range fns {
+			m[f.Name] = f.Queued
+		}
+		return m
+	}
+
+	// Background: 202 from the endpoint, JOB_CREATED from -r http.
+	req, _ := http.NewRequest("POST", base+"/api/v1/jobs/bg1", strings.NewReader("x"))
+	req.Header.Set("X-Gearman-Background", "true")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("background submit to the endpoint: %s", resp.Status)
+	}
+	pc, err := net.DialTimeout("tcp", proto, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pc.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.WriteString(pc, "POST /bg2 HTTP/1.0\r\nX-Gearman-Background: true\r\nContent-Length: 1\r\n\r\nx"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(pc); err != nil || !strings.Contains(string(b), "X-Gearman-Command: JOB_CREATED\r\n") {
+		t.Fatalf("background submit over -r http: %q, %v", b, err)
+	}
+	pc.Close()
+
+	// Foreground, one over each front-end, waiting for a worker.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	left := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/api/v1/jobs/fg1", strings.NewReader("x"))
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			err = errors.New("answered " + resp.Status)
+		}
+		left <- err
+	}()
+	pc, err = net.DialTimeout("tcp", proto, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := io.WriteString(pc, "POST /fg2 HTTP/1.0\r\nContent-Length: 1\r\n\r\nx"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "both foreground jobs queued", func() bool {
+		q := queued()
+		return q["fg1"] == 1 && q["fg2"] == 1
+	})
+	var si monitor.ServerInfo
+	get("/api/v1/server", &si)
+	if si.Connections != 0 || si.Jobs != 4 || si.Submitted != 4 {
+		t.Errorf("while two foreground HTTP submits wait: %d connections, %d jobs, %d submitted; want 0, 4, 4", si.Connections, si.Jobs, si.Submitted)
+	}
+
+	// The HTTP clients leave: their jobs go.
+	cancel()
+	if err := <-left; !errors.Is(err, context.Canceled) {
+		t.Errorf("the cancelled request: %v", err)
+	}
+	pc.Close()
+	eventually(t, "the foreground jobs go with their HTTP clients", func() bool {
+		q := queued()
+		return q["fg1"] == 0 && q["fg2"] == 0 && q["bg1"] == 1 && q["bg2"] == 1
+	})
 }

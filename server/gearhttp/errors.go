@@ -5,12 +5,6 @@ import "errors"
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("gearhttp: server closed")
 
-// GearmanError is an ERROR packet from the server, returned by
-// Submitter.Submit.
-type GearmanError struct{ Code, Text string }
-
-func (e *GearmanError) Error() string { return "gearman error " + e.Code + ": " + e.Text }
-
 // Errors of readRequest. All of them close the connection without an
 // answer, as gearmand does (it sets a status but its INVALID_PACKET return
 // closes the connection before the status is sent).

@@ -1,9 +1,5 @@
 // Package gearhttp carries Gearman jobs over HTTP for gserverd.
 //
-// Submitter submits one job over the server's own Gearman listener, as
-// any Gearman client does, and waits for its end. The monitor's
-// POST /api/v1/jobs/{function} and Server both use it.
-//
 // Server speaks the wire format of gearmand 1.1.20's HTTP protocol plugin
 // (gearmand -r http --http-port N; libgearman-server/plugins/protocol/
 // http/protocol.cc), observed byte for byte on the Debian build:
@@ -52,6 +48,11 @@
 //
 // A WORK_EXCEPTION reaches the client as WORK_FAIL, as in gearmand: the
 // plugin does not turn the exceptions option on.
+//
+// The jobs are submitted in process (Options.Submitter, *server.Server):
+// no Gearman connection is opened for them, so that they take no
+// connection slot and need no TLS client when the Gearman port speaks
+// TLS; they get what a SUBMIT_JOB* packet gets.
 package gearhttp
 
 import (
@@ -68,6 +69,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/protocol"
+	"github.com/gworkerd/gworkerd/server"
 )
 
 // Defaults of Options.
@@ -91,8 +93,8 @@ const (
 type Options struct {
 	// Logger receives the server's logs. Default: discard.
 	Logger logrus.FieldLogger
-	// Submitter submits the jobs. Required.
-	Submitter *Submitter
+	// Submitter submits the jobs: the *server.Server. Required.
+	Submitter Submitter
 	// Version is sent as "Server: gserverd/<Version>". Default "dev".
 	Version string
 	// MaxPayload is the largest request body; a larger Content-Length gets
@@ -120,6 +122,12 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// Submitter is what Server needs of the job server: *server.Server's
+// in-process submit.
+type Submitter interface {
+	Submit(ctx context.Context, req server.SubmitRequest) (server.SubmitResult, error)
+}
+
 // Server serves gearmand's HTTP protocol. Create it with New, then Serve
 // one or more listeners; Shutdown or Close stops it.
 type Server struct {
@@ -142,8 +150,8 @@ type Server struct {
 // New returns a server; it serves nothing until Serve.
 func New(opts Options) (*Server, error) {
 	o := opts.withDefaults()
-	if o.Submitter == nil || o.Submitter.Addr == "" {
-		return nil, errors.New("gearhttp: Options.Submitter with an Addr is required")
+	if o.Submitter == nil {
+		return nil, errors.New("gearhttp: Options.Submitter is required")
 	}
 	return &Server{
 		opts:      o,
@@ -334,21 +342,24 @@ func (s *Server) serveConn(nc net.Conn) {
 		s.finish(nc, nil, statusAnswer(s.server, 404, "NOT_FOUND"), watched)
 		return
 	}
-	out, err := s.opts.Submitter.Submit(ctx, Request{
+	out, err := s.opts.Submitter.Submit(ctx, server.SubmitRequest{
 		Function:   req.function,
 		Unique:     req.unique,
 		Payload:    payload,
 		Priority:   req.priority,
 		Background: req.background,
 	})
-	var ge *GearmanError
+	var ep *protocol.ErrorPacket
 	switch {
-	case errors.As(err, &ge):
+	case errors.As(err, &ep):
 		code, reason := 503, "Service Unavailable"
-		if ge.Code == protocol.CodeArgumentTooLarge || ge.Code == protocol.CodeInvalidFunctionName {
+		if ep.Code == protocol.CodeArgumentTooLarge || ep.Code == protocol.CodeInvalidFunctionName {
 			code, reason = 400, "Bad Request"
 		}
-		s.finish(nc, nil, errorAnswer(s.server, req.method, code, reason, ge.Code+" "+ge.Text), watched)
+		s.finish(nc, nil, errorAnswer(s.server, req.method, code, reason, ep.Code+" "+ep.Text), watched)
+	case errors.Is(err, server.ErrInvalidSubmit):
+		// A unique with a NUL: no SUBMIT_* packet can carry it.
+		s.finish(nc, nil, statusAnswer(s.server, 400, "Bad Request"), watched)
 	case err != nil:
 		if ctx.Err() != nil {
 			// The client left, or Close closed the connection: nobody to

@@ -15,6 +15,7 @@ import (
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server"
 	"github.com/gworkerd/gworkerd/server/gearhttp"
+	"github.com/gworkerd/gworkerd/server/store"
 )
 
 func TestMain(m *testing.M) {
@@ -35,8 +36,17 @@ type env struct {
 
 func start(t *testing.T, opts gearhttp.Options) *env {
 	t.Helper()
+	return startWith(t, opts, nil)
+}
+
+// startWith is start with the job server's options changed by mod.
+func startWith(t *testing.T, opts gearhttp.Options, mod func(*server.Options)) *env {
+	t.Helper()
 	so := server.DefaultOptions()
 	so.JobHandlePrefix = "H:test"
+	if mod != nil {
+		mod(&so)
+	}
 	srv, err := server.New(so)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
@@ -48,7 +58,7 @@ func start(t *testing.T, opts gearhttp.Options) *env {
 	sdone := make(chan error, 1)
 	go func() { sdone <- srv.Serve(gln) }()
 	if opts.Submitter == nil {
-		opts.Submitter = &gearhttp.Submitter{Addr: gln.Addr().String()}
+		opts.Submitter = srv
 	}
 	opts.Version = "v-test"
 	hs, err := gearhttp.New(opts)
@@ -305,7 +315,8 @@ func TestBackground(t *testing.T) {
 }
 
 // TestClientLeaves: a client that closes while its job is queued takes
-// the job with it.
+// the job with it. Meanwhile the job server has no connection: the job
+// was submitted in process.
 func TestClientLeaves(t *testing.T) {
 	t.Parallel()
 	e := start(t, gearhttp.Options{})
@@ -317,6 +328,9 @@ func TestClientLeaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the job to be queued", func() bool { return queued(e, "leave") == 1 })
+	if n := e.srv.Stats().Connections; n != 0 {
+		t.Errorf("%d Gearman connections while a foreground request waits, want 0", n)
+	}
 	_ = c.Close()
 	waitFor(t, "the job to go", func() bool { return queued(e, "leave") == 0 })
 }
@@ -378,19 +392,66 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
-// TestGearmanDown: a submit that cannot reach the Gearman listener is
-// answered 503.
+// TestGearmanDown: a submit to a job server that is closed is answered
+// 503.
 func TestGearmanDown(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	e := start(t, gearhttp.Options{})
+	if err := e.srv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	dead := ln.Addr().String()
-	_ = ln.Close()
-	e := start(t, gearhttp.Options{Submitter: &gearhttp.Submitter{Addr: dead}})
 	want := "HTTP/1.0 503 Service Unavailable\r\nServer: gserverd/v-test\r\nContent-Length: 0\r\n\r\n"
 	if got := exchange(t, e.addr, "POST /f HTTP/1.0\r\n\r\n"); got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// failStore is a store whose writes fail, as on a full disk.
+type failStore struct{}
+
+func (failStore) Add(context.Context, ...store.Job) error             { return errors.New("disk full") }
+func (failStore) Delete(context.Context, ...store.Ref) error          { return nil }
+func (failStore) Replay(context.Context, func(store.Job) error) error { return nil }
+func (failStore) Close() error                                        { return nil }
+
+// TestRefused: a submit the job server refuses with QUEUE_ERROR (maxqueue,
+// the queue memory bound, a failed store write) is answered 503 with the
+// error, never with a job handle, and creates no job.
+func TestRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		mod   func(*server.Options)
+		setup func(t *testing.T, e *env)
+		text  string
+	}{
+		{name: "maxqueue",
+			setup: func(t *testing.T, e *env) {
+				e.srv.SetMaxQueue("f", [3]int{1, 1, 1})
+				exchange(t, e.addr, "POST /f HTTP/1.0\r\nX-Gearman-Background: true\r\nContent-Length: 5\r\n\r\nfirst")
+			},
+			text: "QUEUE_ERROR " + protocol.TextQueueFull},
+		{name: "queue memory bound", mod: func(o *server.Options) { o.MaxQueueMemory = 100 },
+			text: "QUEUE_ERROR Job queue is full: memory bound"},
+		{name: "store write fails", mod: func(o *server.Options) { o.Store = failStore{} },
+			text: "QUEUE_ERROR QUEUE_ERROR"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := startWith(t, gearhttp.Options{}, tc.mod)
+			if tc.setup != nil {
+				tc.setup(t, e)
+			}
+			before := e.srv.Stats()
+			got := exchange(t, e.addr, "POST /f HTTP/1.0\r\nX-Gearman-Background: true\r\nContent-Length: 1\r\n\r\nx")
+			want := "HTTP/1.0 503 Service Unavailable\r\nX-Gearman-Command: ERROR\r\nContent-Length: " + strconv.Itoa(len(tc.text)) +
+				"\r\nServer: gserverd/v-test\r\n\r\n" + tc.text
+			if got != want {
+				t.Errorf("answer\n got %q\nwant %q", got, want)
+			}
+			if after := e.srv.Stats(); after.Jobs != before.Jobs || after.Submitted != before.Submitted {
+				t.Errorf("jobs %d -> %d, submitted %d -> %d; want no change", before.Jobs, after.Jobs, before.Submitted, after.Submitted)
+			}
+		})
 	}
 }

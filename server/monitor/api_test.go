@@ -251,7 +251,7 @@ func TestSubmitUnavailable(t *testing.T) {
 		attach bool
 	}{
 		{"not ready (replay running)", monitor.Options{}, false},
-		{"no Gearman address", monitor.Options{GearmanAddr: "-"}, true},
+		{"submitting off", monitor.Options{NoSubmit: true}, true},
 	} {
 		e := start(t, tc.opts, tc.attach)
 		resp, body := do(t, "POST", e.base+"/api/v1/jobs/f", "x", map[string]string{"X-Gearman-Background": "true"})

@@ -64,12 +64,6 @@ func startWith(t *testing.T, opts monitor.Options, attach bool, mod func(*server
 	sdone := make(chan error, 1)
 	go func() { sdone <- srv.Serve(gln) }()
 
-	switch opts.GearmanAddr {
-	case "":
-		opts.GearmanAddr = gln.Addr().String()
-	case "-": // submitting disabled
-		opts.GearmanAddr = ""
-	}
 	if opts.EventInterval == 0 {
 		opts.EventInterval = 50 * time.Millisecond
 	}

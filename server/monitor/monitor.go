@@ -60,10 +60,11 @@ import (
 
 	"github.com/gworkerd/gworkerd/internal/httpapi"
 	"github.com/gworkerd/gworkerd/server"
-	"github.com/gworkerd/gworkerd/server/gearhttp"
 )
 
-// Source is what the monitor reads and acts on: *server.Server.
+// Source is what the monitor reads and acts on: *server.Server. Jobs
+// posted to it are submitted in process (Submit), never over a Gearman
+// connection.
 type Source interface {
 	Stats() server.Stats
 	Workers(q server.WorkerQuery) ([]server.WorkerInfo, int)
@@ -72,6 +73,7 @@ type Source interface {
 	JobByUnique(function, unique string) (server.JobInfo, bool)
 	CancelJob(handle string) bool
 	SetMaxQueue(function string, limits [3]int)
+	Submit(ctx context.Context, req server.SubmitRequest) (server.SubmitResult, error)
 }
 
 // Options configure a Monitor.
@@ -87,13 +89,9 @@ type Options struct {
 	// AllowedHosts are the other names of the Host header served
 	// (--http-allowed-hosts). Default none.
 	AllowedHosts []string
-	// GearmanAddr is the host:port of the server's own Gearman listener,
-	// which POST /api/v1/jobs/{function} dials over loopback. "" (default)
-	// disables submitting (503).
-	GearmanAddr string
-	// Dial connects to GearmanAddr. Default: a plain TCP dial. gserverd
-	// with --ssl passes a TLS dialer.
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// NoSubmit turns POST /api/v1/jobs/{function} off: it answers 503.
+	// Default false: jobs are submitted to the attached Source.
+	NoSubmit bool
 	// Version is reported by /api/v1/server. Default "gserverd-dev".
 	Version string
 	// EventInterval is the period of /api/v1/events. Default 1s.
@@ -117,10 +115,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Version == "" {
 		o.Version = "gserverd-dev"
-	}
-	if o.Dial == nil {
-		var d net.Dialer
-		o.Dial = d.DialContext
 	}
 	if o.EventInterval <= 0 {
 		o.EventInterval = time.Second
@@ -155,8 +149,6 @@ type Monitor struct {
 	started time.Time
 	handler http.Handler
 	hs      *http.Server
-	// submitter submits POST /api/v1/jobs/{function} to GearmanAddr.
-	submitter *gearhttp.Submitter
 	// hub feeds the event streams.
 	hub *hub
 
@@ -177,11 +169,6 @@ func New(opts Options) *Monitor {
 		log:     o.Logger,
 		started: time.Now(),
 		done:    make(chan struct{}),
-		submitter: &gearhttp.Submitter{
-			Addr:       o.GearmanAddr,
-			Dial:       o.Dial,
-			MaxPayload: o.MaxPayload,
-		},
 	}
 	m.hub = newHub(m.Snapshot, o.EventInterval, o.MaxEventStreams, m.done)
 	m.handler = m.routes()
