@@ -66,46 +66,31 @@ func tableFor(t *testing.T) string {
 	return name
 }
 
+// TestStore runs the conformance suite on a store that is not a fleet
+// member and on a member alone in its fleet: both must behave as any
+// store.
 func TestStore(t *testing.T) {
 	require(t)
-	var mu sync.Mutex
-	tables := map[string]string{}
-	storetest.Run(t, func(t *testing.T) store.Store {
-		mu.Lock()
-		table, ok := tables[t.Name()]
-		if !ok {
-			table = tableFor(t)
-			tables[t.Name()] = table
-		}
-		mu.Unlock()
-		s, err := Open(context.Background(), Options{ConnInfo: conninfo(addr), Table: table})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return s
-	})
-}
-
-// TestStoreMember runs the conformance suite on a fleet member: alone
-// in its fleet it must behave as any store.
-func TestStoreMember(t *testing.T) {
-	require(t)
-	var mu sync.Mutex
-	tables := map[string]string{}
-	storetest.Run(t, func(t *testing.T) store.Store {
-		mu.Lock()
-		table, ok := tables[t.Name()]
-		if !ok {
-			table = tableFor(t)
-			tables[t.Name()] = table
-		}
-		mu.Unlock()
-		s, err := Open(context.Background(), Options{ConnInfo: conninfo(addr), Table: table, Member: "m1"})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return s
-	})
+	for _, member := range []string{"", "m1"} {
+		t.Run("member="+member, func(t *testing.T) {
+			var mu sync.Mutex
+			tables := map[string]string{}
+			storetest.Run(t, func(t *testing.T) store.Store {
+				mu.Lock()
+				table, ok := tables[t.Name()]
+				if !ok {
+					table = tableFor(t)
+					tables[t.Name()] = table
+				}
+				mu.Unlock()
+				s, err := Open(context.Background(), Options{ConnInfo: conninfo(addr), Table: table, Member: member})
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				return s
+			})
+		})
+	}
 }
 
 func TestOutage(t *testing.T) {
