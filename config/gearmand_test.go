@@ -18,7 +18,7 @@ func loadWithDefault(t *testing.T, args []string, defaultFile string) (*Server, 
 	if err := fs.Parse(args); err != nil {
 		t.Fatalf("parse %q: %v", args, err)
 	}
-	return loadServerWith(fs, func(string) (string, bool) { return "", false }, 1000, defaultFile)
+	return loadServerWith(Inputs{Flags: fs, LookupEnv: func(string) (string, bool) { return "", false }}, 1000, defaultFile)
 }
 
 func writeFile(t *testing.T, name, text string) string {
@@ -63,8 +63,8 @@ func TestIgnoredOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.QueueType != "embedded" {
-		t.Errorf("-q libmemcached: queue type %q, want embedded", c.QueueType)
+	if c.Store.QueueType != "embedded" {
+		t.Errorf("-q libmemcached: queue type %q, want embedded", c.Store.QueueType)
 	}
 	want := []string{"queue type libmemcached", "--coredump:", "--hashtable-buckets:", "--libmemcached-servers:", "--libmemcached-prefix:",
 		"--store-queue-on-shutdown:", "--libtokyocabinet-file:", "--libdrizzle-host:", "--libdrizzle-mysql:"}
@@ -97,7 +97,7 @@ func TestGearmandConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Port != 5000 || !reflect.DeepEqual(c.Listen, []string{"127.0.0.1", "::1"}) || c.JobRetries != 3 || c.Verbose != "NOTICE" ||
-		!c.Daemon || c.QueueType != "builtin" || c.JobHandlePrefix != "GX" || !c.Syslog {
+		!c.Daemon || c.Store.QueueType != "builtin" || c.JobHandlePrefix != "GX" || !c.Syslog {
 		t.Errorf("got %+v", c)
 	}
 	if got := c.Source("job_retries"); got != (Source{Kind: SourceFile, Name: p, Line: 3}) {
@@ -178,14 +178,14 @@ func FuzzGearmandConfigFile(f *testing.F) {
 	}
 	keys := serverKeys()
 	f.Fuzz(func(t *testing.T, text string) {
-		m, _, err := readGearmandFile("f.conf", []byte(text), keys)
+		fv, err := readGearmandFile("f.conf", []byte(text), keys)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "f.conf") {
 				t.Fatalf("error %q does not name the file", err)
 			}
 			return
 		}
-		for k := range m {
+		for k := range fv.vals {
 			if strings.Contains(k, "-") {
 				t.Fatalf("key %q not normalised", k)
 			}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+
+	"github.com/gworkerd/gworkerd/server/store/storeconf"
 )
 
 // loadServer parses args with ServerFlags and loads with env; a non-empty
@@ -32,7 +34,7 @@ func loadServer(t *testing.T, args []string, env map[string]string, yamlText str
 		t.Fatalf("parse %q: %v", args, err)
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	c, err := LoadServer(fs, lookup, 1000)
+	c, err := loadServerWith(Inputs{Flags: fs, LookupEnv: lookup, WorkDir: "/wd"}, 1000, DefaultConfigFile)
 	return c, path, err
 }
 
@@ -44,20 +46,19 @@ func TestLoadServerDefaults(t *testing.T) {
 	}
 	want := &Server{
 		Port: 4730, LogFile: "stderr", LogFormat: "text", Verbose: "ERROR",
-		Backlog: 32, JobRetries: -1, QueueType: "embedded", MaxPayload: 64 << 20,
+		Backlog: 32, JobRetries: -1, MaxPayload: 64 << 20,
 		MaxConnections: -1, PacketTimeout: DefaultPacketTimeout, MaxQueueMemory: -1,
 		HTTPMaxStreams: DefaultHTTPMaxStreams, HTTPMetricsFunctions: DefaultHTTPMetricsFunctions,
 		KeepaliveIdle: -1, KeepaliveInterval: -1, KeepaliveCount: -1,
-		DataDir: "/home/u/.local/state/gserverd", Sync: "always", StoreTimeout: DefaultStoreTimeout,
-		Postgres:   PostgresQueue{Table: "queue"},
-		MySQL:      MySQLQueue{Host: "localhost", Port: 3306, Table: "gearman_queue"},
-		Redis:      RedisQueue{Server: "127.0.0.1", Port: 6379, Prefix: "_gear_"},
-		SQLite:     SQLiteQueue{Table: "gearman_queue"},
-		Fleet:      FleetConfig{Heartbeat: DefaultFleetHeartbeat, Lease: DefaultFleetLease},
+		Store: storeconf.Config{QueueType: "embedded", DataDir: "/home/u/.local/state/gserverd", Sync: "always", StoreTimeout: DefaultStoreTimeout,
+			LibpqTable: "queue", FleetHeartbeat: time.Second, FleetLease: 10 * time.Second,
+			MySQLHost: "localhost", MySQLPort: 3306, MySQLTable: "gearman_queue",
+			RedisServer: "127.0.0.1", RedisPort: 6379, RedisPrefix: "_gear_",
+			SQLiteTable: "gearman_queue"},
 		HTTPListen: "127.0.0.1:4731",
 		HTTPPort:   8080,
 	}
-	c.sources = nil
+	c.origins = origins{}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 	}
@@ -121,8 +122,8 @@ func TestLoadServerPerPort(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", tt.args, err)
 		}
-		if c.DataDir != tt.dataDir || c.HTTPListen != tt.httpLst {
-			t.Errorf("%v: data dir %q, http listen %q; want %q, %q", tt.args, c.DataDir, c.HTTPListen, tt.dataDir, tt.httpLst)
+		if c.Store.DataDir != tt.dataDir || c.HTTPListen != tt.httpLst {
+			t.Errorf("%v: data dir %q, http listen %q; want %q, %q", tt.args, c.Store.DataDir, c.HTTPListen, tt.dataDir, tt.httpLst)
 		}
 	}
 }
@@ -142,8 +143,8 @@ func TestLoadServerValues(t *testing.T) {
 		{name: "short flags", args: []string{"-p", "4731", "-L", "localhost", "-l", "none", "-P", "x.pid", "-d", "-t", "2", "-j", "0", "-w", "3", "-R", "-q", "Embedded", "-u", "nobody", "-b", "64", "-f", "4096"},
 			check: func(c *Server) bool {
 				return c.Port == 4731 && reflect.DeepEqual(c.Listen, []string{"localhost"}) && c.LogFile == "none" &&
-					c.PidFile == "x.pid" && c.Daemon && c.Threads == 2 && c.JobRetries == 0 && c.WorkerWakeup == 3 &&
-					c.RoundRobin && c.QueueType == "embedded" && c.User == "nobody" && c.Backlog == 64 && c.FileDescriptors == 4096
+					c.PidFile == "/wd/x.pid" && c.Daemon && c.Threads == 2 && c.JobRetries == 0 && c.WorkerWakeup == 3 &&
+					c.RoundRobin && c.Store.QueueType == "embedded" && c.User == "nobody" && c.Backlog == 64 && c.FileDescriptors == 4096
 			}},
 		{name: "long flags", args: []string{"--port=4732", "--listen=127.0.0.1,::1", "--listen", "[::1]", "--exceptions", "--job-handle-prefix=H:x",
 			"--keepalive", "--keepalive-idle=30", "--keepalive-interval=5", "--keepalive-count=3", "--verbose=debug", "--admin-shutdown",
@@ -158,21 +159,23 @@ func TestLoadServerValues(t *testing.T) {
 			"--mysql-host", "db", "--mysql-port", "3307", "--mysql-user", "u", "--mysql-password", "pw", "--mysql-db", "test", "--mysql-table", "t",
 			"--redis-server", "r", "--redis-port", "6380", "--redis-password", "rp", "--redis-prefix", "p_", "--data-dir", "/d", "--sync", "none"},
 			check: func(c *Server) bool {
-				return c.QueueType == "postgres" && c.Postgres == PostgresQueue{"host=127.0.0.1 dbname=test", "q2"} &&
-					c.MySQL == MySQLQueue{"db", 3307, "u", "pw", "test", "t"} && c.Redis == RedisQueue{"r", 6380, "rp", "p_"} &&
-					c.DataDir == "/d" && c.Sync == "none"
+				s := c.Store
+				return s.QueueType == "postgres" && s.LibpqConninfo == "host=127.0.0.1 dbname=test" && s.LibpqTable == "q2" &&
+					s.MySQLHost == "db" && s.MySQLPort == 3307 && s.MySQLUser == "u" && s.MySQLPassword == "pw" && s.MySQLDB == "test" && s.MySQLTable == "t" &&
+					s.RedisServer == "r" && s.RedisPort == 6380 && s.RedisPassword == "rp" && s.RedisPrefix == "p_" &&
+					s.DataDir == "/d" && s.Sync == "none"
 			}},
 		{name: "fleet flags", args: []string{"-q", "postgres", "--member-id", "db-a", "--fleet-heartbeat", "250ms", "--fleet-lease", "3s"},
 			check: func(c *Server) bool {
-				return c.Fleet == FleetConfig{MemberID: "db-a", Heartbeat: 250 * time.Millisecond, Lease: 3 * time.Second}
+				return c.Store.MemberID == "db-a" && c.Store.FleetHeartbeat == 250*time.Millisecond && c.Store.FleetLease == 3*time.Second
 			}},
 		{name: "sqlite queue flags", args: []string{"-q", "sqlite3", "--libsqlite3-db", "q.db", "--libsqlite3-table", "jobs"},
 			check: func(c *Server) bool {
-				return c.QueueType == "libsqlite3" && c.SQLite == SQLiteQueue{"q.db", "jobs"}
+				return c.Store.QueueType == "libsqlite3" && c.Store.SQLiteDB == "/wd/q.db" && c.Store.SQLiteTable == "jobs"
 			}},
 		{name: "sqlite queue in the file", file: "queue_type: libsqlite3\nlibsqlite3_db: /var/lib/gearman/q.db\nlibsqlite3_table: t2\n",
 			check: func(c *Server) bool {
-				return c.QueueType == "libsqlite3" && c.SQLite == SQLiteQueue{"/var/lib/gearman/q.db", "t2"}
+				return c.Store.QueueType == "libsqlite3" && c.Store.SQLiteDB == "/var/lib/gearman/q.db" && c.Store.SQLiteTable == "t2"
 			},
 			src: map[string]Source{"libsqlite3_db": {Kind: SourceFile, Line: 2}}},
 		{name: "max queue memory flag", args: []string{"--max-queue-memory", "512MiB"},
@@ -183,12 +186,12 @@ func TestLoadServerValues(t *testing.T) {
 		{name: "max queue memory auto", env: map[string]string{"GSERVERD_MAX_QUEUE_MEMORY": "Auto"},
 			check: func(c *Server) bool { return c.MaxQueueMemory == -1 }},
 		{name: "store timeout flag", args: []string{"--store-timeout", "1.5"},
-			check: func(c *Server) bool { return c.StoreTimeout == 1500*time.Millisecond }},
+			check: func(c *Server) bool { return c.Store.StoreTimeout == 1500*time.Millisecond }},
 		{name: "store timeout in the file", file: "store_timeout: 2m\n",
-			check: func(c *Server) bool { return c.StoreTimeout == 2*time.Minute },
+			check: func(c *Server) bool { return c.Store.StoreTimeout == 2*time.Minute },
 			src:   map[string]Source{"store_timeout": {Kind: SourceFile, Line: 1}}},
 		{name: "store timeout off", env: map[string]string{"GSERVERD_STORE_TIMEOUT": "0"},
-			check: func(c *Server) bool { return c.StoreTimeout == 0 }},
+			check: func(c *Server) bool { return c.Store.StoreTimeout == 0 }},
 		{name: "verbose names", args: []string{"--verbose", "warning"},
 			check: func(c *Server) bool { return c.Verbose == "WARNING" && c.LogLevel() == logrus.WarnLevel }},
 		{name: "GEARMAND_PORT when -p is not given", env: map[string]string{"GEARMAND_PORT": "4740"},
@@ -205,7 +208,7 @@ func TestLoadServerValues(t *testing.T) {
 			"GSERVERD_QUEUE_TYPE": "REDIS", "GSERVERD_REDIS_PORT": "6390", "GSERVERD_MAX_PAYLOAD": "4096"},
 			check: func(c *Server) bool {
 				return c.JobRetries == 7 && reflect.DeepEqual(c.Listen, []string{"127.0.0.1", "::1"}) && c.Daemon &&
-					c.QueueType == "redis" && c.Redis.Port == 6390 && c.MaxPayload == 4096
+					c.Store.QueueType == "redis" && c.Store.RedisPort == 6390 && c.MaxPayload == 4096
 			},
 			src: map[string]Source{"job_retries": {Kind: SourceEnv, Name: "GSERVERD_JOB_RETRIES"}, "backlog": {}}},
 		{name: "file values", file: "port: 4750\nlisten: [127.0.0.1, \"::1\"]\njob-retries: 3\nEXCEPTIONS: true\nverbose: info\nmax_payload: 2M\nkeepalive: yes\n",
@@ -222,12 +225,12 @@ func TestLoadServerValues(t *testing.T) {
 		{name: "empty file", file: "# nothing\n", check: func(c *Server) bool { return c.Port == 4730 }},
 		{name: "ssl flags", args: []string{"--ssl", "--ssl-ca-file", "ca.pem", "--ssl-certificate", "s.pem", "--ssl-key", "s.key"},
 			check: func(c *Server) bool {
-				return c.SSL && c.SSLCAFile == "ca.pem" && c.SSLCertificate == "s.pem" && c.SSLKey == "s.key"
+				return c.SSL && c.SSLCAFile == "/wd/ca.pem" && c.SSLCertificate == "/wd/s.pem" && c.SSLKey == "/wd/s.key"
 			}},
 		{name: "GEARMAND_SERVER_* override the ssl flags, as in gearmand", args: []string{"--ssl", "--ssl-certificate", "s.pem", "--ssl-key", "s.key"},
 			env: map[string]string{"GEARMAND_SERVER_PEM": "env.pem", "GEARMAND_SERVER_KEY": "env.key", "GEARMAND_CA_CERTIFICATE": "envca.pem"},
 			check: func(c *Server) bool {
-				return c.SSL && c.SSLCAFile == "envca.pem" && c.SSLCertificate == "env.pem" && c.SSLKey == "env.key"
+				return c.SSL && c.SSLCAFile == "/wd/envca.pem" && c.SSLCertificate == "/wd/env.pem" && c.SSLKey == "/wd/env.key"
 			},
 			src: map[string]Source{"ssl_certificate": {Kind: SourceEnv, Name: "GEARMAND_SERVER_PEM"}}},
 		{name: "http protocol flags", args: []string{"-r", "http", "--http-port", "8090"},
@@ -341,10 +344,10 @@ func TestLoadServerErrors(t *testing.T) {
 			if err.Error() != want {
 				t.Errorf("error\n got %q\nwant %q", err.Error(), want)
 			}
-			if !errors.Is(err, ErrServerConfig) {
-				t.Errorf("errors.Is(%v, ErrServerConfig) = false", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
 			}
-			var ce *ServerConfigError
+			var ce *Error
 			if !errors.As(err, &ce) || ce.Source.Kind == SourceDefault {
 				t.Errorf("error %v does not carry its source", err)
 			}
@@ -365,9 +368,9 @@ func TestParseServerSize(t *testing.T) {
 		{"9999999999999G", 0, false},
 	}
 	for _, tt := range tests {
-		got, err := parseServerSize(tt.in)
+		got, err := parseSize(tt.in)
 		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("parseServerSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
+			t.Errorf("parseSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
 }
@@ -438,7 +441,7 @@ func FuzzLoadServerFile(f *testing.F) {
 		if err == nil && (c.JobRetries < -1 || c.JobRetries > MaxJobRetries || c.Port < 0 || c.Port > 65535) {
 			t.Fatalf("accepted an invalid config: %+v", c)
 		}
-		if err != nil && !errors.Is(err, ErrServerConfig) {
+		if err != nil && !errors.Is(err, ErrInvalid) {
 			t.Fatalf("error %v is not a config error", err)
 		}
 	})

@@ -1,36 +1,34 @@
-// Package config holds the typed configuration of the programs, loaded
-// from YAML files (viper) and validated with errors that name the key and
-// the line.
 package config
 
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/spf13/viper"
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
-
-	"github.com/gworkerd/gworkerd/protocol"
 )
 
-// Worker is gworkerd's configuration: one YAML file, with GWORKERD_*
-// environment variables overriding the top-level keys (GWORKERD_SERVERS,
-// GWORKERD_PID_FILE, GWORKERD_STOP_TIMEOUT ...).
+// Worker is gworkerd's configuration: one YAML file (--config, else
+// GWORKERD_CONFIG, else DefaultWorkerConfigFile), each setting outside
+// the defaults and functions sections overridden by its GWORKERD_*
+// environment variable (GWORKERD_PID_FILE, GWORKERD_RESIZE_MAX_PIXELS)
+// and, over that, by its flag (--pid-file, --resize-max-pixels).
 //
 // Relative paths (job_dirs, worker_dirs, pid_file, log_file,
 // control_socket, http_token_file, php and python when they contain a
-// slash, a function's dir) are resolved against the directory of the
-// config file, whether they come from the file or the environment, so
-// that the daemon, which works from "/", finds them. A command function
-// without a dir runs in that directory too.
+// slash, a function's dir) are made absolute when loaded: in the file
+// against the directory of the config file, from a flag or the
+// environment against the working directory, so that the daemon, which
+// works from "/", finds them. A command function without a dir runs in
+// the config file's directory.
 type Worker struct {
-	// Path is the file the configuration was read from.
+	// Path is the file the configuration was read from, absolute when
+	// loaded by LoadWorker.
 	Path string
 	// Servers are the job servers, "host:port". Default ["127.0.0.1:4730"].
 	Servers []string
@@ -52,7 +50,8 @@ type Worker struct {
 	// serves these. Names are the Gearman names.
 	Include, Exclude []string
 	// PHP and Python are the interpreters of the resident runtimes.
-	// Defaults "php" and "python3" (looked up in PATH).
+	// Defaults DefaultWorkerPHP and DefaultWorkerPython (looked up in
+	// PATH).
 	PHP, Python string
 	// PidFile is the locked pid file. Default "/run/gworkerd/gworkerd.pid".
 	PidFile string
@@ -77,8 +76,6 @@ type Worker struct {
 	// serves besides IP addresses, localhost and the host of HTTPListen
 	// (DNS rebinding protection). Default none.
 	HTTPAllowedHosts []string
-	// httpListenDefault: HTTPListen was not given.
-	httpListenDefault bool
 	// ScaleInterval is how often the backlog of autoscaled functions is
 	// polled. Default 2s.
 	ScaleInterval time.Duration
@@ -110,6 +107,8 @@ type Worker struct {
 	// Functions are the entries of the functions section, sorted by name.
 	// Names are case-sensitive.
 	Functions []WorkerFunction
+
+	origins
 }
 
 // WorkerResize is the resize section: settings of the built-in resize
@@ -221,11 +220,16 @@ type WorkerFunction struct {
 
 // Worker defaults.
 const (
+	// DefaultWorkerConfigFile is the config file gworkerd reads when
+	// neither --config nor GWORKERD_CONFIG names one.
+	DefaultWorkerConfigFile    = "/etc/gworkerd/gworkerd.yaml"
 	DefaultWorkerPidFile       = "/run/gworkerd/gworkerd.pid"
 	DefaultWorkerControlSocket = "/run/gworkerd/gworkerd.sock"
 	DefaultWorkerStopTimeout   = 30 * time.Second
 	DefaultWorkerScaleInterval = 2 * time.Second
 	DefaultWorkerHTTPListen    = "127.0.0.1:4732"
+	DefaultWorkerPHP           = "php"
+	DefaultWorkerPython        = "python3"
 	// DefaultWorkerMaxChildrenPerFunction and DefaultWorkerMaxChildren
 	// bound the number of children: a typo or a stray scale request
 	// must not fork the host to death.
@@ -241,39 +245,8 @@ const (
 )
 
 // HTTPListenIsDefault reports whether HTTPListen is the default, not
-// given by the file or the environment.
-func (w *Worker) HTTPListenIsDefault() bool { return w.httpListenDefault }
-
-// ErrWorkerConfig is wrapped by every error of LoadWorker and Validate.
-var ErrWorkerConfig = errors.New("invalid gworkerd config")
-
-// WorkerConfigError names the key and the line of a configuration error.
-type WorkerConfigError struct {
-	Path string
-	Key  string
-	Line int // 0 when the value came from the environment
-	Msg  string
-}
-
-func (e *WorkerConfigError) Error() string {
-	where := e.Path
-	if e.Line > 0 {
-		where += ":" + strconv.Itoa(e.Line)
-	}
-	return fmt.Sprintf("%s: %s: %s", where, e.Key, e.Msg)
-}
-
-// Unwrap makes errors.Is(err, ErrWorkerConfig) hold.
-func (e *WorkerConfigError) Unwrap() error { return ErrWorkerConfig }
-
-var workerTopKeys = map[string]bool{
-	"servers": true, "job_dirs": true, "pid_file": true, "log_file": true,
-	"control_socket": true, "stop_timeout": true, "http_listen": true, "http_token": true,
-	"http_token_file": true, "http_allowed_hosts": true,
-	"scale_interval": true, "resize": true, "defaults": true, "functions": true,
-	"worker_dirs": true, "function_prefix": true, "include": true, "exclude": true, "php": true, "python": true,
-	"max_children": true, "max_children_per_function": true, "memory_cgroup": true,
-}
+// given by a flag, the environment or the file.
+func (w *Worker) HTTPListenIsDefault() bool { return w.Source("http_listen").Kind == SourceDefault }
 
 // On-timeout policies of a function.
 const (
@@ -281,160 +254,181 @@ const (
 	OnTimeoutFail    = "fail"
 )
 
-// workerResizeKeys are the keys of the resize section.
-var workerResizeKeys = map[string]bool{"max_pixels": true, "jpeg_quality": true, "roots": true}
-
-// LoadWorker reads the file at path, applies GWORKERD_* environment
-// overrides and the defaults, and validates the result.
-func LoadWorker(path string) (*Worker, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: read %s: %w", path, err)
-	}
-	return parseWorker(path, data, os.LookupEnv)
+// workerTable is gworkerd's keys: flags --pid-file ..., variables
+// GWORKERD_PID_FILE ...; the defaults and functions sections are the
+// file's only.
+func workerTable() table[Worker] {
+	return table[Worker]{envPrefix: "GWORKERD_", keys: []key[Worker]{
+		{name: "config", short: "c", kind: kindString, noFile: true, path: pathFile, def: DefaultWorkerConfigFile,
+			usage: "config `file` (GWORKERD_CONFIG)",
+			set:   stringSetter(func(w *Worker) *string { return &w.Path }, nil)},
+		{name: "servers", kind: kindList, def: DefaultServer(),
+			usage: "job `servers`, host:port, comma-separated",
+			set:   listSetter(func(w *Worker) *[]string { return &w.Servers })},
+		{name: "job_dirs", kind: kindList, path: pathFile,
+			usage: "`directories` of job_<name> handlers",
+			set:   listSetter(func(w *Worker) *[]string { return &w.JobDirs })},
+		{name: "worker_dirs", kind: kindList, path: pathFile,
+			usage: "GearmanManager worker `directories`",
+			set:   listSetter(func(w *Worker) *[]string { return &w.WorkerDirs })},
+		{name: "function_prefix", kind: kindString,
+			usage: "GearmanManager's function and class name `prefix`",
+			set:   stringSetter(func(w *Worker) *string { return &w.FunctionPrefix }, nil)},
+		{name: "include", kind: kindList,
+			usage: "serve only these `functions` of those found",
+			set:   listSetter(func(w *Worker) *[]string { return &w.Include })},
+		{name: "exclude", kind: kindList,
+			usage: "never serve these `functions`",
+			set:   listSetter(func(w *Worker) *[]string { return &w.Exclude })},
+		{name: "php", kind: kindString, path: pathProgram, def: DefaultWorkerPHP,
+			usage: "`program` of the PHP runtime",
+			set:   stringSetter(func(w *Worker) *string { return &w.PHP }, nil)},
+		{name: "python", kind: kindString, path: pathProgram, def: DefaultWorkerPython,
+			usage: "`program` of the Python runtime",
+			set:   stringSetter(func(w *Worker) *string { return &w.Python }, nil)},
+		{name: "pid_file", kind: kindString, path: pathFile, def: DefaultWorkerPidFile,
+			usage: "locked pid `file`",
+			set:   stringSetter(func(w *Worker) *string { return &w.PidFile }, nil)},
+		{name: "log_file", kind: kindString, path: pathFile,
+			usage: "log `file` (default standard error)",
+			set:   stringSetter(func(w *Worker) *string { return &w.LogFile }, nil)},
+		{name: "control_socket", kind: kindString, path: pathFile, def: DefaultWorkerControlSocket,
+			usage: "unix `socket` of gworkerd ctl",
+			set:   stringSetter(func(w *Worker) *string { return &w.ControlSocket }, nil)},
+		{name: "stop_timeout", kind: kindDuration, def: DefaultWorkerStopTimeout.String(),
+			usage: "how long children may finish their jobs at stop",
+			set:   durationSetter(func(w *Worker) *time.Duration { return &w.StopTimeout })},
+		{name: "http_listen", kind: kindString, def: DefaultWorkerHTTPListen,
+			usage: "`host:port` of the HTTP endpoint; empty turns it off",
+			set:   stringSetter(func(w *Worker) *string { return &w.HTTPListen }, nil)},
+		{name: "http_token", kind: kindString,
+			usage: "bearer `token` the HTTP API requires",
+			set:   stringSetter(func(w *Worker) *string { return &w.HTTPToken }, nil)},
+		{name: "http_token_file", kind: kindString, path: pathFile,
+			usage: "read the bearer token from this `file`",
+			set:   stringSetter(func(w *Worker) *string { return &w.HTTPTokenFile }, nil)},
+		{name: "http_allowed_hosts", kind: kindList,
+			usage: "Host header `names` the HTTP endpoint answers besides addresses and localhost",
+			set: func(w *Worker, _ string, list []string) error {
+				l, err := allowedHosts(list)
+				w.HTTPAllowedHosts = l
+				return err
+			}},
+		{name: "scale_interval", kind: kindDuration, def: DefaultWorkerScaleInterval.String(),
+			usage: "how often the backlog of autoscaled functions is polled",
+			set:   durationSetter(func(w *Worker) *time.Duration { return &w.ScaleInterval })},
+		{name: "max_children_per_function", kind: kindInt, def: strconv.Itoa(DefaultWorkerMaxChildrenPerFunction),
+			usage: "at most `N` children per function",
+			set:   countSetter(func(w *Worker) *int { return &w.MaxChildrenPerFunction })},
+		{name: "max_children", kind: kindInt,
+			usage: "at most `N` children in all (default 256, at least --max-children-per-function)",
+			set:   countSetter(func(w *Worker) *int { return &w.MaxChildren })},
+		{name: "memory_cgroup", kind: kindString, def: MemoryCgroupAuto,
+			usage: "where the children's memory cgroups go: auto, off or a cgroup `directory`",
+			set: func(w *Worker, s string, _ []string) error {
+				c := strings.TrimSpace(s)
+				if c != "" && c != MemoryCgroupAuto && c != MemoryCgroupOff && !filepath.IsAbs(c) {
+					return fmt.Errorf("want %s, %s or the absolute path of a cgroup directory, got %q", MemoryCgroupAuto, MemoryCgroupOff, c)
+				}
+				w.MemoryCgroup = c
+				return nil
+			}},
+		{name: "resize.max_pixels", kind: kindInt,
+			usage: "resize: refuse images of more than `N` pixels (default the job's, 40 million)",
+			set:   resizeSetter("max_pixels", func(w *Worker, n int64) { w.Resize.MaxPixels = n })},
+		{name: "resize.jpeg_quality", kind: kindInt,
+			usage: "resize: the JPEG `quality`, 1..100, of outputs whose job gives none (default the job's, 85)",
+			set:   resizeSetter("jpeg_quality", func(w *Worker, n int64) { w.Resize.JPEGQuality = int(n) })},
+		{name: "resize.roots", kind: kindList,
+			usage: "resize: the absolute `directories` jobs may read and write",
+			set: func(w *Worker, _ string, list []string) error {
+				if msg := checkRoots(list); msg != "" {
+					return errors.New(msg)
+				}
+				for i, root := range list {
+					list[i] = filepath.Clean(root)
+				}
+				w.Resize.Roots = list
+				return nil
+			}},
+		{name: "defaults", kind: kindSection},
+		{name: "functions", kind: kindSection},
+	}}
 }
 
-func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)) (*Worker, error) {
-	rel := relativeTo(path)
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &WorkerConfigError{Path: path, Key: "(file)", Msg: err.Error()}
-	}
-	w := &Worker{Path: path}
-	var root *yaml.Node
-	if len(doc.Content) > 0 {
-		root = doc.Content[0]
-	}
-	if root != nil && root.Kind != yaml.MappingNode {
-		return nil, &WorkerConfigError{Path: path, Key: "(file)", Line: root.Line, Msg: "the top level must be a mapping"}
-	}
-	d := decoder{path: path}
-	// Top-level keys: checked here with their lines, values read by
-	// viper so that GWORKERD_* overrides apply.
-	v := viper.New()
-	v.SetEnvPrefix("GWORKERD")
-	top := map[string]*yaml.Node{}
-	if root != nil {
-		for i := 0; i+1 < len(root.Content); i += 2 {
-			k, val := root.Content[i], root.Content[i+1]
-			if !workerTopKeys[k.Value] {
-				return nil, &WorkerConfigError{Path: path, Key: k.Value, Line: k.Line, Msg: "unknown key"}
-			}
-			top[k.Value] = val
+// countSetter parses a bound on children: at least 1.
+func countSetter(dst func(*Worker) *int) func(*Worker, string, []string) error {
+	return func(w *Worker, s string, _ []string) error {
+		i, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || i < 1 {
+			return fmt.Errorf("want a count of at least 1, got %q", s)
 		}
+		*dst(w) = i
+		return nil
 	}
-	for _, key := range []string{"servers", "job_dirs", "worker_dirs", "include", "exclude", "http_allowed_hosts"} {
-		if n := top[key]; n != nil {
-			l, err := d.strings(key, n)
-			if err != nil {
-				return nil, err
-			}
-			v.SetDefault(key, l)
+}
+
+// resizeSetter parses a setting of the resize section (checkResize).
+func resizeSetter(key string, set func(*Worker, int64)) func(*Worker, string, []string) error {
+	return func(w *Worker, s string, _ []string) error {
+		i, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			return fmt.Errorf("want an integer, got %q", s)
 		}
-		if env, ok := lookupEnv("GWORKERD_" + strings.ToUpper(key)); ok {
-			v.Set(key, splitList(env))
+		if msg := checkResize(key, i); msg != "" {
+			return errors.New(msg)
 		}
+		set(w, i)
+		return nil
 	}
-	for _, key := range []string{"pid_file", "log_file", "control_socket", "http_listen", "http_token", "http_token_file", "stop_timeout", "scale_interval",
-		"function_prefix", "php", "python", "max_children", "max_children_per_function", "memory_cgroup"} {
-		if n := top[key]; n != nil {
-			if n.Kind != yaml.ScalarNode {
-				return nil, d.errf(key, n, "want a single value")
-			}
-			v.SetDefault(key, n.Value)
-		}
-		if env, ok := lookupEnv("GWORKERD_" + strings.ToUpper(key)); ok {
-			v.Set(key, env)
-		}
-	}
-	w.Servers = v.GetStringSlice("servers")
-	w.JobDirs = relAll(rel, v.GetStringSlice("job_dirs"))
-	w.WorkerDirs = relAll(rel, v.GetStringSlice("worker_dirs"))
-	w.Include = v.GetStringSlice("include")
-	w.Exclude = v.GetStringSlice("exclude")
-	w.FunctionPrefix = v.GetString("function_prefix")
-	w.PHP = relProgram(rel, v.GetString("php"))
-	w.Python = relProgram(rel, v.GetString("python"))
-	w.PidFile = rel(v.GetString("pid_file"))
-	w.LogFile = rel(v.GetString("log_file"))
-	w.ControlSocket = rel(v.GetString("control_socket"))
-	w.HTTPListen = v.GetString("http_listen")
-	if !v.IsSet("http_listen") {
-		w.HTTPListen, w.httpListenDefault = DefaultWorkerHTTPListen, true
-	}
-	w.HTTPToken = v.GetString("http_token")
-	w.MemoryCgroup = strings.TrimSpace(v.GetString("memory_cgroup"))
-	keyErr := func(key string, err error) error {
-		e := &WorkerConfigError{Path: path, Key: key, Msg: err.Error()}
-		if _, ok := lookupEnv("GWORKERD_" + strings.ToUpper(key)); ok {
-			e.Key = "GWORKERD_" + strings.ToUpper(key) + " (environment)"
-		} else if n := top[key]; n != nil {
-			e.Line = n.Line
-		}
-		return e
-	}
-	if c := w.MemoryCgroup; c != "" && c != MemoryCgroupAuto && c != MemoryCgroupOff && !filepath.IsAbs(c) {
-		return nil, keyErr("memory_cgroup", fmt.Errorf("want %s, %s or the absolute path of a cgroup directory, got %q", MemoryCgroupAuto, MemoryCgroupOff, c))
-	}
-	hosts, err := allowedHosts(v.GetStringSlice("http_allowed_hosts"))
+}
+
+// WorkerFlags registers gworkerd's configuration flags on fs: --config
+// and one for each setting outside the defaults and functions sections.
+func WorkerFlags(fs *pflag.FlagSet) { workerTable().register(fs) }
+
+// LoadWorker reads the config file that in names (--config,
+// GWORKERD_CONFIG, DefaultWorkerConfigFile), applies the environment and
+// the flags over it and the defaults under it, and validates the result.
+// Errors are *Error.
+func LoadWorker(in Inputs) (*Worker, error) {
+	t := workerTable()
+	path, _ := newLoader(t, in).configFile(t.keys[0])
+	data, err := readConfig(path)
 	if err != nil {
-		return nil, keyErr("http_allowed_hosts", err)
+		return nil, err
 	}
-	w.HTTPAllowedHosts = hosts
-	if w.HTTPTokenFile = rel(v.GetString("http_token_file")); w.HTTPTokenFile != "" {
+	return loadWorker(in, path, data)
+}
+
+// loadWorker is LoadWorker of the file data, read from path.
+func loadWorker(in Inputs, path string, data []byte) (*Worker, error) {
+	t := workerTable()
+	l := newLoader(t, in)
+	file, err := t.parseYAML(path, data, false)
+	if err != nil {
+		return nil, err
+	}
+	l.file = file
+	w := &Worker{Path: path, origins: origins{l.src}}
+	l.src["config"] = fileSource(path, 0)
+	if err := l.applyAll(w, "config"); err != nil {
+		return nil, err
+	}
+	if w.HTTPTokenFile != "" {
+		src := w.Source("http_token_file")
 		if w.HTTPToken != "" {
-			return nil, keyErr("http_token_file", errors.New("give the token once: http_token_file or http_token, not both"))
+			return nil, &Error{Key: "http_token_file", Source: src, Msg: "give the token once: http_token_file or http_token, not both"}
 		}
 		tok, err := readTokenFile(w.HTTPTokenFile)
 		if err != nil {
-			return nil, keyErr("http_token_file", err)
+			return nil, &Error{Key: "http_token_file", Source: src, Msg: err.Error()}
 		}
 		w.HTTPToken = tok
 	}
-	for _, f := range []struct {
-		key string
-		dst *time.Duration
-	}{{"stop_timeout", &w.StopTimeout}, {"scale_interval", &w.ScaleInterval}} {
-		s := v.GetString(f.key)
-		if s == "" {
-			continue
-		}
-		dur, err := parseDuration(s)
-		if err != nil {
-			e := &WorkerConfigError{Path: path, Key: f.key, Msg: err.Error()}
-			if n := top[f.key]; n != nil && n.Value == s {
-				e.Line = n.Line
-			} else {
-				e.Key = "GWORKERD_" + strings.ToUpper(f.key) + " (environment)"
-			}
-			return nil, e
-		}
-		*f.dst = dur
-	}
-	for _, f := range []struct {
-		key string
-		dst *int
-	}{{"max_children_per_function", &w.MaxChildrenPerFunction}, {"max_children", &w.MaxChildren}} {
-		s := v.GetString(f.key)
-		if s == "" {
-			continue
-		}
-		i, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || i < 1 {
-			e := &WorkerConfigError{Path: path, Key: f.key, Msg: fmt.Sprintf("want a count of at least 1, got %q", s)}
-			if n := top[f.key]; n != nil && n.Value == s {
-				e.Line = n.Line
-			} else {
-				e.Key = "GWORKERD_" + strings.ToUpper(f.key) + " (environment)"
-			}
-			return nil, e
-		}
-		*f.dst = i
-	}
-	if err := d.resize(&w.Resize, v, top["resize"], lookupEnv); err != nil {
-		return nil, err
-	}
-	if n := top["defaults"]; n != nil {
+	rel := func(p string) string { return resolvePath(key[Worker]{}, file.dir, p) }
+	d := decoder{path: path}
+	if n := file.sections["defaults"]; n != nil {
 		fn, err := d.function("defaults", "", n)
 		if err != nil {
 			return nil, err
@@ -445,13 +439,13 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 		fn.Dir = rel(fn.Dir)
 		w.Defaults = fn
 	}
-	if n := top["functions"]; n != nil && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+	if n := file.sections["functions"]; n != nil && !isNull(n) {
 		if n.Kind != yaml.MappingNode {
 			return nil, d.errf("functions", n, "want a mapping of function name to settings")
 		}
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
+			k, val := n.Content[i], deref(n.Content[i+1])
 			name := k.Value
 			if seen[name] {
 				return nil, d.errf("functions."+name, k, "duplicate function")
@@ -466,7 +460,7 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 			if fn.set["command"] && !fn.set["dir"] && !w.Defaults.set["dir"] {
 				// Its relative program and arguments mean what they
 				// mean next to the config file, in the daemon too.
-				fn.Dir, fn.set["dir"] = rel("."), true
+				fn.Dir, fn.set["dir"] = file.dir, true
 			}
 			w.Functions = append(w.Functions, fn)
 		}
@@ -479,37 +473,6 @@ func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)
 	return w, nil
 }
 
-// relativeTo returns a function that resolves a relative path against
-// the directory of the config file at path ("" stays "").
-func relativeTo(path string) func(string) string {
-	dir := filepath.Dir(path)
-	if abs, err := filepath.Abs(dir); err == nil {
-		dir = abs
-	}
-	return func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
-	}
-}
-
-func relAll(rel func(string) string, ps []string) []string {
-	for i, p := range ps {
-		ps[i] = rel(p)
-	}
-	return ps
-}
-
-// relProgram resolves a program given as a path (with a slash); a bare
-// name is looked up in $PATH when run.
-func relProgram(rel func(string) string, p string) string {
-	if !strings.Contains(p, "/") {
-		return p
-	}
-	return rel(p)
-}
-
 // WorkerControl is what `gworkerd stop`, `status` and `ctl` need to
 // reach a running daemon.
 type WorkerControl struct {
@@ -518,55 +481,32 @@ type WorkerControl struct {
 	StopTimeout   time.Duration
 }
 
-// LoadWorkerControl reads pid_file, control_socket and stop_timeout from
-// the config file at path, with the GWORKERD_* overrides and the
-// defaults, so that a config that does not load (a typo, a bad value)
-// never locks the operator out of the running daemon. It returns the
-// settings always, and LoadWorker's error, if any, for a warning; each
-// setting the broken file does not give readably is the default.
-func LoadWorkerControl(path string) (WorkerControl, error) {
-	_, loadErr := LoadWorker(path)
-	rel := relativeTo(path)
-	c := WorkerControl{PidFile: DefaultWorkerPidFile, ControlSocket: DefaultWorkerControlSocket, StopTimeout: DefaultWorkerStopTimeout}
-	top := map[string]string{}
-	if data, err := os.ReadFile(path); err == nil {
-		var doc yaml.Node
-		if yaml.Unmarshal(data, &doc) == nil && len(doc.Content) > 0 && doc.Content[0].Kind == yaml.MappingNode {
-			root := doc.Content[0]
-			for i := 0; i+1 < len(root.Content); i += 2 {
-				if k, v := root.Content[i], root.Content[i+1]; v.Kind == yaml.ScalarNode {
-					top[k.Value] = v.Value
-				}
-			}
+// LoadWorkerControl reads pid_file, control_socket and stop_timeout as
+// LoadWorker does, so that a config that does not load (a typo, a bad
+// value) never locks the operator out of the running daemon. It returns
+// the settings always, and LoadWorker's error, if any, for a warning;
+// each setting the broken file does not give readably is the default.
+func LoadWorkerControl(in Inputs) (WorkerControl, error) {
+	_, loadErr := LoadWorker(in)
+	t := workerTable()
+	l := newLoader(t, in)
+	path, _ := l.configFile(t.keys[0])
+	if data, err := readConfig(path); err == nil {
+		l.file, _ = t.parseYAML(path, data, true)
+	}
+	w := &Worker{}
+	for _, k := range t.keys {
+		if k.name == "pid_file" || k.name == "control_socket" || k.name == "stop_timeout" {
+			_, _ = l.apply(w, k) // a bad value leaves the default
 		}
 	}
-	get := func(key string) string {
-		if env, ok := os.LookupEnv("GWORKERD_" + strings.ToUpper(key)); ok {
-			return env
-		}
-		return top[key]
-	}
-	if p := get("pid_file"); p != "" {
-		c.PidFile = rel(p)
-	}
-	if p := get("control_socket"); p != "" {
-		c.ControlSocket = rel(p)
-	}
-	if d, err := parseDuration(get("stop_timeout")); err == nil && d > 0 {
-		c.StopTimeout = d
-	}
-	return c, loadErr
-}
-
-// splitList splits a list given as one string (an environment variable or
-// a flag): commas, spaces and tabs separate the items.
-func splitList(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+	w.withDefaults()
+	return WorkerControl{PidFile: w.PidFile, ControlSocket: w.ControlSocket, StopTimeout: w.StopTimeout}, loadErr
 }
 
 func (w *Worker) withDefaults() {
 	if len(w.Servers) == 0 {
-		w.Servers = []string{protocol.ServerAddr("127.0.0.1")}
+		w.Servers = []string{DefaultServer()}
 	}
 	if w.PidFile == "" {
 		w.PidFile = DefaultWorkerPidFile
@@ -585,10 +525,10 @@ func (w *Worker) withDefaults() {
 	}
 	w.MaxChildrenPerFunction, w.MaxChildren = w.childLimits()
 	if w.PHP == "" {
-		w.PHP = "php"
+		w.PHP = DefaultWorkerPHP
 	}
 	if w.Python == "" {
-		w.Python = "python3"
+		w.Python = DefaultWorkerPython
 	}
 	for i := range w.Functions {
 		w.Functions[i] = w.Function(w.Functions[i].Name)
@@ -724,10 +664,30 @@ func (w *Worker) CheckChildren(fns []WorkerFunction) error {
 		}
 	}
 	if _, limit := w.childLimits(); total > limit {
-		return &WorkerConfigError{Path: w.Path, Key: "max_children",
+		return &Error{Key: "max_children", Source: w.where("max_children"),
 			Msg: fmt.Sprintf("the functions' children (count, or max when autoscaled) add up to %d, beyond max_children %d", total, limit)}
 	}
 	return nil
+}
+
+// where is the source of key for an error: where its value came from,
+// else the config file.
+func (w *Worker) where(key string) Source {
+	if src := w.Source(key); src.Kind != SourceDefault {
+		return src
+	}
+	return fileSource(w.Path, 0)
+}
+
+// FunctionError is an error in the entry of function name (at line of
+// the file; 0 for a function the file does not name), of its setting
+// sub ("" for the entry).
+func (w *Worker) FunctionError(name string, line int, sub, msg string) error {
+	key := "functions." + name
+	if sub != "" {
+		key += "." + sub
+	}
+	return &Error{Key: key, Source: fileSource(w.Path, line), Msg: msg}
 }
 
 // childLimits are MaxChildrenPerFunction and MaxChildren, the defaults
@@ -746,29 +706,29 @@ func (w *Worker) childLimits() (perFunction, total int) {
 // Validate checks the configuration; errors name the key and the line.
 func (w *Worker) Validate() error {
 	if len(w.Servers) == 0 {
-		return &WorkerConfigError{Path: w.Path, Key: "servers", Msg: "at least one server is required"}
+		return &Error{Key: "servers", Source: w.where("servers"), Msg: "at least one server is required"}
 	}
 	for _, s := range w.Servers {
 		if strings.TrimSpace(s) == "" {
-			return &WorkerConfigError{Path: w.Path, Key: "servers", Msg: "empty server address"}
+			return &Error{Key: "servers", Source: w.where("servers"), Msg: "empty server address"}
 		}
 	}
 	if w.StopTimeout < 0 {
-		return &WorkerConfigError{Path: w.Path, Key: "stop_timeout", Msg: "must not be negative"}
+		return &Error{Key: "stop_timeout", Source: w.where("stop_timeout"), Msg: "must not be negative"}
 	}
 	// Zero is "not given": the defaults.
 	perFn, total := w.childLimits()
 	switch {
 	case w.MaxChildrenPerFunction < 0:
-		return &WorkerConfigError{Path: w.Path, Key: "max_children_per_function", Msg: "must be at least 1"}
+		return &Error{Key: "max_children_per_function", Source: w.where("max_children_per_function"), Msg: "must be at least 1"}
 	case w.MaxChildren < 0 || total < perFn:
-		return &WorkerConfigError{Path: w.Path, Key: "max_children",
+		return &Error{Key: "max_children", Source: w.where("max_children"),
 			Msg: fmt.Sprintf("%d is below max_children_per_function %d", total, perFn)}
 	case w.Defaults.Count > perFn:
-		return &WorkerConfigError{Path: w.Path, Key: "defaults.count",
+		return &Error{Key: "defaults.count", Source: w.where("defaults.count"),
 			Msg: fmt.Sprintf("%d is beyond max_children_per_function %d", w.Defaults.Count, perFn)}
 	case w.Defaults.Max > perFn:
-		return &WorkerConfigError{Path: w.Path, Key: "defaults.max",
+		return &Error{Key: "defaults.max", Source: w.where("defaults.max"),
 			Msg: fmt.Sprintf("%d is beyond max_children_per_function %d", w.Defaults.Max, perFn)}
 	}
 	// Zero is "not given" (the job's default); parsing rejects a zero
@@ -778,19 +738,19 @@ func (w *Worker) Validate() error {
 		val int64
 	}{{"max_pixels", w.Resize.MaxPixels}, {"jpeg_quality", int64(w.Resize.JPEGQuality)}} {
 		if msg := checkResize(r.key, r.val); r.val != 0 && msg != "" {
-			return &WorkerConfigError{Path: w.Path, Key: "resize." + r.key, Msg: msg}
+			return &Error{Key: "resize." + r.key, Source: w.where("resize." + r.key), Msg: msg}
 		}
 	}
 	if msg := checkRoots(w.Resize.Roots); msg != "" {
-		return &WorkerConfigError{Path: w.Path, Key: "resize.roots", Msg: msg}
+		return &Error{Key: "resize.roots", Source: w.where("resize.roots"), Msg: msg}
 	}
 	for _, f := range w.Functions {
 		key := "functions." + f.Name
 		bad := func(sub, msg string) error {
-			return &WorkerConfigError{Path: w.Path, Key: key + "." + sub, Line: f.Line, Msg: msg}
+			return &Error{Key: key + "." + sub, Source: fileSource(w.Path, f.Line), Msg: msg}
 		}
 		if f.Name == "" || strings.ContainsAny(f.Name, " \t\r\n\x00") {
-			return &WorkerConfigError{Path: w.Path, Key: key, Line: f.Line, Msg: "a function name must be non-empty without spaces"}
+			return &Error{Key: key, Source: fileSource(w.Path, f.Line), Msg: "a function name must be non-empty without spaces"}
 		}
 		switch {
 		case f.Count < 0:
@@ -858,109 +818,7 @@ func (w *Worker) Validate() error {
 type decoder struct{ path string }
 
 func (d decoder) errf(key string, n *yaml.Node, format string, args ...any) error {
-	return &WorkerConfigError{Path: d.path, Key: key, Line: n.Line, Msg: fmt.Sprintf(format, args...)}
-}
-
-func (d decoder) strings(key string, n *yaml.Node) ([]string, error) {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return nil, nil
-		}
-		return splitList(n.Value), nil
-	case yaml.SequenceNode:
-		out := make([]string, 0, len(n.Content))
-		for _, c := range n.Content {
-			if c.Kind != yaml.ScalarNode {
-				return nil, d.errf(key, c, "want a string")
-			}
-			out = append(out, c.Value)
-		}
-		return out, nil
-	}
-	return nil, d.errf(key, n, "want a list of strings")
-}
-
-// resize reads the resize section n (nil when absent) into r, through
-// viper so that GWORKERD_RESIZE_* overrides apply. Errors name the key
-// and the line, or the environment variable.
-func (d decoder) resize(r *WorkerResize, v *viper.Viper, n *yaml.Node, lookupEnv func(string) (string, bool)) error {
-	nodes := map[string]*yaml.Node{}
-	if n != nil && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
-		if n.Kind != yaml.MappingNode {
-			return d.errf("resize", n, "want a mapping of settings")
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
-			key := "resize." + k.Value
-			if !workerResizeKeys[k.Value] {
-				return d.errf(key, k, "unknown key")
-			}
-			if nodes[k.Value] != nil {
-				return d.errf(key, k, "duplicate key")
-			}
-			nodes[k.Value] = val
-			if k.Value == "roots" {
-				l, err := d.strings(key, val)
-				if err != nil {
-					return err
-				}
-				r.Roots = l
-				if msg := checkRoots(l); msg != "" {
-					return d.errf(key, val, "%s", msg)
-				}
-				continue
-			}
-			s, err := d.scalar(key, val)
-			if err != nil {
-				return err
-			}
-			v.SetDefault(key, s)
-		}
-	}
-	if env, ok := lookupEnv("GWORKERD_RESIZE_ROOTS"); ok {
-		r.Roots = splitList(env)
-		if msg := checkRoots(r.Roots); msg != "" {
-			return &WorkerConfigError{Path: d.path, Key: "GWORKERD_RESIZE_ROOTS (environment)", Msg: msg}
-		}
-	}
-	for i, root := range r.Roots {
-		r.Roots[i] = filepath.Clean(root)
-	}
-	for _, f := range []struct {
-		key string
-		set func(int64)
-	}{
-		{"max_pixels", func(i int64) { r.MaxPixels = i }},
-		{"jpeg_quality", func(i int64) { r.JPEGQuality = int(i) }},
-	} {
-		key := "resize." + f.key
-		envKey := "GWORKERD_RESIZE_" + strings.ToUpper(f.key)
-		env, fromEnv := lookupEnv(envKey)
-		if fromEnv {
-			v.Set(key, env)
-		}
-		if !v.IsSet(key) {
-			continue
-		}
-		s := v.GetString(key)
-		i, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-		msg := checkResize(f.key, i)
-		if err != nil {
-			msg = fmt.Sprintf("want an integer, got %q", s)
-		}
-		if msg != "" {
-			e := &WorkerConfigError{Path: d.path, Key: key, Msg: msg}
-			if fromEnv {
-				e.Key = envKey + " (environment)"
-			} else {
-				e.Line = nodes[f.key].Line
-			}
-			return e
-		}
-		f.set(i)
-	}
-	return nil
+	return &Error{Key: key, Source: fileSource(d.path, n.Line), Msg: fmt.Sprintf(format, args...)}
 }
 
 // checkRoots returns what is wrong with resize.roots, or "".
@@ -994,14 +852,15 @@ func (d decoder) function(key, name string, n *yaml.Node) (WorkerFunction, error
 		return f, d.errf(key, n, "want a mapping of settings")
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		sub := key + "." + k.Value
-		if f.set[k.Value] {
+		k, v := n.Content[i], deref(n.Content[i+1])
+		name := normKey(k.Value)
+		sub := key + "." + name
+		if f.set[name] {
 			return f, d.errf(sub, k, "duplicate key")
 		}
-		f.set[k.Value] = true
+		f.set[name] = true
 		var err error
-		switch k.Value {
+		switch name {
 		case "disabled":
 			f.Disabled, err = d.boolean(sub, v)
 		case "count":
@@ -1170,9 +1029,9 @@ func (d decoder) boolean(key string, n *yaml.Node) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	b, err := strconv.ParseBool(s)
+	b, err := parseBool(s)
 	if err != nil {
-		return false, d.errf(key, n, "want true or false, got %q", s)
+		return false, d.errf(key, n, "%v", err)
 	}
 	return b, nil
 }
@@ -1189,69 +1048,16 @@ func (d decoder) duration(key string, n *yaml.Node) (time.Duration, error) {
 	return dur, nil
 }
 
-// parseDuration accepts Go durations ("1m30s") and plain seconds ("90").
-func parseDuration(s string) (time.Duration, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n < 0 {
-			return 0, fmt.Errorf("negative duration %q", s)
-		}
-		return time.Duration(n) * time.Second, nil
-	}
-	dur, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("want a duration like 30s or 5m, got %q", s)
-	}
-	if dur < 0 {
-		return 0, fmt.Errorf("negative duration %q", s)
-	}
-	return dur, nil
-}
-
 func (d decoder) bytes(key string, n *yaml.Node) (int64, error) {
 	s, err := d.scalar(key, n)
 	if err != nil {
 		return 0, err
 	}
-	b, err := ParseBytes(s)
+	b, err := parseSize(s)
 	if err != nil {
 		return 0, d.errf(key, n, "%v", err)
 	}
 	return b, nil
-}
-
-// ParseBytes parses a size: a plain number of bytes or a number with a
-// unit: K, KB, KiB, M, MB, MiB, G, GB, GiB (all powers of 1024).
-func ParseBytes(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := 0
-	for i < len(t) && (t[i] >= '0' && t[i] <= '9') {
-		i++
-	}
-	num, unit := t[:i], strings.ToUpper(strings.TrimSpace(t[i:]))
-	if num == "" {
-		return 0, fmt.Errorf("want a size like 512MB, got %q", s)
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("want a size like 512MB, got %q", s)
-	}
-	var mul int64
-	switch unit {
-	case "", "B":
-		mul = 1
-	case "K", "KB", "KIB":
-		mul = 1 << 10
-	case "M", "MB", "MIB":
-		mul = 1 << 20
-	case "G", "GB", "GIB":
-		mul = 1 << 30
-	default:
-		return 0, fmt.Errorf("unknown size unit in %q", s)
-	}
-	if n > (1<<62)/mul {
-		return 0, fmt.Errorf("size %q too large", s)
-	}
-	return n * mul, nil
 }
 
 func (d decoder) env(key string, n *yaml.Node) (map[string]string, error) {

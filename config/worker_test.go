@@ -12,6 +12,17 @@ import (
 
 func noEnv(string) (string, bool) { return "", false }
 
+// parseWorker loads the config data as read from path, with lookupEnv,
+// no flags, and /wd as the working directory.
+func parseWorker(path string, data []byte, lookupEnv func(string) (string, bool)) (*Worker, error) {
+	return loadWorker(Inputs{LookupEnv: lookupEnv, WorkDir: "/wd"}, path, data)
+}
+
+// configEnv is an environment that names the config file path.
+func configEnv(path string) func(string) (string, bool) {
+	return func(k string) (string, bool) { return path, k == "GWORKERD_CONFIG" }
+}
+
 func TestParseWorker(t *testing.T) {
 	t.Parallel()
 	const file = `servers: [127.0.0.1:4730, 127.0.0.1:4731]
@@ -119,22 +130,22 @@ func TestParseWorkerResize(t *testing.T) {
 
 func TestParseWorkerResizeEnvErrors(t *testing.T) {
 	t.Parallel()
-	tests := []struct{ name, file, env, val string }{
-		{"not an integer", "servers: [a:1]\n", "GWORKERD_RESIZE_MAX_PIXELS", "lots"},
-		{"zero limit over a valid file", "resize: {max_pixels: 10}\n", "GWORKERD_RESIZE_MAX_PIXELS", "0"},
-		{"quality too high", "servers: [a:1]\n", "GWORKERD_RESIZE_JPEG_QUALITY", "101"},
-		{"relative root", "servers: [a:1]\n", "GWORKERD_RESIZE_ROOTS", "/a,images"},
+	tests := []struct{ name, file, env, val, key string }{
+		{"not an integer", "servers: [a:1]\n", "GWORKERD_RESIZE_MAX_PIXELS", "lots", "resize.max_pixels"},
+		{"zero limit over a valid file", "resize: {max_pixels: 10}\n", "GWORKERD_RESIZE_MAX_PIXELS", "0", "resize.max_pixels"},
+		{"quality too high", "servers: [a:1]\n", "GWORKERD_RESIZE_JPEG_QUALITY", "101", "resize.jpeg_quality"},
+		{"relative root", "servers: [a:1]\n", "GWORKERD_RESIZE_ROOTS", "/a,images", "resize.roots"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := parseWorker("w.yaml", []byte(tt.file), func(k string) (string, bool) { return tt.val, k == tt.env })
-			var ce *WorkerConfigError
+			var ce *Error
 			if !errors.As(err, &ce) {
-				t.Fatalf("err = %v, want a *WorkerConfigError", err)
+				t.Fatalf("err = %v, want an *Error", err)
 			}
-			if want := tt.env + " (environment)"; ce.Key != want || ce.Line != 0 {
-				t.Errorf("error %q: key %q line %d, want key %q line 0", err, ce.Key, ce.Line, want)
+			if want := (Source{Kind: SourceEnv, Name: tt.env}); ce.Source != want || ce.Key != tt.key {
+				t.Errorf("error %q: key %q source %+v, want key %q source %+v", err, ce.Key, ce.Source, tt.key, want)
 			}
 		})
 	}
@@ -159,12 +170,12 @@ func TestValidateResize(t *testing.T) {
 			t.Parallel()
 			w := &Worker{Path: "w.yaml", Servers: []string{"a:1"}, Resize: tt.resize}
 			err := w.Validate()
-			var ce *WorkerConfigError
+			var ce *Error
 			switch {
 			case tt.key == "" && err != nil:
 				t.Errorf("Validate() = %v, want nil", err)
 			case tt.key != "" && !errors.As(err, &ce):
-				t.Errorf("Validate() = %v, want a *WorkerConfigError", err)
+				t.Errorf("Validate() = %v, want an *Error", err)
 			case tt.key != "" && ce.Key != tt.key:
 				t.Errorf("Validate() = %q: key %q, want %q", err, ce.Key, tt.key)
 			}
@@ -218,7 +229,7 @@ func TestParseWorkerErrors(t *testing.T) {
 		{"jpeg quality zero", "resize:\n  jpeg_quality: 0\n", "resize.jpeg_quality", 2},
 		{"jpeg quality above 100", "resize:\n  max_pixels: 10\n  jpeg_quality: 101\n", "resize.jpeg_quality", 3},
 		{"jpeg quality not an integer", "resize:\n  jpeg_quality: high\n", "resize.jpeg_quality", 2},
-		{"relative root", "resize:\n  roots:\n    - /srv/images\n    - ./thumbs\n", "resize.roots", 3},
+		{"relative root", "resize:\n  roots:\n    - /srv/images\n    - ./thumbs\n", "resize.roots", 2},
 		{"roots not a list", "resize:\n  roots: {a: 1}\n", "resize.roots", 2},
 		{"duplicate roots", "resize:\n  roots: [/a]\n  roots: [/b]\n", "resize.roots", 3},
 	}
@@ -226,15 +237,15 @@ func TestParseWorkerErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := parseWorker("w.yaml", []byte(tt.file), noEnv)
-			var ce *WorkerConfigError
+			var ce *Error
 			if !errors.As(err, &ce) {
-				t.Fatalf("err = %v, want a *WorkerConfigError", err)
+				t.Fatalf("err = %v, want an *Error", err)
 			}
-			if !errors.Is(err, ErrWorkerConfig) {
-				t.Errorf("errors.Is(err, ErrWorkerConfig) = false")
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("errors.Is(err, ErrInvalid) = false")
 			}
-			if ce.Key != tt.key || ce.Line != tt.line {
-				t.Errorf("error %q: key %q line %d, want key %q line %d", err, ce.Key, ce.Line, tt.key, tt.line)
+			if ce.Key != tt.key || ce.Source.Line != tt.line || ce.Source.Name != "w.yaml" {
+				t.Errorf("error %q: key %q source %v, want key %q line %d of w.yaml", err, ce.Key, ce.Source, tt.key, tt.line)
 			}
 		})
 	}
@@ -246,28 +257,28 @@ func TestLoadWorkerFile(t *testing.T) {
 	if err := os.WriteFile(p, []byte("functions:\n  F:\n    count: 2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w, err := LoadWorker(p)
+	w, err := LoadWorker(Inputs{LookupEnv: configEnv(p)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Function("F").Count != 2 {
-		t.Errorf("count = %d", w.Function("F").Count)
+	if w.Function("F").Count != 2 || w.Path != p {
+		t.Errorf("count = %d, path %q", w.Function("F").Count, w.Path)
 	}
-	if _, err := LoadWorker(p + ".missing"); err == nil {
-		t.Error("missing file: no error")
+	if _, err := LoadWorker(Inputs{LookupEnv: configEnv(p + ".missing")}); err == nil || err.Error() != p+".missing: cannot read the config file: no such file or directory" {
+		t.Errorf("missing file: %v", err)
 	}
 }
 
-func TestParseBytes(t *testing.T) {
+func TestParseSize(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]int64{"0": 0, "10": 10, "1K": 1024, "2MB": 2 << 20, "1GiB": 1 << 30, "3 mb": 3 << 20} {
-		if got, err := ParseBytes(in); err != nil || got != want {
-			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "MB", "1TB", "-1", "99999999999999999999"} {
-		if _, err := ParseBytes(in); err == nil {
-			t.Errorf("ParseBytes(%q): no error", in)
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q): no error", in)
 		}
 	}
 }
@@ -327,7 +338,7 @@ func TestWorkerHTTPTokenFileAndHosts(t *testing.T) {
 	}{
 		{"unreadable", "servers: [a:1]\nhttp_token_file: /nonexistent/tok\n", nil, "w.yaml:2: http_token_file: cannot read the token file: open /nonexistent/tok: no such file or directory"},
 		{"both", "http_token: t\nhttp_token_file: " + tok + "\n", nil, "w.yaml:2: http_token_file: give the token once: http_token_file or http_token, not both"},
-		{"env", "servers: [a:1]\n", map[string]string{"GWORKERD_HTTP_TOKEN_FILE": "/nonexistent/tok"}, "w.yaml: GWORKERD_HTTP_TOKEN_FILE (environment): cannot read the token file: open /nonexistent/tok: no such file or directory"},
+		{"env", "servers: [a:1]\n", map[string]string{"GWORKERD_HTTP_TOKEN_FILE": "/nonexistent/tok"}, "GWORKERD_HTTP_TOKEN_FILE (environment): http_token_file: cannot read the token file: open /nonexistent/tok: no such file or directory"},
 		{"host with a port", "http_allowed_hosts: [a.example:80]\n", nil, `w.yaml:1: http_allowed_hosts: want a host name without port, got "a.example:80"`},
 	} {
 		_, err := parseWorker("w.yaml", []byte(tc.file), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
@@ -411,8 +422,8 @@ func TestParseWorkerHostingErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := parseWorker("w.yaml", []byte(tc.file), noEnv)
-			var ce *WorkerConfigError
-			if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(ce.Msg, tc.msg) || ce.Path != "w.yaml" {
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(ce.Msg, tc.msg) || ce.Source.Name != "w.yaml" {
 				t.Fatalf("err = %v, want key %s and %q", err, tc.key, tc.msg)
 			}
 		})
@@ -471,16 +482,16 @@ func TestParseWorkerChildLimits(t *testing.T) {
 		{"max", "functions:\n  echo:\n    min: 1\n    max: 1000\n", "functions.echo.max", "beyond max_children_per_function 64", 2},
 		{"defaults", "defaults:\n  count: 100\n", "defaults.count", "beyond max_children_per_function 64", 0},
 		{"own bound", "max_children_per_function: 4\nfunctions:\n  echo: {count: 5}\n", "functions.echo.count", "beyond max_children_per_function 4", 3},
-		{"total", "max_children: 100\nfunctions:\n  a: {count: 60}\n  b: {min: 1, max: 41}\n", "max_children", "add up to 101, beyond max_children 100", 0},
-		{"total below per function", "max_children: 10\n", "max_children", "10 is below max_children_per_function 64", 0},
+		{"total", "max_children: 100\nfunctions:\n  a: {count: 60}\n  b: {min: 1, max: 41}\n", "max_children", "add up to 101, beyond max_children 100", 1},
+		{"total below per function", "max_children: 10\n", "max_children", "10 is below max_children_per_function 64", 1},
 		{"zero", "max_children_per_function: 0\n", "max_children_per_function", "at least 1", 1},
 		{"not a number", "max_children: lots\n", "max_children", "at least 1", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := parseWorker("w.yaml", []byte(tc.file), noEnv)
-			var ce *WorkerConfigError
-			if !errors.As(err, &ce) || ce.Key != tc.key || ce.Line != tc.line || !strings.Contains(ce.Msg, tc.msg) || ce.Path != "w.yaml" {
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Key != tc.key || ce.Source.Line != tc.line || !strings.Contains(ce.Msg, tc.msg) || ce.Source.Name != "w.yaml" {
 				t.Fatalf("err = %v, want w.yaml, key %s, line %d and %q", err, tc.key, tc.line, tc.msg)
 			}
 		})
@@ -516,16 +527,17 @@ func TestParseWorkerMemoryCgroup(t *testing.T) {
 			}
 			continue
 		}
-		var ce *WorkerConfigError
-		if !errors.As(err, &ce) || ce.Key != "memory_cgroup" || ce.Line != tc.line || !strings.Contains(ce.Msg, "absolute path of a cgroup directory") {
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Key != "memory_cgroup" || ce.Source.Line != tc.line || !strings.Contains(ce.Msg, "absolute path of a cgroup directory") {
 			t.Errorf("%q: %v, want an error of memory_cgroup at line %d", tc.file, err, tc.line)
 		}
 	}
 }
 
-// TestWorkerRelativePaths: relative paths resolve against the config
-// file's directory (from the file and from the environment), absolute
-// ones and bare program names stay; a command without a dir runs there.
+// TestWorkerRelativePaths: relative paths in the file resolve against
+// the config file's directory, those of the environment against the
+// working directory; absolute ones and bare program names stay; a
+// command without a dir runs in the config file's directory.
 func TestWorkerRelativePaths(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -546,7 +558,7 @@ func TestWorkerRelativePaths(t *testing.T) {
 	j := func(p string) string { return filepath.Join(dir, p) }
 	got := []string{w.JobDirs[0], w.JobDirs[1], w.WorkerDirs[0], w.PidFile, w.LogFile, w.ControlSocket, w.HTTPTokenFile, w.PHP, w.Python,
 		w.Function("cmd").Dir, w.Function("dirfn").Dir}
-	want := []string{j("jobs"), "/abs/jobs", j("wd"), j("run/g.pid"), j("g.log"), j("run/g.sock"), j("tok"), j("bin/php"), "python3",
+	want := []string{j("jobs"), "/abs/jobs", j("wd"), j("run/g.pid"), j("g.log"), "/wd/run/g.sock", j("tok"), j("bin/php"), "python3",
 		dir, j("work")}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("paths\n got %q\nwant %q", got, want)
@@ -577,7 +589,7 @@ func TestLoadWorkerControl(t *testing.T) {
 		if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		got, err := LoadWorkerControl(path)
+		got, err := LoadWorkerControl(Inputs{LookupEnv: configEnv(path)})
 		if got != tc.want || (err != nil) != tc.broken {
 			t.Errorf("%s: %+v, %v; want %+v, broken %v", tc.name, got, err, tc.want, tc.broken)
 		}

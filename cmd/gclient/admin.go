@@ -42,7 +42,7 @@ every server is asked and the first that knows the handle answers.`,
 			if server != "" {
 				servers = []string{server}
 			}
-			c, err := client.New(servers, client.WithDialTimeout(a.v.GetDuration("dial-timeout")))
+			c, err := a.dial(servers)
 			if err != nil {
 				return err
 			}
@@ -283,7 +283,7 @@ with several a list of {"server", "result"} (or "error") objects.`,
 				if server != "" {
 					servers = []string{server}
 				}
-				c, err := client.New(servers, client.WithDialTimeout(a.v.GetDuration("dial-timeout")))
+				c, err := a.dial(servers)
 				if err != nil {
 					return err
 				}

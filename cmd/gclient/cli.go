@@ -10,24 +10,24 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
 
 	"github.com/gworkerd/gworkerd/client"
+	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/internal/version"
-	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // app holds what every command shares: configuration and streams.
 type app struct {
-	v      *viper.Viper
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	lookupEnv func(string) (string, bool)
+	cfg       *config.Client // set before a command runs
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
 // run executes the command line and returns the exit code.
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{v: viper.New(), stdin: stdin, stdout: stdout, stderr: stderr}
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{lookupEnv: lookupEnv, stdin: stdin, stdout: stdout, stderr: stderr}
 	root := a.rootCmd()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -70,10 +70,11 @@ them and runs the servers' admin commands.
 
 Servers come from --servers, the GCLIENT_SERVERS environment variable
 (comma-separated) or the config file given with --config or GCLIENT_CONFIG
-(YAML, TOML or JSON with a "servers" list). Default: 127.0.0.1:4730.
+(YAML, with a "servers" list). Default: 127.0.0.1:4730.
 The global flags can also be set in the environment (GCLIENT_TIMEOUT=30s,
 GCLIENT_DIAL_TIMEOUT=1s) or the config file (timeout: 30s); a flag wins
-over the environment, which wins over the file.
+over the environment, which wins over the file. A key the file does not
+know is an error naming its line.
 
 ` + exitCodesHelp,
 		SilenceUsage:  true,
@@ -85,57 +86,34 @@ over the environment, which wins over the file.
 	root.Version = version.String()
 	root.SetVersionTemplate("gclient {{.Version}}\n")
 	root.Flags().BoolP("version", "V", false, "print the version and exit")
-	pf := root.PersistentFlags()
-	pf.StringSlice("servers", []string{protocol.ServerAddr("127.0.0.1")}, "job servers, host:port, comma-separated")
-	pf.String("config", "", "config file (YAML, TOML or JSON) with a servers list")
-	pf.Duration("timeout", 0, "give up after this long (0 = no limit; background submits default to 30s)")
-	pf.Duration("dial-timeout", 2*time.Second, "connection timeout per server")
+	config.ClientFlags(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
 	root.AddCommand(a.submitCmd(), a.statusCmd(), a.pingCmd(), a.adminCmd())
 	return root
 }
 
 func (a *app) loadConfig(cmd *cobra.Command) error {
-	v := a.v
-	v.SetEnvPrefix("GCLIENT")
-	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
-	v.AutomaticEnv()
-	if err := v.BindPFlags(cmd.Flags()); err != nil {
+	cfg, err := config.LoadClient(config.Inputs{Flags: cmd.Flags(), LookupEnv: a.lookupEnv})
+	if err != nil {
 		return &usageError{err.Error()}
 	}
-	if f := v.GetString("config"); f != "" {
-		v.SetConfigFile(f)
-		if err := v.ReadInConfig(); err != nil {
-			return &usageError{fmt.Sprintf("config file %s: %v", f, err)}
-		}
-	}
+	a.cfg = cfg
 	return nil
 }
 
-// servers returns the configured servers, splitting comma lists (from
-// the environment) and dropping blanks.
-func (a *app) servers() []string {
-	var out []string
-	for _, s := range a.v.GetStringSlice("servers") {
-		for _, p := range strings.Split(s, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	if len(out) == 0 {
-		out = []string{protocol.ServerAddr("127.0.0.1")}
-	}
-	return out
+// servers returns the configured servers.
+func (a *app) servers() []string { return a.cfg.Servers }
+
+// dial connects to servers with the configured dial timeout.
+func (a *app) dial(servers []string) (*client.Client, error) {
+	return client.New(servers, client.WithDialTimeout(a.cfg.DialTimeout))
 }
 
-func (a *app) client() (*client.Client, error) {
-	return client.New(a.servers(), client.WithDialTimeout(a.v.GetDuration("dial-timeout")))
-}
+func (a *app) client() (*client.Client, error) { return a.dial(a.servers()) }
 
 // ctx applies --timeout (or def when it is unset) to ctx.
 func (a *app) ctx(ctx context.Context, def time.Duration) (context.Context, context.CancelFunc) {
-	d := a.v.GetDuration("timeout")
+	d := a.cfg.Timeout
 	if d <= 0 {
 		d = def
 	}

@@ -312,6 +312,28 @@ func TestConfigSources(t *testing.T) {
 	}
 }
 
+// TestConfigFileErrors: a key the config file does not know is a usage
+// error naming the file, the line and the key (`timeot: 3s` used to pass
+// silently), and so is a file that is not YAML (TOML used to load).
+func TestConfigFileErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, text, want string }{
+		{"typo", "servers: [" + testpeer.DeadAddr(t) + "]\ntimeot: 3s\n", ":2: timeot: unknown key"},
+		{"toml", "servers = [\"" + testpeer.DeadAddr(t) + "\"]\n", ":1: the top level must be a mapping of option: value"},
+		{"value", "timeout: soon\n", `:1: timeout: want a duration such as 30s or 2m, got "soon"`},
+	} {
+		p := filepath.Join(dir, tc.name+".yaml")
+		if err := os.WriteFile(p, []byte(tc.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := gclient(t, "", "--config", p, "ping")
+		if want := "gclient: " + p + tc.want; r.code != exitUsage || !strings.HasPrefix(r.stderr, want) {
+			t.Errorf("%s: exit %d, stderr %q; want %d and %q", tc.name, r.code, r.stderr, exitUsage, want)
+		}
+	}
+}
+
 // TestBinary runs the built command, as scripts do.
 func TestBinary(t *testing.T) {
 	t.Parallel()

@@ -9,7 +9,7 @@
 //	gclient admin status --json
 //
 // Servers come from --servers, GCLIENT_SERVERS or the config file
-// (--config, YAML/TOML/JSON with a `servers` list); the default is
+// (--config, YAML with a `servers` list; config.Client); the default is
 // 127.0.0.1:4730. Exit codes are listed by `gclient --help`.
 package main
 
@@ -22,7 +22,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

@@ -43,7 +43,7 @@ func gclient(t *testing.T, stdin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
-	code := run(ctx, args, strings.NewReader(stdin), &out, &errb)
+	code := run(ctx, args, os.LookupEnv, strings.NewReader(stdin), &out, &errb)
 	return result{code, out.String(), errb.String()}
 }
 

@@ -32,7 +32,9 @@ options as on the command line, --job-retries=3 -vvv, and key=value lines,
 listen: [127.0.0.1, "::1"]), and in the environment as GSERVERD_<KEY>
 (GSERVERD_JOB_RETRIES=3, GSERVERD_LISTEN=a,b). A flag wins over the
 environment, which wins over the file. /etc/gearmand.conf is read when it
-exists and no --config-file is given.
+exists and no --config-file is given. A key the file does not know is an
+error naming its line; relative paths in the file are relative to its
+directory.
 
 -v raises --verbose one level each (-vvv: INFO). gearmand options marked
 "accepted and ignored" print one warning line each when given.

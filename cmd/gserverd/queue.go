@@ -83,26 +83,26 @@ func queueCommand(ctx context.Context, args []string, lookupEnv func(string) (st
 	log := logrus.New()
 	log.SetOutput(stderr)
 	log.SetLevel(logrus.WarnLevel)
-	if cfg.QueueType == "builtin" {
+	if cfg.Store.QueueType == "builtin" {
 		return &usageError{errors.New("-q builtin keeps no jobs to export or import; name a store (-q embedded, postgres, mysql, redis or libsqlite3)")}
 	}
-	if *fromSQLite != "" && cfg.QueueType == "libsqlite3" && sameFile(*fromSQLite, cfg.SQLite.DB) {
+	if *fromSQLite != "" && cfg.Store.QueueType == "libsqlite3" && sameFile(*fromSQLite, cfg.Store.SQLiteDB) {
 		return &usageError{errors.New("--from-gearmand-sqlite names the --libsqlite3-db file itself: -q libsqlite3 serves it as it is, there is nothing to import")}
 	}
 	st, err := openStore(ctx, cfg, "", log)
 	if err != nil {
 		return err
 	}
-	n, err := moveQueue(ctx, action, *file, *fromSQLite, *table, store.WithTimeout(st, cfg.StoreTimeout), stdin, stdout)
+	n, err := moveQueue(ctx, action, *file, *fromSQLite, *table, store.WithTimeout(st, cfg.Store.StoreTimeout), stdin, stdout)
 	if cerr := st.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close the store: %w", cerr)
 	}
-	where := cfg.QueueType
-	switch cfg.QueueType {
+	where := cfg.Store.QueueType
+	switch cfg.Store.QueueType {
 	case "embedded":
-		where += " " + cfg.DataDir
+		where += " " + cfg.Store.DataDir
 	case "libsqlite3":
-		where += " " + cfg.SQLite.DB
+		where += " " + cfg.Store.SQLiteDB
 	}
 	if err != nil {
 		return fmt.Errorf("%s (%d jobs done; store %s): %w", action, n, where, err)

@@ -182,7 +182,7 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 		}
 	}
 	member := ""
-	if cfg.QueueType == "postgres" {
+	if cfg.Store.QueueType == "postgres" {
 		member = memberID(cfg, lns)
 	}
 	st, err := openStore(ctx, cfg, member, log)
@@ -226,7 +226,7 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 	for i, ln := range lns {
 		addrList[i] = ln.Addr().String()
 	}
-	log.WithFields(logrus.Fields{"addr": strings.Join(addrList, ","), "pid": os.Getpid(), "version": version.String(), "queue_type": cfg.QueueType, "tls": tc != nil}).Info("gserverd started")
+	log.WithFields(logrus.Fields{"addr": strings.Join(addrList, ","), "pid": os.Getpid(), "version": version.String(), "queue_type": cfg.Store.QueueType, "tls": tc != nil}).Info("gserverd started")
 
 	err = waitStop(srv, sigs, adminStop, serveErr, len(lns), out, log)
 	wg.Wait()
@@ -335,7 +335,7 @@ func serverOptions(cfg *config.Server, log logrus.FieldLogger, st store.Store, o
 	o.OnShutdown = onShutdown
 	o.Limits = protocol.Limits{MaxPayload: uint32(cfg.MaxPayload)}
 	o.Store = st
-	o.StoreTimeout = cfg.StoreTimeout
+	o.StoreTimeout = cfg.Store.StoreTimeout
 	if o.StoreTimeout == 0 {
 		o.StoreTimeout = -1 // none
 	}

@@ -24,13 +24,13 @@ import (
 // member is the -q postgres fleet member id (--member-id, or its
 // default); "" opens the store as a non-member (gserverd queue).
 func openStore(ctx context.Context, cfg *config.Server, member string, log logrus.FieldLogger) (store.Store, error) {
-	if cfg.StoreTimeout > 0 {
+	if cfg.Store.StoreTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.StoreTimeout)
+		ctx, cancel = context.WithTimeout(ctx, cfg.Store.StoreTimeout)
 		defer cancel()
 	}
-	oc := storeConfig(cfg, log)
-	oc.MemberID = member
+	oc := cfg.Store
+	oc.MemberID, oc.Logger = member, log
 	st, err := open.Store(ctx, oc)
 	var le *embedded.LockedError
 	if errors.As(err, &le) {
@@ -41,13 +41,13 @@ func openStore(ctx context.Context, cfg *config.Server, member string, log logru
 				who += " (" + le.Comm + ")"
 			}
 		}
-		return nil, fmt.Errorf("job store: --data-dir %q is in use by %s; give each gserverd its own --data-dir (or -p: the default directory is per port)", cfg.DataDir, who)
+		return nil, fmt.Errorf("job store: --data-dir %q is in use by %s; give each gserverd its own --data-dir (or -p: the default directory is per port)", cfg.Store.DataDir, who)
 	}
 	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
-		return nil, fmt.Errorf("job store: --data-dir %q is in use by another gserverd (or gserverd queue): %w", cfg.DataDir, err)
+		return nil, fmt.Errorf("job store: --data-dir %q is in use by another gserverd (or gserverd queue): %w", cfg.Store.DataDir, err)
 	}
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return nil, fmt.Errorf("job store: not open within --store-timeout %v: %w", cfg.StoreTimeout, err)
+		return nil, fmt.Errorf("job store: not open within --store-timeout %v: %w", cfg.Store.StoreTimeout, err)
 	}
 	var de *embedded.DamageError
 	if errors.As(err, &de) {
@@ -59,40 +59,12 @@ func openStore(ctx context.Context, cfg *config.Server, member string, log logru
 	return st, nil
 }
 
-// storeConfig maps gserverd's parsed queue settings onto open.Config.
-func storeConfig(cfg *config.Server, log logrus.FieldLogger) open.Config {
-	return open.Config{
-		QueueType:      cfg.QueueType,
-		DataDir:        cfg.DataDir,
-		Sync:           cfg.Sync,
-		AcceptDamage:   cfg.AcceptStoreDamage,
-		LibpqConninfo:  cfg.Postgres.Conninfo,
-		LibpqTable:     cfg.Postgres.Table,
-		MySQLHost:      cfg.MySQL.Host,
-		MySQLPort:      cfg.MySQL.Port,
-		MySQLUser:      cfg.MySQL.User,
-		MySQLPassword:  cfg.MySQL.Password,
-		MySQLDB:        cfg.MySQL.DB,
-		MySQLTable:     cfg.MySQL.Table,
-		RedisServer:    cfg.Redis.Server,
-		RedisPort:      cfg.Redis.Port,
-		RedisPassword:  cfg.Redis.Password,
-		RedisPrefix:    cfg.Redis.Prefix,
-		SQLiteDB:       cfg.SQLite.DB,
-		SQLiteTable:    cfg.SQLite.Table,
-		FleetHeartbeat: cfg.Fleet.Heartbeat,
-		FleetLease:     cfg.Fleet.Lease,
-		StoreTimeout:   cfg.StoreTimeout,
-		Logger:         log,
-	}
-}
-
 // memberID is the server's fleet member id: --member-id, else the host
 // name and the port the server listens on (the first listener's, so
 // that -p 0 gives each server its own).
 func memberID(cfg *config.Server, lns []net.Listener) string {
-	if cfg.Fleet.MemberID != "" {
-		return cfg.Fleet.MemberID
+	if cfg.Store.MemberID != "" {
+		return cfg.Store.MemberID
 	}
 	host, err := os.Hostname()
 	if err != nil || host == "" {

@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/worker/supervise"
 )
@@ -839,7 +838,7 @@ func TestResolveCommand(t *testing.T) {
 		if err := os.WriteFile(p, []byte("servers: [127.0.0.1:1, 127.0.0.1:2]\nfunctions:\n"+entry), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := config.LoadWorker(p)
+		cfg, err := loadConfigFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}

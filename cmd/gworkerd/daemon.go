@@ -41,23 +41,15 @@ func notRunning(pidFile string) string {
 // loadControl reads what stop, status and ctl need: with a config that
 // does not load they still reach the daemon, after a warning.
 func loadControl(cmd *cobra.Command, g *globalFlags) (config.WorkerControl, error) {
-	path, err := filepath.Abs(g.path())
-	if err != nil {
-		return config.WorkerControl{}, err
-	}
-	c, loadErr := config.LoadWorkerControl(path)
+	c, loadErr := config.LoadWorkerControl(g.inputs())
 	if loadErr != nil {
 		fmt.Fprintf(cmd.ErrOrStderr(), "gworkerd: warning: %v\ngworkerd: warning: using pid file %s and control socket %s\n", loadErr, c.PidFile, c.ControlSocket)
 	}
 	return c, nil
 }
 
-func loadChecked(path string) (*config.Worker, resolved, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, resolved{}, err
-	}
-	cfg, err := config.LoadWorker(abs)
+func loadChecked(in config.Inputs) (*config.Worker, resolved, error) {
+	cfg, err := config.LoadWorker(in)
 	if err != nil {
 		return nil, resolved{}, err
 	}
@@ -83,11 +75,8 @@ func startCmd(g *globalFlags) *cobra.Command {
 }
 
 func start(cmd *cobra.Command, g *globalFlags, foreground bool) error {
-	cfgPath, err := filepath.Abs(g.path())
-	if err != nil {
-		return err
-	}
-	cfg, res, err := loadChecked(cfgPath)
+	in := g.inputs()
+	cfg, res, err := loadChecked(in)
 	if err != nil {
 		return err
 	}
@@ -110,7 +99,7 @@ func start(cmd *cobra.Command, g *globalFlags, foreground bool) error {
 		if err := lf.open(); err != nil {
 			return err
 		}
-		return runMaster(cfgPath, cfg, lf, newLogger())
+		return runMaster(in, cfg, lf, newLogger())
 	}
 	logName := cfg.LogFile
 	if logName == "" {
@@ -123,9 +112,11 @@ func start(cmd *cobra.Command, g *globalFlags, foreground bool) error {
 		PidFilePerm: 0o644,
 		LogFileName: logName,
 		LogFilePerm: 0o640,
-		WorkDir:     "/",
-		Umask:       0o027,
-		Args:        []string{os.Args[0], "start", "--config", cfgPath},
+		// The daemon starts where this process works, so that it
+		// resolves relative flag and environment paths as this process
+		// did, and works from "/" once it has its config.
+		Umask: 0o027,
+		Args:  append([]string{os.Args[0], "start"}, config.FlagArgs(g.fs)...),
 	}
 	child, err := dctx.Reborn()
 	if err != nil {
@@ -140,7 +131,10 @@ func start(cmd *cobra.Command, g *globalFlags, foreground bool) error {
 		return nil
 	}
 	defer func() { _ = dctx.Release() }()
-	return runMaster(cfgPath, cfg, lf, newLogger())
+	if err := os.Chdir("/"); err != nil {
+		return err
+	}
+	return runMaster(in, cfg, lf, newLogger())
 }
 
 // lockPidFile locks and writes the pid file of a foreground daemon.
@@ -264,7 +258,7 @@ func restartCmd(g *globalFlags) *cobra.Command {
 		Short: "stop the daemon, then start it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := loadChecked(g.path())
+			cfg, _, err := loadChecked(g.inputs())
 			if err != nil {
 				return err
 			}
@@ -285,7 +279,7 @@ func reloadCmd(g *globalFlags) *cobra.Command {
 		Short: "re-read the config and re-scan the job directories (SIGHUP)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.LoadWorker(g.path())
+			cfg, err := config.LoadWorker(g.inputs())
 			if err != nil {
 				return err
 			}
@@ -331,7 +325,7 @@ func checkCmd(g *globalFlags) *cobra.Command {
 		Short: "validate the config and the job directories, then exit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.LoadWorker(g.path())
+			cfg, err := config.LoadWorker(g.inputs())
 			if err != nil {
 				return err
 			}

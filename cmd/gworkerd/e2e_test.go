@@ -183,7 +183,7 @@ func TestResolveResize(t *testing.T) {
 		if err := os.WriteFile(p, []byte("servers: [127.0.0.1:1]\nfunctions:\n  resize: {}\n  reverse: {}\n"+section), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := config.LoadWorker(p)
+		cfg, err := loadConfigFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,4 +228,10 @@ func TestResolveResize(t *testing.T) {
 	if plain["reverse"].Version != set["reverse"].Version {
 		t.Errorf("reverse version changed by the resize section; a reload would replace it needlessly")
 	}
+}
+
+// loadConfigFile loads the config file at path as gworkerd --config
+// path does, without the environment of the test.
+func loadConfigFile(path string) (*config.Worker, error) {
+	return config.LoadWorker(config.Inputs{LookupEnv: func(k string) (string, bool) { return path, k == "GWORKERD_CONFIG" }})
 }

@@ -139,14 +139,14 @@ func resolve(cfg *config.Worker) (resolved, error) {
 		_, isFile := files[f.Name]
 		switch {
 		case len(f.Command) > 0 && isFile:
-			return resolved{}, &config.WorkerConfigError{Path: cfg.Path, Key: "functions." + f.Name + ".command", Line: f.Line,
-				Msg: "function " + f.Name + " also has a handler file, " + files[f.Name].Path}
+			return resolved{}, cfg.FunctionError(f.Name, f.Line, "command",
+				"function "+f.Name+" also has a handler file, "+files[f.Name].Path)
 		case len(f.Command) == 0 && !isFile && !builtin[f.Name]:
 			if f.Disabled {
 				continue
 			}
-			return resolved{}, &config.WorkerConfigError{Path: cfg.Path, Key: "functions." + f.Name, Line: f.Line,
-				Msg: "no built-in handler, no command and no handler file job_" + f.Name + " in job_dirs or " + f.Name + ".php in worker_dirs"}
+			return resolved{}, cfg.FunctionError(f.Name, f.Line, "",
+				"no built-in handler, no command and no handler file job_"+f.Name+" in job_dirs or "+f.Name+".php in worker_dirs")
 		}
 		names[f.Name] = true
 	}
@@ -206,12 +206,12 @@ func resolve(cfg *config.Worker) (resolved, error) {
 			cc.Runtime, cc.Interpreter, cc.File, cc.Callable = string(jobs.RuntimePython), cfg.Python, file.Path, file.Callable
 		}
 		if f.Resident && file.Path == "" {
-			return resolved{}, &config.WorkerConfigError{Path: cfg.Path, Key: "functions." + n + ".resident", Line: f.Line,
-				Msg: "resident applies to a handler file; " + n + " is built in"}
+			return resolved{}, cfg.FunctionError(n, f.Line, "resident",
+				"resident applies to a handler file; "+n+" is built in")
 		}
 		if f.Prefetch > 0 && cc.Runtime == "" && !cc.Resident {
-			return resolved{}, &config.WorkerConfigError{Path: cfg.Path, Key: "functions." + n + ".prefetch", Line: f.Line,
-				Msg: "prefetch applies to resident handlers; " + n + " runs a program per job or is built in"}
+			return resolved{}, cfg.FunctionError(n, f.Line, "prefetch",
+				"prefetch applies to resident handlers; "+n+" runs a program per job or is built in")
 		}
 		if n == resizeFunction && file.Path == "" {
 			cc.Resize = &childResize{MaxPixels: cfg.Resize.MaxPixels, JPEGQuality: cfg.Resize.JPEGQuality, Roots: cfg.Resize.Roots}

@@ -55,7 +55,7 @@ func loadImported(t *testing.T, y string) (*config.Worker, string) {
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w, err := config.LoadWorker(path)
+	w, err := loadConfigFile(path)
 	if err != nil {
 		t.Fatalf("the imported YAML does not load: %v\n%s", err, y)
 	}

@@ -24,14 +24,11 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/internal/version"
 )
-
-// envConfig names the config file when --config is not given.
-const envConfig = "GWORKERD_CONFIG"
-
-const defaultConfig = "/etc/gworkerd/gworkerd.yaml"
 
 func main() {
 	// Before anything starts a process: no program gworkerd starts
@@ -99,27 +96,30 @@ func run(root *cobra.Command, args []string, stderr io.Writer) int {
 	return exitFailure
 }
 
+// globalFlags are the configuration flags (config.WorkerFlags), shared
+// by every command, and the working directory their relative paths are
+// from.
 type globalFlags struct {
-	config string
+	fs      *pflag.FlagSet
+	workDir string
 }
 
-func (g *globalFlags) path() string {
-	if g.config != "" {
-		return g.config
-	}
-	if p := os.Getenv(envConfig); p != "" {
-		return p
-	}
-	return defaultConfig
+// inputs are what config.LoadWorker reads besides the file.
+func (g *globalFlags) inputs() config.Inputs {
+	return config.Inputs{Flags: g.fs, LookupEnv: os.LookupEnv, WorkDir: g.workDir}
 }
 
 func newRoot() *cobra.Command {
-	g := &globalFlags{}
+	wd, _ := os.Getwd() // "" if gone: relative paths then fail to resolve, naming them
+	g := &globalFlags{workDir: wd}
 	root := &cobra.Command{
 		Use:   "gworkerd",
 		Short: "supervised Gearman worker daemon",
 		Long: "gworkerd: supervised Gearman worker daemon.\n\n" +
-			"Relative paths in the config file are relative to the file's directory.\n" +
+			"Every setting outside the defaults and functions sections is also a flag\n" +
+			"(--pid-file) and an environment variable (GWORKERD_PID_FILE); a flag wins\n" +
+			"over the variable, which wins over the file. Relative paths in the config\n" +
+			"file are relative to the file's directory, others to the working directory.\n" +
 			"Exit status: 0 success, 1 failure, 2 usage error (unknown command or flag,\n" +
 			"wrong arguments), 3 from status when gworkerd is not running.",
 		SilenceUsage:  true,
@@ -128,7 +128,8 @@ func newRoot() *cobra.Command {
 	}
 	root.SetVersionTemplate("gworkerd {{.Version}}\n")
 	root.Flags().BoolP("version", "V", false, "print the version and exit")
-	root.PersistentFlags().StringVarP(&g.config, "config", "c", "", "config file (default $"+envConfig+" or "+defaultConfig+")")
+	config.WorkerFlags(root.PersistentFlags())
+	g.fs = root.PersistentFlags()
 	root.AddCommand(
 		startCmd(g), stopCmd(g), restartCmd(g), reloadCmd(g), statusCmd(g), checkCmd(g), ctlCmd(g), childCmd(g), importCmd(g),
 	)

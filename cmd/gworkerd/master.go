@@ -101,7 +101,8 @@ func openCgroups(setting string, log logrus.FieldLogger) (*cgroup.Tree, string) 
 }
 
 // runMaster supervises until SIGTERM or SIGINT, then stops every child.
-func runMaster(cfgPath string, cfg *config.Worker, lf *logFile, log *logrus.Logger) error {
+// in are the inputs cfg was loaded from; a reload reads them again.
+func runMaster(in config.Inputs, cfg *config.Worker, lf *logFile, log *logrus.Logger) error {
 	res, err := resolve(cfg)
 	if err != nil {
 		return err
@@ -156,7 +157,7 @@ func runMaster(cfgPath string, cfg *config.Worker, lf *logFile, log *logrus.Logg
 	reload := func(ctx context.Context) ([]string, error) {
 		reloadMu.Lock()
 		defer reloadMu.Unlock()
-		next, err := config.LoadWorker(cfgPath)
+		next, err := config.LoadWorker(in)
 		if err != nil {
 			return nil, err
 		}

@@ -16,8 +16,15 @@ import (
 // returns its stdout, stderr and exit status.
 func runIn(t *testing.T, dir string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runInEnv(t, dir, nil, args...)
+}
+
+// runInEnv is runIn with env added to the environment.
+func runInEnv(t *testing.T, dir string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	cmd := exec.Command(gworkerdBin, args...)
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -123,6 +130,65 @@ func TestRelativeConfigPaths(t *testing.T) {
 	}
 	if _, errOut, code := runIn(t, elsewhere, "--config", e.cfg, "reload"); code != 1 || errOut != notRunning {
 		t.Errorf("reload, nothing running: exit %d %q, want 1 %q", code, errOut, notRunning)
+	}
+}
+
+// TestFlagsAndEnvironmentReachTheDaemon: every setting is also a flag
+// and a GWORKERD_* variable, whose relative paths are from the working
+// directory; the detached daemon (which works from "/") gets them as
+// start had them, and a reload keeps them. stop and status reach it by
+// the same flags even when the config file is gone.
+func TestFlagsAndEnvironmentReachTheDaemon(t *testing.T) {
+	t.Parallel()
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	e := &env{t: t, dir: dir, jobs: filepath.Join(dir, "jobs"), cfg: filepath.Join(dir, "g.yaml"),
+		pidFile: filepath.Join(elsewhere, "run", "g.pid"), sock: filepath.Join(elsewhere, "run", "g.sock"), log: filepath.Join(elsewhere, "g.log")}
+	t.Cleanup(e.cleanup)
+	if err := os.MkdirAll(e.jobs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.script("rel", "cat")
+	// The file's own pid file and socket are overridden by the flags.
+	cfg := "servers: [127.0.0.1:1]\njob_dirs: [jobs]\npid_file: file.pid\ncontrol_socket: file.sock\nhttp_listen: \"\"\nstop_timeout: 5s\n"
+	if err := os.WriteFile(e.cfg, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vars := []string{"GWORKERD_LOG_FILE=g.log", "GWORKERD_STOP_TIMEOUT=4s"}
+	flags := []string{"--config", e.cfg, "--pid-file", "run/g.pid", "--control-socket", "run/g.sock"}
+	if out, errOut, code := runInEnv(t, elsewhere, vars, append(flags, "start")...); code != 0 {
+		t.Fatalf("start: exit %d\n%s%s\nlog:\n%s", code, out, errOut, e.logTail())
+	}
+	pid := e.masterPid()
+	defer reap(pid)
+	for _, f := range []string{"file.pid", "file.sock"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("the daemon made the file's %s, not the flag's", f)
+		}
+	}
+	if _, err := os.Stat(e.log); err != nil {
+		t.Errorf("log file from GWORKERD_LOG_FILE: %v", err)
+	}
+	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || cwd != "/" {
+		t.Errorf("the daemon works in %q (%v), want /", cwd, err)
+	}
+	waitFor(t, 15*time.Second, "rel child", func() bool { return len(e.status().Children) == 1 })
+	if out, errOut, code := runInEnv(t, elsewhere, vars, append(flags, "reload")...); code != 0 {
+		t.Errorf("reload: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(e.sock); err != nil {
+		t.Errorf("after the reload: %v", err)
+	}
+
+	if err := os.Remove(e.cfg); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runInEnv(t, elsewhere, vars, append(flags, "status")...)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("gworkerd pid %d", pid)) || !strings.Contains(errOut, "cannot read the config file") {
+		t.Errorf("status without the config file: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = runIn(t, elsewhere, "--config", e.cfg, "--pid-file", e.pidFile, "--control-socket", "run/g.sock", "stop")
+	if code != 0 || out != fmt.Sprintf("gworkerd stopped (pid %d)\n", pid) {
+		t.Fatalf("stop by flags without the config file: exit %d\n%s%s", code, out, errOut)
 	}
 }
 

@@ -37,7 +37,8 @@ func loadYAML(t testing.TB, dir string, y []byte) (*config.Worker, error) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return config.LoadWorker(f.Name())
+	name := f.Name()
+	return config.LoadWorker(config.Inputs{LookupEnv: func(k string) (string, bool) { return name, k == "GWORKERD_CONFIG" }})
 }
 
 // checkOutput checks what every successful import must give: YAML that

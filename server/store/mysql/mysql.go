@@ -47,16 +47,17 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/server/store"
+	"github.com/gworkerd/gworkerd/server/store/storeconf"
 )
 
 // DefaultTable is gearmand's default --mysql-table.
-const DefaultTable = "gearman_queue"
+const DefaultTable = storeconf.DefaultMySQLTable
 
 // Options configure a Store; the names follow gearmand's flags.
 type Options struct {
-	// Host is the server's host. Default "localhost".
+	// Host is the server's host. Default storeconf.DefaultMySQLHost.
 	Host string
-	// Port is the server's port. Default 3306.
+	// Port is the server's port. Default storeconf.DefaultMySQLPort.
 	Port int
 	// User to log in as. Default: the current OS user, as libmysqlclient.
 	User string
@@ -77,10 +78,10 @@ var tableRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func (o Options) withDefaults() Options {
 	if o.Host == "" {
-		o.Host = "localhost"
+		o.Host = storeconf.DefaultMySQLHost
 	}
 	if o.Port == 0 {
-		o.Port = 3306
+		o.Port = storeconf.DefaultMySQLPort
 	}
 	if o.User == "" {
 		if u, err := user.Current(); err == nil {

@@ -13,9 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/server/store"
 	"github.com/gworkerd/gworkerd/server/store/embedded"
@@ -23,96 +20,36 @@ import (
 	"github.com/gworkerd/gworkerd/server/store/postgres"
 	"github.com/gworkerd/gworkerd/server/store/redis"
 	"github.com/gworkerd/gworkerd/server/store/sqlite"
+	"github.com/gworkerd/gworkerd/server/store/storeconf"
 )
 
-// Queue types, as given to -q/--queue-type (case-insensitive).
+// Queue types, as given to -q/--queue-type (case-insensitive); the
+// other names it accepts are storeconf.Aliases.
 const (
-	Embedded = "embedded" // the default
-	Builtin  = "builtin"
-	Postgres = "postgres"
-	MySQL    = "mysql"
-	Redis    = "redis"
-	SQLite   = "libsqlite3"
+	Embedded = storeconf.Embedded // the default
+	Builtin  = storeconf.Builtin
+	Postgres = storeconf.Postgres
+	MySQL    = storeconf.MySQL
+	Redis    = storeconf.Redis
+	SQLite   = storeconf.SQLite
 )
 
-// Config holds the queue flags. Zero values take the defaults written on
-// each field (gearmand's defaults for gearmand's flags).
-type Config struct {
-	// QueueType is -q/--queue-type: embedded, builtin, postgres, mysql,
-	// redis or libsqlite3 (also "sqlite"). Default "embedded". gearmand's
-	// spelling "Postgres" and "MySQL" are accepted (the match is
-	// case-insensitive).
-	QueueType string
-
-	// DataDir is --data-dir, the embedded store's directory; required
-	// with -q embedded (config.DefaultDataDir is gserverd's default).
-	DataDir string
-	// Sync is --sync: always, interval or none. Default "always". See
-	// embedded.SyncMode for what each risks; -q libsqlite3 maps them to
-	// SQLite's synchronous pragma (see package sqlite).
-	Sync string
-	// AcceptDamage is --accept-store-damage: open an embedded store whose
-	// write-ahead log is damaged, without the jobs stored from the damage
-	// on (or whose large jobs' payload files are missing or short, without
-	// those jobs). Default false: Store fails with the *embedded.DamageError.
-	AcceptDamage bool
-	// SyncInterval is --sync-interval, the fsync period of --sync
-	// interval. Default 100ms.
-	SyncInterval time.Duration
-
-	// LibpqConninfo is --libpq-conninfo. Default "": libpq's defaults.
-	LibpqConninfo string
-	// MemberID, FleetHeartbeat and FleetLease make a -q postgres store a
-	// fleet member (--member-id, --fleet-heartbeat, --fleet-lease;
-	// postgres.Options). MemberID "" opens it as a non-member (tools).
-	MemberID                   string
-	FleetHeartbeat, FleetLease time.Duration
-	// LibpqTable is --libpq-table. Default "queue".
-	LibpqTable string
-
-	// MySQLHost is --mysql-host. Default "localhost" (over TCP).
-	MySQLHost string
-	// MySQLPort is --mysql-port. Default 3306.
-	MySQLPort int
-	// MySQLUser is --mysql-user. Default: the current OS user.
-	MySQLUser string
-	// MySQLPassword is --mysql-password. Default "".
-	MySQLPassword string
-	// MySQLDB is --mysql-db. Required with -q mysql.
-	MySQLDB string
-	// MySQLTable is --mysql-table. Default "gearman_queue".
-	MySQLTable string
-
-	// RedisServer is --redis-server. Default "127.0.0.1".
-	RedisServer string
-	// RedisPort is --redis-port. Default 6379.
-	RedisPort int
-	// RedisPassword is --redis-password. Default "".
-	RedisPassword string
-	// RedisPrefix is --redis-prefix. Default "_gear_".
-	RedisPrefix string
-
-	// SQLiteDB is --libsqlite3-db, the database file. Required with -q
-	// libsqlite3; a relative path is from the working directory.
-	SQLiteDB string
-	// SQLiteTable is --libsqlite3-table. Default "gearman_queue".
-	SQLiteTable string
-
-	// StoreTimeout is --store-timeout. The server puts it on every call
-	// (store.WithTimeout); here it also bounds each round trip of the
-	// redis store. Default 0: the backends' own defaults.
-	StoreTimeout time.Duration
-
-	// Logger receives the store's messages. Default: discard.
-	Logger logrus.FieldLogger
-}
+// Config holds the queue flags; it is defined in package storeconf, so
+// that package config can hold one without linking the backends.
+type Config = storeconf.Config
 
 // Store opens the store cfg names. For builtin it returns (nil, nil).
 // Errors name the flag and the bad value.
 func Store(ctx context.Context, cfg Config) (store.Store, error) {
-	qt := strings.ToLower(strings.TrimSpace(cfg.QueueType))
+	qt := Embedded
+	if strings.TrimSpace(cfg.QueueType) != "" {
+		var err error
+		if qt, _, err = storeconf.ParseQueueType(cfg.QueueType); err != nil {
+			return nil, fmt.Errorf("-q/--queue-type %q: %w", cfg.QueueType, err)
+		}
+	}
 	switch qt {
-	case "", Embedded:
+	case Embedded:
 		dir := cfg.DataDir
 		if dir == "" {
 			return nil, errors.New("-q embedded: --data-dir is empty")
@@ -131,14 +68,14 @@ func Store(ctx context.Context, cfg Config) (store.Store, error) {
 		return s, nil
 	case Builtin:
 		return nil, nil
-	case Postgres, "libpq", "postgresql":
+	case Postgres:
 		s, err := postgres.Open(ctx, postgres.Options{ConnInfo: cfg.LibpqConninfo, Table: cfg.LibpqTable, Logger: cfg.Logger,
 			Member: cfg.MemberID, HeartbeatInterval: cfg.FleetHeartbeat, LeaseTimeout: cfg.FleetLease})
 		if err != nil {
 			return nil, fmt.Errorf("-q postgres (--libpq-table %q): %w", orDefault(cfg.LibpqTable, postgres.DefaultTable), err)
 		}
 		return s, nil
-	case MySQL, "mariadb":
+	case MySQL:
 		if cfg.MySQLPort < 0 || cfg.MySQLPort > 65535 {
 			return nil, fmt.Errorf("--mysql-port %d: out of range", cfg.MySQLPort)
 		}
@@ -151,7 +88,7 @@ func Store(ctx context.Context, cfg Config) (store.Store, error) {
 		})
 		if err != nil {
 			return nil, fmt.Errorf("-q mysql (--mysql-host %q --mysql-db %q --mysql-table %q): %w",
-				orDefault(cfg.MySQLHost, "localhost"), cfg.MySQLDB, orDefault(cfg.MySQLTable, mysql.DefaultTable), err)
+				orDefault(cfg.MySQLHost, storeconf.DefaultMySQLHost), cfg.MySQLDB, orDefault(cfg.MySQLTable, mysql.DefaultTable), err)
 		}
 		return s, nil
 	case Redis:
@@ -163,10 +100,10 @@ func Store(ctx context.Context, cfg Config) (store.Store, error) {
 			IOTimeout: cfg.StoreTimeout, Logger: cfg.Logger,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("-q redis (--redis-server %q): %w", orDefault(cfg.RedisServer, "127.0.0.1"), err)
+			return nil, fmt.Errorf("-q redis (--redis-server %q): %w", orDefault(cfg.RedisServer, storeconf.DefaultRedisServer), err)
 		}
 		return s, nil
-	case SQLite, "sqlite", "sqlite3":
+	case SQLite:
 		if cfg.SQLiteDB == "" {
 			return nil, fmt.Errorf("--libsqlite3-db %q: -q libsqlite3 needs the database file", cfg.SQLiteDB)
 		}
@@ -179,7 +116,7 @@ func Store(ctx context.Context, cfg Config) (store.Store, error) {
 		}
 		return s, nil
 	}
-	return nil, fmt.Errorf("-q/--queue-type %q: want embedded, builtin, postgres, mysql, redis or libsqlite3", cfg.QueueType)
+	return nil, fmt.Errorf("-q/--queue-type %q: no backend", cfg.QueueType) // not reached: ParseQueueType knows only these
 }
 
 func orDefault(s, def string) string {

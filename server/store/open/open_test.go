@@ -17,6 +17,7 @@ import (
 
 	"github.com/gworkerd/gworkerd/server/store"
 	"github.com/gworkerd/gworkerd/server/store/embedded"
+	"github.com/gworkerd/gworkerd/server/store/storeconf"
 	"github.com/gworkerd/gworkerd/server/store/storetest"
 )
 
@@ -54,6 +55,36 @@ func TestErrorsNameTheBadValue(t *testing.T) {
 				t.Fatalf("Store error = %q, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestStoreAliases: Store opens every name storeconf accepts (the names
+// config takes for -q: config.TestQueueTypeAliases) as the store of its
+// canonical name. Each case stops at that store's first check, without
+// I/O, so the error tells which store it is.
+func TestStoreAliases(t *testing.T) {
+	names := storeconf.Aliases()
+	for _, n := range storeconf.QueueTypes() {
+		names[n], names[strings.ToUpper(n)] = n, n
+	}
+	mark := map[string]string{
+		Embedded: "-q embedded: --data-dir is empty",
+		Postgres: `-q postgres (--libpq-table "x y")`,
+		MySQL:    `--mysql-db "": -q mysql needs a database`,
+		Redis:    "--redis-port -1: out of range",
+		SQLite:   `--libsqlite3-db "": -q libsqlite3 needs the database file`,
+	}
+	for name, canonical := range names {
+		s, err := Store(context.Background(), Config{QueueType: name, LibpqTable: "x y", RedisPort: -1})
+		if s != nil {
+			_ = s.Close()
+		}
+		switch {
+		case canonical == Builtin && (s != nil || err != nil):
+			t.Errorf("-q %s: %v, %v; want the builtin queue (nil, nil)", name, s, err)
+		case canonical != Builtin && (err == nil || !strings.Contains(err.Error(), mark[canonical])):
+			t.Errorf("-q %s: error %v, want the %s store's %q", name, err, canonical, mark[canonical])
+		}
 	}
 }
 

@@ -12,12 +12,13 @@ import (
 
 	"github.com/gworkerd/gworkerd/internal/clock"
 	"github.com/gworkerd/gworkerd/server/store"
+	"github.com/gworkerd/gworkerd/server/store/storeconf"
 )
 
 // Fleet defaults (Options.HeartbeatInterval, Options.LeaseTimeout).
 const (
-	DefaultHeartbeatInterval = time.Second
-	DefaultLeaseTimeout      = 10 * time.Second
+	DefaultHeartbeatInterval = storeconf.DefaultFleetHeartbeat
+	DefaultLeaseTimeout      = storeconf.DefaultFleetLease
 )
 
 // orphanSweepEvery is how often a member takes the records whose owner

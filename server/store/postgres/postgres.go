@@ -46,10 +46,11 @@ import (
 
 	"github.com/gworkerd/gworkerd/internal/clock"
 	"github.com/gworkerd/gworkerd/server/store"
+	"github.com/gworkerd/gworkerd/server/store/storeconf"
 )
 
 // DefaultTable is gearmand's default --libpq-table.
-const DefaultTable = "queue"
+const DefaultTable = storeconf.DefaultLibpqTable
 
 // Options configure a Store.
 type Options struct {

@@ -45,16 +45,17 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/server/store"
+	"github.com/gworkerd/gworkerd/server/store/storeconf"
 )
 
 // DefaultPrefix is gearmand's default --redis-prefix.
-const DefaultPrefix = "_gear_"
+const DefaultPrefix = storeconf.DefaultRedisPrefix
 
 // Options configure a Store; the names follow gearmand's flags.
 type Options struct {
-	// Server is Redis's host. Default "127.0.0.1".
+	// Server is Redis's host. Default storeconf.DefaultRedisServer.
 	Server string
-	// Port is Redis's port. Default 6379.
+	// Port is Redis's port. Default storeconf.DefaultRedisPort.
 	Port int
 	// Password for AUTH. Default "": none.
 	Password string
@@ -74,10 +75,10 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.Server == "" {
-		o.Server = "127.0.0.1"
+		o.Server = storeconf.DefaultRedisServer
 	}
 	if o.Port == 0 {
-		o.Port = 6379
+		o.Port = storeconf.DefaultRedisPort
 	}
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix

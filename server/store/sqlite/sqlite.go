@@ -52,10 +52,11 @@ import (
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
 
 	"github.com/gworkerd/gworkerd/server/store"
+	"github.com/gworkerd/gworkerd/server/store/storeconf"
 )
 
 // DefaultTable is gearmand's default --libsqlite3-table.
-const DefaultTable = "gearman_queue"
+const DefaultTable = storeconf.DefaultSQLiteTable
 
 // Sync modes, as --sync names them.
 const (
