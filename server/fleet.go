@@ -119,6 +119,14 @@ func (h fleetHandler) Adopt(c store.Claim) {
 			s.mu.Unlock()
 			return
 		}
+		if s.fenced && !c.Own {
+			// Claimed, but fenced meanwhile: the records are this
+			// member's in the database, and the re-read after the fence
+			// hands them over again if they still are.
+			s.mu.Unlock()
+			s.log.WithField("from", c.From).Warn("fleet: fenced while claiming: claimed jobs left to the re-read")
+			return
+		}
 		now := s.clk.Now()
 		// Claimed jobs are older than this server's queued ones: they go
 		// first, in their own order (the last chunk is queued first).
@@ -162,10 +170,17 @@ func (h fleetHandler) Adopt(c store.Claim) {
 func (s *Server) adoptRecord(r store.Job, now time.Time, first bool) *job {
 	fn := s.function([]byte(r.Function))
 	unique := store.UniqueOf(r.Key)
+	if r.Version > s.version {
+		s.version = r.Version
+	}
 	if unique != "" {
 		if ex := fn.uniq[uniqKey(unique, string(r.Data))]; ex != nil {
 			if ex.key() == "" {
-				ex.x().key = r.Key // its end deletes the record
+				// A foreground job: it becomes the stored background job
+				// (its clients leaving must not drop it), and its end
+				// deletes the record.
+				ex.x().key = r.Key
+				ex.bg = true
 			}
 			return nil
 		}
@@ -173,9 +188,6 @@ func (s *Server) adoptRecord(r store.Job, now time.Time, first bool) *job {
 	prio := protocol.Priority(r.Priority)
 	if prio < protocol.High || prio > protocol.Low {
 		prio = protocol.Normal
-	}
-	if r.Version > s.version {
-		s.version = r.Version
 	}
 	j := s.newJob(fn, unique, string(r.Data), prio, true)
 	x := j.x()

@@ -43,8 +43,8 @@ type Options struct {
 	PollInterval time.Duration
 	// DialTimeout bounds one connection attempt. Default 5s.
 	DialTimeout time.Duration
-	// GrabTimeout is how long a server may take to answer a grab before
-	// the worker takes its connection for dead (a server cut off by the
+	// GrabTimeout is how long a server may stay silent (no byte) after a
+	// grab before the worker takes its connection for dead (a server cut off by the
 	// network answers nothing, and TCP reports nothing for minutes): the
 	// connection is closed and made again with backoff, and the slot the
 	// grab held goes to the other servers. A server answers a grab at once

@@ -177,6 +177,11 @@ func (w *Worker) loop(ctx context.Context, s *session, log logrus.FieldLogger) e
 		inflight, noJob := s.state()
 		var silentC <-chan time.Time
 		if at, ok := s.oldestGrab(); ok {
+			// Silent since the grab was sent: bytes arriving (a large
+			// JOB_ASSIGN on a slow link) count as an answer under way.
+			if h := s.lastHeard(); h.After(at) {
+				at = h
+			}
 			wait := at.Add(w.opts.GrabTimeout).Sub(w.opts.Clock.Now())
 			if wait <= 0 {
 				log.WithField("grab_timeout", w.opts.GrabTimeout).Warn("no answer to a grab: the server or the network is down; reconnecting")

@@ -67,6 +67,8 @@ type session struct {
 	// Options.GrabTimeout; now tells the time.
 	grabAt []time.Time
 	now    func() time.Time
+	// heard is when bytes last came from the server, Unix nanoseconds.
+	heard atomic.Int64
 	// parked is true while the loop waits for a slot with no grab in
 	// flight.
 	parked bool
@@ -104,7 +106,7 @@ func newSession(addr string, conn net.Conn, now func() time.Time) *session {
 // closed.
 func (s *session) read() {
 	defer close(s.readDone)
-	r := protocol.NewReader(s.rw, protocol.Limits{})
+	r := protocol.NewReader(heardReader{s}, protocol.Limits{})
 	for {
 		f, err := r.Next()
 		if err != nil {
@@ -122,6 +124,21 @@ func (s *session) read() {
 		}
 	}
 }
+
+// heardReader reads the connection and notes when bytes last came
+// (session.heard): a server sending a large packet is not silent.
+type heardReader struct{ s *session }
+
+func (h heardReader) Read(p []byte) (int, error) {
+	n, err := h.s.rw.Read(p)
+	if n > 0 {
+		h.s.heard.Store(h.s.now().UnixNano())
+	}
+	return n, err
+}
+
+// lastHeard returns when bytes last came from the server.
+func (s *session) lastHeard() time.Time { return time.Unix(0, s.heard.Load()) }
 
 // err returns why the reader stopped; call after readDone is closed.
 func (s *session) err() error {
