@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -29,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/backoff"
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
@@ -195,14 +195,9 @@ func (c *Client) markFailed(addr string, err error) {
 	c.cfg.logger.WithError(err).WithField("server", s.addr).WithField("attempt", s.failures).Warn("server not answering")
 }
 
+// backoff is the wait after the n-th consecutive failure of a server.
 func (c *Client) backoff(failures int) time.Duration {
-	d := c.cfg.backoffMin
-	for i := 1; i < failures && d < c.cfg.backoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, c.cfg.backoffMax)
-	// Up to 20% jitter so that a fleet of clients does not retry in step.
-	return d + rand.N(d/5+1)
+	return backoff.Policy{Min: c.cfg.backoffMin, Max: c.cfg.backoffMax, Jitter: backoffJitter}.Delay(failures, nil)
 }
 
 func (c *Client) dial(ctx context.Context, addr string) (*conn, error) {

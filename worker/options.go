@@ -9,6 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/gworkerd/gworkerd/internal/backoff"
 	"github.com/gworkerd/gworkerd/internal/clock"
 )
 
@@ -82,13 +83,20 @@ type FunctionConfig struct {
 }
 
 // Backoff is exponential backoff with jitter for reconnections. The n-th
-// consecutive failure waits min(Initial*Multiplier^(n-1), Max), randomised
-// by ±Jitter (a fraction); a successful registration resets it.
+// consecutive failure waits min(Initial*Multiplier^(n-1), Max), less a
+// random share of up to Jitter (a fraction) of it (internal/backoff says
+// why the jitter is below the wait, never above); a successful
+// registration resets it.
 type Backoff struct {
 	Initial    time.Duration // default 100ms
 	Max        time.Duration // default 10s
 	Multiplier float64       // default 2
-	Jitter     float64       // default 0.2; negative means none
+	Jitter     float64       // default 0.2; negative means none; above 1 means 1
+}
+
+// policy is b as the shared backoff.
+func (b Backoff) policy() backoff.Policy {
+	return backoff.Policy{Min: b.Initial, Max: b.Max, Multiplier: b.Multiplier, Jitter: b.Jitter}
 }
 
 func (b Backoff) withDefaults() Backoff {
