@@ -11,31 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/clock/clocktest"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
-// fakeClock is a Clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fakeClock) advance(d time.Duration) {
-	f.mu.Lock()
-	f.now = f.now.Add(d)
-	f.mu.Unlock()
-}
-
 func TestBackoff(t *testing.T) {
 	t.Parallel()
-	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	clk := clocktest.New()
 	c, err := New([]string{testpeer.DeadAddr(t)}, WithClock(clk), WithBackoff(time.Second, 4*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +40,7 @@ func TestBackoff(t *testing.T) {
 		{1200 * time.Millisecond, false},
 	}
 	for i, st := range steps {
-		clk.advance(st.advance)
+		clk.Advance(st.advance)
 		_, err := c.conn(ctx, s, false)
 		if err == nil {
 			t.Fatalf("step %d: dial to a closed port succeeded", i)

@@ -21,6 +21,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/gworkerd/gworkerd/internal/clock/clocktest"
 )
 
 // run starts a supervisor and stops it at cleanup; it returns the
@@ -610,7 +612,7 @@ func FuzzReadReports(f *testing.F) {
 // take.
 func TestLogHub(t *testing.T) {
 	t.Parallel()
-	clk := newFakeClock()
+	clk := clocktest.New()
 	h := newLogHub(clk, 3)
 	w := &lineLogger{log: logrus.New(), hub: h, fn: "f", child: 7, stream: "stderr"}
 	w.log.(*logrus.Logger).Out = io.Discard
@@ -777,7 +779,7 @@ func TestChildRunsAsUserWithGroups(t *testing.T) {
 func TestChildLimits(t *testing.T) {
 	t.Parallel()
 	fs := newFakeStarter()
-	opts := Options{Starter: fs, Clock: newFakeClock(), Executable: "/fake", MaxChildrenPerFunction: 3, MaxChildren: 5,
+	opts := Options{Starter: fs, Clock: clocktest.New(), Executable: "/fake", MaxChildrenPerFunction: 3, MaxChildren: 5,
 		Functions: []FunctionSpec{{Name: "a", Count: 1}, {Name: "b", Min: 1, Max: 2}}}
 	s, _ := run(t, opts)
 	ctx := context.Background()
