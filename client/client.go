@@ -61,8 +61,10 @@ type server struct {
 	lastErr  error
 }
 
-// New returns a Client for the given servers ("host:port"; a missing port
-// means 4730). No connection is opened until the first request.
+// New returns a Client for the given servers ("host:port", "[v6]:port";
+// a missing port means protocol.DefaultPort, as protocol.ParseServerAddr
+// says). An address it rejects is an error wrapping protocol.ErrBadAddr.
+// No connection is opened until the first request.
 func New(servers []string, opts ...Option) (*Client, error) {
 	if len(servers) == 0 {
 		return nil, ErrNoServers
@@ -73,7 +75,10 @@ func New(servers []string, opts ...Option) (*Client, error) {
 	}
 	seen := map[string]bool{}
 	for _, a := range servers {
-		addr := protocol.ServerAddr(a)
+		addr, err := protocol.ParseServerAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
 		if seen[addr] {
 			continue
 		}

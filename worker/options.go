@@ -11,11 +11,13 @@ import (
 
 	"github.com/gworkerd/gworkerd/internal/backoff"
 	"github.com/gworkerd/gworkerd/internal/clock"
+	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // Options configure a Worker. Zero fields take the defaults stated here.
 type Options struct {
-	// Servers are the job servers, "host:port" (port 4730 when omitted).
+	// Servers are the job servers, "host:port" (protocol.DefaultPort when
+	// omitted; see protocol.ParseServerAddr, whose errors New returns).
 	// The worker connects to every one. Required.
 	Servers []string
 	// Functions maps each function name (case-sensitive) to its handler
@@ -210,6 +212,11 @@ func (o Options) withDefaults() Options {
 func (o Options) validate() error {
 	if len(o.Servers) == 0 {
 		return ErrNoServers
+	}
+	for _, s := range o.Servers {
+		if _, err := protocol.ParseServerAddr(s); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
 	}
 	if len(o.Functions) == 0 {
 		return ErrNoFunctions
