@@ -749,8 +749,8 @@ func (w *Worker) Validate() error {
 		return &WorkerConfigError{Path: w.Path, Key: "servers", Msg: "at least one server is required"}
 	}
 	for _, s := range w.Servers {
-		if strings.TrimSpace(s) == "" {
-			return &WorkerConfigError{Path: w.Path, Key: "servers", Msg: "empty server address"}
+		if _, err := protocol.ParseServerAddr(s); err != nil {
+			return &WorkerConfigError{Path: w.Path, Key: "servers", Msg: err.Error()}
 		}
 	}
 	if w.StopTimeout < 0 {
