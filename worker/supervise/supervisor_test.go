@@ -23,6 +23,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/gworkerd/gworkerd/internal/clock/clocktest"
+	"github.com/gworkerd/gworkerd/internal/sysuser/sysusertest"
 )
 
 // run starts a supervisor and stops it at cleanup; it returns the
@@ -724,20 +725,7 @@ func TestChildRunsAsUser(t *testing.T) {
 // group, runs its child with that group in /proc/PID/status's Groups.
 func TestChildRunsAsUserWithGroups(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("switching users needs root; CI runs the tests as root")
-	}
-	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	name, group := "gwu"+suffix, "gwg"+suffix
-	for _, c := range [][]string{{"groupadd", group}, {"useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", group, name}} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
-		}
-	}
-	t.Cleanup(func() {
-		_ = exec.Command("userdel", name).Run()
-		_ = exec.Command("groupdel", group).Run()
-	})
+	name, group := sysusertest.UserInGroup(t)
 	g, err := user.LookupGroup(group)
 	if err != nil {
 		t.Fatal(err)
