@@ -102,28 +102,8 @@ func (b Backoff) policy() backoff.Policy {
 }
 
 func (b Backoff) withDefaults() Backoff {
-	if b.Initial <= 0 {
-		b.Initial = 100 * time.Millisecond
-	}
-	if b.Max <= 0 {
-		b.Max = 10 * time.Second
-	}
-	if b.Max < b.Initial {
-		b.Max = b.Initial
-	}
-	if b.Multiplier < 1 {
-		b.Multiplier = 2
-	}
-	if b.Jitter == 0 {
-		b.Jitter = 0.2
-	}
-	if b.Jitter < 0 {
-		b.Jitter = 0
-	}
-	if b.Jitter > 1 {
-		b.Jitter = 1
-	}
-	return b
+	p := b.policy().Fill(backoff.Policy{Min: 100 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2, Jitter: 0.2})
+	return Backoff{Initial: p.Min, Max: p.Max, Multiplier: p.Multiplier, Jitter: p.Jitter}
 }
 
 // EventKind says what an Event reports.

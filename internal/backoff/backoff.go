@@ -45,6 +45,33 @@ type Policy struct {
 	Jitter     float64       // the random share of each wait, 0 to 1
 }
 
+// Fill returns p with its unset settings taken from defaults, the
+// convention of the public options built on Policy (worker.Backoff,
+// supervise.Backoff): a Min or Max of zero or below, a Multiplier below
+// 1 and a Jitter of exactly 0 take the default; a negative (or NaN)
+// Jitter means none and is returned as 0, one above 1 as 1; a Max below
+// Min is raised to Min.
+func (p Policy) Fill(defaults Policy) Policy {
+	if p.Min <= 0 {
+		p.Min = defaults.Min
+	}
+	if p.Max <= 0 {
+		p.Max = defaults.Max
+	}
+	p.Max = max(p.Max, p.Min)
+	if !(p.Multiplier >= 1) {
+		p.Multiplier = defaults.Multiplier
+	}
+	switch {
+	case p.Jitter == 0:
+		p.Jitter = defaults.Jitter
+	case !(p.Jitter > 0):
+		p.Jitter = 0
+	}
+	p.Jitter = min(p.Jitter, 1)
+	return p
+}
+
 // Delay returns the wait before retry attempt (1-based; below 1 counts as
 // 1). rnd supplies the random share; nil uses math/rand/v2's global
 // source, which is safe for concurrent use.

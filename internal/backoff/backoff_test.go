@@ -107,3 +107,29 @@ func FuzzDelay(f *testing.F) {
 		}
 	})
 }
+
+func TestFill(t *testing.T) {
+	t.Parallel()
+	def := Policy{Min: 100 * ms, Max: 10 * time.Second, Multiplier: 2, Jitter: 0.2}
+	tests := []struct {
+		name string
+		in   Policy
+		want Policy
+	}{
+		{"all unset", Policy{}, def},
+		{"negative durations", Policy{Min: -1, Max: -1}, def},
+		{"all set", Policy{Min: ms, Max: time.Second, Multiplier: 3, Jitter: 0.5}, Policy{Min: ms, Max: time.Second, Multiplier: 3, Jitter: 0.5}},
+		{"max below min", Policy{Min: time.Minute}, Policy{Min: time.Minute, Max: time.Minute, Multiplier: 2, Jitter: 0.2}},
+		{"max below the default min", Policy{Max: ms}, Policy{Min: 100 * ms, Max: 100 * ms, Multiplier: 2, Jitter: 0.2}},
+		{"multiplier below 1", Policy{Multiplier: 0.9}, def},
+		{"multiplier 1 is kept", Policy{Multiplier: 1}, Policy{Min: 100 * ms, Max: 10 * time.Second, Multiplier: 1, Jitter: 0.2}},
+		{"negative jitter is none", Policy{Jitter: -0.5}, Policy{Min: 100 * ms, Max: 10 * time.Second, Multiplier: 2, Jitter: 0}},
+		{"NaN jitter is none", Policy{Jitter: math.NaN()}, Policy{Min: 100 * ms, Max: 10 * time.Second, Multiplier: 2, Jitter: 0}},
+		{"jitter above 1", Policy{Jitter: 3}, Policy{Min: 100 * ms, Max: 10 * time.Second, Multiplier: 2, Jitter: 1}},
+	}
+	for _, tc := range tests {
+		if got := tc.in.Fill(def); got != tc.want {
+			t.Errorf("%s: %+v.Fill = %+v, want %+v", tc.name, tc.in, got, tc.want)
+		}
+	}
+}

@@ -19,34 +19,23 @@ type Backoff struct {
 }
 
 func (b Backoff) withDefaults() Backoff {
-	if b.Initial <= 0 {
-		b.Initial = 500 * time.Millisecond
-	}
-	if b.Max <= 0 {
-		b.Max = 30 * time.Second
-	}
-	if b.Max < b.Initial {
-		b.Max = b.Initial
-	}
-	if b.Jitter == 0 {
-		b.Jitter = 0.2
-	}
-	if b.Jitter < 0 {
-		b.Jitter = 0
-	}
-	if b.Jitter > 1 {
-		b.Jitter = 1
-	}
+	p := b.policy().Fill(backoff.Policy{Min: 500 * time.Millisecond, Max: 30 * time.Second, Jitter: 0.2})
+	b.Initial, b.Max, b.Jitter = p.Min, p.Max, p.Jitter
 	if b.Stable <= 0 {
 		b.Stable = 10 * time.Second
 	}
 	return b
 }
 
+// policy is b as the shared backoff.
+func (b Backoff) policy() backoff.Policy {
+	return backoff.Policy{Min: b.Initial, Max: b.Max, Jitter: b.Jitter}
+}
+
 // Delay returns the wait before restart number attempt (1-based). rnd
 // draws the jitter; nil draws from math/rand/v2's global source.
 func (b Backoff) Delay(attempt int, rnd *rand.Rand) time.Duration {
-	p := backoff.Policy{Min: b.Initial, Max: b.Max, Jitter: b.Jitter}
+	p := b.policy()
 	if rnd == nil {
 		return p.Delay(attempt, nil)
 	}
