@@ -4,9 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,18 +19,10 @@ import (
 // the user's uid.
 func TestJobProgramRunsWithUsersGroups(t *testing.T) {
 	t.Parallel()
-	name, group := sysusertest.UserInGroup(t)
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := user.LookupGroup(group)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tu := sysusertest.UserInGroup(t)
 	gd := testpeer.StartGearmand(t)
-	e := newEnv(t, gd.Addr, "  ids:\n    count: 1\n    user: "+name+"\n", 5*time.Second)
-	e.script("ids", "grep -E '^(Uid|Groups):' /proc/self/status")
+	e := newEnv(t, gd.Addr, "  ids:\n    count: 1\n    user: "+tu.Name+"\n", 5*time.Second)
+	e.script("ids", "grep -E '^(Uid|Gid|Groups):' /proc/self/status")
 	// The child is gworkerd run again as the user: it needs a binary and
 	// a job directory the user may enter.
 	bin := filepath.Join(e.dir, "gworkerd")
@@ -61,19 +51,7 @@ func TestJobProgramRunsWithUsersGroups(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ids job: %v\nlog:\n%s", err, e.logTail())
 	}
-	var uid string
-	var groups []string
-	for _, line := range strings.Split(got, "\n") {
-		k, v, _ := strings.Cut(line, ":")
-		switch f := strings.Fields(v); k {
-		case "Uid":
-			uid = f[0]
-		case "Groups":
-			groups = f
-		}
-	}
-	if uid != u.Uid || !slices.Contains(groups, g.Gid) {
-		t.Errorf("the job program ran as uid %s with groups %v, want %s's uid %s and its group %s (gid %s)\n%s",
-			uid, groups, name, u.Uid, group, g.Gid, got)
+	if ids := sysusertest.ParseStatus(got); !ids.Runs(tu) {
+		t.Errorf("the job program ran with %+v, want %s's ids and its group %s (gid %s)\n%s", ids, tu.Name, tu.Group, tu.GroupID, got)
 	}
 }

@@ -85,29 +85,28 @@ func TestLookup(t *testing.T) {
 
 // A user created in a second group: Lookup, by name and by uid, lists
 // that group; a child started with Credential and a process that called
-// Become run with it in /proc/PID/status's Groups, besides the user's
+// Become run with it in /proc/PID/status's Groups, and with the user's
 // uid and gid.
 func TestSupplementaryGroups(t *testing.T) {
 	t.Parallel()
-	name, group := sysusertest.UserInGroup(t)
-	g, err := user.LookupGroup(group)
+	tu := sysusertest.UserInGroup(t)
+	u, err := sysuser.Lookup(tu.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gid, err := strconv.ParseUint(g.Gid, 10, 32)
-	if err != nil {
-		t.Fatal(err)
+	ids := func(l ...uint32) []string {
+		var out []string
+		for _, id := range l {
+			out = append(out, strconv.FormatUint(uint64(id), 10))
+		}
+		return out
 	}
-	u, err := sysuser.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
+	if got := ids(u.UID, u.GID); got[0] != tu.UID || got[1] != tu.GID || !slices.Contains(ids(u.Groups...), tu.GroupID) {
+		t.Errorf("Lookup(%q) = %+v, want uid %s gid %s and the group %s", tu.Name, u, tu.UID, tu.GID, tu.GroupID)
 	}
-	if !slices.Contains(u.Groups, uint32(gid)) || !slices.Contains(u.Groups, u.GID) {
-		t.Errorf("Lookup(%q).Groups = %v, want %s's gid %d and the primary %d", name, u.Groups, group, gid, u.GID)
-	}
-	byID, err := sysuser.Lookup(strconv.FormatUint(uint64(u.UID), 10))
-	if err != nil || byID.Name != name || !slices.Equal(byID.Groups, u.Groups) {
-		t.Errorf("Lookup by uid %d = %+v, %v; want %+v", u.UID, byID, err, u)
+	byID, err := sysuser.Lookup(tu.UID)
+	if err != nil || byID.Name != tu.Name || !slices.Equal(byID.Groups, u.Groups) {
+		t.Errorf("Lookup by uid %s = %+v, %v; want %+v", tu.UID, byID, err, u)
 	}
 
 	t.Run("Credential", func(t *testing.T) {
@@ -118,52 +117,25 @@ func TestSupplementaryGroups(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		pid := strconv.Itoa(cmd.Process.Pid)
 		// Start returns once execve has begun; the ids are set before it.
-		st, err := os.ReadFile("/proc/" + pid + "/status")
-		if err != nil {
-			t.Fatal(err)
+		if got := sysusertest.ProcIDs(t, cmd.Process.Pid); !got.Runs(tu) {
+			t.Errorf("child %d runs with %+v, want %+v", cmd.Process.Pid, got, tu)
 		}
-		checkStatus(t, "child "+pid, string(st), u, uint32(gid))
 	})
 	t.Run("Become", func(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), envBecome+"="+name)
+		cmd.Env = append(os.Environ(), envBecome+"="+tu.Name)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("helper: %v\n%s", err, stderr.String())
 		}
-		checkStatus(t, "a process after Become", string(out), u, uint32(gid))
-	})
-}
-
-// checkStatus checks the Uid, Gid and Groups lines of a /proc/PID/status.
-func checkStatus(t *testing.T, who, status string, u sysuser.User, group uint32) {
-	t.Helper()
-	var uid, gid string
-	var groups []string
-	for _, line := range strings.Split(status, "\n") {
-		k, v, _ := strings.Cut(line, ":")
-		switch f := strings.Fields(v); k {
-		case "Uid":
-			uid = strings.Join(f, " ")
-		case "Gid":
-			gid = strings.Join(f, " ")
-		case "Groups":
-			groups = f
+		if got := sysusertest.ParseStatus(string(out)); !got.Runs(tu) {
+			t.Errorf("a process after Become runs with %+v, want %+v", got, tu)
 		}
-	}
-	u4 := strings.Repeat(strconv.FormatUint(uint64(u.UID), 10)+" ", 4)
-	g4 := strings.Repeat(strconv.FormatUint(uint64(u.GID), 10)+" ", 4)
-	if uid != strings.TrimSpace(u4) || gid != strings.TrimSpace(g4) {
-		t.Errorf("%s runs as Uid %q Gid %q, want %d and %d (real, effective, saved, fs)", who, uid, gid, u.UID, u.GID)
-	}
-	if !slices.Contains(groups, strconv.FormatUint(uint64(group), 10)) {
-		t.Errorf("%s has Groups %v, want the supplementary group %d among them", who, groups, group)
-	}
+	})
 }

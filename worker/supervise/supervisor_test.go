@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -725,11 +724,7 @@ func TestChildRunsAsUser(t *testing.T) {
 // group, runs its child with that group in /proc/PID/status's Groups.
 func TestChildRunsAsUserWithGroups(t *testing.T) {
 	t.Parallel()
-	name, group := sysusertest.UserInGroup(t)
-	g, err := user.LookupGroup(group)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tu := sysusertest.UserInGroup(t)
 	dir, err := os.MkdirTemp("", "gworkerd-user-test-")
 	if err != nil {
 		t.Fatal(err)
@@ -742,22 +737,12 @@ func TestChildRunsAsUserWithGroups(t *testing.T) {
 	copyExecutable(t, os.Args[0], exe)
 	f := helperSpec("asgroups", "idle")
 	f.Path = exe
-	f.User = name
+	f.User = tu.Name
 	s, _ := run(t, Options{Functions: []FunctionSpec{f}})
 	waitFor(t, 10*time.Second, "a running child", func() bool { return len(running(t, s, "asgroups")) == 1 })
 	pid := running(t, s, "asgroups")[0]
-	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var groups []string
-	for _, line := range strings.Split(string(st), "\n") {
-		if v, ok := strings.CutPrefix(line, "Groups:"); ok {
-			groups = strings.Fields(v)
-		}
-	}
-	if !slices.Contains(groups, g.Gid) {
-		t.Errorf("child %d runs with groups %v, want %s's supplementary group %s (gid %s)", pid, groups, name, group, g.Gid)
+	if got := sysusertest.ProcIDs(t, pid); !got.Runs(tu) {
+		t.Errorf("child %d runs with %+v, want %s's ids and its supplementary group %s (gid %s)", pid, got, tu.Name, tu.Group, tu.GroupID)
 	}
 }
 

@@ -8,17 +8,25 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
+// User is a user created for a test.
+type User struct {
+	Name, UID, GID string // the user, its uid and its primary group's gid
+	Group, GroupID string // the second group it is in, and that group's gid
+}
+
 // UserInGroup creates a user (no home, no login shell) whose
 // supplementary groups include a group created with it, and removes
 // both when t ends. It skips t, saying why, when not run as root (CI
 // runs the tests as root) or when useradd is missing.
-func UserInGroup(t testing.TB) (name, group string) {
+func UserInGroup(t testing.TB) User {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("creating a user needs root; CI runs the tests as root")
@@ -29,7 +37,7 @@ func UserInGroup(t testing.TB) (name, group string) {
 		}
 	}
 	suffix := strconv.FormatUint(rand.Uint64()%(1<<40), 36) // names stay under 32 characters
-	name, group = "gwu"+suffix, "gwg"+suffix
+	name, group := "gwu"+suffix, "gwg"+suffix
 	if err := run("groupadd", group); err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +54,69 @@ func UserInGroup(t testing.TB) (name, group string) {
 			t.Error(err)
 		}
 	})
-	return name, group
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return User{Name: name, UID: u.Uid, GID: u.Gid, Group: group, GroupID: g.Gid}
+}
+
+// IDs are a process's ids as /proc/PID/status gives them.
+type IDs struct {
+	UIDs, GIDs []string // real, effective, saved, filesystem
+	Groups     []string // the supplementary groups
+}
+
+// ProcIDs reads the ids of process pid.
+func ProcIDs(t testing.TB, pid int) IDs {
+	t.Helper()
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ParseStatus(string(st))
+}
+
+// ParseStatus reads the ids in the text of a /proc/PID/status.
+func ParseStatus(status string) IDs {
+	var ids IDs
+	for _, line := range strings.Split(status, "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		switch f := strings.Fields(v); k {
+		case "Uid":
+			ids.UIDs = f
+		case "Gid":
+			ids.GIDs = f
+		case "Groups":
+			ids.Groups = f
+		}
+	}
+	return ids
+}
+
+// Runs reports whether ids are all u's (uid and primary gid) and hold
+// u's second group.
+func (ids IDs) Runs(u User) bool {
+	for _, l := range [][]string{ids.UIDs, ids.GIDs} {
+		if len(l) == 0 {
+			return false
+		}
+	}
+	for _, id := range ids.UIDs {
+		if id != u.UID {
+			return false
+		}
+	}
+	for _, id := range ids.GIDs {
+		if id != u.GID {
+			return false
+		}
+	}
+	return slices.Contains(ids.Groups, u.GroupID)
 }
 
 // run runs a user database tool, again while another process holds the
