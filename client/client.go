@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -29,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/backoff"
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
@@ -61,8 +61,10 @@ type server struct {
 	lastErr  error
 }
 
-// New returns a Client for the given servers ("host:port"; a missing port
-// means 4730). No connection is opened until the first request.
+// New returns a Client for the given servers ("host:port", "[v6]:port";
+// a missing port means protocol.DefaultPort, as protocol.ParseServerAddr
+// says). An address it rejects is an error wrapping protocol.ErrBadAddr.
+// No connection is opened until the first request.
 func New(servers []string, opts ...Option) (*Client, error) {
 	if len(servers) == 0 {
 		return nil, ErrNoServers
@@ -73,7 +75,10 @@ func New(servers []string, opts ...Option) (*Client, error) {
 	}
 	seen := map[string]bool{}
 	for _, a := range servers {
-		addr := protocol.ServerAddr(a)
+		addr, err := protocol.ParseServerAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
 		if seen[addr] {
 			continue
 		}
@@ -195,14 +200,9 @@ func (c *Client) markFailed(addr string, err error) {
 	c.cfg.logger.WithError(err).WithField("server", s.addr).WithField("attempt", s.failures).Warn("server not answering")
 }
 
+// backoff is the wait after the n-th consecutive failure of a server.
 func (c *Client) backoff(failures int) time.Duration {
-	d := c.cfg.backoffMin
-	for i := 1; i < failures && d < c.cfg.backoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, c.cfg.backoffMax)
-	// Up to 20% jitter so that a fleet of clients does not retry in step.
-	return d + rand.N(d/5+1)
+	return backoff.Policy{Min: c.cfg.backoffMin, Max: c.cfg.backoffMax, Jitter: backoffJitter}.Delay(failures, nil)
 }
 
 func (c *Client) dial(ctx context.Context, addr string) (*conn, error) {

@@ -11,31 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/clock/clocktest"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
-// fakeClock is a Clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fakeClock) advance(d time.Duration) {
-	f.mu.Lock()
-	f.now = f.now.Add(d)
-	f.mu.Unlock()
-}
-
 func TestBackoff(t *testing.T) {
 	t.Parallel()
-	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	clk := clocktest.New()
 	c, err := New([]string{testpeer.DeadAddr(t)}, WithClock(clk), WithBackoff(time.Second, 4*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -47,17 +30,17 @@ func TestBackoff(t *testing.T) {
 		advance     time.Duration
 		wantBackoff bool
 	}{
-		{0, false},                      // first dial: refused
-		{0, true},                       // within 1s (+20% jitter)
-		{900 * time.Millisecond, true},  // still within
-		{400 * time.Millisecond, false}, // 1.3s: dial again, refused; next backoff 2s
+		{0, false},                      // first dial: refused; backoff 1s less up to 20%
+		{0, true},                       // within 0.8s
+		{700 * time.Millisecond, true},  // still within
+		{400 * time.Millisecond, false}, // 1.1s: dial again, refused; next backoff 1.6s..2s
 		{1500 * time.Millisecond, true},
-		{1000 * time.Millisecond, false}, // 2.5s
-		{4 * time.Second, true},          // 4s cap, up to 4.8s with jitter
-		{1 * time.Second, false},
+		{1000 * time.Millisecond, false}, // 2.5s after the last dial
+		{3 * time.Second, true},          // 4s cap, at least 3.2s with jitter
+		{1200 * time.Millisecond, false},
 	}
 	for i, st := range steps {
-		clk.advance(st.advance)
+		clk.Advance(st.advance)
 		_, err := c.conn(ctx, s, false)
 		if err == nil {
 			t.Fatalf("step %d: dial to a closed port succeeded", i)

@@ -4,6 +4,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/clock"
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/sirupsen/logrus"
 )
@@ -14,12 +15,11 @@ type Clock interface {
 	Now() time.Time
 }
 
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
-
 // Option configures a Client.
 type Option func(*config)
+
+// backoffJitter is the random share of each backoff wait.
+const backoffJitter = 0.2
 
 type config struct {
 	dialTimeout time.Duration
@@ -41,7 +41,7 @@ func defaultConfig() config {
 		backoffMin:  250 * time.Millisecond,
 		backoffMax:  30 * time.Second,
 		logger:      l,
-		clock:       wallClock{},
+		clock:       clock.Real{},
 	}
 }
 
@@ -69,8 +69,9 @@ func WithRequestTimeout(d time.Duration) Option {
 }
 
 // WithBackoff sets how long a server that failed is skipped: min after
-// the first failure, doubling on each further failure up to max. Default
-// 250ms and 30s.
+// the first failure, doubling on each further failure up to max, each
+// wait less a random share of up to a fifth of it, so that a fleet of
+// clients does not retry in step. Default 250ms and 30s.
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) {
 		if min > 0 {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
+
+	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // Worker is gworkerd's configuration: one YAML file (--config, else
@@ -709,8 +711,8 @@ func (w *Worker) Validate() error {
 		return &Error{Key: "servers", Source: w.where("servers"), Msg: "at least one server is required"}
 	}
 	for _, s := range w.Servers {
-		if strings.TrimSpace(s) == "" {
-			return &Error{Key: "servers", Source: w.where("servers"), Msg: "empty server address"}
+		if _, err := protocol.ParseServerAddr(s); err != nil {
+			return &Error{Key: "servers", Source: w.where("servers"), Msg: err.Error()}
 		}
 	}
 	if w.StopTimeout < 0 {

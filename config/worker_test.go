@@ -183,6 +183,37 @@ func TestValidateResize(t *testing.T) {
 	}
 }
 
+// Every server address is checked as the worker will read it.
+func TestValidateServers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		servers []string
+		ok      bool
+	}{
+		{"host, host:port, v6 forms", []string{"a", "a:1", "[::1]", "[::1]:2", "::1"}, true},
+		{"none", nil, false},
+		{"empty", []string{"a:1", ""}, false},
+		{"blank", []string{"  "}, false},
+		{"bad port", []string{"a:http"}, false},
+		{"port out of range", []string{"a:65536"}, false},
+		{"doubled brackets", []string{"[[::1]]"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := (&Worker{Path: "w.yaml", Servers: tt.servers}).Validate()
+			var ce *Error
+			switch {
+			case tt.ok && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case !tt.ok && (!errors.As(err, &ce) || ce.Key != "servers"):
+				t.Errorf("Validate() = %v, want a *config.Error for servers", err)
+			}
+		})
+	}
+}
+
 func TestParseWorkerEnv(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"GWORKERD_SERVERS": "a:1,b:2", "GWORKERD_STOP_TIMEOUT": "5s", "GWORKERD_PID_FILE": "/x.pid"}

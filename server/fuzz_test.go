@@ -5,6 +5,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/gworkerd/gworkerd/internal/clock/clocktest"
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
@@ -84,7 +85,7 @@ func FuzzServerFeed(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
 		o := DefaultOptions()
 		o.JobHandlePrefix = "H:fuzz"
-		o.Clock = newFakeClock()
+		o.Clock = clocktest.New()
 		o.MaxQueueMemory = 4 << 10 // a few jobs: some submits are refused
 		s, err := New(o)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/clock/clocktest"
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
@@ -14,7 +15,7 @@ import (
 // by handle and unique, and that CancelJob does what `cancel job` does.
 func TestInspectJobs(t *testing.T) {
 	t.Parallel()
-	clk := newFakeClock()
+	clk := clocktest.New()
 	ts := startServer(t, func(o *Options) { o.Clock = clk })
 	c := ts.dial(t)
 	var handles []string
@@ -158,7 +159,7 @@ func TestInspectWorkersAndMaxQueue(t *testing.T) {
 // oldest queued time with a fake clock.
 func TestLatencyHistograms(t *testing.T) {
 	t.Parallel()
-	clk := newFakeClock()
+	clk := clocktest.New()
 	ts := startServer(t, func(o *Options) { o.Clock = clk })
 	c := ts.dial(t)
 	t0 := clk.Now()

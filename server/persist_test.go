@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/clock/clocktest"
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server/store"
 )
@@ -197,7 +198,7 @@ func TestChecklistOps(t *testing.T) {
 
 	t.Run("Ops/PersistenceReplayEmptyUniqueNotLostAndWhen", func(t *testing.T) {
 		t.Parallel()
-		clk := newFakeClock()
+		clk := clocktest.New()
 		st := newMemStore()
 		ts := startServer(t, func(o *Options) { o.Store = st; o.Clock = clk })
 		c := ts.dial(t)

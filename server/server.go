@@ -127,6 +127,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/gworkerd/gworkerd/internal/backoff"
 	"github.com/gworkerd/gworkerd/internal/clock"
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server/store"
@@ -294,7 +295,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		_ = ln.Close()
 	}()
 
-	var backoff time.Duration
+	failures := 0 // consecutive failed accepts
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -309,9 +310,10 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			// Anything else (EMFILE, ECONNABORTED...) is transient: wait
 			// a little and go on, as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.WithError(err).WithField("retry_in", backoff).Warn("accept failed")
-			t := s.clk.NewTimer(backoff)
+			failures++
+			wait := backoff.Policy{Min: 5 * time.Millisecond, Max: time.Second}.Delay(failures, nil)
+			s.log.WithError(err).WithField("retry_in", wait).Warn("accept failed")
+			t := s.clk.NewTimer(wait)
 			select {
 			case <-t.C():
 			case <-s.quit:
@@ -319,7 +321,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			continue
 		}
-		backoff = 0
+		failures = 0
 		if !s.startConn(nc) {
 			_ = nc.Close()
 			return ErrServerClosed

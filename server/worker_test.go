@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/clock/clocktest"
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
@@ -245,7 +246,7 @@ func TestChecklistWorker(t *testing.T) {
 
 	t.Run("Worker/CanDoTimeoutMillisMin1000RequeueLateResult", func(t *testing.T) {
 		t.Parallel()
-		clk := newFakeClock()
+		clk := clocktest.New()
 		ts2 := startServer(t, func(o *Options) { o.Clock = clk })
 		c := ts2.dial(t)
 		w := ts2.dial(t)
@@ -300,7 +301,7 @@ func TestChecklistWorker(t *testing.T) {
 
 	t.Run("Worker/EpochNotBeforeWhenWakesSleepersDoesNotBlock", func(t *testing.T) {
 		t.Parallel()
-		clk := newFakeClock()
+		clk := clocktest.New()
 		ts2 := startServer(t, func(o *Options) { o.Clock = clk })
 		c := ts2.dial(t)
 		now := clk.Now().Unix()
@@ -346,7 +347,7 @@ func (c *tconn) submit2(typ protocol.Type, args ...string) string {
 // of the jobs the connection holds, as gearmand stops its timer.
 func TestPreSleepStopsCanDoTimeout(t *testing.T) {
 	t.Parallel()
-	clk := newFakeClock()
+	clk := clocktest.New()
 	ts := startServer(t, func(o *Options) { o.Clock = clk; o.JobRetries = 1 })
 	c := ts.dial(t)
 	w := ts.dial(t)
@@ -365,7 +366,7 @@ func TestPreSleepStopsCanDoTimeout(t *testing.T) {
 // JobRetries limit the client gets WORK_FAIL.
 func TestCanDoTimeoutCountsRetries(t *testing.T) {
 	t.Parallel()
-	clk := newFakeClock()
+	clk := clocktest.New()
 	ts := startServer(t, func(o *Options) { o.Clock = clk; o.JobRetries = 1 })
 	c := ts.dial(t)
 	w := ts.dial(t)

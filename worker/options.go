@@ -9,12 +9,15 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/gworkerd/gworkerd/internal/backoff"
 	"github.com/gworkerd/gworkerd/internal/clock"
+	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // Options configure a Worker. Zero fields take the defaults stated here.
 type Options struct {
-	// Servers are the job servers, "host:port" (port 4730 when omitted).
+	// Servers are the job servers, "host:port" (protocol.DefaultPort when
+	// omitted; see protocol.ParseServerAddr, whose errors New returns).
 	// The worker connects to every one. Required.
 	Servers []string
 	// Functions maps each function name (case-sensitive) to its handler
@@ -89,38 +92,25 @@ type FunctionConfig struct {
 }
 
 // Backoff is exponential backoff with jitter for reconnections. The n-th
-// consecutive failure waits min(Initial*Multiplier^(n-1), Max), randomised
-// by ±Jitter (a fraction); a successful registration resets it.
+// consecutive failure waits min(Initial*Multiplier^(n-1), Max), less a
+// random share of up to Jitter (a fraction) of it (internal/backoff says
+// why the jitter is below the wait, never above); a successful
+// registration resets it.
 type Backoff struct {
 	Initial    time.Duration // default 100ms
 	Max        time.Duration // default 10s
 	Multiplier float64       // default 2
-	Jitter     float64       // default 0.2; negative means none
+	Jitter     float64       // default 0.2; negative means none; above 1 means 1
+}
+
+// policy is b as the shared backoff.
+func (b Backoff) policy() backoff.Policy {
+	return backoff.Policy{Min: b.Initial, Max: b.Max, Multiplier: b.Multiplier, Jitter: b.Jitter}
 }
 
 func (b Backoff) withDefaults() Backoff {
-	if b.Initial <= 0 {
-		b.Initial = 100 * time.Millisecond
-	}
-	if b.Max <= 0 {
-		b.Max = 10 * time.Second
-	}
-	if b.Max < b.Initial {
-		b.Max = b.Initial
-	}
-	if b.Multiplier < 1 {
-		b.Multiplier = 2
-	}
-	if b.Jitter == 0 {
-		b.Jitter = 0.2
-	}
-	if b.Jitter < 0 {
-		b.Jitter = 0
-	}
-	if b.Jitter > 1 {
-		b.Jitter = 1
-	}
-	return b
+	p := b.policy().Fill(backoff.Policy{Min: 100 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2, Jitter: 0.2})
+	return Backoff{Initial: p.Min, Max: p.Max, Multiplier: p.Multiplier, Jitter: p.Jitter}
 }
 
 // EventKind says what an Event reports.
@@ -212,6 +202,11 @@ func (o Options) withDefaults() Options {
 func (o Options) validate() error {
 	if len(o.Servers) == 0 {
 		return ErrNoServers
+	}
+	for _, s := range o.Servers {
+		if _, err := protocol.ParseServerAddr(s); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
 	}
 	if len(o.Functions) == 0 {
 		return ErrNoFunctions

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"math/rand/v2"
 	"sort"
 	"strconv"
 	"time"
@@ -50,7 +49,7 @@ func (w *Worker) serve(ctx context.Context, addr string) {
 			}
 		}
 		failures++
-		t := w.opts.Clock.NewTimer(w.backoff(failures))
+		t := w.opts.Clock.NewTimer(w.opts.Backoff.policy().Delay(failures, nil))
 		select {
 		case <-t.C():
 		case <-ctx.Done():
@@ -58,20 +57,6 @@ func (w *Worker) serve(ctx context.Context, addr string) {
 		}
 		t.Stop()
 	}
-}
-
-// backoff returns the wait before reconnection attempt n (n >= 1).
-func (w *Worker) backoff(n int) time.Duration {
-	b := w.opts.Backoff
-	d := float64(b.Initial)
-	for i := 1; i < n && d < float64(b.Max); i++ {
-		d *= b.Multiplier
-	}
-	d = min(d, float64(b.Max))
-	if b.Jitter > 0 {
-		d *= 1 + b.Jitter*(2*rand.Float64()-1)
-	}
-	return time.Duration(d)
 }
 
 func (w *Worker) setConnected(addr string, ok bool) {

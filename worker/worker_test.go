@@ -27,6 +27,9 @@ func TestNewValidates(t *testing.T) {
 		{"no servers", worker.Options{Functions: map[string]worker.FunctionConfig{"f": {Handler: h}}}, worker.ErrNoServers},
 		{"no functions", worker.Options{Servers: []string{"127.0.0.1:1"}}, worker.ErrNoFunctions},
 		{"nil handler", worker.Options{Servers: []string{"127.0.0.1:1"}, Functions: map[string]worker.FunctionConfig{"f": {}}}, nil},
+		{"empty server", worker.Options{Servers: []string{"127.0.0.1:1", " "}, Functions: map[string]worker.FunctionConfig{"f": {Handler: h}}}, protocol.ErrBadAddr},
+		{"bad port", worker.Options{Servers: []string{"127.0.0.1:99999"}, Functions: map[string]worker.FunctionConfig{"f": {Handler: h}}}, protocol.ErrBadAddr},
+		{"doubled brackets", worker.Options{Servers: []string{"[[::1]]"}, Functions: map[string]worker.FunctionConfig{"f": {Handler: h}}}, protocol.ErrBadAddr},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -619,8 +619,8 @@ func TestBinaryUserAndLimits(t *testing.T) {
 	}
 	for _, line := range strings.Split(string(status), "\n") {
 		if f := strings.Fields(line); len(f) >= 3 && f[0] == "Uid:" {
-			if f[1] != strconv.Itoa(nobody.uid) || f[2] != strconv.Itoa(nobody.uid) {
-				t.Errorf("after -u nobody: %s, want uid %d", line, nobody.uid)
+			if want := strconv.FormatUint(uint64(nobody.UID), 10); f[1] != want || f[2] != want {
+				t.Errorf("after -u nobody: %s, want uid %s", line, want)
 			}
 		}
 	}

@@ -456,7 +456,7 @@ func TestLookupUser(t *testing.T) {
 		t.Errorf("unknown user: %v", err)
 	}
 	c, err := lookupUser("root", 0, src)
-	if err != nil || c.uid != 0 || c.gid != 0 {
+	if err != nil || c.UID != 0 || c.GID != 0 {
 		t.Errorf("root: %+v, %v", c, err)
 	}
 }

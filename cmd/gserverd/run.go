@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/sysuser"
 	"github.com/gworkerd/gworkerd/internal/version"
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server"
@@ -106,7 +107,7 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 		defer pf.Remove()
 	}
 
-	var creds *credentials
+	var creds *sysuser.User
 	if cfg.User != "" {
 		if creds, err = lookupUser(cfg.User, os.Geteuid(), cfg.Source("user")); err != nil {
 			return err
@@ -177,7 +178,7 @@ func serve(cfg *config.Server, lookupEnv func(string) (string, bool), stderr io.
 	}
 	defer web.stop()
 	if creds != nil {
-		if err := switchTo(creds); err != nil {
+		if err := creds.Become(); err != nil {
 			return err
 		}
 	}

@@ -3,13 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os/user"
-	"strconv"
 	"syscall"
 
 	daemon "github.com/sevlyar/go-daemon"
 
 	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/sysuser"
 )
 
 // maxConnections resolves --max-connections: -1 derives it from the
@@ -46,55 +45,17 @@ func setFileLimit(n int, src config.Source) error {
 	return nil
 }
 
-// credentials is a user to switch to.
-type credentials struct {
-	name     string
-	uid, gid int
-	groups   []int
-}
-
 // lookupUser checks -u/--user before anything is bound: the user must
 // exist and we must be root.
-func lookupUser(name string, euid int, src config.Source) (*credentials, error) {
+func lookupUser(name string, euid int, src config.Source) (*sysuser.User, error) {
 	if euid != 0 {
 		return nil, fmt.Errorf("%s: switching to user %q needs root (running as uid %d)", src, name, euid)
 	}
-	u, err := user.Lookup(name)
+	u, err := sysuser.Lookup(name)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
-	c := &credentials{name: name}
-	if c.uid, err = strconv.Atoi(u.Uid); err != nil {
-		return nil, fmt.Errorf("%s: user %q has a non-numeric uid %q", src, name, u.Uid)
-	}
-	if c.gid, err = strconv.Atoi(u.Gid); err != nil {
-		return nil, fmt.Errorf("%s: user %q has a non-numeric gid %q", src, name, u.Gid)
-	}
-	gids, _ := u.GroupIds()
-	for _, g := range gids {
-		if n, err := strconv.Atoi(g); err == nil {
-			c.groups = append(c.groups, n)
-		}
-	}
-	if len(c.groups) == 0 {
-		c.groups = []int{c.gid}
-	}
-	return c, nil
-}
-
-// switchTo drops root for c: groups, gid, then uid (Go applies them to
-// every thread).
-func switchTo(c *credentials) error {
-	if err := syscall.Setgroups(c.groups); err != nil {
-		return fmt.Errorf("switch to user %s: setgroups: %w", c.name, err)
-	}
-	if err := syscall.Setgid(c.gid); err != nil {
-		return fmt.Errorf("switch to user %s: setgid: %w", c.name, err)
-	}
-	if err := syscall.Setuid(c.uid); err != nil {
-		return fmt.Errorf("switch to user %s: setuid: %w", c.name, err)
-	}
-	return nil
+	return &u, nil
 }
 
 // pidFile is a locked pid file of a foreground gserverd.

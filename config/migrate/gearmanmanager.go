@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/gworkerd/gworkerd/protocol"
 )
 
 // GearmanManager converts a GearmanManager configuration into gworkerd's.
@@ -127,7 +129,6 @@ const (
 	gmDefaultLifetime = 3600 // max_worker_lifetime
 	gmDefaultSplay    = 600  // worker_restart_splay
 	gmDefaultStopWait = 60   // seconds between SIGTERM and SIGKILL at stop
-	gmDefaultPort     = "4730"
 	gmGlobal          = "GearmanManager"
 )
 
@@ -184,7 +185,7 @@ func mapGearmanManager(secs []gmSection, res *Result) {
 		}
 		for _, h := range items {
 			if h = strings.TrimSpace(h); h != "" {
-				c.Servers = append(c.Servers, withPort(h))
+				c.Servers = append(c.Servers, protocol.ServerAddr(h))
 			}
 		}
 	}
@@ -463,22 +464,6 @@ func gmTrue(v gmVal) bool {
 		return len(v.list) > 0 || v.nested
 	}
 	return v.s != "" && v.s != "0"
-}
-
-// withPort adds the Gearman port to a host without one.
-func withPort(h string) string {
-	switch {
-	case strings.HasPrefix(h, "["):
-		if strings.Contains(h, "]:") {
-			return h
-		}
-		return h + ":" + gmDefaultPort
-	case strings.Count(h, ":") == 1:
-		return h
-	case strings.Count(h, ":") > 1: // a bare IPv6 address
-		return "[" + h + "]:" + gmDefaultPort
-	}
-	return h + ":" + gmDefaultPort
 }
 
 // parseGMIni reads a GearmanManager .ini file the way PHP's

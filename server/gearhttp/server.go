@@ -68,6 +68,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/gworkerd/gworkerd/internal/backoff"
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server"
 )
@@ -183,7 +184,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		_ = ln.Close()
 	}()
 
-	var backoff time.Duration
+	failures := 0 // consecutive failed accepts
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -194,9 +195,10 @@ func (s *Server) Serve(ln net.Listener) error {
 				return fmt.Errorf("gearhttp: accept: %w", err)
 			}
 			// EMFILE, ECONNABORTED...: wait a little and go on.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.WithError(err).WithField("retry_in", backoff).Warn("accept failed")
-			t := time.NewTimer(backoff)
+			failures++
+			wait := backoff.Policy{Min: 5 * time.Millisecond, Max: time.Second}.Delay(failures, nil)
+			s.log.WithError(err).WithField("retry_in", wait).Warn("accept failed")
+			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
 			case <-s.quit:
@@ -205,7 +207,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			continue
 		}
-		backoff = 0
+		failures = 0
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()

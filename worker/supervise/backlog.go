@@ -45,7 +45,10 @@ func AdminBacklog(servers []string, dialTimeout time.Duration) func(ctx context.
 }
 
 func adminStatus(ctx context.Context, addr string, timeout time.Duration) ([]protocol.FunctionStatus, error) {
-	addr = protocol.ServerAddr(addr)
+	addr, err := protocol.ParseServerAddr(addr)
+	if err != nil {
+		return nil, fmt.Errorf("supervise: backlog: %w", err)
+	}
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {

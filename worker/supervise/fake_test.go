@@ -5,104 +5,13 @@ import (
 	"errors"
 	"io"
 	"os"
-	"sort"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gworkerd/gworkerd/internal/clock"
+	"github.com/gworkerd/gworkerd/internal/clock/clocktest"
 )
-
-// fakeClock is a manual clock: timers fire when Advance passes them.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c     *fakeClock
-	at    time.Time
-	f     func()
-	ch    chan time.Time
-	armed bool
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) clock.Timer {
-	return c.add(d, f, nil)
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) clock.Timer {
-	return c.add(d, nil, make(chan time.Time, 1))
-}
-
-func (c *fakeClock) add(d time.Duration, f func(), ch chan time.Time) *fakeTimer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), f: f, ch: ch, armed: true}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-// Advance moves the time on and fires the due timers in order; AfterFunc
-// functions run synchronously.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	end := c.now.Add(d)
-	c.mu.Unlock()
-	for {
-		c.mu.Lock()
-		sort.SliceStable(c.timers, func(i, j int) bool { return c.timers[i].at.Before(c.timers[j].at) })
-		var due *fakeTimer
-		for _, t := range c.timers {
-			if t.armed && !t.at.After(end) {
-				due = t
-				break
-			}
-		}
-		if due == nil {
-			c.now = end
-			c.mu.Unlock()
-			return
-		}
-		due.armed = false
-		c.now = due.at
-		c.mu.Unlock()
-		if due.f != nil {
-			due.f()
-		} else {
-			select {
-			case due.ch <- due.at:
-			default:
-			}
-		}
-	}
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.ch }
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.armed
-	t.armed = false
-	return was
-}
-func (t *fakeTimer) Reset(d time.Duration) bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.armed
-	t.at, t.armed = t.c.now.Add(d), true
-	return was
-}
 
 // fakeStarter starts in-process fake children.
 type fakeStarter struct {
@@ -208,7 +117,7 @@ func noStart(t *testing.T, s *Supervisor, fs *fakeStarter) {
 // limit has passed; it returns the child (nil if none) and the time it
 // took. The ticker re-arms its timer asynchronously, so each step gives
 // it a moment.
-func advanceUntilStart(t *testing.T, s *Supervisor, fs *fakeStarter, clk *fakeClock, step, limit time.Duration) (*fakeProc, time.Duration) {
+func advanceUntilStart(t *testing.T, s *Supervisor, fs *fakeStarter, clk *clocktest.Clock, step, limit time.Duration) (*fakeProc, time.Duration) {
 	t.Helper()
 	for el := time.Duration(0); el < limit; {
 		clk.Advance(step)
@@ -223,8 +132,8 @@ func advanceUntilStart(t *testing.T, s *Supervisor, fs *fakeStarter, clk *fakeCl
 	return nil, limit
 }
 
-func fakeRun(t *testing.T, f FunctionSpec, opts Options) (*Supervisor, *fakeStarter, *fakeClock) {
-	fs, clk := newFakeStarter(), newFakeClock()
+func fakeRun(t *testing.T, f FunctionSpec, opts Options) (*Supervisor, *fakeStarter, *clocktest.Clock) {
+	fs, clk := newFakeStarter(), clocktest.New()
 	opts.Starter, opts.Clock = fs, clk
 	opts.Functions = []FunctionSpec{f}
 	opts.Executable = "/fake"

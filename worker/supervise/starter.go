@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"runtime"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gworkerd/gworkerd/internal/cgroup"
+	"github.com/gworkerd/gworkerd/internal/sysuser"
 )
 
 // ChildSpec is what a Starter needs to start one child.
@@ -169,13 +169,13 @@ func (s *ExecStarter) Start(spec ChildSpec) (Process, error) {
 	}
 	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if spec.User != "" {
-		cred, err := credential(spec.User)
+		u, err := sysuser.Lookup(spec.User)
 		if err != nil {
 			closeFiles(pr, pw, jf)
 			jobs.close()
-			return nil, err
+			return nil, fmt.Errorf("supervise: start %s: %w", spec.Function, err)
 		}
-		attr.Credential = cred
+		attr.Credential = u.Credential() // supplementary groups included
 	}
 	var v1 *cgroup.Group
 	if g := spec.Cgroup; g != nil && g.Version == cgroup.V2 {
@@ -273,33 +273,6 @@ func withoutEnv(env []string, key string) []string {
 		}
 	}
 	return out
-}
-
-func credential(name string) (*syscall.Credential, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("supervise: user %q: %w", name, err)
-	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("supervise: user %q: non-numeric uid/gid", name)
-	}
-	// The user's supplementary groups too, as initgroups(3) sets them
-	// (su, systemd's User=): an empty list would drop them all.
-	ids, err := u.GroupIds()
-	if err != nil {
-		return nil, fmt.Errorf("supervise: user %q: groups: %w", name, err)
-	}
-	groups := make([]uint32, 0, len(ids))
-	for _, id := range ids {
-		g, err := strconv.ParseUint(id, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("supervise: user %q: non-numeric group id %q", name, id)
-		}
-		groups = append(groups, uint32(g))
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, nil
 }
 
 type execProcess struct {
