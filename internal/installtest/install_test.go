@@ -293,9 +293,9 @@ func TestInstallFromSource(t *testing.T) {
 	installShims(t, shims)
 	bin := newBin(t, base)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testpeer.FreePort(t)))
-	controlSocket := filepath.Join(root, "run/gworkerd/gworkerd.sock")
-	sd := startFakeSystemd(t, root, base, systemctl, map[string]func(context.Context, string) error{
-		"gserverd.service": func(ctx context.Context, _ string) error {
+	config := filepath.Join(root, "etc/gworkerd/gworkerd.yaml")
+	sd := startFakeSystemd(t, root, base, systemctl, map[string]func(context.Context) error{
+		"gserverd.service": func(ctx context.Context) error {
 			return poll(ctx, func() error {
 				c, err := net.DialTimeout("tcp", addr, time.Second)
 				if err == nil {
@@ -304,11 +304,21 @@ func TestInstallFromSource(t *testing.T) {
 				return err
 			})
 		},
-		"gworkerd.service": func(ctx context.Context, _ string) error {
-			return poll(ctx, func() error { _, err := os.Stat(controlSocket); return err })
+		// Its control socket answers status once its signal handlers are
+		// in place (it listens before): a reload right after the start
+		// would otherwise end it.
+		"gworkerd.service": func(ctx context.Context) error {
+			return poll(ctx, func() error {
+				cmd := exec.CommandContext(ctx, filepath.Join(root, sbinDir, "gworkerd"), "status", "-c", config)
+				cmd.Env = lineEnv("", "", "")
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					return fmt.Errorf("gworkerd status: %w: %s", err, out)
+				}
+				return nil
+			})
 		},
 	})
-	config := filepath.Join(root, "etc/gworkerd/gworkerd.yaml")
 	r := &lineRunner{dir: mod, root: root, env: lineEnv(root, bin, shims,
 		"GWORKERD_CONFIG="+config, "GCLIENT_SERVERS="+addr,
 		envSock+"="+sd.sock(), envSysusers+"="+sysusers, envTmpfiles+"="+tmpfiles)}
@@ -346,7 +356,9 @@ func TestInstallFromSource(t *testing.T) {
 		if sd.mainPID("gworkerd.service") != 0 {
 			return // the unit's, stopped by the fake systemd
 		}
-		out, err := exec.Command(filepath.Join(root, sbinDir, "gworkerd"), "stop", "-c", config).CombinedOutput()
+		cmd := exec.Command(filepath.Join(root, sbinDir, "gworkerd"), "stop", "-c", config)
+		cmd.Env = lineEnv("", "", "")
+		out, err := cmd.CombinedOutput()
 		t.Logf("cleanup: gworkerd stop: %v %s", err, out)
 	})
 	r.run(t, blockByHand, blocks[blockByHand])

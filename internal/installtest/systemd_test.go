@@ -37,8 +37,8 @@ import (
 // does not race it (by hand, lines are seconds apart).
 type fakeSystemd struct {
 	root      string
-	systemctl string                                         // the real one, for enable
-	ready     map[string]func(context.Context, string) error // by unit name; the arg is the main pid
+	systemctl string                                 // the real one, for enable
+	ready     map[string]func(context.Context) error // by unit name
 	ln        net.Listener
 	wg        sync.WaitGroup // the accept loop
 
@@ -89,7 +89,7 @@ func unitDirs() []string {
 
 // startFakeSystemd serves systemctl requests on a socket in dir until the
 // test ends, then stops every unit still running.
-func startFakeSystemd(t *testing.T, root, dir, systemctl string, ready map[string]func(context.Context, string) error) *fakeSystemd {
+func startFakeSystemd(t *testing.T, root, dir, systemctl string, ready map[string]func(context.Context) error) *fakeSystemd {
 	t.Helper()
 	ln, err := net.Listen("unix", filepath.Join(dir, "systemctl.sock"))
 	if err != nil {
@@ -417,7 +417,7 @@ func (s *fakeSystemd) startLocked(name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- ready(ctx, strconv.Itoa(cmd.Process.Pid)) }()
+	go func() { errc <- ready(ctx) }()
 	select {
 	case err := <-errc:
 		if err != nil {
