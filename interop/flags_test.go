@@ -41,7 +41,7 @@ const serves = -1
 // gearmand is the outcome the test checks gearmand against (so the table
 // is a measurement of gearmand, not a belief); gserverd is ours. They
 // differ only where why says why (a decision of issue 11 or
-// PROTOCOL.md section 0).
+// docs/PROTOCOL.md section 0).
 type flagForm struct {
 	args     []string // $TMP is a private directory, $PORT a free port
 	mode     int

@@ -54,10 +54,10 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	if out, err := exec.Command("cp", "-a", sysUnits, filepath.Join(root, "usr/lib/systemd")+"/").CombinedOutput(); err != nil {
 		t.Fatalf("copy %s: %v %s", sysUnits, err, out)
 	}
-	copyFile(t, gworkerdBin, filepath.Join(root, "usr/local/bin/gworkerd"), 0o755)
+	copyFile(t, gworkerdBin, filepath.Join(root, "usr/local/sbin/gworkerd"), 0o755)
 	// verify only needs an executable at the path gserverd.service
 	// names; the gworkerd binary stands in for gserverd.
-	copyFile(t, gworkerdBin, filepath.Join(root, "usr/local/bin/gserverd"), 0o755)
+	copyFile(t, gworkerdBin, filepath.Join(root, "usr/local/sbin/gserverd"), 0o755)
 	kill, err := exec.LookPath("kill")
 	if err != nil {
 		t.Fatal(err)

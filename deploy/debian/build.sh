@@ -1,7 +1,7 @@
 #!/bin/sh
 # Build the gworkerd Debian package: build.sh BINDIR. Stages the binaries
 # (static, stripped), the units with the package's paths, man pages made
-# from each command's --help and the changelog in BINDIR/deb, then packs
+# from each command's --help (make man) and the changelog in BINDIR/deb, then packs
 # BINDIR/gworkerd.deb with nfpm (deploy/debian/nfpm.yaml).
 set -eu
 export LC_ALL=C
@@ -25,20 +25,17 @@ DEB_ARCH=$($GO env GOARCH)
 CGO_ENABLED=0 $GO build -trimpath -ldflags="-s -w -X github.com/gworkerd/gworkerd/internal/version.stamp=${VERSION:-$DEB_VERSION}" -o "$DEB_STAGE/" ./cmd/gserverd ./cmd/gworkerd ./cmd/gclient
 
 for u in gserverd gworkerd; do
-	sed -e 's#/usr/local/bin/#/usr/sbin/#g' \
+	sed -e 's#/usr/local/sbin/#/usr/sbin/#g' \
 		-e 's#^\# Install: .*#\# Installed by the gworkerd package; the config is a conffile.#' \
 		-e '/^\# then: systemctl/d' \
 		"deploy/$u.service" >"$DEB_STAGE/$u.service"
 done
 
-man() { # name section summary [subcommands]
-	$GO run ./internal/mangen -bin "$DEB_STAGE/$1" -section "$2" -summary "$3" -sub "${4:-}" \
-		-source "gworkerd $DEB_VERSION" -out "$DEB_STAGE/$1.$2"
-	gzip -9n "$DEB_STAGE/$1.$2"
-}
-man gserverd 8 "Gearman job server, a drop-in for gearmand" queue
-man gworkerd 8 "supervised Gearman worker daemon"
-man gclient 1 "submit Gearman jobs and run the job servers' admin commands"
+# The man pages, made as make build makes them (make man), compressed.
+${MAKE:-make} -s man BIN="$DEB_STAGE" GO="$GO" MANSOURCE="gworkerd $DEB_VERSION"
+for page in gserverd.8 gworkerd.8 gclient.1; do
+	gzip -9n <"$DEB_STAGE/man/$page" >"$DEB_STAGE/$page.gz"
+done
 
 {
 	echo "gworkerd ($DEB_VERSION) unstable; urgency=medium"
