@@ -66,6 +66,9 @@ func (h fleetHandler) Fence() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fenced = true
+	if s.fencedFreed == nil {
+		s.fencedFreed = make(map[store.Ref]struct{})
+	}
 	n := 0
 	for _, j := range s.jobs {
 		if j.key() == "" {
@@ -104,6 +107,11 @@ func (h fleetHandler) Adopt(c store.Claim) {
 				held[store.Ref{Function: j.fn.name, Key: k}] = j
 			}
 		}
+		// Jobs that ended while fenced: their records may still be in
+		// the re-read (their deletes are under way), but they are done.
+		for r := range s.fencedFreed {
+			held[r] = nil
+		}
 	} else {
 		s.claims = append(s.claims, rec)
 		if len(s.claims) > maxClaimsKept {
@@ -133,8 +141,10 @@ func (h fleetHandler) Adopt(c store.Claim) {
 		end := len(c.Jobs) - start
 		for i := end - 1; i >= max(0, end-adoptChunk); i-- {
 			r := c.Jobs[i]
-			if hj := held[r.Ref()]; hj != nil {
-				hj.ext.fenced = false // still ours: requeued if it comes back
+			if hj, ok := held[r.Ref()]; ok {
+				if hj != nil {
+					hj.ext.fenced = false // still ours: requeued if it comes back
+				}
 				continue
 			}
 			j := s.adoptRecord(r, now, true)
@@ -154,6 +164,7 @@ func (h fleetHandler) Adopt(c store.Claim) {
 	if c.Own {
 		s.mu.Lock()
 		s.fenced = false
+		s.fencedFreed = nil
 		s.mu.Unlock()
 	}
 	if len(unkeyed) > 0 {

@@ -208,6 +208,9 @@ type Server struct {
 	fleet  *fleetRun
 	claims []*claimRec
 	fenced bool // the fleet fenced the server: stored jobs are not queued
+	// fencedFreed are the stored jobs that ended while fenced, which the
+	// re-read after the fence must not bring back.
+	fencedFreed map[store.Ref]struct{}
 }
 
 type counters struct {

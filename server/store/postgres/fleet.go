@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gworkerd/gworkerd/internal/clock"
 	"github.com/gworkerd/gworkerd/server/store"
@@ -31,6 +33,9 @@ const (
 	orphanSweepEvery = 30 * time.Second
 	sweepAfterClaim  = 30 * time.Second
 )
+
+// claimChunk is how many records one claim or sweep transaction moves.
+const claimChunk = 2000
 
 // fleet is the membership of a Store with Options.Member set: the lease
 // row, the heartbeat, claims of expired members' records, and fencing.
@@ -67,17 +72,24 @@ type fleet struct {
 
 	qBeat, qJoin, qList, qMine, qAlive, qExpired, qTake, qDrop, qOrphans, qLate string
 
+	// hb is the heartbeat's own small pool: a load of adds and deletes
+	// on the store's pool must not delay the lease.
+	hb *pgxpool.Pool
+
 	stop    chan struct{}
 	done    chan struct{} // run returned
 	watched chan struct{} // watch returned
+	served  chan struct{} // serveLoop returned
 
 	mu          sync.Mutex // guards the fields below
 	epoch       int64
 	goodUntil   time.Time // local: the lease is confirmed until then
 	fenced      bool
 	h           store.FleetHandler
-	fencePend   bool // fenced while no handler was attached: tell it on attach
-	resync      bool // after a fence: hand the server the records it still owns
+	fencePend   bool  // fenced while no handler was attached: tell it on attach
+	lostPend    bool  // the lease was lost and the member has not joined again
+	fences      int64 // fences so far: a re-read ends the fence only if none came meanwhile
+	resync      bool  // after a fence: hand the server the records it still owns
 	list        []store.Member
 	claims      int64
 	claimedJobs int64
@@ -100,6 +112,7 @@ func newFleet(s *Store, opts Options, table []string) *fleet {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		watched:  make(chan struct{}),
+		served:   make(chan struct{}),
 	}
 	m, q := f.members, s.table
 	// Epochs only grow, also across a lease row claimed and made again:
@@ -115,12 +128,19 @@ WHERE member = $1 AND epoch = $2`
 	f.qAlive = "SELECT 1 FROM " + m + " WHERE member = $1 AND epoch = $2 AND expires_at > now() FOR SHARE"
 	f.qExpired = "SELECT member, EXTRACT(EPOCH FROM now() - expires_at)::float8 FROM " + m +
 		" WHERE member <> $1 AND expires_at < now() ORDER BY member FOR UPDATE SKIP LOCKED"
-	f.qTake = "UPDATE " + q + " SET gserverd_owner = $1 WHERE gserverd_owner = $2 RETURNING " + returnCols
-	f.qDrop = "DELETE FROM " + m + " WHERE member = ANY($1)"
-	f.qOrphans = "UPDATE " + q + " SET gserverd_owner = $1 WHERE gserverd_owner <> $1 AND NOT EXISTS (SELECT 1 FROM " +
-		m + " WHERE " + m + ".member = " + q + ".gserverd_owner) RETURNING " + returnCols
-	f.qLate = "UPDATE " + q + " SET gserverd_owner = $1 WHERE gserverd_owner = ANY($2) AND NOT EXISTS (SELECT 1 FROM " +
-		m + " WHERE " + m + ".member = " + q + ".gserverd_owner) RETURNING " + returnCols
+	// Records move in chunks of claimChunk, each its own transaction,
+	// so that a dead member's backlog of any size is taken within the
+	// heartbeat's deadlines; FOR UPDATE SKIP LOCKED lets two members take
+	// chunks side by side, never the same record.
+	chunk := func(where string) string {
+		return "UPDATE " + q + " SET gserverd_owner = $1 WHERE ctid = ANY(ARRAY(SELECT ctid FROM " + q + " WHERE " + where +
+			" LIMIT " + strconv.Itoa(claimChunk) + " FOR UPDATE SKIP LOCKED)) RETURNING " + returnCols
+	}
+	noMember := "NOT EXISTS (SELECT 1 FROM " + m + " WHERE " + m + ".member = " + q + ".gserverd_owner)"
+	f.qTake = chunk("gserverd_owner = $2")
+	f.qDrop = "DELETE FROM " + m + " WHERE member = $1 AND NOT EXISTS (SELECT 1 FROM " + q + " WHERE gserverd_owner = $1)"
+	f.qOrphans = chunk("gserverd_owner <> $1 AND " + noMember)
+	f.qLate = chunk("gserverd_owner = ANY($2) AND " + noMember)
 	return f
 }
 
@@ -136,21 +156,19 @@ func (f *fleet) migrateStmts(indexName string) []string {
 	}
 }
 
-// join takes (or renews) the member's lease with a new epoch and takes
-// the records nobody owns, before the server replays this member's.
+// join takes (or renews) the member's lease with a new epoch, before the
+// server replays this member's records. The records nobody owns are
+// taken by the first sweep, in chunks, once the server serves.
 func (f *fleet) join(ctx context.Context) error {
 	sent := f.clk.Now()
 	var epoch int64
-	if err := f.st.pool.QueryRow(ctx, f.qJoin, f.member, micros(f.timeout)).Scan(&epoch); err != nil {
+	if err := f.hb.QueryRow(ctx, f.qJoin, f.member, micros(f.timeout)).Scan(&epoch); err != nil {
 		return fmt.Errorf("postgres: join fleet as member %q: %w", f.member, err)
 	}
 	f.mu.Lock()
 	f.epoch = epoch
 	f.goodUntil = sent.Add(f.goodFor())
 	f.mu.Unlock()
-	if _, err := f.sweep(ctx, true, nil); err != nil {
-		return fmt.Errorf("postgres: join fleet as member %q: %w", f.member, err)
-	}
 	return nil
 }
 
@@ -166,12 +184,53 @@ func (f *fleet) goodFor() time.Duration {
 func (f *fleet) start() {
 	go f.run()
 	go f.watch()
+	go f.serveLoop()
 }
 
 func (f *fleet) close() {
 	close(f.stop)
 	<-f.done
 	<-f.watched
+	<-f.served
+	f.hb.Close()
+}
+
+// stopCtx is a context that ends at close.
+func (f *fleet) stopCtx() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-f.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// serveLoop hands the server what it should serve, every heartbeat
+// interval, on a goroutine of its own: a long claim must not hold up
+// the heartbeat.
+func (f *fleet) serveLoop() {
+	defer close(f.served)
+	ctx, cancel := f.stopCtx()
+	defer cancel()
+	t := f.clk.NewTimer(f.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C():
+		}
+		f.mu.Lock()
+		ok := !f.lostPend
+		f.mu.Unlock()
+		if ok {
+			f.serve(ctx)
+		}
+		t.Reset(f.interval)
+	}
 }
 
 // watch fences the member when its lease runs out unconfirmed, on a
@@ -200,15 +259,8 @@ func (f *fleet) watch() {
 
 func (f *fleet) run() {
 	defer close(f.done)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := f.stopCtx()
 	defer cancel()
-	go func() {
-		select {
-		case <-f.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	t := f.clk.NewTimer(f.interval)
 	defer t.Stop()
 	for {
@@ -222,15 +274,15 @@ func (f *fleet) run() {
 	}
 }
 
-// round is one heartbeat: renew the lease (or find it lost and join
-// again), then, holding it, give the server what it should serve.
+// round is one heartbeat: renew the lease, or find it lost and join
+// again.
 func (f *fleet) round(ctx context.Context) {
 	sent := f.clk.Now()
 	cctx, cancel := context.WithTimeout(ctx, f.interval)
 	f.mu.Lock()
 	epoch := f.epoch
 	f.mu.Unlock()
-	tag, err := f.st.pool.Exec(cctx, f.qBeat, f.member, epoch, micros(f.timeout))
+	tag, err := f.hb.Exec(cctx, f.qBeat, f.member, epoch, micros(f.timeout))
 	cancel()
 	switch {
 	case err != nil:
@@ -251,6 +303,7 @@ func (f *fleet) round(ctx context.Context) {
 	case tag.RowsAffected() == 0:
 		f.mu.Lock()
 		f.lost++
+		f.lostPend = true
 		f.mu.Unlock()
 		f.fence("lease lost: another member claimed this member's records")
 		jctx, cancel := context.WithTimeout(ctx, f.timeout)
@@ -261,20 +314,22 @@ func (f *fleet) round(ctx context.Context) {
 			return
 		}
 		f.mu.Lock()
-		f.st.log.WithFields(map[string]any{"member": f.member, "epoch": f.epoch}).Warn("fleet: joined again after losing the lease")
+		f.lostPend = false
+		epoch := f.epoch
 		f.mu.Unlock()
+		f.st.log.WithFields(map[string]any{"member": f.member, "epoch": epoch}).Warn("fleet: joined again after losing the lease")
 	default:
 		f.mu.Lock()
 		f.goodUntil = sent.Add(f.goodFor())
 		f.mu.Unlock()
 	}
-	f.serve(ctx)
 }
 
 // fence marks the lease unconfirmed and tells the server, once per
 // fence.
 func (f *fleet) fence(why string) {
 	f.mu.Lock()
+	f.fences++
 	if f.fenced {
 		f.mu.Unlock()
 		return
@@ -302,30 +357,32 @@ func (f *fleet) serve(ctx context.Context) {
 		return
 	}
 	f.mu.Lock()
-	h, resync := f.h, f.resync
+	h, resync, fenced := f.h, f.resync, f.fenced
 	f.mu.Unlock()
 	if h == nil {
 		return
 	}
 	if resync {
-		// The fence ends once the server holds what this member still
-		// owns: until then Add is refused, so that no record is written
-		// that the re-read could miss or double.
-		jobs, err := f.mine(cctx)
+		f.resyncOwn(ctx, h)
+		return
+	}
+	if fenced {
+		return // the lease runs out unconfirmed: no claim
+	}
+	// Claims, then the sweeps, chunk after chunk while there are more,
+	// each chunk handed to the server at once; a fence stops them.
+	for more := true; more && ctx.Err() == nil; {
+		var claims []store.Claim
+		var err error
+		claims, more, err = f.claim(cctx)
 		if err != nil {
-			f.st.log.WithError(err).Warn("fleet: read own records after a fence")
+			f.st.log.WithError(err).Warn("fleet: claim expired members")
+			more = false
+		}
+		f.adopt(h, claims)
+		if f.isFenced() {
 			return
 		}
-		h.Adopt(store.Claim{From: f.member, Own: true, Jobs: jobs, At: f.clk.Now()})
-		f.mu.Lock()
-		f.resync = false
-		f.fenced = false
-		f.mu.Unlock()
-		f.st.log.WithFields(map[string]any{"member": f.member, "records": len(jobs)}).Warn("fleet: lease confirmed again; serving this member's records")
-	}
-	claims, err := f.claim(cctx)
-	if err != nil {
-		f.st.log.WithError(err).Warn("fleet: claim expired members")
 	}
 	f.mu.Lock()
 	now := f.clk.Now()
@@ -339,18 +396,68 @@ func (f *fleet) serve(ctx context.Context) {
 		late = append(late, id)
 	}
 	f.mu.Unlock()
-	if full || len(late) > 0 {
+	for more := full || len(late) > 0; more && ctx.Err() == nil && !f.isFenced(); {
 		c, err := f.sweep(cctx, full, late)
 		if err != nil {
 			f.st.log.WithError(err).Warn("fleet: take orphaned records")
-		} else if len(c.Jobs) > 0 {
-			claims = append(claims, c)
+			return
 		}
+		more = len(c.Jobs) == claimChunk
+		f.adopt(h, []store.Claim{c})
 	}
+}
+
+func (f *fleet) isFenced() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fenced
+}
+
+// adopt hands claims with records to the server.
+func (f *fleet) adopt(h store.FleetHandler, claims []store.Claim) {
 	for _, c := range claims {
+		if len(c.Jobs) == 0 {
+			continue
+		}
 		f.st.log.WithFields(map[string]any{"member": f.member, "from": c.From, "jobs": len(c.Jobs), "expired_ago": c.Expired.String()}).Warn("fleet: claimed records")
 		h.Adopt(c)
 	}
+}
+
+// resyncOwn ends a fence once the lease is confirmed again: it waits for
+// the adds in flight (new ones are refused while fenced), re-reads the
+// records this member owns and hands them to the server. The fence ends
+// only if none came meanwhile and the lease is still good; else the
+// server is fenced again and the next round tries again.
+func (f *fleet) resyncOwn(ctx context.Context, h store.FleetHandler) {
+	f.mu.Lock()
+	gen := f.fences
+	good := f.clk.Now().Before(f.goodUntil) && !f.lostPend
+	f.mu.Unlock()
+	if !good {
+		return
+	}
+	f.st.adding.Lock() // every add that passed the lease check has ended
+	f.st.adding.Unlock()
+	jobs, err := f.mine(ctx)
+	if err != nil {
+		f.st.log.WithError(err).Warn("fleet: read own records after a fence")
+		return
+	}
+	h.Adopt(store.Claim{From: f.member, Own: true, Jobs: jobs, At: f.clk.Now()})
+	f.mu.Lock()
+	ok := f.fences == gen && f.clk.Now().Before(f.goodUntil) && !f.lostPend
+	if ok {
+		f.resync = false
+		f.fenced = false
+	}
+	f.mu.Unlock()
+	if !ok {
+		f.st.log.WithField("member", f.member).Warn("fleet: lease not confirmed during the re-read: fenced again")
+		h.Fence()
+		return
+	}
+	f.st.log.WithFields(map[string]any{"member": f.member, "records": len(jobs)}).Warn("fleet: lease confirmed again; serving this member's records")
 }
 
 func (f *fleet) readList(ctx context.Context) error {
@@ -398,15 +505,15 @@ func (f *fleet) mine(ctx context.Context) ([]store.Job, error) {
 // errNotAlive aborts a claim by a member whose lease is not good.
 var errNotAlive = errors.New("lease not good")
 
-// claim takes the records of every expired member, in one transaction
-// that also deletes their lease rows.
-func (f *fleet) claim(ctx context.Context) ([]store.Claim, error) {
+// claim takes a chunk of records of every expired member, in one
+// transaction; a member's lease row goes with its last records. more
+// says whether a chunk was full (more records to take).
+func (f *fleet) claim(ctx context.Context) (claims []store.Claim, more bool, err error) {
 	f.mu.Lock()
 	epoch := f.epoch
 	f.mu.Unlock()
-	var claims []store.Claim
-	err := pgx.BeginFunc(ctx, f.st.pool, func(tx pgx.Tx) error {
-		claims = claims[:0]
+	err = pgx.BeginFunc(ctx, f.st.pool, func(tx pgx.Tx) error {
+		claims, more = claims[:0], false
 		var one int
 		if err := tx.QueryRow(ctx, f.qAlive, f.member, epoch).Scan(&one); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
@@ -418,7 +525,6 @@ func (f *fleet) claim(ctx context.Context) ([]store.Claim, error) {
 		if err != nil {
 			return err
 		}
-		var dead []string
 		for rows.Next() {
 			var id string
 			var ago float64
@@ -426,15 +532,11 @@ func (f *fleet) claim(ctx context.Context) ([]store.Claim, error) {
 				rows.Close()
 				return err
 			}
-			dead = append(dead, id)
 			claims = append(claims, store.Claim{From: id, Expired: time.Duration(ago * float64(time.Second))})
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
-		}
-		if len(dead) == 0 {
-			return nil
 		}
 		for i := range claims {
 			jobs, err := f.take(ctx, tx, f.qTake, f.member, claims[i].From)
@@ -442,15 +544,21 @@ func (f *fleet) claim(ctx context.Context) ([]store.Claim, error) {
 				return err
 			}
 			claims[i].Jobs = jobs
+			if len(jobs) == claimChunk {
+				more = true
+				continue
+			}
+			if _, err := tx.Exec(ctx, f.qDrop, claims[i].From); err != nil {
+				return err
+			}
 		}
-		_, err = tx.Exec(ctx, f.qDrop, dead)
-		return err
+		return nil
 	})
 	if errors.Is(err, errNotAlive) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	now := f.clk.Now()
 	f.mu.Lock()
@@ -458,15 +566,13 @@ func (f *fleet) claim(ctx context.Context) ([]store.Claim, error) {
 		claims[i].At = now
 		f.claims++
 		f.claimedJobs += int64(len(claims[i].Jobs))
-	}
-	for i := range claims {
 		if f.recent == nil {
 			f.recent = make(map[string]time.Time)
 		}
 		f.recent[claims[i].From] = now
 	}
 	f.mu.Unlock()
-	return claims, nil
+	return claims, more, nil
 }
 
 // sweep takes the records whose owner has no lease row: all of them

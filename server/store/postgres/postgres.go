@@ -37,6 +37,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -122,7 +123,10 @@ type Store struct {
 	conns *connSet
 	gate  store.Gate
 	fleet *fleet // nil when not a fleet member
-	owner string // Options.Member
+	// adding is held (read) by every Add of a member from its lease
+	// check to its end: the re-read after a fence waits for them.
+	adding sync.RWMutex
+	owner  string // Options.Member
 }
 
 // closeGrace is how long Close lets the connections end cleanly before
@@ -164,6 +168,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.indexName = pgx.Identifier{parts[len(parts)-1] + "_gserverd_owner"}.Sanitize()
 	if opts.Member != "" {
 		s.fleet = newFleet(s, opts, parts)
+		hbCfg := cfg.Copy()
+		hbCfg.MaxConns = 2
+		if s.fleet.hb, err = pgxpool.NewWithConfig(ctx, hbCfg); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("postgres: connect: %w", err)
+		}
 	}
 	s.qUpsert = "INSERT INTO " + s.table + ` (unique_key, function_name, priority, data, when_to_run, reducer, gserverd_version, gserverd_owner)
 SELECT $1::VARCHAR, $2::VARCHAR, $3::INTEGER, $4::BYTEA, $5::INTEGER, $6::TEXT, $7::BIGINT, $8::TEXT`
@@ -184,11 +194,15 @@ ON CONFLICT (unique_key, function_name) DO UPDATE SET priority = EXCLUDED.priori
 	s.qSelect += " ORDER BY gserverd_seq"
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
+		if s.fleet != nil {
+			s.fleet.hb.Close()
+		}
 		return nil, err
 	}
 	if s.fleet != nil {
 		if err := s.fleet.join(ctx); err != nil {
 			pool.Close()
+			s.fleet.hb.Close()
 			return nil, err
 		}
 		s.fleet.start()
@@ -307,6 +321,8 @@ func (s *Store) Add(ctx context.Context, jobs ...store.Job) error {
 	}
 	args := []any{nil, nil, nil, nil, nil, nil, nil, s.owner}
 	if s.fleet != nil {
+		s.adding.RLock()
+		defer s.adding.RUnlock()
 		epoch, err := s.fleet.usable()
 		if err != nil {
 			return err
