@@ -437,7 +437,10 @@ func (f *fleet) resyncOwn(ctx context.Context, h store.FleetHandler) {
 	if !good {
 		return
 	}
-	f.st.adding.Lock() // every add that passed the lease check has ended
+	// A barrier: once it is taken, every add that passed the lease check
+	// before the fence has ended (later ones fail that check).
+	//lint:ignore SA2001 the empty critical section is the barrier
+	f.st.adding.Lock()
 	f.st.adding.Unlock()
 	jobs, err := f.mine(ctx)
 	if err != nil {
