@@ -439,8 +439,8 @@ func (f *fleet) resyncOwn(ctx context.Context, h store.FleetHandler) {
 	}
 	// A barrier: once it is taken, every add that passed the lease check
 	// before the fence has ended (later ones fail that check).
-	//lint:ignore SA2001 the empty critical section is the barrier
 	f.st.adding.Lock()
+	//lint:ignore SA2001 the empty critical section is the barrier
 	f.st.adding.Unlock()
 	jobs, err := f.mine(ctx)
 	if err != nil {
