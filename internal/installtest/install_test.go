@@ -401,7 +401,7 @@ func checkInstalled(t *testing.T, mod, root, bin string) {
 	}
 	// A bare `gworkerd start` reads the config where the install put it.
 	help := run(t, filepath.Join(root, sbinDir, "gworkerd"), "--help")
-	m := regexp.MustCompile(`default \$GWORKERD_CONFIG or (/\S+)\)`).FindStringSubmatch(help)
+	m := regexp.MustCompile(`--config file .*\(default "(/[^"]+)"\)`).FindStringSubmatch(help)
 	if m == nil {
 		t.Fatalf("gworkerd --help names no default config:\n%s", help)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +72,7 @@ type fleet struct {
 	members  string // quoted members table
 
 	qBeat, qJoin, qList, qMine, qAlive, qExpired, qTake, qDrop, qOrphans, qLate string
+	qOrphansQuiet                                                               string // qOrphans without RETURNING
 
 	// hb is the heartbeat's own small pool: a load of adds and deletes
 	// on the store's pool must not delay the lease.
@@ -140,6 +142,7 @@ WHERE member = $1 AND epoch = $2`
 	f.qTake = chunk("gserverd_owner = $2")
 	f.qDrop = "DELETE FROM " + m + " WHERE member = $1 AND NOT EXISTS (SELECT 1 FROM " + q + " WHERE gserverd_owner = $1)"
 	f.qOrphans = chunk("gserverd_owner <> $1 AND " + noMember)
+	f.qOrphansQuiet = strings.TrimSuffix(f.qOrphans, " RETURNING "+returnCols)
 	f.qLate = chunk("gserverd_owner = ANY($2) AND " + noMember)
 	return f
 }
@@ -157,8 +160,7 @@ func (f *fleet) migrateStmts(indexName string) []string {
 }
 
 // join takes (or renews) the member's lease with a new epoch, before the
-// server replays this member's records. The records nobody owns are
-// taken by the first sweep, in chunks, once the server serves.
+// server replays this member's records.
 func (f *fleet) join(ctx context.Context) error {
 	sent := f.clk.Now()
 	var epoch int64
@@ -170,6 +172,27 @@ func (f *fleet) join(ctx context.Context) error {
 	f.goodUntil = sent.Add(f.goodFor())
 	f.mu.Unlock()
 	return nil
+}
+
+// takeUnowned takes the records nobody owns (a queue gearmand left, a
+// `gserverd queue import`) before the first replay, chunk after chunk,
+// so that a server that replaces gearmand on its table serves its queue
+// from the start. It stops early when ctx has less than a second left
+// (the later sweeps take the rest, at run time) and never fails Open.
+func (f *fleet) takeUnowned(ctx context.Context) {
+	for {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < time.Second {
+			return
+		}
+		tag, err := f.st.pool.Exec(ctx, f.qOrphansQuiet, f.member)
+		if err != nil {
+			f.st.log.WithError(err).Warn("fleet: take the records nobody owns at start; the sweeps take them later")
+			return
+		}
+		if tag.RowsAffected() < claimChunk {
+			return
+		}
+	}
 }
 
 // goodFor is how long after sending a heartbeat that the database
@@ -187,8 +210,12 @@ func (f *fleet) start() {
 	go f.serveLoop()
 }
 
-func (f *fleet) close() {
-	close(f.stop)
+// signalStop tells the loops to end; wait waits until they have and
+// closes the heartbeat's pool. Between the two, Store.Close closes the
+// sockets of calls that do not end (a database that does not answer).
+func (f *fleet) signalStop() { close(f.stop) }
+
+func (f *fleet) wait() {
 	<-f.done
 	<-f.watched
 	<-f.served

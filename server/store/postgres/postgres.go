@@ -205,6 +205,7 @@ ON CONFLICT (unique_key, function_name) DO UPDATE SET priority = EXCLUDED.priori
 			s.fleet.hb.Close()
 			return nil, err
 		}
+		s.fleet.takeUnowned(ctx)
 		s.fleet.start()
 	}
 	return s, nil
@@ -451,11 +452,14 @@ func (s *Store) Close() error {
 		return nil
 	}
 	if s.fleet != nil {
-		s.fleet.close()
+		s.fleet.signalStop() // its loops end with their calls, below
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if s.fleet != nil {
+			s.fleet.wait()
+		}
 		s.pool.Close()
 	}()
 	t := time.NewTimer(closeGrace)
