@@ -102,8 +102,10 @@ var ErrNoSyscallTool = errors.New("loadgen: no syscall counter")
 // SyscallTool returns the counter to use: want is ToolPerf, ToolStrace
 // or "auto", which prefers perf (a tracepoint costs the traced process
 // far less than strace's two stops per call) and falls back on strace.
-// perf must count a system call of `true` to be taken: it may be
-// installed without the tracepoints or the permission to read them.
+// Each must work to be taken: perf must count a system call of `true`
+// (it may be installed without the tracepoints or the permission to read
+// them), strace must attach to a process that is not its child (Yama's
+// ptrace_scope may forbid it).
 func SyscallTool(ctx context.Context, want string) (string, error) {
 	var why []string
 	if want == ToolPerf || want == "auto" {
@@ -114,7 +116,7 @@ func SyscallTool(ctx context.Context, want string) (string, error) {
 		why = append(why, err.Error())
 	}
 	if want == ToolStrace || want == "auto" {
-		_, err := exec.LookPath("strace")
+		err := probeStrace(ctx)
 		if err == nil {
 			return ToolStrace, nil
 		}
@@ -147,6 +149,28 @@ func probePerf(ctx context.Context) error {
 		return fmt.Errorf("perf stat on the syscall tracepoints counted no exit_group of true (%v): %s", err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// probeStrace attaches strace to a sleep of ours and detaches.
+func probeStrace(ctx context.Context) error {
+	if _, err := exec.LookPath("strace"); err != nil {
+		return err
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		return err
+	}
+	p, err := Spawn(sleep, nil, "60")
+	if err != nil {
+		return err
+	}
+	defer p.Stop()
+	c, err := StartSyscallCount(ctx, ToolStrace, p.PID)
+	if err != nil {
+		return err
+	}
+	_, err = c.Stop(ctx)
+	return err
 }
 
 // SyscallCounter counts the system calls of one running process, all of
@@ -374,9 +398,13 @@ func parsePerfStat(b []byte) (Syscalls, error) {
 
 // parseStraceSummary reads the table of `strace -c`: "% time seconds
 // usecs/call calls [errors] syscall" rows between dashed lines, a total
-// row last; each personality (64-bit, 32-bit) has its own table.
+// row last; each personality (64-bit, 32-bit) has its own table. strace
+// writes nothing when it saw no call complete.
 func parseStraceSummary(b []byte) (Syscalls, error) {
 	s := Syscalls{Tool: ToolStrace, Counts: map[string]int64{}}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return s, nil
+	}
 	totals := 0
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {

@@ -53,7 +53,7 @@ func TestParseSyscallSummaries(t *testing.T) {
 		{"strace two personalities", parseStraceSummary, strace32Sample, map[string]int64{"mmap": 30, "openat": 39, "read": 8, "statfs": 2}, 79, false},
 		{"strace without total", parseStraceSummary, "% time seconds usecs/call calls errors syscall\n 1.00 0.1 1 5 read\n", nil, 0, true},
 		{"strace bad count", parseStraceSummary, " 1.00 0.1 1 x read\n100.00 0.1 1 5 total\n", nil, 0, true},
-		{"strace empty", parseStraceSummary, "", nil, 0, true},
+		{"strace saw no call", parseStraceSummary, "\n", map[string]int64{}, 0, false},
 		{"perf", parsePerfStat, perfSample, map[string]int64{"read": 7, "write": 1, "futex": 0, "openat": 34}, 120, false},
 		{"perf without the total", parsePerfStat, "3,,syscalls:sys_enter_read,1,100.00,,\n4,,syscalls:sys_enter_futex,1,100.00,,\n", map[string]int64{"read": 3, "futex": 4}, 7, false},
 		{"perf nothing", parsePerfStat, "# started on Mon\n\n", nil, 0, true},
