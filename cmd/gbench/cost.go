@@ -41,6 +41,9 @@ func (b *bench) cpu(ctx context.Context, t target) []cell {
 	used := after.Sub(before)
 	c.Value = perThousand(used.Total(), r.Jobs)
 	c.Note = fmt.Sprintf("%s at %.0f jobs/s, %d clients, %d workers", cpuNote(used, r.Jobs), r.Rate(), l.Conns, l.Workers)
+	if r.TimeBound {
+		c.Note += fmt.Sprintf(", stopped by the time bound (%v) before %d jobs", l.Duration, l.Jobs)
+	}
 	if runErr != nil && c.OK {
 		c.Note += "; incomplete: " + runErr.Error()
 	}
@@ -105,6 +108,9 @@ func (b *bench) syscalls(ctx context.Context, t target) []cell {
 	}
 	c.Note = fmt.Sprintf("%d calls by %s over %d jobs, %d clients, %d workers, per job: %s; the run took %s under the counter (not a throughput figure)",
 		s.Total, s.Tool, r.Jobs, l.Conns, l.Workers, strings.Join(top, ", "), r.Elapsed.Round(1e6))
+	if r.TimeBound {
+		c.Note += fmt.Sprintf(", stopped by the time bound (%v) before %d jobs", l.Duration, l.Jobs)
+	}
 	if runErr != nil {
 		c.Note += "; incomplete: " + runErr.Error()
 	}
