@@ -80,7 +80,7 @@ run: build ## start gserverd (embedded store) and gworkerd with the sample jobs;
 test: build deb ## run the whole suite with -race (interop peers: see .ci/run)
 	GWORKERD_BIN=$(BIN) GWORKERD_VERSION=$(VERSION) GWORKERD_DEB=$(BIN)/gworkerd.deb $(GO) test -race -count=1 -timeout 18m ./...
 
-bench: build ## measure gserverd against gearmand, and gworkerd's worker hosting, in the same run (BENCHFLAGS=-quick for a smoke test)
+bench: build ## measure gserverd against gearmand (rates, closed- and open-loop latency, CPU and system calls per job), and gworkerd's worker hosting, in the same run (BENCHFLAGS=-quick for a smoke test)
 	$(BIN)/gbench -gserverd $(BIN)/gserverd -gworkerd $(BIN)/gworkerd $(BENCHFLAGS)
 
 chaos: build ## fault scenarios (crash, disk-full, store-stall, flood, and a fleet's cuts and kills for FLEETCHAOS) at scale, one line each, with gearmand where it applies; not in make test (CHAOSFLAGS=-quick)

@@ -32,6 +32,28 @@ type loads struct {
 	// hosting's: fewer jobs, as each starts a php (about 10 to 30 a
 	// second with 4 workers on 2 cores).
 	hosted, hostedExec loadgen.Load
+	// open is the open loop's (scenario 9); openProbe measures its
+	// reference rate when scenario 1 did not run.
+	open      openLoads
+	openProbe loadgen.Load
+	// cpu is scenario 10's foreground load, syscalls scenario 11's (a
+	// short run: strace slows the server several times over).
+	cpu, syscalls loadgen.Load
+}
+
+// openLoads shapes the open loop at each level: the rate times measure
+// jobs (at least minJobs) after the rate times warmup (at least
+// minWarmup), sent over conns connections to workers workers.
+type openLoads struct {
+	measure, warmup    time.Duration
+	minJobs, minWarmup int
+	conns, workers     int
+	grace              time.Duration
+}
+
+// jobs returns the measured and warm-up jobs at rate.
+func (o openLoads) jobs(rate float64) (jobs, warmup int) {
+	return max(int(rate*o.measure.Seconds()), o.minJobs), max(int(rate*o.warmup.Seconds()), o.minWarmup)
 }
 
 func fullLoads() loads {
@@ -46,6 +68,10 @@ func fullLoads() loads {
 		client:        loadgen.Load{Jobs: 200_000, Duration: 10 * time.Second, Conns: 256, Grace: 20 * time.Second},
 		hosted:        loadgen.Load{Jobs: 20_000, Duration: 60 * time.Second, Conns: 2, Window: 32, Grace: 30 * time.Second},
 		hostedExec:    loadgen.Load{Jobs: 500, Duration: 90 * time.Second, Conns: 2, Window: 32, Grace: 30 * time.Second},
+		open:          openLoads{measure: 5 * time.Second, warmup: time.Second, minJobs: 1000, minWarmup: 100, conns: 8, workers: 4, grace: 20 * time.Second},
+		openProbe:     loadgen.Load{Jobs: 30_000, Duration: 5 * time.Second, Conns: 8, Workers: 4, Grace: 20 * time.Second},
+		cpu:           loadgen.Load{Jobs: 100_000, Duration: 5 * time.Second, Conns: 8, Workers: 4, Grace: 20 * time.Second},
+		syscalls:      loadgen.Load{Jobs: 20_000, Duration: 30 * time.Second, Conns: 8, Workers: 4, Grace: 30 * time.Second},
 	}
 }
 
@@ -67,6 +93,10 @@ func quickLoads() loads {
 		client:        loadgen.Load{Jobs: 5_000, Duration: d, Conns: 64, Grace: g},
 		hosted:        loadgen.Load{Jobs: 1_000, Duration: d, Conns: 2, Window: 32, Grace: g},
 		hostedExec:    loadgen.Load{Jobs: 40, Duration: d, Conns: 2, Window: 32, Grace: g},
+		open:          openLoads{minJobs: 2_000, minWarmup: 200, conns: 8, workers: 4, grace: g},
+		openProbe:     loadgen.Load{Jobs: 2_000, Duration: d, Conns: 8, Workers: 4, Grace: g},
+		cpu:           loadgen.Load{Jobs: 5_000, Duration: d, Conns: 8, Workers: 4, Grace: g},
+		syscalls:      loadgen.Load{Jobs: 2_000, Duration: d, Conns: 8, Workers: 4, Grace: g},
 	}
 }
 
@@ -89,6 +119,7 @@ func scenarios() []scenario {
 			{"foreground round trips (8 clients, 4 workers)", "jobs/s", false},
 			{"foreground latency p50", "µs", true},
 			{"foreground latency p99", "µs", true},
+			{"foreground latency p99.9", "µs", true},
 		}, (*bench).foreground},
 		{"2", "submit", "pipelined background submits", []figureSpec{
 			{"pipelined SUBMIT_JOB_BG (2 conns x 256 in flight)", "submits/s", false},
@@ -115,6 +146,13 @@ func scenarios() []scenario {
 			{"client package: SubmitBackgroundBatch of 1000", "submits/s", false},
 		}, (*bench).client},
 		{workersScenario, "workers", "worker section: a PHP strrev job on 4 workers, hosted six ways", hostingFigures(), (*bench).workers},
+		{openLoopScenario, "openloop", "open-loop foreground latency at 50% and 80% of gearmand's maximum", openLoopFigures(), (*bench).openLoop},
+		{"10", "cpu", "server CPU per 1,000 foreground jobs", []figureSpec{
+			{"server CPU (user+sys) per 1,000 foreground jobs, closed loop (8 clients, 4 workers)", "ms", true},
+		}, (*bench).cpu},
+		{syscallsScenario, "syscalls", "system calls per foreground job", []figureSpec{
+			{"server system calls per foreground job (8 clients, 4 workers; counted on a separate run)", "calls", true},
+		}, (*bench).syscalls},
 	}
 }
 
@@ -168,10 +206,15 @@ type bench struct {
 	loads   loads
 	targets []target
 	log     io.Writer
+
+	// Set as the scenarios run, one at a time:
+	fgRates     map[string]float64 // complete closed-loop foreground rates (1a) by column
+	ref         *openRef           // the open loop's 100%, once measured
+	syscallTool *toolChoice        // scenario 11's counter, once chosen
 }
 
 func newBench(cfg config, log io.Writer) *bench {
-	b := &bench{cfg: cfg, loads: fullLoads(), log: log}
+	b := &bench{cfg: cfg, loads: fullLoads(), log: log, fgRates: map[string]float64{}}
 	if cfg.quick {
 		b.loads = quickLoads()
 	}
@@ -216,6 +259,7 @@ func (b *bench) run(ctx context.Context) *report {
 	if b.cfg.scenarios[workersScenario] {
 		rep.Meta.Workers = b.describeWorkers()
 	}
+
 	for _, sc := range scenarios() {
 		if !b.cfg.scenarios[sc.id] {
 			continue
@@ -236,6 +280,11 @@ func (b *bench) run(ctx context.Context) *report {
 			}
 		}
 		rep.Rows = append(rep.Rows, rows...)
+	}
+	if b.ref != nil && b.ref.err == nil {
+		o := b.loads.open
+		rep.Meta.OpenLoop = fmt.Sprintf("100%% = %s; %d connections send each job when it is due, whatever is outstanding; %d raw workers as in 1; latency from each job's due time, not its send (no coordinated omission)",
+			b.ref.source, o.conns, o.workers)
 	}
 	rep.derive()
 	return rep
@@ -311,16 +360,19 @@ func rateCell(r loadgen.Result, err error, what string) cell {
 func (b *bench) foreground(ctx context.Context, t target) []cell {
 	p, err := b.start(ctx, t, t.memArgs)
 	if err != nil {
-		return noStart(3, t.name, err)
+		return noStart(4, t.name, err)
 	}
 	defer p.Stop()
 	r, err := loadgen.Foreground(ctx, p.Addr, b.loads.fg)
 	c := rateCell(r, err, "jobs")
+	if c.OK && !c.Partial {
+		b.fgRates[t.name] = c.Value
+	}
 	us := func(d time.Duration) cell {
 		return cell{Value: float64(d.Nanoseconds()) / 1e3, OK: c.OK, Partial: c.Partial, Err: c.Err, Jobs: c.Jobs, Sent: c.Sent,
 			Note: fmt.Sprintf("over %d round trips", r.Jobs)}
 	}
-	return []cell{c, us(r.P50), us(r.P99)}
+	return []cell{c, us(r.P50), us(r.P99), us(r.P999)}
 }
 
 func (b *bench) submit(ctx context.Context, t target) []cell {

@@ -2,10 +2,12 @@
 // one run: foreground round trips, pipelined background submits,
 // background end-to-end, the drain of a queue, resident memory per queued
 // job, durable submits (gserverd's embedded store against gearmand's
-// SQLite queue), bulk submits through the client package, and the worker
+// SQLite queue), bulk submits through the client package, the worker
 // section: one trivial PHP job on 4 workers, resident in gworkerd, run
 // per job by gworkerd, in the native pecl GearmanWorker loop, and as
-// gworkerd's Go built-in.
+// gworkerd's Go built-in; then the open-loop latency of foreground jobs
+// at fixed rates, and what a foreground job costs the server in
+// processor time and in system calls.
 //
 // It starts every server itself, fresh for each scenario, on a free
 // loopback port, and drives it with internal/loadgen, which speaks the
@@ -15,6 +17,7 @@
 // Usage:
 //
 //	gbench -gserverd bin/gserverd [-gearmand /usr/sbin/gearmand] [-gworkerd bin/gworkerd] [-php php] [-quick] [-scenarios 1,2,fg] [-json]
+//	       [-openloop-max JOBS/S] [-syscall-tool auto|perf|strace|none]
 package main
 
 import (
@@ -27,6 +30,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -66,6 +70,8 @@ type config struct {
 	quick, json, verbose bool
 	scenarios            map[string]bool
 	rssWait              time.Duration
+	openLoopMax          float64 // scenario 9's 100% in jobs/s; 0: measured
+	syscallTool          string  // scenario 11's counter: auto, perf, strace or none
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -88,6 +94,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.verbose, "v", false, "print each server's command line and output tail on failure")
 	fs.StringVar(&scen, "scenarios", "all", "comma-separated scenarios by number or name: "+scenarioNames())
 	fs.DurationVar(&c.rssWait, "rss-wait", 5*time.Second, "delay after the drain before the last RSS reading (lets a garbage-collected runtime return memory)")
+	fs.Float64Var(&c.openLoopMax, "openloop-max", 0, "jobs/s taken as 100% by the open loop (scenario 9), to compare runs at the same rates (0: gearmand's closed-loop foreground rate, from 1a of this run or a probe like it)")
+	fs.StringVar(&c.syscallTool, "syscall-tool", "auto", "system call counter of scenario 11: auto (perf if it can count the syscall tracepoints here, else strace), perf, strace or none")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: gbench -gserverd PATH [flags]\n\nMeasures gserverd against gearmand; every scenario starts fresh servers on loopback ports.\n\nflags:")
 		fs.PrintDefaults()
@@ -107,6 +115,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var err error
 	if c.scenarios, err = parseScenarios(scen); err != nil {
 		return c, err
+	}
+	if c.openLoopMax < 0 {
+		return c, fmt.Errorf("-openloop-max %v: must not be negative", c.openLoopMax)
+	}
+	if !slices.Contains([]string{"auto", "perf", "strace", "none"}, c.syscallTool) {
+		return c, fmt.Errorf("-syscall-tool %q: want auto, perf, strace or none", c.syscallTool)
 	}
 	if c.rssWait < 0 {
 		return c, fmt.Errorf("-rss-wait %v: must not be negative", c.rssWait)

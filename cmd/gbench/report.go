@@ -1,10 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -25,6 +28,9 @@ type cell struct {
 	Sent int    `json:"sent"`
 	Note string `json:"note,omitempty"`
 	Err  string `json:"error,omitempty"`
+	// PerJob breaks a per-job figure down by kind: the most called
+	// system calls of scenario 11, per job.
+	PerJob map[string]float64 `json:"per_job,omitempty"`
 }
 
 func (c cell) String(unit string) string {
@@ -71,6 +77,8 @@ type meta struct {
 	Commands map[string]string `json:"commands"`
 	// Workers describes the worker section's setup, when it ran.
 	Workers string `json:"workers,omitempty"`
+	// OpenLoop says what the open loop's 100% is, when it ran.
+	OpenLoop string `json:"open_loop,omitempty"`
 	// Derived are figures computed from the rows, such as gserverd's
 	// durable rate over its in-memory rate.
 	Derived []string `json:"derived,omitempty"`
@@ -130,6 +138,47 @@ func (r *report) derive() {
 		}
 	}
 	r.deriveWorkers() // the closing note
+	r.deriveSyscalls()
+}
+
+// deriveSyscalls compares the most called system calls of the two
+// servers (11), per job: the top of each, side by side.
+func (r *report) deriveSyscalls() {
+	row := r.find(syscallsScenario)
+	if row == nil {
+		return
+	}
+	g, c := row.Cells["gserverd"], row.Cells["gearmand"]
+	if !g.OK || !c.OK || g.Partial || c.Partial {
+		return
+	}
+	names := slices.Concat(topKeys(g.PerJob, syscallTop), topKeys(c.PerJob, syscallTop))
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Or(cmp.Compare(g.PerJob[b]+c.PerJob[b], g.PerJob[a]+c.PerJob[a]), strings.Compare(a, b))
+	})
+	names = slices.Compact(names)
+	parts := make([]string, 0, len(names))
+	for _, name := range names {
+		gv, cv := g.PerJob[name], c.PerJob[name]
+		parts = append(parts, fmt.Sprintf("%s %s/%s (%s)", name, formatValue(gv), formatValue(cv), formatRatio(gv, cv)))
+	}
+	r.Meta.Derived = append(r.Meta.Derived, fmt.Sprintf("%s system calls per job, gserverd/gearmand: all %s/%s (%s); the top %d of each: %s",
+		syscallsScenario, formatValue(g.Value), formatValue(c.Value), formatRatio(g.Value, c.Value), syscallTop, strings.Join(parts, ", ")))
+}
+
+// topKeys returns the keys of the n largest values of m.
+func topKeys(m map[string]float64, n int) []string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), strings.Compare(a, b)) })
+	return keys[:min(n, len(keys))]
+}
+
+// formatRatio returns a/b with two decimals, or "-" when b is 0.
+func formatRatio(a, b float64) string {
+	if b <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(a/b, 'f', 2, 64)
 }
 
 // Goals of the worker section (issue 9): resident PHP at least this
@@ -205,6 +254,12 @@ func (r *report) writeTable(w io.Writer) error {
 	}
 	if r.Meta.Workers != "" {
 		fmt.Fprintf(&b, "  worker section (%s): %s\n", workersScenario, r.Meta.Workers)
+	}
+	if r.Meta.OpenLoop != "" {
+		fmt.Fprintf(&b, "  open loop (%s): %s\n", openLoopScenario, r.Meta.OpenLoop)
+	}
+	if len(r.Meta.Columns) == 2 {
+		b.WriteString("  gserverd/gearmand: above 1.0 is better where higher is better (rates); 1.0 or below is better where lower is better (latency, CPU, system calls, memory)\n")
 	}
 	b.WriteString("\n")
 	head := []string{"#", "figure", "unit", "better"}

@@ -108,9 +108,9 @@ type Result struct {
 	// TimeBound is true when the Duration bound stopped the submitting
 	// before Jobs was reached.
 	TimeBound bool
-	// P50 and P99 are the round-trip latencies of foreground jobs
-	// (submit to WORK_COMPLETE); zero for other scenarios.
-	P50, P99 time.Duration
+	// P50, P99, P999 and Max are the round-trip latencies of foreground
+	// jobs (submit to WORK_COMPLETE); zero for other scenarios.
+	P50, P99, P999, Max time.Duration
 }
 
 // Rate returns Jobs per second of Elapsed.

@@ -70,6 +70,8 @@ func Foreground(ctx context.Context, addr string, l Load) (Result, error) {
 	if len(all) > 0 {
 		r.P50 = all[len(all)*50/100]
 		r.P99 = all[min(len(all)-1, len(all)*99/100)]
+		r.P999 = all[min(len(all)-1, len(all)*999/1000)]
+		r.Max = all[len(all)-1]
 	}
 	return r, errors.Join(errs...)
 }
