@@ -461,7 +461,7 @@ func TestFleetCutMidTransaction(t *testing.T) {
 	}
 	defer p.Close()
 	defer p.Resume()
-	p.StallOn([]byte("SKIP LOCKED")) // the statement after the FOR SHARE check
+	p.StallOn([]byte("expires_at < now()")) // the claim's statement after the FOR SHARE check
 	cut, _ := member(t, table, "cut", p.Addr(), beat, lease)
 	want := jobsFor("m", 20)
 	if err := cut.Add(ctx, want...); err != nil {
