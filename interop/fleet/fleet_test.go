@@ -56,7 +56,10 @@ type fleet struct {
 	servers []*member
 	worker  *netlab.Host
 	client  *netlab.Host
-	runLog  string // one line per job run: "<unique> <handle>"
+	runLog  string // one line per job run: "<unique> <handle> <time>"
+	// jobTime is how long the handler takes per job, in seconds (a
+	// Python literal): slower than the load keeps a backlog to hand over.
+	jobTime string
 }
 
 // member is one gserverd of the fleet.
@@ -74,7 +77,7 @@ func newFleet(t *testing.T, n int) *fleet {
 	t.Helper()
 	storetest.RequireTCP(t, "PostgreSQL", pgAddr)
 	lab := netlab.New(t)
-	f := &fleet{t: t, lab: lab, db: lab.Expose(pgAddr), table: table(t)}
+	f := &fleet{t: t, lab: lab, db: lab.Expose(pgAddr), table: table(t), jobTime: "0.05"}
 	for i := range n {
 		m := &member{id: fmt.Sprintf("s%d", i+1), host: lab.Host(fmt.Sprintf("s%d", i+1))}
 		f.servers = append(f.servers, m)
@@ -211,7 +214,7 @@ LOG = %q
 
 
 def fnc_fleet(job):
-    time.sleep(0.05)  # slower than the load: the servers keep a backlog to hand over
+    time.sleep(%s)  # the servers keep a backlog to hand over
     line = ("%%s %%s %%r\n" %% (job.unique(), job.handle(), time.time())).encode()
     fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -219,7 +222,7 @@ def fnc_fleet(job):
     finally:
         os.close(fd)
     return b"ok"
-`, f.runLog)
+`, f.runLog, f.jobTime)
 	if err := os.WriteFile(filepath.Join(jobs, "job_fleet.py"), []byte(handler), 0o644); err != nil {
 		f.t.Fatal(err)
 	}
