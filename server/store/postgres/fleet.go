@@ -79,9 +79,9 @@ type fleet struct {
 	hb *pgxpool.Pool
 
 	stop    chan struct{}
-	done    chan struct{} // run returned
-	watched chan struct{} // watch returned
-	served  chan struct{} // serveLoop returned
+	done    chan struct{} // the heartbeat's loop returned
+	watched chan struct{} // the watchdog's loop returned
+	served  chan struct{} // the serving loop returned
 
 	mu          sync.Mutex // guards the fields below
 	epoch       int64
@@ -205,9 +205,9 @@ func (f *fleet) goodFor() time.Duration {
 
 // start runs the heartbeat and the fence watchdog until Close.
 func (f *fleet) start() {
-	go f.run()
-	go f.watch()
-	go f.serveLoop()
+	go f.loop(f.done, f.beatStep)
+	go f.loop(f.watched, f.watchStep)
+	go f.loop(f.served, f.serveStep)
 }
 
 // signalStop tells the loops to end; wait waits until they have and
@@ -235,11 +235,10 @@ func (f *fleet) stopCtx() (context.Context, context.CancelFunc) {
 	return ctx, cancel
 }
 
-// serveLoop hands the server what it should serve, every heartbeat
-// interval, on a goroutine of its own: a long claim must not hold up
-// the heartbeat.
-func (f *fleet) serveLoop() {
-	defer close(f.served)
+// loop calls step every interval (or after the wait step returns) until
+// close, then closes done. step gets a context that ends at close.
+func (f *fleet) loop(done chan struct{}, step func(ctx context.Context) time.Duration) {
+	defer close(done)
 	ctx, cancel := f.stopCtx()
 	defer cancel()
 	t := f.clk.NewTimer(f.interval)
@@ -250,55 +249,40 @@ func (f *fleet) serveLoop() {
 			return
 		case <-t.C():
 		}
-		f.mu.Lock()
-		ok := !f.lostPend
-		f.mu.Unlock()
-		if ok {
-			f.serve(ctx)
-		}
-		t.Reset(f.interval)
+		t.Reset(step(ctx))
 	}
 }
 
-// watch fences the member when its lease runs out unconfirmed, on a
-// timer of its own: the heartbeat may be blocked in a call to a database
+// serveStep hands the server what it should serve, on a loop of its own:
+// a long claim must not hold up the heartbeat.
+func (f *fleet) serveStep(ctx context.Context) time.Duration {
+	f.mu.Lock()
+	ok := !f.lostPend
+	f.mu.Unlock()
+	if ok {
+		f.serve(ctx)
+	}
+	return f.interval
+}
+
+// watchStep fences the member when its lease runs out unconfirmed, on a
+// loop of its own: the heartbeat may be blocked in a call to a database
 // that does not answer.
-func (f *fleet) watch() {
-	defer close(f.watched)
-	t := f.clk.NewTimer(f.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-f.stop:
-			return
-		case <-t.C():
-		}
-		f.mu.Lock()
-		left := f.goodUntil.Sub(f.clk.Now())
-		f.mu.Unlock()
-		if left <= 0 {
-			f.fence("lease not renewed in time")
-			left = f.interval
-		}
-		t.Reset(min(left, f.interval))
+func (f *fleet) watchStep(context.Context) time.Duration {
+	f.mu.Lock()
+	left := f.goodUntil.Sub(f.clk.Now())
+	f.mu.Unlock()
+	if left <= 0 {
+		f.fence("lease not renewed in time")
+		return f.interval
 	}
+	return min(left, f.interval)
 }
 
-func (f *fleet) run() {
-	defer close(f.done)
-	ctx, cancel := f.stopCtx()
-	defer cancel()
-	t := f.clk.NewTimer(f.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-f.stop:
-			return
-		case <-t.C():
-		}
-		f.round(ctx)
-		t.Reset(f.interval)
-	}
+// beatStep is one heartbeat (round).
+func (f *fleet) beatStep(ctx context.Context) time.Duration {
+	f.round(ctx)
+	return f.interval
 }
 
 // round is one heartbeat: renew the lease, or find it lost and join
