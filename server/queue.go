@@ -365,11 +365,13 @@ func (s *Server) free(j *job, h *handler) {
 	// While another submit's Add of the same key is in flight, the
 	// record is left to the job that Add creates or joins (if that Add
 	// fails, the record stays: the job may run again after a restart).
-	if k := j.key(); k != "" && s.fenced {
-		s.fencedFreed[store.Ref{Function: j.fn.name, Key: k}] = struct{}{}
-	}
-	if k := j.key(); k != "" && h != nil && s.adding[store.Ref{Function: j.fn.name, Key: k}] == 0 {
-		h.deletes = append(h.deletes, s.deleteRef(j.fn.name, k))
+	if k := j.key(); k != "" {
+		if s.fenced {
+			s.fencedFreed[store.Ref{Function: j.fn.name, Key: k}] = struct{}{}
+		}
+		if h != nil && s.adding[store.Ref{Function: j.fn.name, Key: k}] == 0 {
+			h.deletes = append(h.deletes, s.deleteRef(j.fn.name, k))
+		}
 	}
 }
 

@@ -159,9 +159,9 @@ func (w *Worker) loop(ctx context.Context, s *session, log logrus.FieldLogger) e
 		}
 	}()
 	for {
-		inflight, noJob := s.state()
+		inflight, noJob, at := s.state()
 		var silentC <-chan time.Time
-		if at, ok := s.oldestGrab(); ok {
+		if inflight > 0 {
 			// Silent since the grab was sent: bytes arriving (a large
 			// JOB_ASSIGN on a slow link) count as an answer under way.
 			if h := s.lastHeard(); h.After(at) {

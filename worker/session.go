@@ -186,11 +186,15 @@ func (s *session) grab(ctx context.Context, pre []byte, done chan struct{}) (rec
 	return true, s.writeLocked(ctx, protocol.AppendPacket(pre, protocol.Req, protocol.GrabJobUniq))
 }
 
-// state returns how many grabs wait for their reply, and noJob.
-func (s *session) state() (inflight int, noJob bool) {
+// state returns how many grabs wait for their reply, noJob, and when
+// the oldest of them was written (zero when none is).
+func (s *session) state() (inflight int, noJob bool, oldest time.Time) {
 	s.gmu.Lock()
 	defer s.gmu.Unlock()
-	return len(s.grabs), s.noJob
+	if len(s.grabAt) > 0 {
+		oldest = s.grabAt[0]
+	}
+	return len(s.grabs), s.noJob, oldest
 }
 
 // popGrab takes the oldest grab in flight, for its reply; ok is false
@@ -206,17 +210,6 @@ func (s *session) popGrab() (done chan struct{}, ok bool) {
 	s.grabs = s.grabs[1:]
 	s.grabAt = s.grabAt[1:]
 	return done, true
-}
-
-// oldestGrab returns when the oldest grab in flight was written; ok is
-// false when none is.
-func (s *session) oldestGrab() (at time.Time, ok bool) {
-	s.gmu.Lock()
-	defer s.gmu.Unlock()
-	if len(s.grabAt) == 0 {
-		return time.Time{}, false
-	}
-	return s.grabAt[0], true
 }
 
 // dropGrabs gives the connection up: it forgets the grabs in flight and
