@@ -23,20 +23,44 @@ func BenchmarkAddSingle(b *testing.B) {
 	benchAdd(b, 0)
 }
 
+// BenchmarkAddPipelined measures Adds as gserverd makes them under
+// pipelined submits: 128 goroutines, Sync none (what is left is the
+// store's own work, not the disk's), keys made by NewKey (an empty
+// unique) or uniques. Run it with enough jobs to flush memtables
+// (-benchtime 400000x): the lookup of a new job's key then reaches
+// tables.
+func BenchmarkAddPipelined(b *testing.B) {
+	for _, unique := range []bool{false, true} {
+		b.Run(fmt.Sprintf("unique=%v", unique), func(b *testing.B) {
+			benchAddKeys(b, 64, SyncNone, unique)
+		})
+	}
+}
+
 func benchAdd(b *testing.B, parallelism int) {
-	s, err := Open(context.Background(), Options{Dir: b.TempDir()})
+	benchAddKeys(b, parallelism, SyncAlways, false)
+}
+
+func benchAddKeys(b *testing.B, parallelism int, sync SyncMode, unique bool) {
+	s, err := Open(context.Background(), Options{Dir: b.TempDir(), Sync: sync})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
 	data := make([]byte, 200)
 	var seq atomic.Uint64
+	start := time.Now()
+	key := func() string {
+		if unique {
+			return fmt.Sprintf("u-%d-%d", start.UnixNano(), seq.Add(1))
+		}
+		return store.NewKey(time.Now(), seq.Add(1)) // as the server makes them
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
 	if parallelism == 0 {
 		for i := 0; i < b.N; i++ {
-			if err := s.Add(context.Background(), store.Job{Function: "bench", Key: store.NewKey(start, seq.Add(1)), Data: data}); err != nil {
+			if err := s.Add(context.Background(), store.Job{Function: "bench", Key: key(), Data: data}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -44,7 +68,7 @@ func benchAdd(b *testing.B, parallelism int) {
 		b.SetParallelism(parallelism)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if err := s.Add(context.Background(), store.Job{Function: "bench", Key: store.NewKey(start, seq.Add(1)), Data: data}); err != nil {
+				if err := s.Add(context.Background(), store.Job{Function: "bench", Key: key(), Data: data}); err != nil {
 					b.Fatal(err)
 				}
 			}

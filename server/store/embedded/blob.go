@@ -207,7 +207,8 @@ func (s *Store) putUnlink(ids []uint64) {
 // the payload files no record refers to, and finds the records whose file
 // is missing or short. Those are damage: a *DamageError, or with
 // AcceptDamage the jobs are dropped (their records deleted; in a
-// read-only store, skipped by Replay).
+// read-only store, skipped by Replay). The same pass over the index sets
+// keyMark.
 func (s *Store) checkBlobs() error {
 	entries, err := os.ReadDir(s.blobDir)
 	if err != nil {
@@ -245,6 +246,7 @@ func (s *Store) checkBlobs() error {
 			_ = it.Close()
 			return fmt.Errorf("embedded: corrupt index entry %x", it.Key())
 		}
+		s.raiseKeyMark(it.Key())
 		seq, blob := e.seq, e.blob
 		if blob.id == 0 {
 			continue

@@ -51,6 +51,7 @@ func Run(t *testing.T, open Opener) {
 		{"StaleDelete", testStaleDelete},
 		{"ReplaceDuplicate", testReplaceDuplicate},
 		{"EmptyUniques", testEmptyUniques},
+		{"ReplaceNewKeys", testReplaceNewKeys},
 		{"Fields", testFields},
 		{"LargePayload", testLargePayload},
 		{"BinaryData", testBinaryData},
@@ -292,6 +293,33 @@ func testEmptyUniques(t *testing.T, open Opener) {
 			t.Errorf("Unique() of replayed key %q = %q, want empty", j.Key, u)
 		}
 	}
+}
+
+// testReplaceNewKeys: a key made by store.NewKey is replaced like any
+// other, whether it is the newest key, an older one, the same key twice in
+// one Add, or the newest key after a reopen (a backend may skip the lookup
+// of a NewKey key it knows to be new, and must know it right).
+func testReplaceNewKeys(t *testing.T, open Opener) {
+	s := open(t)
+	now := time.Now()
+	older := store.Job{Function: "bg", Key: store.NewKey(now, 1), Data: []byte("older")}
+	newest := store.Job{Function: "bg", Key: store.NewKey(now.Add(time.Second), 2), Data: []byte("newest")}
+	other := store.Job{Function: "other", Key: store.NewKey(now.Add(-time.Second), 3), Data: []byte("other function")}
+	add(t, s, older, newest, other)
+	with := func(j store.Job, data string) store.Job { j.Data = []byte(data); return j }
+	add(t, s, with(newest, "newest 2"))
+	add(t, s, with(older, "older 2"), with(older, "older 3"))
+	wantJobs(t, s, with(older, "older 3"), with(newest, "newest 2"), other)
+	// A key of another function above every stored one, twice in one Add.
+	above := store.Job{Function: "other", Key: store.NewKey(now.Add(time.Hour), 4), Data: []byte("above 1")}
+	add(t, s, above, with(above, "above 2"))
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s2 := openT(t, open)
+	add(t, s2, with(above, "above 3"))
+	add(t, s2, with(newest, "newest 3"))
+	wantJobs(t, s2, with(older, "older 3"), with(newest, "newest 3"), other, with(above, "above 3"))
 }
 
 func testFields(t *testing.T, open Opener) {
