@@ -21,6 +21,10 @@ type Option func(*config)
 // backoffJitter is the random share of each backoff wait.
 const backoffJitter = 0.2
 
+// DefaultDialTimeout bounds each connection attempt unless WithDialTimeout
+// sets another bound.
+const DefaultDialTimeout = 2 * time.Second
+
 type config struct {
 	dialTimeout time.Duration
 	reqTimeout  time.Duration
@@ -36,7 +40,7 @@ func defaultConfig() config {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	return config{
-		dialTimeout: 2 * time.Second,
+		dialTimeout: DefaultDialTimeout,
 		reqTimeout:  10 * time.Second,
 		backoffMin:  250 * time.Millisecond,
 		backoffMax:  30 * time.Second,
@@ -46,7 +50,8 @@ func defaultConfig() config {
 }
 
 // WithDialTimeout bounds each connection attempt. A server that does not
-// accept within it is skipped and retried later. Default 2s.
+// accept within it is skipped and retried later. Default
+// DefaultDialTimeout (2s); zero or less keeps the default.
 func WithDialTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/gworkerd/gworkerd/client"
 	"github.com/gworkerd/gworkerd/protocol"
 )
 
@@ -23,7 +24,7 @@ type Client struct {
 	// background submit then takes its own default).
 	Timeout time.Duration
 	// DialTimeout bounds each connection attempt. Default
-	// DefaultClientDialTimeout.
+	// client.DefaultDialTimeout.
 	DialTimeout time.Duration
 
 	origins
@@ -32,9 +33,6 @@ type Client struct {
 // DefaultServer is the job server gworkerd and gclient use when none is
 // given: the local one, on the default port.
 func DefaultServer() string { return protocol.ServerAddr("127.0.0.1") }
-
-// DefaultClientDialTimeout is --dial-timeout's default.
-const DefaultClientDialTimeout = 2 * time.Second
 
 func clientTable() table[Client] {
 	return table[Client]{envPrefix: "GCLIENT_", keys: []key[Client]{
@@ -58,7 +56,7 @@ func clientTable() table[Client] {
 		{name: "timeout", kind: kindDuration, def: "0",
 			usage: "give up after this `duration` (0 = no limit; background submits default to 30s)",
 			set:   durationSetter(func(c *Client) *time.Duration { return &c.Timeout })},
-		{name: "dial_timeout", kind: kindDuration, def: DefaultClientDialTimeout.String(),
+		{name: "dial_timeout", kind: kindDuration, def: client.DefaultDialTimeout.String(),
 			usage: "`duration` each connection attempt may take",
 			set:   durationSetter(func(c *Client) *time.Duration { return &c.DialTimeout })},
 	}}

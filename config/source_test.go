@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/gworkerd/gworkerd/client"
 	"github.com/gworkerd/gworkerd/server/store/storeconf"
 )
 
@@ -268,7 +269,7 @@ func TestClientConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := c.(*Client)
-	if !reflect.DeepEqual(cl.Servers, []string{"127.0.0.1:4730"}) || cl.Timeout != 0 || cl.DialTimeout != DefaultClientDialTimeout || cl.ConfigFile != "" {
+	if !reflect.DeepEqual(cl.Servers, []string{"127.0.0.1:4730"}) || cl.Timeout != 0 || cl.DialTimeout != client.DefaultDialTimeout || cl.ConfigFile != "" {
 		t.Errorf("defaults: %+v", cl)
 	}
 	path := writeFile(t, "c.json", `{"servers": ["a:1", "b:2"], "dial_timeout": "500ms", "timeout": 3}`)

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/gworkerd/gworkerd/client/cli"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 )
 
@@ -35,20 +35,20 @@ func TestErrors(t *testing.T) {
 		code     int
 		wantHint string
 	}{
-		{"missing file", []string{"--servers", dead, "submit", "resize", filepath.Join(dir, "nope.json")}, exitFile, "check the path"},
-		{"unknown priority", []string{"--servers", dead, "submit", "resize", payload, "--prio", "urgent"}, exitPriority, "use --prio high, normal or low"},
-		{"unreachable server", []string{"--servers", dead, "submit", "resize", payload}, exitUnreachable, "point --servers"},
-		{"unreachable ping", []string{"--servers", dead, "ping"}, exitUnreachable, "start a job server"},
-		{"unreachable admin", []string{"--servers", dead, "admin", "status"}, exitUnreachable, "start a job server"},
-		{"no function", []string{"submit"}, exitUsage, "gclient help"},
-		{"unknown flag", []string{"submit", "f", "--bogus"}, exitUsage, "gclient help"},
-		{"unknown admin command", []string{"admin", "bogus"}, exitUsage, "gclient help"},
-		{"bad --at", []string{"submit", "f", "--at", "tomorrow"}, exitUsage, "gclient help"},
-		{"--at with --wait", []string{"submit", "f", "--at", "+1m", "--wait"}, exitUsage, "gclient help"},
-		{"maxqueue size", []string{"--servers", dead, "admin", "maxqueue", "f", "x"}, exitUsage, "gclient help"},
-		{"missing batch file", []string{"submit", "f", "--batch", filepath.Join(dir, "none.jsonl")}, exitFile, "check the path"},
-		{"bad config file", []string{"--config", filepath.Join(dir, "none.yaml"), "ping"}, exitUsage, "gclient help"},
-		{"unreadable file", []string{"--servers", dead, "submit", "resize", unreadable}, exitFile, "check the path"},
+		{"missing file", []string{"--servers", dead, "submit", "resize", filepath.Join(dir, "nope.json")}, cli.ExitFile, "check the path"},
+		{"unknown priority", []string{"--servers", dead, "submit", "resize", payload, "--prio", "urgent"}, cli.ExitPriority, "use --prio high, normal or low"},
+		{"unreachable server", []string{"--servers", dead, "submit", "resize", payload}, cli.ExitUnreachable, "point --servers"},
+		{"unreachable ping", []string{"--servers", dead, "ping"}, cli.ExitUnreachable, "start a job server"},
+		{"unreachable admin", []string{"--servers", dead, "admin", "status"}, cli.ExitUnreachable, "start a job server"},
+		{"no function", []string{"submit"}, cli.ExitUsage, "gclient help"},
+		{"unknown flag", []string{"submit", "f", "--bogus"}, cli.ExitUsage, "gclient help"},
+		{"unknown admin command", []string{"admin", "bogus"}, cli.ExitUsage, "gclient help"},
+		{"bad --at", []string{"submit", "f", "--at", "tomorrow"}, cli.ExitUsage, "gclient help"},
+		{"--at with --wait", []string{"submit", "f", "--at", "+1m", "--wait"}, cli.ExitUsage, "gclient help"},
+		{"maxqueue size", []string{"--servers", dead, "admin", "maxqueue", "f", "x"}, cli.ExitUsage, "gclient help"},
+		{"missing batch file", []string{"submit", "f", "--batch", filepath.Join(dir, "none.jsonl")}, cli.ExitFile, "check the path"},
+		{"bad config file", []string{"--config", filepath.Join(dir, "none.yaml"), "ping"}, cli.ExitUsage, "gclient help"},
+		{"unreadable file", []string{"--servers", dead, "submit", "resize", unreadable}, cli.ExitFile, "check the path"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,83 +71,8 @@ func TestUnknownCommandSuggests(t *testing.T) {
 	t.Parallel()
 	r := gclient(t, "", "sumbit", "f")
 	want := "gclient: unknown command \"sumbit\" for \"gclient\"\nDid you mean this?\n\tsubmit\nrun `gclient help` for usage\n"
-	if r.code != exitUsage || r.stderr != want {
-		t.Errorf("exit %d, stderr %q; want %d, %q", r.code, r.stderr, exitUsage, want)
-	}
-}
-
-// A batch whose every line fails the same way (no server) says so in a
-// few lines, not one per job.
-func TestBatchRepeatedErrors(t *testing.T) {
-	t.Parallel()
-	batch := filepath.Join(t.TempDir(), "b.jsonl")
-	if err := os.WriteFile(batch, []byte(strings.Repeat("\"x\"\n", 300)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r := gclient(t, "", "--servers", testpeer.DeadAddr(t), "submit", "f", "--batch", batch)
-	if r.code != exitUnreachable {
-		t.Errorf("exit %d, want %d; stderr %q", r.code, exitUnreachable, r.stderr)
-	}
-	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-	if len(lines) > 5 {
-		t.Errorf("%d lines of errors for 300 jobs failing alike:\n%s", len(lines), r.stderr)
-	}
-	if !strings.Contains(r.stderr, "gclient: line 1: ") || !strings.Contains(r.stderr, "299 more lines up to line 300 failed with the same error") {
-		t.Errorf("stderr %q lacks the first error and the summary", r.stderr)
-	}
-}
-
-func TestParseAt(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
-	tests := []struct {
-		in   string
-		want time.Time
-		err  bool
-	}{
-		{"+10m", now.Add(10 * time.Minute), false},
-		{"1795000000", time.Unix(1795000000, 0), false},
-		{"2026-11-22T08:00:00Z", now.Add(time.Hour), false},
-		{"+soon", time.Time{}, true},
-		{"tomorrow", time.Time{}, true},
-	}
-	for _, tt := range tests {
-		got, err := parseAt(tt.in, now)
-		if (err != nil) != tt.err || !got.Equal(tt.want) {
-			t.Errorf("parseAt(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.err)
-		}
-	}
-}
-
-func TestBatchLine(t *testing.T) {
-	t.Parallel()
-	a := &app{}
-	tests := []struct {
-		line, fn, payload string
-		err               bool
-	}{
-		{`{"payload":"a b"}`, "f", "a b", false},
-		{`{"payload":{"x":1},"function":"g"}`, "g", `{"x":1}`, false},
-		{`"just a string"`, "f", "just a string", false},
-		{`42`, "f", "42", false},
-		{`{"payload":"x","prio":"urgent"}`, "", "", true},
-		{`not json`, "", "", true},
-		// An object without "payload" is a payload, not an empty job.
-		{`{"photo":"cat.jpg","width":200}`, "f", `{"photo":"cat.jpg","width":200}`, false},
-		{`{"unique":"u1"}`, "f", `{"unique":"u1"}`, false},
-		// A job description with a key it does not know is an error.
-		{`{"payload":"x","priority":"high"}`, "", "", true},
-		{`{"payload":"x","fucntion":"g"}`, "", "", true},
-	}
-	for _, tt := range tests {
-		req, err := a.parseBatchLine([]byte(tt.line), "f", submitFlags{prio: "normal"})
-		if (err != nil) != tt.err {
-			t.Errorf("line %s: error %v, want error %v", tt.line, err, tt.err)
-			continue
-		}
-		if !tt.err && (req.Function != tt.fn || string(req.Payload) != tt.payload) {
-			t.Errorf("line %s: function %q payload %q, want %q %q", tt.line, req.Function, req.Payload, tt.fn, tt.payload)
-		}
+	if r.code != cli.ExitUsage || r.stderr != want {
+		t.Errorf("exit %d, stderr %q; want %d, %q", r.code, r.stderr, cli.ExitUsage, want)
 	}
 }
 
@@ -219,7 +144,7 @@ func TestAgainstServers(t *testing.T) {
 					t.Errorf("admin %v: code %d stdout %q stderr %q", cmd, r.code, r.stdout, r.stderr)
 				}
 			}
-			if r = g("", "admin", "cancel", "H:nosuch:999999"); r.code != exitServer || !strings.Contains(r.stderr, "UNKNOWN_JOB") {
+			if r = g("", "admin", "cancel", "H:nosuch:999999"); r.code != cli.ExitServer || !strings.Contains(r.stderr, "UNKNOWN_JOB") {
 				t.Errorf("admin cancel of an unknown job: code %d stderr %q", r.code, r.stderr)
 			}
 			if r = g("", "ping"); r.code != 0 || !containsFields(r.stdout, addr, "ok") {
@@ -272,13 +197,13 @@ func TestAgainstServers(t *testing.T) {
 			if r.code != 0 || r.stdout != "chunk1:chunk2:done:x" || !strings.Contains(r.stderr, "status 1/2") || !strings.Contains(r.stderr, "warning: careful") {
 				t.Errorf("submit --wait events: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 			}
-			if r = g("", "submit", "php.fail", "--wait"); r.code != exitFailed || !strings.Contains(r.stderr, "failed") {
+			if r = g("", "submit", "php.fail", "--wait"); r.code != cli.ExitFailed || !strings.Contains(r.stderr, "failed") {
 				t.Errorf("submit --wait fail: code %d stderr %q", r.code, r.stderr)
 			}
-			if r = g("e", "submit", "php.exception", "-", "--wait"); r.code != exitFailed || !strings.Contains(r.stderr, "exception: boom:e") {
+			if r = g("e", "submit", "php.exception", "-", "--wait"); r.code != cli.ExitFailed || !strings.Contains(r.stderr, "exception: boom:e") {
 				t.Errorf("submit --wait exception: code %d stderr %q", r.code, r.stderr)
 			}
-			if r = g("", "submit", "nobody-does-this", "--wait", "--timeout", "300ms"); r.code != exitTimeout {
+			if r = g("", "submit", "nobody-does-this", "--wait", "--timeout", "300ms"); r.code != cli.ExitTimeout {
 				t.Errorf("submit --wait --timeout: code %d stderr %q", r.code, r.stderr)
 			}
 		})
@@ -299,7 +224,7 @@ func TestConfigSources(t *testing.T) {
 	}
 	t.Setenv("GCLIENT_SERVERS", srv.Addr+","+testpeer.DeadAddr(t))
 	r := gclient(t, "", "ping")
-	if r.code != exitUnreachable || !containsFields(r.stdout, srv.Addr, "ok") || !strings.Contains(r.stdout, "unreachable") {
+	if r.code != cli.ExitUnreachable || !containsFields(r.stdout, srv.Addr, "ok") || !strings.Contains(r.stdout, "unreachable") {
 		t.Errorf("ping with GCLIENT_SERVERS: code %d stdout %q", r.code, r.stdout)
 	}
 	// A flag wins over the environment.
@@ -307,8 +232,8 @@ func TestConfigSources(t *testing.T) {
 		t.Errorf("--servers over GCLIENT_SERVERS: code %d stdout %q", r.code, r.stdout)
 	}
 	t.Setenv("GCLIENT_TIMEOUT", "300ms")
-	if r := gclient(t, "", "--servers", srv.Addr, "submit", "nobody-does-this", "--wait"); r.code != exitTimeout {
-		t.Errorf("GCLIENT_TIMEOUT: code %d stderr %q, want %d", r.code, r.stderr, exitTimeout)
+	if r := gclient(t, "", "--servers", srv.Addr, "submit", "nobody-does-this", "--wait"); r.code != cli.ExitTimeout {
+		t.Errorf("GCLIENT_TIMEOUT: code %d stderr %q, want %d", r.code, r.stderr, cli.ExitTimeout)
 	}
 }
 
@@ -328,8 +253,8 @@ func TestConfigFileErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := gclient(t, "", "--config", p, "ping")
-		if want := "gclient: " + p + tc.want; r.code != exitUsage || !strings.HasPrefix(r.stderr, want) {
-			t.Errorf("%s: exit %d, stderr %q; want %d and %q", tc.name, r.code, r.stderr, exitUsage, want)
+		if want := "gclient: " + p + tc.want; r.code != cli.ExitUsage || !strings.HasPrefix(r.stderr, want) {
+			t.Errorf("%s: exit %d, stderr %q; want %d and %q", tc.name, r.code, r.stderr, cli.ExitUsage, want)
 		}
 	}
 }
@@ -340,8 +265,8 @@ func TestBinary(t *testing.T) {
 	bin := binary(t, "gclient")
 	cmd := exec.Command(bin, "--servers", testpeer.DeadAddr(t), "submit", "resize", "photo.json", "--prio", "urgent")
 	out, err := cmd.CombinedOutput()
-	if code := cmd.ProcessState.ExitCode(); code != exitPriority {
-		t.Errorf("exit code %d (%v), want %d; output %q", code, err, exitPriority, out)
+	if code := cmd.ProcessState.ExitCode(); code != cli.ExitPriority {
+		t.Errorf("exit code %d (%v), want %d; output %q", code, err, cli.ExitPriority, out)
 	}
 }
 

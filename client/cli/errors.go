@@ -1,10 +1,12 @@
-package main
+package cli
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 
 	"github.com/gworkerd/gworkerd/client"
 	"github.com/gworkerd/gworkerd/protocol"
@@ -12,17 +14,18 @@ import (
 
 // Exit codes. Each failure a script may want to tell apart has its own.
 const (
-	exitOK          = 0
-	exitFailed      = 1 // the job failed or raised an exception; some batch jobs failed; other errors
-	exitUsage       = 2 // bad command line or configuration
-	exitPriority    = 3 // unknown priority
-	exitFile        = 4 // FILE missing or unreadable
-	exitUnreachable = 5 // no server could be reached
-	exitServer      = 6 // a server refused the request (ERROR packet or ERR reply)
-	exitTimeout     = 7 // --timeout expired
+	ExitOK          = 0
+	ExitFailed      = 1 // the job failed or raised an exception; some batch jobs failed; other errors
+	ExitUsage       = 2 // bad command line or configuration
+	ExitPriority    = 3 // unknown priority
+	ExitFile        = 4 // FILE missing or unreadable
+	ExitUnreachable = 5 // no server could be reached
+	ExitServer      = 6 // a server refused the request (ERROR packet or ERR reply)
+	ExitTimeout     = 7 // --timeout expired
 )
 
-const exitCodesHelp = `Exit codes:
+// ExitCodesHelp lists the exit codes for gclient's help.
+const ExitCodesHelp = `Exit codes:
   0  success
   1  the job failed or raised an exception (--wait), some --batch jobs failed
   2  bad command line or configuration
@@ -32,10 +35,10 @@ const exitCodesHelp = `Exit codes:
   6  a server refused the request (e.g. queue full, unknown job)
   7  --timeout expired`
 
-// usageError is a bad command line.
-type usageError struct{ msg string }
+// UsageError is a bad command line or configuration (ExitUsage).
+type UsageError struct{ Msg string }
 
-func (e *usageError) Error() string { return e.msg }
+func (e *UsageError) Error() string { return e.Msg }
 
 // fileError is an input file that cannot be read.
 type fileError struct {
@@ -52,10 +55,38 @@ type jobError struct{ err error }
 func (e *jobError) Error() string { return e.err.Error() }
 func (e *jobError) Unwrap() error { return e.err }
 
+// Report prints err to w as gclient's last line, "gclient: " and the
+// error, followed by a hint saying what to do about it, and returns the
+// exit code. It prints nothing for nil (ExitOK) or for a failed job,
+// whose message is already out.
+func Report(w io.Writer, err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	code, hint := classify(err)
+	if _, ok := err.(*jobError); !ok {
+		msg := "gclient: " + oneLine(err.Error())
+		if _, ok := err.(*UsageError); ok {
+			msg = "gclient: " + strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n\n", "\n")
+		}
+		switch {
+		case hint != "" && strings.Contains(msg, "\n"):
+			msg += "\n" + hint
+		case hint != "":
+			msg += "; " + hint
+		}
+		fmt.Fprintln(w, msg)
+	}
+	return code
+}
+
+// oneLine joins the lines of a multi-line error (errors.Join).
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
+
 // classify maps an error to its exit code and a one-line hint saying
 // what to do about it.
 func classify(err error) (int, string) {
-	var ue *usageError
+	var ue *UsageError
 	var fe *fileError
 	var pe *protocol.PriorityError
 	var je *jobError
@@ -63,21 +94,21 @@ func classify(err error) (int, string) {
 	var ae *protocol.AdminError
 	switch {
 	case errors.As(err, &je):
-		return exitFailed, ""
+		return ExitFailed, ""
 	case errors.As(err, &ue):
-		return exitUsage, "run `gclient help` for usage"
+		return ExitUsage, "run `gclient help` for usage"
 	case errors.As(err, &pe):
-		return exitPriority, "use --prio high, normal or low"
+		return ExitPriority, "use --prio high, normal or low"
 	case errors.As(err, &fe):
-		return exitFile, "check the path and its permissions, or pass - to read the payload from stdin"
+		return ExitFile, "check the path and its permissions, or pass - to read the payload from stdin"
 	case errors.Is(err, context.DeadlineExceeded):
-		return exitTimeout, "the server did not finish in time; raise --timeout"
+		return ExitTimeout, "the server did not finish in time; raise --timeout"
 	case unreachable(err):
-		return exitUnreachable, "start a job server there, or point --servers (or GCLIENT_SERVERS) at a running one"
+		return ExitUnreachable, "start a job server there, or point --servers (or GCLIENT_SERVERS) at a running one"
 	case errors.As(err, &ep), errors.As(err, &ae):
-		return exitServer, "the server refused the request; see its reason above"
+		return ExitServer, "the server refused the request; see its reason above"
 	}
-	return exitFailed, ""
+	return ExitFailed, ""
 }
 
 // unreachable reports whether every server failure in err is a failure to
