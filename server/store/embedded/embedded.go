@@ -111,6 +111,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/sirupsen/logrus"
 
@@ -395,12 +396,28 @@ func (s *Store) pebbleOptions(readOnly bool) *pebble.Options {
 	if s.wal != nil {
 		popts.FS = s.wal
 	}
+	// pebble charges its memtables (up to two of memTableSize: the one
+	// written and the one being flushed) to the block cache: with its
+	// default 8 MiB cache nothing was ever cached, and every lookup read
+	// and decompressed its blocks again. blockCacheSize is on top of them.
+	popts.Cache = pebble.NewCache(2*memTableSize + blockCacheSize)
+	// A lookup of a job's key that is not stored (an Add of a new unique)
+	// is answered by a table's bloom filter, not its index and data blocks.
+	popts.Levels = make([]pebble.LevelOptions, 7)
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		popts.Levels[i].FilterType = pebble.TableFilter
+	}
 	return popts
 }
 
 // memTableSize is pebble's memtable size: the most job data held in
 // memory (and in one log file) before it is flushed to a table.
 const memTableSize = 64 << 20
+
+// blockCacheSize is the memory pebble may keep of table blocks (index,
+// filter and data blocks read by lookups and replay).
+const blockCacheSize = 32 << 20
 
 // openPebble is pebble.Open; a panic in it (pebble panics on some I/O
 // errors, and Logger.Fatalf panics) becomes an error.
