@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,11 +8,9 @@ import (
 	"runtime"
 	"syscall"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/gworkerd/gworkerd/config"
-	"github.com/gworkerd/gworkerd/config/migrate"
 	"github.com/gworkerd/gworkerd/worker/supervise"
 	"github.com/gworkerd/gworkerd/worker/workerd"
 )
@@ -66,12 +63,7 @@ func restartCmd(g *globalFlags) *cobra.Command {
 		Short: "stop the daemon, then start it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := workerd.Load(g.inputs())
-			if err != nil {
-				return err
-			}
-			c := config.WorkerControl{PidFile: cfg.PidFile, ControlSocket: cfg.ControlSocket, StopTimeout: cfg.StopTimeout}
-			if err := workerd.Stop(cmd.Context(), c, cmd.OutOrStdout()); err != nil {
+			if err := workerd.StopToRestart(cmd.Context(), g.inputs(), cmd.OutOrStdout()); err != nil {
 				return err
 			}
 			return start(cmd, g, foreground)
@@ -113,22 +105,12 @@ func statusCmd(g *globalFlags) *cobra.Command {
 			"When gworkerd is not running it says so and exits with status 3.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c := workerd.LoadControl(g.inputs(), cmd.ErrOrStderr())
-			resp, err := workerd.Control(cmd.Context(), c, supervise.Request{Cmd: "status"})
+			err := workerd.Status(cmd.Context(), workerd.LoadControl(g.inputs(), cmd.ErrOrStderr()), cmd.OutOrStdout(), asJSON)
 			if nr := (*workerd.NotRunningError)(nil); errors.As(err, &nr) {
 				fmt.Fprintln(cmd.OutOrStdout(), nr) // on stdout, as stop says it
 				return &cliError{code: exitNotRunning}
 			}
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(resp)
-			}
-			workerd.PrintStatus(cmd.OutOrStdout(), resp)
-			return nil
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -145,16 +127,7 @@ func ctlCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return &usageError{err: err}
 			}
-			resp, err := workerd.Control(cmd.Context(), workerd.LoadControl(g.inputs(), cmd.ErrOrStderr()), req)
-			if err != nil {
-				return err
-			}
-			if req.Cmd == "status" {
-				workerd.PrintStatus(cmd.OutOrStdout(), resp)
-				return nil
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "ok")
-			return nil
+			return workerd.Ctl(cmd.Context(), workerd.LoadControl(g.inputs(), cmd.ErrOrStderr()), req, cmd.OutOrStdout())
 		},
 	}
 }
@@ -171,15 +144,12 @@ func childCmd(_ *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := logrus.New()
-			log.Out = os.Stderr
-			log.Formatter = &logrus.TextFormatter{DisableTimestamp: true}
 			if os.Getenv("GOMAXPROCS") == "" {
 				runtime.GOMAXPROCS(c.Procs())
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return c.Run(ctx, log.WithFields(logrus.Fields{"function": c.Function(), "pid": os.Getpid()}), supervise.OpenReporter())
+			return c.Run(ctx, os.Stderr, supervise.OpenReporter())
 		},
 	}
 	cmd.Flags().StringVar(&function, "function", "", "function served")
@@ -213,16 +183,10 @@ error naming FILE:LINE.`,
 	}
 	cmd.PersistentFlags().StringVarP(&output, "output", "o", "", "write the YAML to this file instead of standard output")
 	cmd.PersistentFlags().BoolVar(&force, "force", false, "overwrite the -o file when it exists")
-	for _, f := range []struct {
-		use, short string
-		convert    func([]byte, migrate.Options) (*migrate.Result, error)
-	}{
-		{"gearmanmanager FILE", "a GearmanManager config (FILE.ini or FILE.php, the -c file of pecl-manager.php)", migrate.GearmanManager},
-		{"supervisord FILE", "a supervisord config file: each [program:x] becomes a function x running its command", migrate.Supervisord},
-	} {
-		convert := f.convert
+	for _, f := range workerd.ImportFormats() {
+		convert := f.Convert
 		cmd.AddCommand(&cobra.Command{
-			Use: f.use, Short: f.short, Args: cobra.ExactArgs(1),
+			Use: f.Name + " FILE", Short: f.Description, Args: cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				host, _ := os.Hostname()
 				return workerd.Import(workerd.ImportOptions{Convert: convert, File: args[0], Output: output, Force: force,

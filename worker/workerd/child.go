@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -43,16 +44,17 @@ func NewChild(lookupEnv func(string) (string, bool), function string) (*Child, e
 	return &Child{cc: cc}, nil
 }
 
-// Function is the function the child serves.
-func (c *Child) Function() string { return c.cc.Function }
-
 // Procs is the child's GOMAXPROCS (see childProcs).
 func (c *Child) Procs() int { return childProcs(c.cc) }
 
 // Run serves the function until ctx ends (SIGTERM), then finishes the
-// jobs it holds and returns. rep reports to the master.
-func (c *Child) Run(ctx context.Context, log logrus.FieldLogger, rep *supervise.Reporter) error {
-	return runChild(ctx, c.cc, log, rep)
+// jobs it holds and returns. It logs to stderr, which the master reads;
+// rep reports to the master.
+func (c *Child) Run(ctx context.Context, stderr io.Writer, rep *supervise.Reporter) error {
+	log := logrus.New()
+	log.Out = stderr
+	log.Formatter = &logrus.TextFormatter{DisableTimestamp: true}
+	return runChild(ctx, c.cc, log.WithFields(logrus.Fields{"function": c.cc.Function, "pid": os.Getpid()}), rep)
 }
 
 // runChild serves one function until ctx ends (SIGTERM), then finishes

@@ -2,6 +2,7 @@ package workerd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -135,11 +136,15 @@ func orStderr(s string) string {
 	return s
 }
 
-// Load loads the config and resolves the functions it serves, as Start
-// does: an error is one a start would fail with.
-func Load(in config.Inputs) (*config.Worker, error) {
+// StopToRestart is Stop with the settings of the config a restart
+// starts with: a config that would not start is refused before the
+// running daemon is stopped.
+func StopToRestart(ctx context.Context, in config.Inputs, stdout io.Writer) error {
 	cfg, _, err := loadChecked(in)
-	return cfg, err
+	if err != nil {
+		return err
+	}
+	return Stop(ctx, config.WorkerControl{PidFile: cfg.PidFile, ControlSocket: cfg.ControlSocket, StopTimeout: cfg.StopTimeout}, stdout)
 }
 
 func loadChecked(in config.Inputs) (*config.Worker, resolved, error) {
@@ -307,4 +312,35 @@ func Control(ctx context.Context, c config.WorkerControl, req supervise.Request)
 		return resp, fmt.Errorf("%s: %s", re.Cmd, re.Msg)
 	}
 	return resp, err
+}
+
+// Status writes the running daemon's status to w: a table (PrintStatus),
+// or JSON. With nothing running the error is a *NotRunningError.
+func Status(ctx context.Context, c config.WorkerControl, w io.Writer, asJSON bool) error {
+	resp, err := Control(ctx, c, supervise.Request{Cmd: "status"})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(resp)
+	}
+	PrintStatus(w, resp)
+	return nil
+}
+
+// Ctl sends req (see CtlRequest) to the running daemon and writes the
+// answer to w: the status table, or "ok".
+func Ctl(ctx context.Context, c config.WorkerControl, req supervise.Request, w io.Writer) error {
+	resp, err := Control(ctx, c, req)
+	if err != nil {
+		return err
+	}
+	if req.Cmd == "status" {
+		PrintStatus(w, resp)
+		return nil
+	}
+	fmt.Fprintln(w, "ok")
+	return nil
 }

@@ -10,6 +10,21 @@ import (
 	"github.com/gworkerd/gworkerd/config/migrate"
 )
 
+// ImportFormat is a worker manager whose configuration Import reads.
+type ImportFormat struct {
+	Name        string // the command's word: "gearmanmanager"
+	Description string // what FILE is
+	Convert     func([]byte, migrate.Options) (*migrate.Result, error)
+}
+
+// ImportFormats are the formats Import reads.
+func ImportFormats() []ImportFormat {
+	return []ImportFormat{
+		{"gearmanmanager", "a GearmanManager config (FILE.ini or FILE.php, the -c file of pecl-manager.php)", migrate.GearmanManager},
+		{"supervisord", "a supervisord config file: each [program:x] becomes a function x running its command", migrate.Supervisord},
+	}
+}
+
 // ImportOptions are the inputs of Import.
 type ImportOptions struct {
 	// Convert reads the other manager's format (migrate.GearmanManager,
