@@ -13,6 +13,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gworkerd/gworkerd/protocol"
+	"github.com/gworkerd/gworkerd/worker"
+	"github.com/gworkerd/gworkerd/worker/supervise"
 )
 
 // Worker is gworkerd's configuration: one YAML file (--config, else
@@ -227,8 +229,8 @@ const (
 	DefaultWorkerConfigFile    = "/etc/gworkerd/gworkerd.yaml"
 	DefaultWorkerPidFile       = "/run/gworkerd/gworkerd.pid"
 	DefaultWorkerControlSocket = "/run/gworkerd/gworkerd.sock"
-	DefaultWorkerStopTimeout   = 30 * time.Second
-	DefaultWorkerScaleInterval = 2 * time.Second
+	DefaultWorkerStopTimeout   = supervise.DefaultStopTimeout
+	DefaultWorkerScaleInterval = supervise.DefaultScaleInterval
 	DefaultWorkerHTTPListen    = "127.0.0.1:4732"
 	DefaultWorkerPHP           = "php"
 	DefaultWorkerPython        = "python3"
@@ -553,10 +555,10 @@ func (w *Worker) Function(name string) WorkerFunction {
 		base.Count = 1
 	}
 	if base.Concurrency == 0 && !base.set["concurrency"] {
-		base.Concurrency = 1
+		base.Concurrency = worker.DefaultConcurrency
 	}
 	if base.ScaleThreshold == 0 && !base.set["scale_threshold"] {
-		base.ScaleThreshold = 1
+		base.ScaleThreshold = supervise.DefaultScaleThreshold
 	}
 	if base.Max > 0 && base.Min == 0 && !base.set["min"] {
 		base.Min = 1

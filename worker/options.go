@@ -24,7 +24,7 @@ type Options struct {
 	// and settings. Required.
 	Functions map[string]FunctionConfig
 	// Concurrency is the most jobs the worker holds at once, across all
-	// servers. Default 1.
+	// servers. Default DefaultConcurrency (1).
 	Concurrency int
 	// MaxJobs makes the worker stop grabbing after it has taken this many
 	// jobs; Run returns when they are finished. 0 means no limit.
@@ -170,9 +170,13 @@ type Event struct {
 	Err error
 }
 
+// DefaultConcurrency is Options.Concurrency's default, and gworkerd's
+// concurrency per child.
+const DefaultConcurrency = 1
+
 func (o Options) withDefaults() Options {
 	if o.Concurrency <= 0 {
-		o.Concurrency = 1
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 60 * time.Second

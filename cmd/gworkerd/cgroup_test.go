@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gworkerd/gworkerd/internal/cgroup/cgrouptest"
+	"github.com/gworkerd/gworkerd/internal/sysproc"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 )
 
@@ -133,7 +134,7 @@ func TestMemoryLimitCountsDetachedProcesses(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "the child recycled for memory_limit and replaced", func() bool {
 		now := e.running("leak")
-		return !processAlive(first) && len(now) == 1 && now[0] != first
+		return !sysproc.Alive(first) && len(now) == 1 && now[0] != first
 	})
 	le, ok := find(e.logEntries(), "recycling child", "pid="+strconv.Itoa(first), "reason=memory_limit")
 	if !ok {
@@ -190,7 +191,7 @@ if [ "$(cat)" = ok ]; then echo fine; exit 0; fi
 	})
 	waitFor(t, 30*time.Second, "the child recycled and replaced", func() bool {
 		now := e.running("hog")
-		return !processAlive(first) && len(now) == 1 && now[0] != first
+		return !sysproc.Alive(first) && len(now) == 1 && now[0] != first
 	})
 	if out, err := submitJob(ctx, s.Addr, "hog", "ok", false, true); err != nil || strings.TrimSpace(out) != "fine" {
 		t.Fatalf("next job: %q, %v\nlog:\n%s", out, err, e.logTail())
@@ -241,7 +242,7 @@ func TestCommandCgroupsRemoved(t *testing.T) {
 	// Its cgroup's 100 MiB are over memory_limit: recycled.
 	waitFor(t, 30*time.Second, "the command recycled for memory_limit", func() bool {
 		_, ok := find(e.logEntries(), "recycling child", "pid="+strconv.Itoa(first), "reason=memory_limit")
-		return ok && !processAlive(first)
+		return ok && !sysproc.Alive(first)
 	})
 	// The orphan ignores SIGTERM: its cgroup stays until stop.
 	if _, err := os.Stat(firstCg); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/gworkerd/gworkerd/internal/sysproc"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/worker/supervise"
 )
@@ -615,7 +616,7 @@ func TestCommandStopTimeout(t *testing.T) {
 	pid := e.running("deaf1s")[0]
 	start := time.Now()
 	e.must("ctl", "stop", "deaf1s")
-	waitFor(t, 30*time.Second, "deaf1s stopped", func() bool { return !processAlive(pid) && len(e.running("deaf1s")) == 0 })
+	waitFor(t, 30*time.Second, "deaf1s stopped", func() bool { return !sysproc.Alive(pid) && len(e.running("deaf1s")) == 0 })
 	if el := time.Since(start); el < time.Second {
 		t.Errorf("deaf1s gone %v after ctl stop, before its stop_timeout of 1s: SIGTERM was not ignored", el)
 	}
@@ -737,7 +738,7 @@ func TestCommandRollingReload(t *testing.T) {
 				return false
 			}
 		}
-		return !slices.ContainsFunc(old, processAlive)
+		return !slices.ContainsFunc(old, sysproc.Alive)
 	})
 	waitFor(t, 30*time.Second, "a job served by v2", func() bool { return sawTag("v2") })
 	halt()
@@ -789,7 +790,7 @@ func TestCommandRecycle(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "fat recycled", func() bool {
 		got := e.running("fat")
-		return len(got) == 1 && got[0] != fat && !processAlive(fat)
+		return len(got) == 1 && got[0] != fat && !sysproc.Alive(fat)
 	})
 	entries := e.logEntries()
 	if _, ok := find(entries, "recycling child", "pid="+strconv.Itoa(fat), "reason=memory_limit"); !ok {
@@ -807,7 +808,7 @@ func TestCommandRecycle(t *testing.T) {
 
 	waitFor(t, 30*time.Second, "aging recycled", func() bool {
 		got := e.running("aging")
-		return len(got) == 1 && got[0] != aging && !processAlive(aging)
+		return len(got) == 1 && got[0] != aging && !sysproc.Alive(aging)
 	})
 	entries = e.logEntries()
 	started, ok1 := find(entries, "child state", "pid="+strconv.Itoa(aging), "state=starting")
@@ -820,65 +821,4 @@ func TestCommandRecycle(t *testing.T) {
 		t.Errorf("aging recycled after %v, before max_lifetime 3s", lived)
 	}
 	checkRolled(t, entries, "aging", []int{aging})
-}
-
-// resolve turns a command function's keys into its FunctionSpec; its
-// version changes with the command and the files it names, not with the
-// count.
-func TestResolveCommand(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	script := filepath.Join(dir, "worker.php")
-	if err := os.WriteFile(script, []byte("<?php\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	load := func(entry string) supervise.FunctionSpec {
-		t.Helper()
-		p := filepath.Join(dir, "g.yaml")
-		if err := os.WriteFile(p, []byte("servers: [127.0.0.1:1, 127.0.0.1:2]\nfunctions:\n"+entry), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := loadConfigFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := resolve(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(res.specs) != 1 {
-			t.Fatalf("specs %+v, want one", res.specs)
-		}
-		return res.specs[0]
-	}
-	const keys = "    count: 3\n    dir: %s\n    env: {A: b}\n    stop_timeout: 7s\n    lifetime_splay: 5s\n" +
-		"    ready_after: 2s\n    max_lifetime: 1h\n    memory_limit: 1000\n    user: nobody\n"
-	entry := "  w:\n    command: [php, worker.php, \"--servers={servers}\", x]\n" + fmt.Sprintf(keys, dir)
-	got := load(entry)
-	const servers = "127.0.0.1:1,127.0.0.1:2"
-	want := supervise.FunctionSpec{
-		Name: "w", Count: 3, Command: true, Path: "php", Args: []string{"worker.php", "--servers=" + servers, "x"},
-		Env: []string{"GEARMAN_SERVERS=" + servers, "A=b"}, Dir: dir, Grace: 7 * time.Second, LifetimeSplay: 5 * time.Second,
-		ReadyAfter: 2 * time.Second, MaxLifetime: time.Hour, MemoryLimit: 1000, User: "nobody", Version: got.Version, ScaleThreshold: 1,
-	}
-	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
-		t.Errorf("spec\n%+v\nwant\n%+v", got, want)
-	}
-	if s := load(strings.Replace(entry, "[php, worker.php, \"--servers={servers}\", x]", "php worker.php --servers={servers} x", 1)); fmt.Sprintf("%+v", s) != fmt.Sprintf("%+v", got) {
-		t.Errorf("command as a string: spec %+v, want %+v", s, got)
-	}
-	if s := load(strings.Replace(entry, "count: 3", "count: 4", 1)); s.Version != got.Version {
-		t.Errorf("version changed with the count: a reload would replace the workers needlessly")
-	}
-	if s := load(strings.Replace(entry, " x]", " y]", 1)); s.Version == got.Version {
-		t.Errorf("version unchanged by another argument: a reload would not apply it")
-	}
-	// A deploy: the script named (relative to dir) changed.
-	later := time.Now().Add(time.Minute)
-	if err := os.Chtimes(script, later, later); err != nil {
-		t.Fatal(err)
-	}
-	if s := load(entry); s.Version == got.Version {
-		t.Errorf("version unchanged by a new worker.php: a reload after a deploy would not replace the workers")
-	}
 }

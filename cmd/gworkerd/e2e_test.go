@@ -11,14 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/sysproc"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
-	"github.com/gworkerd/gworkerd/worker/supervise"
 )
 
 // End to end: PHP's gearman extension and gclient submit resize jobs to
@@ -144,7 +142,7 @@ func TestResizeConfig(t *testing.T) {
 	e.must("reload")
 	waitFor(t, 20*time.Second, "the resize child replaced", func() bool {
 		got := e.running("resize")
-		return len(got) == 1 && got[0] != first && len(e.status().Children) == 1 && !processAlive(first)
+		return len(got) == 1 && got[0] != first && len(e.status().Children) == 1 && !sysproc.Alive(first)
 	})
 	file := func(name, dir, quality string) []byte {
 		t.Helper()
@@ -171,67 +169,4 @@ func TestResizeConfig(t *testing.T) {
 	if bytes.Equal(configured, asked85) {
 		t.Errorf("a job without quality wrote the image of quality 85, the built-in default; want jpeg_quality: 7")
 	}
-}
-
-// resolve gives the resize section to the built-in resize only, so that
-// a change to it replaces the resize children on reload and no others.
-func TestResolveResize(t *testing.T) {
-	t.Parallel()
-	load := func(section string) map[string]supervise.FunctionSpec {
-		t.Helper()
-		p := filepath.Join(t.TempDir(), "g.yaml")
-		if err := os.WriteFile(p, []byte("servers: [127.0.0.1:1]\nfunctions:\n  resize: {}\n  reverse: {}\n"+section), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := loadConfigFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := resolve(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]supervise.FunctionSpec{}
-		for _, s := range res.specs {
-			out[s.Name] = s
-		}
-		return out
-	}
-	child := func(s supervise.FunctionSpec) childConfig {
-		t.Helper()
-		for _, kv := range s.Env {
-			if v, ok := strings.CutPrefix(kv, envChildConfig+"="); ok {
-				var cc childConfig
-				if err := json.Unmarshal([]byte(v), &cc); err != nil {
-					t.Fatalf("%s: %v", s.Name, err)
-				}
-				return cc
-			}
-		}
-		t.Fatalf("%s: no %s in %q", s.Name, envChildConfig, s.Env)
-		return childConfig{}
-	}
-	plain := load("")
-	set := load("resize:\n  max_pixels: 1000\n  jpeg_quality: 7\n")
-	if got := child(plain["resize"]).Resize; got == nil || !reflect.DeepEqual(*got, childResize{}) {
-		t.Errorf("resize without a section: child resize %+v, want zero (the job's defaults)", got)
-	}
-	if got := child(set["resize"]).Resize; got == nil || !reflect.DeepEqual(*got, childResize{MaxPixels: 1000, JPEGQuality: 7}) {
-		t.Errorf("resize: child resize %+v, want max_pixels 1000 jpeg_quality 7", got)
-	}
-	if got := child(set["reverse"]).Resize; got != nil {
-		t.Errorf("reverse: child resize %+v, want none", got)
-	}
-	if plain["resize"].Version == set["resize"].Version {
-		t.Errorf("resize version unchanged by the resize section; a reload would not apply it")
-	}
-	if plain["reverse"].Version != set["reverse"].Version {
-		t.Errorf("reverse version changed by the resize section; a reload would replace it needlessly")
-	}
-}
-
-// loadConfigFile loads the config file at path as gworkerd --config
-// path does, without the environment of the test.
-func loadConfigFile(path string) (*config.Worker, error) {
-	return config.LoadWorker(config.Inputs{LookupEnv: func(k string) (string, bool) { return path, k == "GWORKERD_CONFIG" }})
 }

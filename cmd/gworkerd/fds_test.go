@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/sysproc"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 )
 
@@ -177,7 +178,7 @@ func TestStopIgnoresRewrittenPidFile(t *testing.T) {
 		t.Errorf("stop killed the unrelated process %d named in the pid file: %v", victim.Process.Pid, err)
 	default:
 	}
-	if processAlive(master) {
+	if sysproc.Alive(master) {
 		t.Errorf("master %d still runs after stop", master)
 	}
 }

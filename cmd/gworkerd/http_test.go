@@ -21,13 +21,6 @@ import (
 	"github.com/gworkerd/gworkerd/worker/supervise"
 )
 
-func TestTokenTag(t *testing.T) {
-	t.Parallel()
-	if tokenTag("") != "" || tokenTag("a") == tokenTag("b") || strings.Contains(tokenTag("secret"), "secret") {
-		t.Errorf("tokenTag: %q %q %q", tokenTag(""), tokenTag("a"), tokenTag("secret"))
-	}
-}
-
 // TestHTTPScale runs the gworkerd daemon with http_listen and http_token,
 // scales a function over HTTP (refused without the token) and reads the
 // new child in /metrics.

@@ -55,7 +55,7 @@ func loadImported(t *testing.T, y string) (*config.Worker, string) {
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w, err := loadConfigFile(path)
+	w, err := config.LoadWorker(config.Inputs{LookupEnv: func(k string) (string, bool) { return path, k == "GWORKERD_CONFIG" }})
 	if err != nil {
 		t.Fatalf("the imported YAML does not load: %v\n%s", err, y)
 	}

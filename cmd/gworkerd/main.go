@@ -17,6 +17,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -27,13 +28,15 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/sysproc"
 	"github.com/gworkerd/gworkerd/internal/version"
+	"github.com/gworkerd/gworkerd/worker/workerd"
 )
 
 func main() {
 	// Before anything starts a process: no program gworkerd starts
 	// inherits a descriptor it was not given on purpose.
-	if err := inheritNothing(); err != nil {
+	if err := sysproc.InheritNothing(); err != nil {
 		fmt.Fprintln(os.Stderr, "gworkerd:", err)
 		os.Exit(1)
 	}
@@ -54,7 +57,6 @@ type cliError struct {
 }
 
 func (e *cliError) Error() string { return e.msg }
-func (e *cliError) namesProgram() {}
 
 // usageError is a command line gworkerd does not understand: an unknown
 // command or flag, or wrong arguments. It exits with exitUsage.
@@ -67,7 +69,7 @@ func (e *usageError) Unwrap() error { return e.err }
 // printing the error, if any, to stderr.
 func run(root *cobra.Command, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
-	err := root.Execute()
+	err := root.ExecuteContext(context.Background())
 	if err == nil {
 		return 0
 	}
@@ -76,10 +78,17 @@ func run(root *cobra.Command, args []string, stderr io.Writer) int {
 	if _, _, ferr := root.Find(args); ferr != nil {
 		err = &usageError{err: ferr}
 	}
-	var named interface{ namesProgram() }
+	// These messages name the program themselves.
+	var (
+		ce *cliError
+		nr *workerd.NotRunningError
+		ar *sysproc.RunningError
+	)
 	switch {
 	case err.Error() == "": // said already
-	case errors.As(err, &named):
+	case errors.As(err, &ar):
+		fmt.Fprintf(stderr, "gworkerd already runs with pid %d (pid file %s)\n", ar.Pid, ar.File)
+	case errors.As(err, &ce), errors.As(err, &nr):
 		fmt.Fprintln(stderr, strings.TrimRight(err.Error(), "\n"))
 	default:
 		fmt.Fprintln(stderr, "gworkerd:", strings.TrimRight(err.Error(), "\n"))
@@ -89,7 +98,6 @@ func run(root *cobra.Command, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Run 'gworkerd --help' for usage.")
 		return exitUsage
 	}
-	var ce *cliError
 	if errors.As(err, &ce) {
 		return ce.code
 	}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gworkerd/gworkerd/internal/cgroup/cgrouptest"
+	"github.com/gworkerd/gworkerd/internal/sysproc"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/worker/supervise"
@@ -178,7 +179,7 @@ func (e *env) cleanup() {
 		return
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid > 0 && processAlive(pid) {
+	if pid > 0 && sysproc.Alive(pid) {
 		_ = unix.Kill(pid, unix.SIGKILL)
 	}
 	reap(pid)
@@ -230,7 +231,7 @@ func (e *env) appendConfig(text string) {
 func (e *env) running(fn string) []int {
 	var pids []int
 	for _, c := range e.status().Children {
-		if c.Function == fn && c.State == supervise.StateRunning && processAlive(c.Pid) {
+		if c.Function == fn && c.State == supervise.StateRunning && sysproc.Alive(c.Pid) {
 			pids = append(pids, c.Pid)
 		}
 	}
@@ -475,7 +476,7 @@ func TestStartTwiceAndStalePidFile(t *testing.T) {
 	// be finishing its exit when the new ones are all up.
 	waitFor(t, 15*time.Second, "the old children gone", func() bool {
 		for _, p := range before {
-			if processAlive(p) {
+			if sysproc.Alive(p) {
 				return false
 			}
 		}
@@ -508,7 +509,7 @@ func TestStartTwiceAndStalePidFile(t *testing.T) {
 	e.must("restart")
 	pid2 := e.masterPid()
 	reap(pid)
-	if pid2 == pid || !processAlive(pid2) || processAlive(pid) {
+	if pid2 == pid || !sysproc.Alive(pid2) || sysproc.Alive(pid) {
 		t.Errorf("restart: old pid %d, new pid %d", pid, pid2)
 	}
 	e.must("stop")
@@ -557,7 +558,7 @@ func TestReloadDiscoversScripts(t *testing.T) {
 		t.Errorf("rev pids %v after reload, want unchanged %v", got, revPids)
 	}
 	for _, p := range revPids {
-		if !processAlive(p) {
+		if !sysproc.Alive(p) {
 			t.Errorf("rev child %d gone", p)
 		}
 	}
@@ -575,7 +576,7 @@ func TestReloadDiscoversScripts(t *testing.T) {
 				return false
 			}
 		}
-		return !processAlive(upPid)
+		return !sysproc.Alive(upPid)
 	})
 	if got := e.running("rev"); len(got) != 2 || got[0] != revPids[0] || got[1] != revPids[1] {
 		t.Errorf("rev pids %v after the second reload, want %v", got, revPids)
@@ -691,7 +692,7 @@ func TestMasterKilled(t *testing.T) {
 	}
 	waitFor(t, 2*time.Second, "every child to exit", func() bool {
 		for _, c := range children {
-			if processAlive(c) {
+			if sysproc.Alive(c) {
 				return false
 			}
 		}

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gworkerd/gworkerd/internal/sysproc"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/worker/supervise"
 )
@@ -429,7 +430,7 @@ func TestResidentMaxJobsRecycles(t *testing.T) {
 	// every child and handler that served is gone.
 	for _, s := range got {
 		waitFor(t, residentTimeout, fmt.Sprintf("recycled child %d and handler %d gone", s.ppid, s.pid), func() bool {
-			return !processAlive(s.pid) && !processAlive(s.ppid)
+			return !sysproc.Alive(s.pid) && !sysproc.Alive(s.ppid)
 		})
 	}
 	waitFor(t, residentTimeout, "a new child", func() bool {
@@ -466,7 +467,7 @@ func TestResidentMemoryLimitRecycles(t *testing.T) {
 	}
 	waitFor(t, residentTimeout, "the grown child and handler recycled", func() bool {
 		now := r.running("seed")
-		return !processAlive(first.pid) && !processAlive(first.ppid) && len(now) == 1 && now[0] != first.ppid
+		return !sysproc.Alive(first.pid) && !sysproc.Alive(first.ppid) && len(now) == 1 && now[0] != first.ppid
 	})
 	for _, srv := range r.servers {
 		if got := serve(srv); got.pid == first.pid || got.ppid == first.ppid {
@@ -499,7 +500,7 @@ func TestResidentHandlerDiesMidJob(t *testing.T) {
 		if retried == before {
 			t.Errorf("%s: the retry ran on handler %d, the one that exited", srv.name, before)
 		}
-		waitFor(t, residentTimeout, "the handler that exited gone", func() bool { return !processAlive(before) })
+		waitFor(t, residentTimeout, "the handler that exited gone", func() bool { return !sysproc.Alive(before) })
 		if got := r.pid(srv, "crash"); got != retried {
 			t.Errorf("%s: next job on handler %d, want the replacement %d", srv.name, got, retried)
 		}
@@ -548,7 +549,7 @@ func TestResidentTimeout(t *testing.T) {
 		if again == before {
 			t.Errorf("%s: the requeued job ran on handler %d, the stuck one", srv.name, before)
 		}
-		waitFor(t, residentTimeout, "the stuck handler killed", func() bool { return !processAlive(before) })
+		waitFor(t, residentTimeout, "the stuck handler killed", func() bool { return !sysproc.Alive(before) })
 		if got := r.pid(srv, "stuck"); got != again {
 			t.Errorf("%s: next job on handler %d, want the replacement %d", srv.name, got, again)
 		}
@@ -564,7 +565,7 @@ func TestResidentTimeout(t *testing.T) {
 		if el < timeout {
 			t.Errorf("%s: stuckfail hang failed after %v, before the timeout %v", srv.name, el, timeout)
 		}
-		waitFor(t, residentTimeout, "the stuck handler killed", func() bool { return !processAlive(before) })
+		waitFor(t, residentTimeout, "the stuck handler killed", func() bool { return !sysproc.Alive(before) })
 		if got := r.pid(srv, "stuckfail"); got == before {
 			t.Errorf("%s: next job on handler %d, the killed one", srv.name, got)
 		}
@@ -823,7 +824,7 @@ func TestResidentChildKilledMidJob(t *testing.T) {
 		if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, residentTimeout, "the handler to die with its child", func() bool { return !processAlive(handler) })
+		waitFor(t, residentTimeout, "the handler to die with its child", func() bool { return !sysproc.Alive(handler) })
 		waitFor(t, residentTimeout, "the job to run again", func() bool {
 			again, err := os.ReadFile(handleFile)
 			return err == nil && bytes.Equal(again, handle)

@@ -30,6 +30,13 @@ import (
 	"github.com/gworkerd/gworkerd/internal/clock"
 )
 
+// Defaults of Options and FunctionSpec, also gworkerd's config defaults.
+const (
+	DefaultStopTimeout    = 30 * time.Second // Options.StopTimeout
+	DefaultScaleInterval  = 2 * time.Second  // Options.ScaleInterval
+	DefaultScaleThreshold = 1                // FunctionSpec.ScaleThreshold
+)
+
 // FunctionSpec describes one supervised function.
 type FunctionSpec struct {
 	// Name is the Gearman function (case-sensitive).
@@ -42,7 +49,7 @@ type FunctionSpec struct {
 	// exceeds ScaleThreshold per child; extras stop after MaxIdle.
 	Min, Max int
 	// ScaleThreshold is the queued jobs per child that justify one more
-	// child. Default 1.
+	// child. Default DefaultScaleThreshold (1).
 	ScaleThreshold int
 	// MaxJobs recycles a child after this many jobs (0: never). A
 	// Command function cannot have it (New and Reload reject it).
@@ -127,7 +134,8 @@ type Options struct {
 	// process's executable.
 	Executable string
 	// StopTimeout is how long children may finish their jobs when the
-	// supervisor stops before their groups get SIGKILL. Default 30s.
+	// supervisor stops before their groups get SIGKILL. Default
+	// DefaultStopTimeout (30s).
 	StopTimeout time.Duration
 	// Backoff paces restarts.
 	Backoff Backoff
@@ -135,7 +143,7 @@ type Options struct {
 	// per function; it is polled every ScaleInterval for autoscaled
 	// functions.
 	Backlog func(ctx context.Context) (map[string]int, error)
-	// ScaleInterval defaults to 2s.
+	// ScaleInterval defaults to DefaultScaleInterval (2s).
 	ScaleInterval time.Duration
 	// TickInterval is how often lifetimes and idle times are checked.
 	// Default 1s.
@@ -354,10 +362,10 @@ func New(opts Options) (*Supervisor, error) {
 		opts.Executable = exe
 	}
 	if opts.StopTimeout <= 0 {
-		opts.StopTimeout = 30 * time.Second
+		opts.StopTimeout = DefaultStopTimeout
 	}
 	if opts.ScaleInterval <= 0 {
-		opts.ScaleInterval = 2 * time.Second
+		opts.ScaleInterval = DefaultScaleInterval
 	}
 	if opts.TickInterval <= 0 {
 		opts.TickInterval = time.Second
@@ -1025,7 +1033,7 @@ func (s *Supervisor) scale(backlog map[string]int) {
 			continue
 		}
 		queued := backlog[spec.Name]
-		th := max(spec.ScaleThreshold, 1)
+		th := max(spec.ScaleThreshold, DefaultScaleThreshold)
 		need := min(spec.Max, (queued+th-1)/th)
 		if need > g.desired {
 			s.log.WithFields(logrus.Fields{"function": spec.Name, "backlog": queued, "from": g.desired, "to": need}).Info("scaling up")

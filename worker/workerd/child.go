@@ -1,20 +1,18 @@
-package main
+package workerd
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"github.com/spf13/cobra"
 
 	"github.com/gworkerd/gworkerd/internal/clock"
 	"github.com/gworkerd/gworkerd/jobs"
@@ -26,34 +24,37 @@ import (
 // still reports ready, so that a server down does not block a reload.
 const readyFallback = 5 * time.Second
 
-func childCmd(g *globalFlags) *cobra.Command {
-	var function string
-	cmd := &cobra.Command{
-		Use:    "child --function NAME",
-		Short:  "run one worker child (started by the master)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var cc childConfig
-			if err := json.Unmarshal([]byte(os.Getenv(envChildConfig)), &cc); err != nil {
-				return fmt.Errorf("child: %s is missing or invalid (children are started by the master): %w", envChildConfig, err)
-			}
-			if function != "" && function != cc.Function {
-				return fmt.Errorf("child: --function %q does not match %q", function, cc.Function)
-			}
-			log := logrus.New()
-			log.Out = os.Stderr
-			log.Formatter = &logrus.TextFormatter{DisableTimestamp: true}
-			if os.Getenv("GOMAXPROCS") == "" {
-				runtime.GOMAXPROCS(childProcs(cc))
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			return runChild(ctx, cc, log.WithFields(logrus.Fields{"function": cc.Function, "pid": os.Getpid()}), supervise.OpenReporter())
-		},
+// Child is one worker child, started by the master as `gworkerd child`
+// with its settings in the environment.
+type Child struct {
+	cc childConfig
+}
+
+// NewChild reads the child's settings from the environment; function,
+// if not "", must be the function they name.
+func NewChild(lookupEnv func(string) (string, bool), function string) (*Child, error) {
+	v, _ := lookupEnv(envChildConfig)
+	var cc childConfig
+	if err := json.Unmarshal([]byte(v), &cc); err != nil {
+		return nil, fmt.Errorf("child: %s is missing or invalid (children are started by the master): %w", envChildConfig, err)
 	}
-	cmd.Flags().StringVar(&function, "function", "", "function served")
-	return cmd
+	if function != "" && function != cc.Function {
+		return nil, fmt.Errorf("child: --function %q does not match %q", function, cc.Function)
+	}
+	return &Child{cc: cc}, nil
+}
+
+// Procs is the child's GOMAXPROCS (see childProcs).
+func (c *Child) Procs() int { return childProcs(c.cc) }
+
+// Run serves the function until ctx ends (SIGTERM), then finishes the
+// jobs it holds and returns. It logs to stderr, which the master reads;
+// rep reports to the master.
+func (c *Child) Run(ctx context.Context, stderr io.Writer, rep *supervise.Reporter) error {
+	log := logrus.New()
+	log.Out = stderr
+	log.Formatter = &logrus.TextFormatter{DisableTimestamp: true}
+	return runChild(ctx, c.cc, log.WithFields(logrus.Fields{"function": c.cc.Function, "pid": os.Getpid()}), rep)
 }
 
 // runChild serves one function until ctx ends (SIGTERM), then finishes

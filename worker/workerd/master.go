@@ -1,11 +1,11 @@
-package main
+package workerd
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -17,42 +17,9 @@ import (
 
 	"github.com/gworkerd/gworkerd/config"
 	"github.com/gworkerd/gworkerd/internal/cgroup"
+	"github.com/gworkerd/gworkerd/internal/sysproc"
 	"github.com/gworkerd/gworkerd/worker/supervise"
 )
-
-// logFile is the log destination: standard error, or a file dup'ed onto
-// descriptors 1 and 2 (so that panics land there too) and reopened on
-// SIGUSR1 for logrotate.
-type logFile struct {
-	path string
-}
-
-func (l *logFile) open() error {
-	if l.path == "" {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(l.path), 0o755); err != nil {
-		return fmt.Errorf("log file: %w", err)
-	}
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return fmt.Errorf("log file: %w", err)
-	}
-	defer f.Close()
-	for _, fd := range []int{1, 2} {
-		if err := unix.Dup3(int(f.Fd()), fd, 0); err != nil {
-			return fmt.Errorf("log file: dup: %w", err)
-		}
-	}
-	return nil
-}
-
-func newLogger() *logrus.Logger {
-	log := logrus.New()
-	log.Out = os.Stderr
-	log.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339Nano}
-	return log
-}
 
 // fixedSettings cannot change on reload: a reload that changes one is
 // rejected whole.
@@ -100,9 +67,24 @@ func openCgroups(setting string, log logrus.FieldLogger) (*cgroup.Tree, string) 
 	return tr, ""
 }
 
-// runMaster supervises until SIGTERM or SIGINT, then stops every child.
-// in are the inputs cfg was loaded from; a reload reads them again.
-func runMaster(in config.Inputs, cfg *config.Worker, lf *logFile, log *logrus.Logger) error {
+// master is what runMaster needs besides the config.
+type master struct {
+	in  config.Inputs // what cfg was loaded from; a reload reads them again
+	cfg *config.Worker
+	// signals: SIGTERM and SIGINT stop, SIGHUP reloads, SIGUSR1 reopens
+	// the log file.
+	signals <-chan os.Signal
+	logFile *sysproc.LogFile // the log's destination, reopened on SIGUSR1
+	log     *logrus.Logger
+	// ready is told once the control socket and the HTTP endpoint serve,
+	// or why the start failed; nil for none.
+	ready func(error)
+}
+
+// run supervises until ctx ends or a stop signal comes, then stops
+// every child.
+func (m *master) run(ctx context.Context) error {
+	in, cfg, log := m.in, m.cfg, m.log
 	res, err := resolve(cfg)
 	if err != nil {
 		return err
@@ -181,11 +163,8 @@ func runMaster(in config.Inputs, cfg *config.Worker, lf *logFile, log *logrus.Lo
 	}
 	cs := &supervise.ControlServer{Supervisor: sup, Reload: reload, Logger: log}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -197,7 +176,7 @@ func runMaster(in config.Inputs, cfg *config.Worker, lf *logFile, log *logrus.Lo
 			select {
 			case <-ctx.Done():
 				return
-			case sig := <-sigs:
+			case sig := <-m.signals:
 				switch sig {
 				case syscall.SIGHUP:
 					log.Info("SIGHUP: reloading")
@@ -207,7 +186,7 @@ func runMaster(in config.Inputs, cfg *config.Worker, lf *logFile, log *logrus.Lo
 					}
 					rcancel()
 				case syscall.SIGUSR1:
-					if err := lf.open(); err != nil {
+					if err := reopenLog(m.logFile, cfg.LogFile); err != nil {
 						log.WithError(err).Error("reopen log file")
 					} else {
 						log.Info("log file reopened")
@@ -221,6 +200,9 @@ func runMaster(in config.Inputs, cfg *config.Worker, lf *logFile, log *logrus.Lo
 		}
 	}()
 	log.WithFields(logrus.Fields{"pid": os.Getpid(), "functions": res.names, "servers": cfg.Servers}).Info("gworkerd started")
+	if m.ready != nil {
+		m.ready(nil)
+	}
 	runErr := sup.Run(ctx)
 	cancel()
 	_ = cs.Close()
@@ -230,4 +212,36 @@ func runMaster(in config.Inputs, cfg *config.Worker, lf *logFile, log *logrus.Lo
 	}
 	log.Info("gworkerd stopped")
 	return runErr
+}
+
+// openLog opens the master's log: the file log_file names (made the
+// process's standard output and error too, so that panics land there),
+// or standard error when it is "".
+func openLog(path string, stderr io.Writer) (*sysproc.LogFile, error) {
+	if path == "" {
+		return sysproc.OpenLog("stderr", stderr, nil)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	return sysproc.OpenLog(path, stderr, sysproc.DupToStderr)
+}
+
+// reopenLog reopens the log file by name after a rotation (SIGUSR1),
+// making its directory again if it was removed.
+func reopenLog(lf *sysproc.LogFile, path string) error {
+	if path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return fmt.Errorf("log file: %w", err)
+		}
+	}
+	return lf.Reopen()
+}
+
+// newLogger is the master's logger, writing to w.
+func newLogger(w io.Writer) *logrus.Logger {
+	log := logrus.New()
+	log.Out = w
+	log.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339Nano}
+	return log
 }
