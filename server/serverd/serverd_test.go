@@ -344,3 +344,21 @@ func TestLookupUser(t *testing.T) {
 		t.Errorf("root: %+v, %v", c, err)
 	}
 }
+
+// TestPidFileMissingDir: as gearmand, a pid file in a missing directory
+// fails the start instead of creating the directory.
+func TestPidFileMissingDir(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "missing", "x.pid")
+	pf, err := lockPidFile(path)
+	if err == nil {
+		pf.Remove()
+		t.Fatal("pid file in a missing directory locked")
+	}
+	if want := "pid file: open " + path + ": no such file or directory"; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if _, err := os.Stat(filepath.Dir(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the directory was created: %v", err)
+	}
+}
