@@ -17,7 +17,6 @@ import (
 
 	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server"
-	"github.com/gworkerd/gworkerd/server/monitor"
 	"github.com/gworkerd/gworkerd/server/store/storeconf"
 )
 
@@ -154,12 +153,11 @@ type Server struct {
 	// (DNS rebinding protection). Default none.
 	HTTPAllowedHosts []string
 	// HTTPMaxStreams bounds the open event streams (/api/v1/events) of
-	// the HTTP endpoint; one more gets 503. Default
-	// monitor.DefaultMaxEventStreams.
+	// the HTTP endpoint; one more gets 503. Default DefaultHTTPMaxStreams.
 	HTTPMaxStreams int
 	// HTTPMetricsFunctions is how many functions, the busiest, get their
 	// own series in /metrics; the others are summed into one series with
-	// function="_other". Default monitor.DefaultMetricsFunctions.
+	// function="_other". Default DefaultHTTPMetricsFunctions.
 	HTTPMetricsFunctions int
 
 	// Warnings are lines for the operator that are not errors: each
@@ -190,6 +188,13 @@ const (
 	// DefaultHTTPListen is where the HTTP endpoint listens by default
 	// for a server on DefaultPort; see DefaultHTTPListenFor for the others.
 	DefaultHTTPListen = "127.0.0.1:4731"
+	// DefaultHTTPMaxStreams is --http-max-streams' default, and
+	// DefaultHTTPMetricsFunctions --http-metrics-functions': the same as
+	// server/monitor's defaults (TestHTTPDefaultsAreMonitors), written
+	// here because importing monitor would link Prometheus into every
+	// program that reads a config, gclient too.
+	DefaultHTTPMaxStreams       = 64
+	DefaultHTTPMetricsFunctions = 100
 	// MaxJobRetries is the largest --job-retries value (gearmand HEAD).
 	MaxJobRetries = 255
 )
@@ -524,10 +529,10 @@ func serverKeys() []key[Server] {
 				c.HTTPAllowedHosts = l
 				return err
 			}},
-		{name: "http_max_streams", kind: kindInt, def: strconv.Itoa(monitor.DefaultMaxEventStreams),
+		{name: "http_max_streams", kind: kindInt, def: strconv.Itoa(DefaultHTTPMaxStreams),
 			usage: "most open event streams (/api/v1/events, one per open dashboard) of the HTTP endpoint (`N`); one more gets 503",
 			set:   intSetter(func(c *Server) *int { return &c.HTTPMaxStreams }, atLeast(1))},
-		{name: "http_metrics_functions", kind: kindInt, def: strconv.Itoa(monitor.DefaultMetricsFunctions),
+		{name: "http_metrics_functions", kind: kindInt, def: strconv.Itoa(DefaultHTTPMetricsFunctions),
 			usage: "how many functions, the busiest (most jobs taken and queued), get their own series in /metrics (`N`); the others are summed as function=\"_other\"",
 			set:   intSetter(func(c *Server) *int { return &c.HTTPMetricsFunctions }, atLeast(1))},
 	}

@@ -50,7 +50,7 @@ func TestLoadServerDefaults(t *testing.T) {
 		Port: 4730, LogFile: "stderr", LogFormat: "text", Verbose: "ERROR",
 		Backlog: 32, JobRetries: -1, MaxPayload: 64 << 20,
 		MaxConnections: -1, PacketTimeout: server.DefaultPacketTimeout, MaxQueueMemory: -1,
-		HTTPMaxStreams: monitor.DefaultMaxEventStreams, HTTPMetricsFunctions: monitor.DefaultMetricsFunctions,
+		HTTPMaxStreams: DefaultHTTPMaxStreams, HTTPMetricsFunctions: DefaultHTTPMetricsFunctions,
 		KeepaliveIdle: -1, KeepaliveInterval: -1, KeepaliveCount: -1,
 		Store: storeconf.Config{QueueType: "embedded", DataDir: "/home/u/.local/state/gserverd", Sync: "always", StoreTimeout: server.DefaultStoreTimeout,
 			LibpqTable: "queue", FleetHeartbeat: time.Second, FleetLease: 10 * time.Second,
@@ -447,4 +447,14 @@ func FuzzLoadServerFile(f *testing.F) {
 			t.Fatalf("error %v is not a config error", err)
 		}
 	})
+}
+
+// TestHTTPDefaultsAreMonitors: the HTTP endpoint's defaults that config
+// writes down (to keep Prometheus out of its importers) are monitor's.
+func TestHTTPDefaultsAreMonitors(t *testing.T) {
+	t.Parallel()
+	if DefaultHTTPMaxStreams != monitor.DefaultMaxEventStreams || DefaultHTTPMetricsFunctions != monitor.DefaultMetricsFunctions {
+		t.Errorf("config's HTTP defaults %d, %d; monitor's %d, %d", DefaultHTTPMaxStreams, DefaultHTTPMetricsFunctions,
+			monitor.DefaultMaxEventStreams, monitor.DefaultMetricsFunctions)
+	}
 }
