@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gworkerd/gworkerd/protocol"
+	"github.com/gworkerd/gworkerd/server"
 	"github.com/gworkerd/gworkerd/server/store/storeconf"
 )
 
@@ -81,7 +82,8 @@ type Server struct {
 	JobHandlePrefix string
 	// AdminShutdown enables the shutdown admin commands (loopback only).
 	AdminShutdown bool
-	// MaxPayload is the largest packet payload accepted. Default 64 MiB.
+	// MaxPayload is the largest packet payload accepted. Default
+	// protocol.DefaultMaxPayload (64 MiB).
 	MaxPayload int64
 	// MaxConnections bounds the open Gearman connections; beyond it a new
 	// connection is closed at once, except for a few more kept for
@@ -91,7 +93,8 @@ type Server struct {
 	MaxConnections int
 	// PacketTimeout bounds how long a connection may take to complete a
 	// packet (or admin line) it has begun; 0 is none. Connections idle
-	// between packets are not affected. Default 30s.
+	// between packets are not affected. Default
+	// server.DefaultPacketTimeout (30s).
 	PacketTimeout time.Duration
 	// MaxQueueMemory bounds the memory of the jobs the server holds
 	// (payload, unique and a fixed overhead each): beyond it a submit
@@ -114,7 +117,7 @@ type Server struct {
 	// (--store-timeout) bounds every call to the job store (connecting at
 	// start, each write and delete, the replay between two jobs); a
 	// background submit whose write misses it gets ERROR QUEUE_ERROR. 0
-	// is none. Default DefaultStoreTimeout.
+	// is none. Default server.DefaultStoreTimeout.
 	Store storeconf.Config
 
 	// SSL makes every connection on the Gearman port speak TLS, as
@@ -173,26 +176,24 @@ func DefaultMemberID(host string, port int) string {
 
 // Defaults of the server configuration.
 const (
-	DefaultPort       = protocol.DefaultPort
-	DefaultMaxPayload = 64 << 20
+	DefaultPort = protocol.DefaultPort
 	// DefaultMaxConnections caps the --max-connections derived from the
 	// open-file limit.
 	DefaultMaxConnections = 100000
 	// ReservedFiles is what the derived --max-connections leaves of the
 	// open-file limit for listeners, the store, logs and the HTTP endpoint.
 	ReservedFiles = 256
-	// DefaultPacketTimeout is --packet-timeout's default.
-	DefaultPacketTimeout = 30 * time.Second
-	// DefaultStoreTimeout is --store-timeout's default.
-	DefaultStoreTimeout = 5 * time.Second
 	// DefaultHTTPPort is the port of -r http (gearmand's --http-port).
 	DefaultHTTPPort = 8080
 	// DefaultHTTPListen is where the HTTP endpoint listens by default
 	// for a server on DefaultPort; see DefaultHTTPListenFor for the others.
 	DefaultHTTPListen = "127.0.0.1:4731"
-	// DefaultHTTPMaxStreams is --http-max-streams' default.
-	DefaultHTTPMaxStreams = 64
-	// DefaultHTTPMetricsFunctions is --http-metrics-functions' default.
+	// DefaultHTTPMaxStreams is --http-max-streams' default, and
+	// DefaultHTTPMetricsFunctions --http-metrics-functions': the same as
+	// server/monitor's defaults (TestHTTPDefaultsAreMonitors), written
+	// here because importing monitor would link Prometheus into every
+	// program that reads a config, gclient too.
+	DefaultHTTPMaxStreams       = 64
 	DefaultHTTPMetricsFunctions = 100
 	// MaxJobRetries is the largest --job-retries value (gearmand HEAD).
 	MaxJobRetries = 255
@@ -355,7 +356,7 @@ func serverKeys() []key[Server] {
 		{name: "log_format", kind: kindString, def: "text",
 			usage: "log `format`: text or json",
 			set:   stringSetter(func(c *Server) *string { return &c.LogFormat }, oneOf("text", "json"))},
-		{name: "verbose", kind: kindString, def: "ERROR",
+		{name: "verbose", kind: kindString, def: server.DefaultVerboseName,
 			usage: "log `level`: FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO or DEBUG; each -v raises it one step (-vvv: INFO)",
 			set:   stringSetter(func(c *Server) *string { return &c.Verbose }, verboseCheck)},
 		{name: "pid_file", short: "P", kind: kindString, path: pathFile,
@@ -404,7 +405,7 @@ func serverKeys() []key[Server] {
 		{name: "admin_shutdown", kind: kindBool, def: "false",
 			usage: "enable the shutdown and shutdown graceful admin commands (loopback connections only)",
 			set:   boolSetter(func(c *Server) *bool { return &c.AdminShutdown })},
-		{name: "max_payload", kind: kindString, def: "64MiB",
+		{name: "max_payload", kind: kindString, def: strconv.Itoa(protocol.DefaultMaxPayload>>20) + "MiB",
 			usage: "largest packet payload accepted (`size`: bytes or K/M/G); larger gets ERROR and the connection is closed",
 			set:   payloadSetter},
 		{name: "max_connections", kind: kindInt, def: "-1",
@@ -413,7 +414,7 @@ func serverKeys() []key[Server] {
 		{name: "max_queue_memory", kind: kindString, def: "auto",
 			usage: "most memory the jobs held may take (`size`: bytes or K/M/G; payload, unique and 256 bytes per job); beyond it a new job's submit gets ERROR QUEUE_ERROR. 0: unlimited; auto: 1/4 of the cgroup memory limit, else of the physical memory",
 			set:   queueMemorySetter},
-		{name: "packet_timeout", kind: kindString, def: DefaultPacketTimeout.String(),
+		{name: "packet_timeout", kind: kindString, def: server.DefaultPacketTimeout.String(),
 			usage: "`duration` (30s, 2m; a bare number is seconds) a connection has to complete a packet or admin line it has begun (or, with --ssl, its TLS handshake), else it is closed; 0: none. Idle connections are not affected",
 			set:   durationSetter(func(c *Server) *time.Duration { return &c.PacketTimeout })},
 		{name: "keepalive", kind: kindBool, def: "false",
@@ -437,7 +438,7 @@ func serverKeys() []key[Server] {
 		{name: "sync", kind: kindString, def: storeconf.DefaultSync,
 			usage: "-q embedded: durability `mode`: always (fsync before JOB_CREATED), interval (written before JOB_CREATED, fsync every 100ms: a machine crash loses the last interval, a gserverd crash nothing) or none (written before JOB_CREATED, never fsynced: a machine crash can lose more); -q libsqlite3: SQLite's synchronous FULL, NORMAL or OFF",
 			set:   stringSetter(func(c *Server) *string { return &c.Store.Sync }, oneOf("always", "interval", "none"))},
-		{name: "store_timeout", kind: kindString, def: DefaultStoreTimeout.String(),
+		{name: "store_timeout", kind: kindString, def: server.DefaultStoreTimeout.String(),
 			usage: "`duration` (5s, 1m; a bare number is seconds) each call to the job store may take (a write, a delete, connecting, the replay between two jobs); a background submit whose write misses it gets ERROR QUEUE_ERROR, never JOB_CREATED; 0: none",
 			set:   durationSetter(func(c *Server) *time.Duration { return &c.Store.StoreTimeout })},
 		{name: "accept_store_damage", kind: kindBool, def: "false",

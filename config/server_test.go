@@ -12,6 +12,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 
+	"github.com/gworkerd/gworkerd/server"
+	"github.com/gworkerd/gworkerd/server/monitor"
 	"github.com/gworkerd/gworkerd/server/store/storeconf"
 )
 
@@ -47,10 +49,10 @@ func TestLoadServerDefaults(t *testing.T) {
 	want := &Server{
 		Port: 4730, LogFile: "stderr", LogFormat: "text", Verbose: "ERROR",
 		Backlog: 32, JobRetries: -1, MaxPayload: 64 << 20,
-		MaxConnections: -1, PacketTimeout: DefaultPacketTimeout, MaxQueueMemory: -1,
+		MaxConnections: -1, PacketTimeout: server.DefaultPacketTimeout, MaxQueueMemory: -1,
 		HTTPMaxStreams: DefaultHTTPMaxStreams, HTTPMetricsFunctions: DefaultHTTPMetricsFunctions,
 		KeepaliveIdle: -1, KeepaliveInterval: -1, KeepaliveCount: -1,
-		Store: storeconf.Config{QueueType: "embedded", DataDir: "/home/u/.local/state/gserverd", Sync: "always", StoreTimeout: DefaultStoreTimeout,
+		Store: storeconf.Config{QueueType: "embedded", DataDir: "/home/u/.local/state/gserverd", Sync: "always", StoreTimeout: server.DefaultStoreTimeout,
 			LibpqTable: "queue", FleetHeartbeat: time.Second, FleetLease: 10 * time.Second,
 			MySQLHost: "localhost", MySQLPort: 3306, MySQLTable: "gearman_queue",
 			RedisServer: "127.0.0.1", RedisPort: 6379, RedisPrefix: "_gear_",
@@ -445,4 +447,14 @@ func FuzzLoadServerFile(f *testing.F) {
 			t.Fatalf("error %v is not a config error", err)
 		}
 	})
+}
+
+// TestHTTPDefaultsAreMonitors: the HTTP endpoint's defaults that config
+// writes down (to keep Prometheus out of its importers) are monitor's.
+func TestHTTPDefaultsAreMonitors(t *testing.T) {
+	t.Parallel()
+	if DefaultHTTPMaxStreams != monitor.DefaultMaxEventStreams || DefaultHTTPMetricsFunctions != monitor.DefaultMetricsFunctions {
+		t.Errorf("config's HTTP defaults %d, %d; monitor's %d, %d", DefaultHTTPMaxStreams, DefaultHTTPMetricsFunctions,
+			monitor.DefaultMaxEventStreams, monitor.DefaultMetricsFunctions)
+	}
 }

@@ -58,21 +58,22 @@ type Options struct {
 	// or Delete that takes longer fails (a background submit then gets
 	// ERROR QUEUE_ERROR, never JOB_CREATED), and the replay in New fails
 	// when the store delivers no job for that long. It also bounds how
-	// long Shutdown and Close wait for the store. Default 5s; negative
-	// for none.
+	// long Shutdown and Close wait for the store. Default
+	// DefaultStoreTimeout (5s); negative for none.
 	StoreTimeout time.Duration
 	// Version is what the `version` admin command reports.
 	// Default: "gserverd-dev".
 	Version string
 	// VerboseName is what the `verbose` admin command reports, e.g. "ERROR".
-	// Default: "ERROR".
+	// Default: DefaultVerboseName ("ERROR").
 	VerboseName string
 	// WriteTimeout bounds how long a write to one connection may block
 	// before that connection is dropped, so a client that never reads
-	// cannot stall others. Default 30s.
+	// cannot stall others. Default DefaultWriteTimeout (30s).
 	WriteTimeout time.Duration
 	// MaxOutBuffer bounds the bytes queued for one connection before it is
-	// dropped as a slow consumer. Default 64 MiB + 1 MiB.
+	// dropped as a slow consumer. Default DefaultMaxOutBuffer (64 MiB +
+	// 1 MiB).
 	MaxOutBuffer int
 	// MaxConnections bounds the open connections: beyond it an accepted
 	// connection is closed at once, except that LoopbackReserve more are
@@ -82,7 +83,7 @@ type Options struct {
 	// PacketTimeout bounds how long a connection may take to complete a
 	// packet or admin line once its first byte arrived; a connection that
 	// misses it is closed. Idle connections between packets are not
-	// affected. Default 30s; negative for none.
+	// affected. Default DefaultPacketTimeout (30s); negative for none.
 	PacketTimeout time.Duration
 	// MaxQueueMemory bounds the memory held by the jobs the server keeps
 	// (queued, waiting for their epoch and running, foreground and
@@ -98,6 +99,15 @@ type Options struct {
 	// Default 0: unlimited.
 	MaxQueueMemory int64
 }
+
+// Defaults of Options (gserverd's flags refer to them).
+const (
+	DefaultStoreTimeout  = 5 * time.Second
+	DefaultWriteTimeout  = 30 * time.Second
+	DefaultPacketTimeout = 30 * time.Second
+	DefaultMaxOutBuffer  = protocol.DefaultMaxPayload + 1<<20
+	DefaultVerboseName   = "ERROR"
+)
 
 // LoopbackReserve is how many connections beyond MaxConnections are
 // accepted from loopback peers.
@@ -131,19 +141,19 @@ func (o Options) WithDefaults() Options {
 		o.Version = "gserverd-dev"
 	}
 	if o.VerboseName == "" {
-		o.VerboseName = "ERROR"
+		o.VerboseName = DefaultVerboseName
 	}
 	if o.WriteTimeout <= 0 {
-		o.WriteTimeout = 30 * time.Second
+		o.WriteTimeout = DefaultWriteTimeout
 	}
 	if o.PacketTimeout == 0 {
-		o.PacketTimeout = 30 * time.Second
+		o.PacketTimeout = DefaultPacketTimeout
 	}
 	if o.StoreTimeout == 0 {
-		o.StoreTimeout = 5 * time.Second
+		o.StoreTimeout = DefaultStoreTimeout
 	}
 	if o.MaxOutBuffer <= 0 {
-		o.MaxOutBuffer = 65 << 20
+		o.MaxOutBuffer = DefaultMaxOutBuffer
 	}
 	return o
 }

@@ -9,13 +9,6 @@ import (
 	"github.com/gworkerd/gworkerd/config"
 )
 
-// usageError marks a bad command line or configuration (exit status 1,
-// as gearmand).
-type usageError struct{ err error }
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
-
 const usageHead = `Usage: gserverd [options]
        gserverd queue export|import [options]   (see gserverd queue --help)
 
@@ -71,14 +64,15 @@ func newFlagSet() *pflag.FlagSet {
 }
 
 // parseCommandLine parses args and loads the configuration from the
-// flags, the environment and the config file.
+// flags, the environment and the config file. Its errors are a bad
+// command line or configuration (exit status 1, as gearmand).
 func parseCommandLine(args []string, lookupEnv func(string) (string, bool), uid int) (*command, error) {
 	fs := newFlagSet()
 	if err := fs.Parse(args); err != nil {
-		return nil, &usageError{fmt.Errorf("%w (see gserverd --help)", err)}
+		return nil, fmt.Errorf("%w (see gserverd --help)", err)
 	}
 	if fs.NArg() > 0 {
-		return nil, &usageError{fmt.Errorf("unexpected argument %q (see gserverd --help)", fs.Arg(0))}
+		return nil, fmt.Errorf("unexpected argument %q (see gserverd --help)", fs.Arg(0))
 	}
 	cmd := &command{fs: fs}
 	cmd.help, _ = fs.GetBool("help")
@@ -89,7 +83,7 @@ func parseCommandLine(args []string, lookupEnv func(string) (string, bool), uid 
 	}
 	cfg, err := config.LoadServer(fs, lookupEnv, uid)
 	if err != nil {
-		return nil, &usageError{err}
+		return nil, err
 	}
 	cmd.cfg = cfg
 	return cmd, nil

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/sysuser"
 	"github.com/gworkerd/gworkerd/internal/testpeer"
 	"github.com/gworkerd/gworkerd/protocol"
 )
@@ -613,7 +613,7 @@ func TestBinaryUserAndLimits(t *testing.T) {
 	if err != nil {
 		t.Skipf("no /proc: %v", err)
 	}
-	nobody, err := lookupUser("nobody", 0, config.Source{})
+	nobody, err := sysuser.Lookup("nobody")
 	if err != nil {
 		t.Skipf("no user nobody: %v", err)
 	}

@@ -17,11 +17,14 @@ type Paths struct {
 	Self string
 	// MountInfo lists its mounts: /proc/self/mountinfo.
 	MountInfo string
+	// Root is where the hierarchies are mounted: /sys/fs/cgroup
+	// (MemoryLimit looks there).
+	Root string
 }
 
 // Host are the paths of the running process.
 func Host() Paths {
-	return Paths{Self: "/proc/self/cgroup", MountInfo: "/proc/self/mountinfo"}
+	return Paths{Self: "/proc/self/cgroup", MountInfo: "/proc/self/mountinfo", Root: "/sys/fs/cgroup"}
 }
 
 // maxProcFile bounds the read of /proc/self/cgroup and

@@ -75,7 +75,6 @@ import (
 
 // Defaults of Options.
 const (
-	defaultMaxPayload  = 64 << 20
 	defaultReadTimeout = time.Minute
 	// maxHead bounds a request line and its headers: gearmand's receive
 	// buffer (GEARMAND_RECV_BUFFER_SIZE).
@@ -115,7 +114,7 @@ func (o Options) withDefaults() Options {
 		o.Version = "dev"
 	}
 	if o.MaxPayload <= 0 {
-		o.MaxPayload = defaultMaxPayload
+		o.MaxPayload = protocol.DefaultMaxPayload
 	}
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = defaultReadTimeout

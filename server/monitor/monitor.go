@@ -59,6 +59,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/internal/httpapi"
+	"github.com/gworkerd/gworkerd/protocol"
 	"github.com/gworkerd/gworkerd/server"
 )
 
@@ -103,7 +104,8 @@ type Options struct {
 	// series in /metrics; the others are summed into function="_other"
 	// (--http-metrics-functions). Default DefaultMetricsFunctions.
 	MetricsFunctions int
-	// MaxPayload bounds a submitted job's body. Default 64 MiB.
+	// MaxPayload bounds a submitted job's body. Default
+	// protocol.DefaultMaxPayload (64 MiB).
 	MaxPayload int64
 }
 
@@ -120,7 +122,7 @@ func (o Options) withDefaults() Options {
 		o.EventInterval = time.Second
 	}
 	if o.MaxPayload <= 0 {
-		o.MaxPayload = 64 << 20
+		o.MaxPayload = protocol.DefaultMaxPayload
 	}
 	if o.MaxEventStreams <= 0 {
 		o.MaxEventStreams = DefaultMaxEventStreams

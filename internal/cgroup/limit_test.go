@@ -1,4 +1,4 @@
-package main
+package cgroup
 
 import (
 	"os"
@@ -6,12 +6,12 @@ import (
 	"testing"
 )
 
-// TestCgroupMemoryLimit reads the memory limit of the process's cgroup
+// TestMemoryLimit reads the memory limit of the process's cgroup
 // from fake /proc/self/cgroup files and cgroup trees: v1, v2, the hybrid
 // layout (v2 mounted at unified without the memory controller), a parent
 // with a smaller limit, no limit, and a container whose cgroup path is
 // not visible in its mount namespace.
-func TestCgroupMemoryLimit(t *testing.T) {
+func TestMemoryLimit(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
@@ -65,38 +65,16 @@ func TestCgroupMemoryLimit(t *testing.T) {
 			if err := os.WriteFile(self, []byte(tt.self), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, ok := cgroupMemoryLimit(cgroupPaths{self: self, root: root})
+			got, ok := MemoryLimit(Paths{Self: self, Root: root})
 			if tt.want == 0 {
 				if ok {
-					t.Fatalf("limit %d from %s, want none", got.bytes, got.source)
+					t.Fatalf("limit %d from %s, want none", got.Bytes, got.File)
 				}
 				return
 			}
-			if !ok || got.bytes != tt.want || got.source != filepath.Join(root, tt.from) {
-				t.Fatalf("limit %d from %q (found %v), want %d from %q", got.bytes, got.source, ok, tt.want, filepath.Join(root, tt.from))
+			if !ok || got.Bytes != tt.want || got.File != filepath.Join(root, tt.from) {
+				t.Fatalf("limit %d from %q (found %v), want %d from %q", got.Bytes, got.File, ok, tt.want, filepath.Join(root, tt.from))
 			}
 		})
-	}
-}
-
-// TestMaxQueueMemoryResolve: --max-queue-memory auto (-1) is a quarter of
-// the memory limit, unlimited without one; explicit values are kept.
-func TestMaxQueueMemoryResolve(t *testing.T) {
-	t.Parallel()
-	lim := memLimit{bytes: 1536 << 20, source: "memory.max"}
-	tests := []struct {
-		flag int64
-		ok   bool
-		want int64
-	}{
-		{-1, true, 384 << 20},
-		{-1, false, 0},
-		{0, true, 0},
-		{1 << 20, true, 1 << 20},
-	}
-	for _, tt := range tests {
-		if got := maxQueueMemory(tt.flag, lim, tt.ok); got != tt.want {
-			t.Errorf("maxQueueMemory(%d, %d, %v) = %d, want %d", tt.flag, lim.bytes, tt.ok, got, tt.want)
-		}
 	}
 }

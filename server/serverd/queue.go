@@ -1,4 +1,4 @@
-package main
+package serverd
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
@@ -32,21 +33,35 @@ store is locked by a running gserverd).
 Options:
 `
 
-// runQueue is `gserverd queue export|import`; it returns the exit status.
-func runQueue(args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {
-	err := queueCommand(context.Background(), args, lookupEnv, stdin, stdout, stderr)
-	if err == nil {
-		return 0
-	}
-	fmt.Fprintf(stderr, "gserverd queue: %v\n", err)
-	var ue *usageError
-	if errors.As(err, &ue) {
-		return 2
-	}
-	return 1
+// QueueOptions are what Queue reads and writes.
+type QueueOptions struct {
+	// LookupEnv reads the GSERVERD_* variables. Default os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// Stdin is read by import without --file. Default: empty.
+	Stdin io.Reader
+	// Stdout receives the help and export without --file. Default:
+	// discarded.
+	Stdout io.Writer
+	// Stderr receives the summary line and warnings. Default os.Stderr.
+	Stderr io.Writer
 }
 
-func queueCommand(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {
+// Queue is `gserverd queue export|import`: args are its command line
+// after "queue". A bad command line is a *UsageError.
+func Queue(ctx context.Context, args []string, opts QueueOptions) error {
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
+	if opts.Stdin == nil {
+		opts.Stdin = strings.NewReader("")
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = io.Discard
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	lookupEnv, stdin, stdout, stderr := opts.LookupEnv, opts.Stdin, opts.Stdout, opts.Stderr
 	fs := pflag.NewFlagSet("gserverd queue", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
@@ -56,7 +71,7 @@ func queueCommand(ctx context.Context, args []string, lookupEnv func(string) (st
 	table := fs.String("table", queuefile.DefaultSQLiteTable, "with --from-gearmand-sqlite: the `table` (gearmand's --libsqlite3-table)")
 	config.ServerFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return &usageError{fmt.Errorf("%w (see gserverd queue --help)", err)}
+		return &UsageError{fmt.Errorf("%w (see gserverd queue --help)", err)}
 	}
 	if *help {
 		fmt.Fprint(stdout, queueUsage)
@@ -64,30 +79,30 @@ func queueCommand(ctx context.Context, args []string, lookupEnv func(string) (st
 		return nil
 	}
 	if fs.NArg() != 1 || (fs.Arg(0) != "export" && fs.Arg(0) != "import") {
-		return &usageError{fmt.Errorf("want export or import, got %q (see gserverd queue --help)", fs.Args())}
+		return &UsageError{fmt.Errorf("want export or import, got %q (see gserverd queue --help)", fs.Args())}
 	}
 	action := fs.Arg(0)
 	if action == "export" && fs.Changed("from-gearmand-sqlite") {
-		return &usageError{errors.New("--from-gearmand-sqlite goes with import")}
+		return &UsageError{errors.New("--from-gearmand-sqlite goes with import")}
 	}
 	if fs.Changed("table") && !fs.Changed("from-gearmand-sqlite") {
-		return &usageError{errors.New("--table goes with --from-gearmand-sqlite")}
+		return &UsageError{errors.New("--table goes with --from-gearmand-sqlite")}
 	}
 	if *fromSQLite != "" && *file != "" {
-		return &usageError{errors.New("give --file or --from-gearmand-sqlite, not both")}
+		return &UsageError{errors.New("give --file or --from-gearmand-sqlite, not both")}
 	}
 	cfg, err := config.LoadServer(fs, lookupEnv, os.Getuid())
 	if err != nil {
-		return &usageError{err}
+		return &UsageError{err}
 	}
 	log := logrus.New()
 	log.SetOutput(stderr)
 	log.SetLevel(logrus.WarnLevel)
 	if cfg.Store.QueueType == "builtin" {
-		return &usageError{errors.New("-q builtin keeps no jobs to export or import; name a store (-q embedded, postgres, mysql, redis or libsqlite3)")}
+		return &UsageError{errors.New("-q builtin keeps no jobs to export or import; name a store (-q embedded, postgres, mysql, redis or libsqlite3)")}
 	}
 	if *fromSQLite != "" && cfg.Store.QueueType == "libsqlite3" && sameFile(*fromSQLite, cfg.Store.SQLiteDB) {
-		return &usageError{errors.New("--from-gearmand-sqlite names the --libsqlite3-db file itself: -q libsqlite3 serves it as it is, there is nothing to import")}
+		return &UsageError{errors.New("--from-gearmand-sqlite names the --libsqlite3-db file itself: -q libsqlite3 serves it as it is, there is nothing to import")}
 	}
 	st, err := openStore(ctx, cfg, "", log)
 	if err != nil {
