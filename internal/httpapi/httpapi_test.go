@@ -3,13 +3,17 @@ package httpapi
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 func TestBearerAuth(t *testing.T) {
@@ -179,4 +183,70 @@ func TestHostCheck(t *testing.T) {
 	if ran != 1 {
 		t.Errorf("handler ran %d times, want once (localhost)", ran)
 	}
+}
+
+// TestServingStop: Stop lets a request in flight finish within the grace
+// period; a stream still open when it ends is closed; Stop returns once
+// Serve has.
+func TestServingStop(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		fmt.Fprint(w, "done")
+	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // an event stream: only Close ends it
+	})
+	serve := func() (*Serving, string) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Serve(&http.Server{Handler: mux}, ln, logrus.New()), "http://" + ln.Addr().String()
+	}
+
+	s, base := serve()
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(base + "/slow")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- string(b)
+	}()
+	<-started
+	stopped := make(chan struct{})
+	go func() { s.Stop(time.Minute); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned with a request in flight")
+	case <-time.After(50 * time.Millisecond): // a window for a wrong Stop to return
+	}
+	close(release)
+	if g := <-got; g != "done" {
+		t.Errorf("request in flight during Stop got %q, want done", g)
+	}
+	<-stopped
+
+	s, base = serve()
+	resp, err := http.Get(base + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s.Stop(10 * time.Millisecond) // returns only once the stream is closed and Serve returned
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Error("the stream ended cleanly; want it cut by Close")
+	}
+	var none *Serving
+	none.Stop(time.Second)
 }

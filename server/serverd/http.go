@@ -5,20 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/httpapi"
 	"github.com/gworkerd/gworkerd/internal/version"
 	"github.com/gworkerd/gworkerd/server/monitor"
 )
 
 // httpEndpoint is the running HTTP endpoint (server/monitor) of gserverd.
 type httpEndpoint struct {
-	mon  *monitor.Monitor
-	done chan struct{} // closed when Serve returned
+	mon *monitor.Monitor
+	run *httpapi.Serving
 }
 
 // startHTTP binds --http-listen and serves the monitor at once (/healthz
@@ -41,28 +41,18 @@ func startHTTP(ctx context.Context, cfg *config.Server, log logrus.FieldLogger) 
 		}
 		return nil, fmt.Errorf("%s: %w", cfg.Source("http_listen"), err)
 	}
-	e := &httpEndpoint{
-		mon: monitor.New(monitor.Options{
-			Logger:       log.WithField("component", "http"),
-			Token:        cfg.HTTPToken,
-			Listen:       cfg.HTTPListen,
-			AllowedHosts: cfg.HTTPAllowedHosts,
-			Version:      version.String(),
-			MaxPayload:   cfg.MaxPayload,
+	mon := monitor.New(monitor.Options{
+		Logger:       log.WithField("component", "http"),
+		Token:        cfg.HTTPToken,
+		Listen:       cfg.HTTPListen,
+		AllowedHosts: cfg.HTTPAllowedHosts,
+		Version:      version.String(),
+		MaxPayload:   cfg.MaxPayload,
 
-			MaxEventStreams:  cfg.HTTPMaxStreams,
-			MetricsFunctions: cfg.HTTPMetricsFunctions,
-		}),
-		done: make(chan struct{}),
-	}
-	go func() {
-		defer close(e.done)
-		if err := e.mon.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.WithError(err).Error("HTTP endpoint stopped")
-		}
-	}()
-	log.WithField("addr", ln.Addr().String()).Info("HTTP endpoint listening")
-	return e, nil
+		MaxEventStreams:  cfg.HTTPMaxStreams,
+		MetricsFunctions: cfg.HTTPMetricsFunctions,
+	})
+	return &httpEndpoint{mon: mon, run: httpapi.Serve(mon, ln, log)}, nil
 }
 
 // attach marks the endpoint ready with the server's figures.
@@ -74,12 +64,7 @@ func (e *httpEndpoint) attach(src monitor.Source) {
 
 // stop shuts the endpoint down within termGrace, then closes it.
 func (e *httpEndpoint) stop() {
-	if e == nil {
-		return
+	if e != nil {
+		e.run.Stop(termGrace)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), termGrace)
-	defer cancel()
-	_ = e.mon.Shutdown(ctx)
-	_ = e.mon.Close()
-	<-e.done
 }

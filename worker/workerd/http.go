@@ -1,26 +1,24 @@
 package workerd
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/gworkerd/gworkerd/config"
+	"github.com/gworkerd/gworkerd/internal/httpapi"
 	"github.com/gworkerd/gworkerd/worker/supervise/monitor"
 )
 
 // httpEndpoint is gworkerd's running HTTP endpoint.
 type httpEndpoint struct {
-	mon  *monitor.Monitor
-	done chan struct{} // closed when Serve returned
+	run *httpapi.Serving
 }
 
 // startHTTP binds http_listen and serves the monitor of sup. It returns
@@ -39,31 +37,16 @@ func startHTTP(cfg *config.Worker, sup monitor.Supervisor, log logrus.FieldLogge
 		}
 		return nil, fmt.Errorf("http_listen: %w", err)
 	}
-	e := &httpEndpoint{
-		mon: monitor.New(sup, monitor.Options{Logger: log.WithField("component", "http"), Token: cfg.HTTPToken,
-			Listen: cfg.HTTPListen, AllowedHosts: cfg.HTTPAllowedHosts}),
-		done: make(chan struct{}),
-	}
-	go func() {
-		defer close(e.done)
-		if err := e.mon.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.WithError(err).Error("HTTP endpoint stopped")
-		}
-	}()
-	log.WithField("addr", ln.Addr().String()).Info("HTTP endpoint listening")
-	return e, nil
+	mon := monitor.New(sup, monitor.Options{Logger: log.WithField("component", "http"), Token: cfg.HTTPToken,
+		Listen: cfg.HTTPListen, AllowedHosts: cfg.HTTPAllowedHosts})
+	return &httpEndpoint{run: httpapi.Serve(mon, ln, log)}, nil
 }
 
 // stop shuts the endpoint down within two seconds, then closes it.
 func (e *httpEndpoint) stop() {
-	if e == nil {
-		return
+	if e != nil {
+		e.run.Stop(2 * time.Second)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = e.mon.Shutdown(ctx)
-	_ = e.mon.Close()
-	<-e.done
 }
 
 // tokenTag names a token in messages without showing it.
