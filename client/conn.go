@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -87,6 +88,14 @@ func (c *conn) enqueue(pkt []byte, p *pending) error {
 		return nil
 	}
 	c.writing = true
+	// Let the goroutines ready to run (typically those the reader just
+	// woke with their replies) add their requests first, so that one
+	// write carries them all: without it a write rarely carried more
+	// than its own request (issue 14: gbench 7a, 256 goroutines on one
+	// Client, 116k -> 171k submits/s on a quiet machine).
+	c.mu.Unlock()
+	runtime.Gosched()
+	c.mu.Lock()
 	for len(c.wbuf) > 0 && c.err == nil {
 		buf := c.wbuf
 		c.wbuf = c.spare[:0]
