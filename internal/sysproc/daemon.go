@@ -74,7 +74,7 @@ func (d *Daemon) Start(ctx context.Context) (int, error) {
 	defer wg.Wait()
 	defer ln.Close() // ends the accept goroutine
 
-	child, err := d.context(append(os.Environ(), readyEnv+"="+name)).Reborn()
+	child, err := d.context(append(daemonEnv(os.Environ()), readyEnv+"="+name)).Reborn()
 	if err != nil {
 		if errors.Is(err, daemon.ErrWouldBlock) {
 			return 0, lockError(d.PidFile, err)
@@ -118,10 +118,34 @@ func (d *Daemon) Start(ctx context.Context) (int, error) {
 			}
 		case <-time.After(time.Second):
 		}
-		return child.Pid, fmt.Errorf("%s (pid %d) exited during start-up: %v", d.Name, child.Pid, err)
+		return child.Pid, &ExitedError{Name: d.Name, Pid: child.Pid, Err: err}
 	case <-ctx.Done():
 		return child.Pid, fmt.Errorf("%s (pid %d) did not report its start: %w", d.Name, child.Pid, ctx.Err())
 	}
+}
+
+// ExitedError says that the daemon exited during its start without
+// reporting why; its log may say.
+type ExitedError struct {
+	Name string
+	Pid  int
+	Err  error // how it exited
+}
+
+func (e *ExitedError) Error() string {
+	return fmt.Sprintf("%s (pid %d) exited during start-up: %v", e.Name, e.Pid, e.Err)
+}
+
+// daemonEnv is env without the variables of a detached start (a stale
+// one would be taken for the new daemon's).
+func daemonEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, readyEnv+"=") && !strings.HasPrefix(kv, daemon.MARK_NAME+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // readyMessage turns the daemon's report into the start's result.
@@ -139,19 +163,24 @@ func readyMessage(pid int, m string) error {
 // Child is the re-executed daemon's side of a detached start.
 type Child struct {
 	dctx  *daemon.Context
-	ready string // the starter's socket; "" once reported
+	ready string // the starter's socket
+	once  sync.Once
 }
 
 // Child completes the start in the re-executed process: go-daemon writes
-// our pid into the pid file it inherited locked. The readiness variable
-// is removed from the environment, so the daemon's own children do not
-// see it. Call Ready once serving (or with the error that ended the
+// our pid into the pid file it inherited locked. The variables of the
+// start (go-daemon's mark and the readiness socket) are then removed from
+// this process's environment, so that the daemon's own children (a job
+// that runs `gserverd -d`) do not take themselves for a re-executed
+// daemon. Call Ready once serving (or with the error that ended the
 // start), and Release at exit. If Child fails, it reports the error.
 func (d *Daemon) Child(lookupEnv func(string) (string, bool)) (*Child, error) {
 	c := &Child{dctx: d.context(nil)}
 	c.ready, _ = lookupEnv(readyEnv)
+	_, err := c.dctx.Reborn()
 	os.Unsetenv(readyEnv)
-	if _, err := c.dctx.Reborn(); err != nil {
+	os.Unsetenv(daemon.MARK_NAME)
+	if err != nil {
 		err = fmt.Errorf("daemon: %w", err)
 		c.Ready(err)
 		return nil, err
@@ -160,13 +189,20 @@ func (d *Daemon) Child(lookupEnv func(string) (string, bool)) (*Child, error) {
 }
 
 // Ready tells the starter how the start went (nil: serving). Only the
-// first call says anything; later ones and a nil Child do nothing.
+// first call says anything; later ones and a nil Child do nothing. It
+// may be called from any goroutine.
 func (c *Child) Ready(startErr error) {
-	if c == nil || c.ready == "" {
+	if c == nil {
 		return
 	}
+	c.once.Do(func() { c.report(startErr) })
+}
+
+func (c *Child) report(startErr error) {
 	name := c.ready
-	c.ready = ""
+	if name == "" {
+		return
+	}
 	conn, err := net.DialTimeout("unix", name, 5*time.Second)
 	if err != nil {
 		return

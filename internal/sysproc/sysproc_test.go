@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	daemon "github.com/sevlyar/go-daemon"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,9 +34,11 @@ func daemonHelper(mode string) int {
 		return 1
 	}
 	defer c.Release()
-	if _, ok := os.LookupEnv(readyEnv); ok {
-		c.Ready(errors.New("readiness variable still set in the daemon"))
-		return 1
+	for _, v := range []string{readyEnv, daemon.MARK_NAME} {
+		if _, ok := os.LookupEnv(v); ok {
+			c.Ready(fmt.Errorf("%s still set in the daemon: its children would take it for theirs", v))
+			return 1
+		}
 	}
 	switch mode {
 	case "ok":
@@ -243,7 +246,7 @@ func TestDaemonStart(t *testing.T) {
 	}{
 		{"ok", ""},
 		{"fail", "cannot bind 127.0.0.1:1 second line"},
-		{"exit", "exited during start-up: exit status 3"},
+		{"exit", "sysproctest (pid "},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			pidFile := filepath.Join(dir, tc.mode+".pid")
@@ -256,6 +259,10 @@ func TestDaemonStart(t *testing.T) {
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Start: %v, want an error containing %q", err, tc.wantErr)
+				}
+				var exited *ExitedError
+				if got := errors.As(err, &exited); got != (tc.mode == "exit") {
+					t.Errorf("Start: %v is an ExitedError: %v, want %v", err, got, tc.mode == "exit")
 				}
 				return
 			}

@@ -112,6 +112,12 @@ func Start(ctx context.Context, o StartOptions) error {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("gworkerd (pid %d) did not report its start within %v; see the log (%s)", pid, startTimeout, orStderr(cfg.LogFile))
 		}
+		var exited *sysproc.ExitedError
+		if errors.As(err, &exited) {
+			// It failed before it could report (a config it could not
+			// load, a panic): its log says why.
+			return fmt.Errorf("%w; see the log (%s)", err, orStderr(cfg.LogFile))
+		}
 		return err
 	}
 	fmt.Fprintf(o.Stdout, "gworkerd started (pid %d)\n", pid)
