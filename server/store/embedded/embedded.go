@@ -403,11 +403,9 @@ func (s *Store) pebbleOptions(readOnly bool) *pebble.Options {
 	popts.Cache = pebble.NewCache(2*memTableSize + blockCacheSize)
 	// A lookup of a job's key that is not stored (an Add of a new unique)
 	// is answered by a table's bloom filter, not its index and data blocks.
-	popts.Levels = make([]pebble.LevelOptions, 7)
-	for i := range popts.Levels {
-		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-		popts.Levels[i].FilterType = pebble.TableFilter
-	}
+	// One entry: pebble extends it to the other levels, doubling the
+	// table size at each (seven entries would each keep 2 MiB).
+	popts.Levels = []pebble.LevelOptions{{FilterPolicy: bloom.FilterPolicy(10), FilterType: pebble.TableFilter}}
 	return popts
 }
 
@@ -422,6 +420,10 @@ const blockCacheSize = 32 << 20
 // openPebble is pebble.Open; a panic in it (pebble panics on some I/O
 // errors, and Logger.Fatalf panics) becomes an error.
 func openPebble(dir string, popts *pebble.Options) (db *pebble.DB, err error) {
+	if popts.Cache != nil {
+		// The database takes its own reference to the cache.
+		defer popts.Cache.Unref()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = panicError(p)
