@@ -63,7 +63,11 @@ func IsChild(lookupEnv func(string) (string, bool)) bool {
 // Start runs in the starting process: it starts the daemon and waits
 // until the daemon reports that it serves (nil), reports an error, exits
 // or ctx ends. It returns the daemon's pid. A pid file locked by a
-// running process is a *RunningError.
+// running process is a *RunningError; a daemon that exits without a
+// report is an *ExitedError.
+//
+// Start is for a starter that exits after it: a goroutine waiting for the
+// daemon's exit stays until the daemon exits or the starter does.
 func (d *Daemon) Start(ctx context.Context) (int, error) {
 	name := fmt.Sprintf("@%s-ready-%d-%d", d.Name, os.Getpid(), time.Now().UnixNano())
 	ln, err := net.Listen("unix", name)
@@ -122,18 +126,6 @@ func (d *Daemon) Start(ctx context.Context) (int, error) {
 	case <-ctx.Done():
 		return child.Pid, fmt.Errorf("%s (pid %d) did not report its start: %w", d.Name, child.Pid, ctx.Err())
 	}
-}
-
-// ExitedError says that the daemon exited during its start without
-// reporting why; its log may say.
-type ExitedError struct {
-	Name string
-	Pid  int
-	Err  error // how it exited
-}
-
-func (e *ExitedError) Error() string {
-	return fmt.Sprintf("%s (pid %d) exited during start-up: %v", e.Name, e.Pid, e.Err)
 }
 
 // daemonEnv is env without the variables of a detached start (a stale

@@ -59,19 +59,6 @@ func (p *PidFile) Remove() error {
 	return p.lf.Remove()
 }
 
-// RunningError says that the pid file is locked by a running process.
-type RunningError struct {
-	File string
-	Pid  int // from the file's text; 0 when it could not be read
-}
-
-func (e *RunningError) Error() string {
-	if e.Pid > 0 {
-		return fmt.Sprintf("pid file %s is locked by running process %d", e.File, e.Pid)
-	}
-	return fmt.Sprintf("pid file %s is locked by another process", e.File)
-}
-
 // lockError explains a failed lock of the pid file at path.
 func lockError(path string, err error) error {
 	if !errors.Is(err, daemon.ErrWouldBlock) {
@@ -79,18 +66,6 @@ func lockError(path string, err error) error {
 	}
 	pid, _ := daemon.ReadPidFile(path)
 	return &RunningError{File: path, Pid: max(pid, 0)}
-}
-
-// NotHolderError says that the pid file is locked, but neither the
-// process on the control socket nor the one the file names holds the
-// lock: nothing should be signalled.
-type NotHolderError struct {
-	File    string
-	TextPid int
-}
-
-func (e *NotHolderError) Error() string {
-	return fmt.Sprintf("pid file %s is locked, but neither the process on the control socket nor pid %d (the file's text) holds its lock: not signalling anything", e.File, e.TextPid)
 }
 
 // LockHolder returns the pid of the process that holds the lock of

@@ -183,24 +183,34 @@ func Call(ctx context.Context, path string, req Request) (Response, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		return Response{}, fmt.Errorf("supervise: control socket: %w", err)
+		return Response{}, &SocketError{Err: err}
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return Response{}, fmt.Errorf("supervise: control socket: %w", err)
+		return Response{}, &SocketError{Err: err}
 	}
 	var resp Response
 	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&resp); err != nil {
-		return Response{}, fmt.Errorf("supervise: control socket: %w", err)
+		return Response{}, &SocketError{Err: err}
 	}
 	if !resp.OK {
 		return resp, &RemoteError{Cmd: req.Cmd, Msg: strings.TrimPrefix(resp.Error, "supervise: ")}
 	}
 	return resp, nil
 }
+
+// SocketError is a failure to reach the control socket or to exchange a
+// request on it (no answer came): the daemon may not have seen the
+// request.
+type SocketError struct {
+	Err error
+}
+
+func (e *SocketError) Error() string { return "supervise: control socket: " + e.Err.Error() }
+func (e *SocketError) Unwrap() error { return e.Err }
 
 // RemoteError is a command the daemon answered with an error.
 type RemoteError struct {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -165,20 +164,6 @@ func loadChecked(in config.Inputs) (*config.Worker, resolved, error) {
 	return cfg, res, nil
 }
 
-// NotRunningError says that the daemon does not run, and how that was
-// seen.
-type NotRunningError struct {
-	PidFile string
-	NoFile  bool // no pid file; else the file is not locked
-}
-
-func (e *NotRunningError) Error() string {
-	if e.NoFile {
-		return fmt.Sprintf("gworkerd is not running (no pid file at %s)", e.PidFile)
-	}
-	return fmt.Sprintf("gworkerd is not running (pid file %s is not locked)", e.PidFile)
-}
-
 func notRunning(pidFile string) *NotRunningError {
 	_, err := os.Stat(pidFile)
 	return &NotRunningError{PidFile: pidFile, NoFile: err != nil}
@@ -262,8 +247,9 @@ func Reload(ctx context.Context, in config.Inputs, stdout, stderr io.Writer) err
 		if errors.As(err, &re) { // the daemon's answer: the config was refused
 			return fmt.Errorf("%s: %s", re.Cmd, re.Msg)
 		}
+		var se *supervise.SocketError
 		var ne interface{ Timeout() bool }
-		if strings.Contains(err.Error(), "control socket") && !errors.As(err, &ne) {
+		if errors.As(err, &se) && !errors.As(err, &ne) {
 			if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 				return err
 			}

@@ -16,4 +16,8 @@
 //
 // Stop, Reload, Control and Check are the operator's commands; Import
 // converts another worker manager's configuration.
+//
+// workerd is the application layer of gworkerd, not part of the worker
+// library: it wires worker, worker/supervise and jobs together (jobs
+// builds on worker; nothing in worker, supervise or jobs imports workerd).
 package workerd
