@@ -570,11 +570,11 @@ func rawChecks() []check {
 			if el := time.Since(start); el < 900*time.Millisecond {
 				t.Fatalf("requeued after %v: timeout 200 ms must be raised to 1000 ms", el)
 			}
-			// A NOOP is a hint. gearmand 1.1.20 can wake the sleeper
-			// on the requeue just before the job is back in the queue,
-			// and the GRAB_JOB then meets NO_JOB (seen once in CI on a
-			// quiet machine, gearmand only). A worker sleeps again, as
-			// libgearman's does, and is woken once the job is there.
+			// A NOOP is a hint. gearmand 1.1.20 once answered the
+			// GRAB_JOB that followed the requeue's NOOP with NO_JOB (in
+			// CI, on a quiet machine; why is not known: the requeue and
+			// the wake-up may be done apart). A worker then sleeps again,
+			// as libgearman's does, and must get the job.
 			for try := 0; ; try++ {
 				w2.send(protocol.GrabJob)
 				if p := w2.readPacket(); p.typ != protocol.NoJob || try == 3 {
