@@ -570,21 +570,19 @@ func rawChecks() []check {
 			if el := time.Since(start); el < 900*time.Millisecond {
 				t.Fatalf("requeued after %v: timeout 200 ms must be raised to 1000 ms", el)
 			}
-			// A NOOP is a hint. gearmand 1.1.20 once answered the
-			// GRAB_JOB that followed the requeue's NOOP with NO_JOB (in
-			// CI, on a quiet machine; why is not known: the requeue and
-			// the wake-up may be done apart). A worker then sleeps again,
-			// as libgearman's does, and must get the job.
-			for try := 0; ; try++ {
-				w2.send(protocol.GrabJob)
-				if p := w2.readPacket(); p.typ != protocol.NoJob || try == 3 {
-					if p.typ != protocol.JobAssign || strings.Join(p.args, "\x00") != strings.Join([]string{h, fn, "x"}, "\x00") {
-						t.Fatalf("got %v (raw %q) after %d NO_JOB, want JOB_ASSIGN %q", p, p.raw, try, []string{h, fn, "x"})
-					}
-					break
-				}
-				w2.send(protocol.PreSleep)
-				w2.expect(protocol.Noop)
+			w2.send(protocol.GrabJob)
+			if p := w2.readPacket(); p.typ == protocol.NoJob && !e.tg.gserverd() {
+				// gearmand 1.1.20, under load, answers the GRAB_JOB that
+				// follows the requeue's NOOP with NO_JOB now and then, and
+				// a worker that sleeps again is not woken within 10 s, as if
+				// the job had left its queue. Likely the race of its timeout
+				// handler (_server_job_timeout, gearman/gearmand#301). What
+				// gearmand does reliably is checked above; gserverd must
+				// hand the job over and answer the late result.
+				t.Logf("gearmand answered NO_JOB after the requeue's NOOP (its CAN_DO_TIMEOUT race); the rest is checked on gserverd")
+				return
+			} else if p.typ != protocol.JobAssign || strings.Join(p.args, "\x00") != strings.Join([]string{h, fn, "x"}, "\x00") {
+				t.Fatalf("got %v (raw %q), want JOB_ASSIGN %q", p, p.raw, []string{h, fn, "x"})
 			}
 			w.send(protocol.WorkComplete, h, "late")
 			w.expectError(protocol.CodeJobNotFound, protocol.TextWorkResultNotFound)
