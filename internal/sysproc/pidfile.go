@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -27,14 +26,12 @@ type PidFile struct {
 	lf *daemon.LockFile
 }
 
-// LockPidFile creates path (and its directory), locks it and writes our
-// pid. If another process holds the lock, the error is a *RunningError
-// naming it. (daemon.CreatePidFile is not used: it removes the file of
-// the running daemon when the lock fails.)
+// LockPidFile creates path, locks it and writes our pid. Its directory
+// must exist (gearmand refuses a pid file in a missing directory; a caller
+// that wants it made makes it). If another process holds the lock, the
+// error is a *RunningError naming it. (daemon.CreatePidFile is not used:
+// it removes the file of the running daemon when the lock fails.)
 func LockPidFile(path string) (*PidFile, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("pid file: %w", err)
-	}
 	lf, err := daemon.OpenLockFile(path, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("pid file: %w", err)

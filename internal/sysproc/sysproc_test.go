@@ -57,7 +57,11 @@ func daemonHelper(mode string) int {
 
 func TestLockPidFile(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "run", "d.pid")
+	dir := t.TempDir()
+	if _, err := LockPidFile(filepath.Join(dir, "missing", "d.pid")); err == nil {
+		t.Error("a pid file in a missing directory was created; gearmand refuses it")
+	}
+	path := filepath.Join(dir, "d.pid")
 	pf, err := LockPidFile(path)
 	if err != nil {
 		t.Fatal(err)

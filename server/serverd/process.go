@@ -48,16 +48,9 @@ func StartDaemon(ctx context.Context, cfg *config.Server) error {
 	return pidError(err)
 }
 
-// lockPidFile locks the pid file of a foreground gserverd. As gearmand,
-// a pid file in a missing directory is an error (sysproc.LockPidFile
-// would create the directory): the file is opened as go-daemon opens it
-// first, which neither truncates it nor disturbs a running holder.
+// lockPidFile locks the pid file of a foreground gserverd. As in
+// gearmand, a pid file in a missing directory is an error.
 func lockPidFile(path string) (*sysproc.PidFile, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("pid file: %w", err)
-	}
-	f.Close()
 	pf, err := sysproc.LockPidFile(path)
 	return pf, pidError(err)
 }
