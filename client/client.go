@@ -481,6 +481,9 @@ func (c *Client) SubmitBackgroundBatch(ctx context.Context, reqs []Request) []Su
 		p  *pending
 	}
 	fl := make([]inflight, len(reqs))
+	// The requests are held on their connections and written once each
+	// connection has all of its share.
+	var held []*conn
 	for i, r := range reqs {
 		pkt, unique, err := buildSubmit(r.Function, r.Payload, true, r.Options)
 		if err != nil {
@@ -492,11 +495,18 @@ func (c *Client) SubmitBackgroundBatch(ctx context.Context, reqs []Request) []Su
 			if err != nil {
 				continue
 			}
-			if p, err := cn.request(pkt, protocol.JobCreated, nil); err == nil {
+			p := newPending(protocol.JobCreated, nil)
+			if err := cn.hold(pkt, p); err == nil {
+				if !slices.Contains(held, cn) {
+					held = append(held, cn)
+				}
 				fl[i] = inflight{cn, p}
 				break
 			}
 		}
+	}
+	for _, cn := range held {
+		cn.flush()
 	}
 	for i, f := range fl {
 		if out[i].Err != nil {

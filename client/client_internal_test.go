@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -382,5 +383,71 @@ func TestScriptedReplies(t *testing.T) {
 				t.Errorf("output %q, want %q", r.Output(), tt.wantResult)
 			}
 		})
+	}
+}
+
+// countingConn counts the writes made on a connection.
+type countingConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes int
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.writes++
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *countingConn) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writes
+}
+
+// TestHeldRequestsOneWrite: requests held on a connection are written by
+// flush in one write, in the order they were held (SubmitBackgroundBatch);
+// enqueue writes at once.
+func TestHeldRequestsOneWrite(t *testing.T) {
+	t.Parallel()
+	ours, theirs := net.Pipe()
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(theirs)
+		got <- b
+	}()
+	cc := &countingConn{Conn: ours}
+	cfg := defaultConfig()
+	var readers sync.WaitGroup
+	readers.Add(1)
+	cn := newConn("pipe", cc, &cfg, &readers)
+	var want []byte
+	for i := range 50 {
+		pkt := res(protocol.SubmitJobBg, "f", "", strconv.Itoa(i))
+		want = append(want, pkt...)
+		if err := cn.hold(pkt, newPending(protocol.JobCreated, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cc.count(); n != 0 {
+		t.Fatalf("%d writes before flush, want 0", n)
+	}
+	cn.flush()
+	if n := cc.count(); n != 1 {
+		t.Errorf("flush of 50 held requests made %d writes, want 1", n)
+	}
+	last := res(protocol.EchoReq, "x")
+	want = append(want, last...)
+	if err := cn.enqueue(last, newPending(protocol.EchoRes, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if n := cc.count(); n != 2 {
+		t.Errorf("enqueue made %d writes in all, want 2", n)
+	}
+	cn.fail(ErrClosed)
+	readers.Wait()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Errorf("the wire carried %d bytes, not the %d held and enqueued, in order", len(b), len(want))
 	}
 }

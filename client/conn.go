@@ -74,18 +74,48 @@ func newConn(addr string, nc net.Conn, cfg *config, readers *sync.WaitGroup) *co
 // idle (group commit): pipelining without a writer goroutine.
 func (c *conn) enqueue(pkt []byte, p *pending) error {
 	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
+	if err := c.appendLocked(pkt, p); err != nil {
 		c.mu.Unlock()
 		return err
+	}
+	c.writeLocked()
+	return nil
+}
+
+// hold queues pkt and p as enqueue does, without writing: the caller
+// calls flush after its last one (SubmitBackgroundBatch: one write for a
+// batch instead of one a job).
+func (c *conn) hold(pkt []byte, p *pending) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.appendLocked(pkt, p)
+}
+
+// flush writes what is queued, unless another caller is writing it.
+func (c *conn) flush() {
+	c.mu.Lock()
+	c.writeLocked()
+}
+
+// appendLocked queues pkt and p; c.mu is held.
+func (c *conn) appendLocked(pkt []byte, p *pending) error {
+	if c.err != nil {
+		return c.err
 	}
 	if p != nil {
 		c.pending = append(c.pending, p)
 	}
 	c.wbuf = append(c.wbuf, pkt...)
-	if c.writing {
+	return nil
+}
+
+// writeLocked writes the queued packets until none is left, unless
+// someone is writing already. Called with c.mu held; returns with it
+// released.
+func (c *conn) writeLocked() {
+	if c.writing || len(c.wbuf) == 0 {
 		c.mu.Unlock()
-		return nil
+		return
 	}
 	c.writing = true
 	// Let the goroutines ready to run (typically those the reader just
@@ -109,12 +139,11 @@ func (c *conn) enqueue(pkt []byte, p *pending) error {
 			c.writing = false
 			c.mu.Unlock()
 			c.fail(fmt.Errorf("%w: write: %w", ErrConnLost, err))
-			return nil // the pending (if any) receives the error
+			return // the pendings receive the error
 		}
 	}
 	c.writing = false
 	c.mu.Unlock()
-	return nil
 }
 
 // maxSpare bounds the write buffer a connection keeps for reuse, so one
@@ -253,9 +282,13 @@ func (c *conn) handle(p *protocol.Packet) error {
 
 // request writes pkt and returns the pending that will receive its reply.
 func (c *conn) request(pkt []byte, want protocol.Type, j *Job) (*pending, error) {
-	p := &pending{want: want, ch: make(chan reply, 1), job: j}
+	p := newPending(want, j)
 	if err := c.enqueue(pkt, p); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+func newPending(want protocol.Type, j *Job) *pending {
+	return &pending{want: want, ch: make(chan reply, 1), job: j}
 }
